@@ -1,0 +1,393 @@
+"""The multinomial logistic loss: objective, gradient and Hessian-vector product.
+
+Pure array math. This module knows nothing of scikit-learn estimators or of
+``scipy.optimize``; the solvers and the estimator are built on top of it.
+
+Notation
+--------
+``n`` samples, ``d`` features, ``K`` classes. ``X`` is (n, d), dense or scipy
+sparse CSR/CSC. ``coef`` W is (K, d), one row per class (symmetric
+parametrisation: every class has a weight vector), ``intercept`` b is (K,).
+``y`` holds class indices ``0..K-1`` and Y is its (n, K) one-hot matrix.
+``s`` is the (n,) vector of sample weights (already multiplied by any class
+weights).
+
+.. math::
+
+    Z &= X W^\\top + \\mathbf{1} b^\\top                  \\qquad (n, K)\\ \\text{raw prediction} \\\\
+    P &= \\operatorname{softmax}(Z) \\text{ row-wise}      \\qquad P_{ik} = e^{Z_{ik}} / \\textstyle\\sum_j e^{Z_{ij}} \\\\
+    F(W, b) &= C \\sum_i s_i \\, (-\\log P_{i, y_i}) + \\tfrac12 \\lVert W \\rVert_F^2 \\\\
+    \\nabla_W F &= C \\, (P - Y)^\\top \\operatorname{diag}(s) X + W \\qquad
+    \\nabla_b F = C \\, (P - Y)^\\top s
+
+The intercept is not penalised. ``C = inf`` means no penalty: the objective
+is then the weighted negative log-likelihood ``sum_i s_i (-log P[i, y_i])``.
+
+The Hessian, taken per sample with respect to the logits ``z_i``, is
+``C s_i (diag(p_i) - p_i p_i^T)`` (the softmax Jacobian). Its product with a
+direction ``(V, c)`` of the same shapes as ``(W, b)`` is
+
+.. math::
+
+    U &= X V^\\top + \\mathbf{1} c^\\top \\\\
+    R &= C \\operatorname{diag}(s) \\bigl(P \\odot U - P \\odot
+         (\\operatorname{rowsum}(P \\odot U) \\mathbf{1}^\\top)\\bigr) \\\\
+    (H \\cdot V)_W &= R^\\top X + V \\qquad (H \\cdot V)_b = R^\\top \\mathbf{1}
+
+Numerics: the row maximum is subtracted from Z before any ``exp`` and
+``-log P[i, y_i]`` is computed as ``logsumexp(z_i) - z_{i, y_i}`` (the
+log-softmax), so neither overflows nor loses precision when probabilities
+underflow. Sparse X is never densified. The matrix products run in X's dtype
+(float32 stays float32); the n x K element-wise work and the loss sum are
+done in float64, which costs little (K is small next to d) and keeps the
+objective smooth enough for line searches down to float64 tolerances.
+
+Loss and gradient are sums over rows of X: a row block's contribution can be
+computed independently and added, which is what every later layer reuses.
+"""
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["loss_gradient", "log_softmax", "softmax", "MultinomialLoss"]
+
+
+def log_softmax(raw_prediction):
+    """Row-wise log-softmax, computed without overflow or underflow.
+
+    Parameters
+    ----------
+    raw_prediction : ndarray of shape (n_samples, n_classes)
+        The logits Z.
+
+    Returns
+    -------
+    log_proba : ndarray of shape (n_samples, n_classes)
+        ``Z - logsumexp(Z, axis=1)``, in float64 unless Z is float32.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmultilogit import log_softmax
+    >>> log_softmax(np.array([[0.0, 1000.0]])).round(3)
+    array([[-1000.,     0.]])
+    """
+    raw_prediction = np.asarray(raw_prediction)
+    if raw_prediction.dtype not in (np.float32, np.float64):
+        raw_prediction = raw_prediction.astype(np.float64)
+    shifted = raw_prediction - raw_prediction.max(axis=1, keepdims=True)
+    shifted -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return shifted
+
+
+def softmax(raw_prediction):
+    """Row-wise softmax, ``exp(z_ik) / sum_j exp(z_ij)``, without overflow.
+
+    Parameters
+    ----------
+    raw_prediction : ndarray of shape (n_samples, n_classes)
+        The logits Z.
+
+    Returns
+    -------
+    proba : ndarray of shape (n_samples, n_classes)
+        Rows are non-negative and sum to one.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmultilogit import softmax
+    >>> softmax(np.array([[0.0, np.log(3.0)]]))
+    array([[0.25, 0.75]])
+    """
+    raw_prediction = np.asarray(raw_prediction)
+    if raw_prediction.dtype not in (np.float32, np.float64):
+        raw_prediction = raw_prediction.astype(np.float64)
+    proba = raw_prediction - raw_prediction.max(axis=1, keepdims=True)
+    np.exp(proba, out=proba)
+    proba /= proba.sum(axis=1, keepdims=True)
+    return proba
+
+
+def _rmatmul(X, R):
+    """``R^T X`` as a C-ordered (K, d) array, for dense or sparse X."""
+    if sp.issparse(X):
+        # (X^T R)^T: X^T of a CSR is a CSC (and vice versa) without a copy,
+        # and sparse @ dense returns a dense array.
+        return np.ascontiguousarray((X.T @ R).T)
+    return R.T @ X
+
+
+class MultinomialLoss:
+    """The penalised multinomial logistic objective on fixed data.
+
+    Holds ``X``, ``y``, the sample weights and ``C``, and evaluates the
+    objective ``F`` of the module docstring, its gradient and its
+    Hessian-vector product at any ``(coef, intercept)``. Parameters are passed
+    as one flat float64 vector ``w = [coef.ravel(), intercept]`` (coef in C
+    order, so ``w[:K*d].reshape(K, d)`` is a view), which is what
+    ``scipy.optimize.minimize`` works with.
+
+    Parameters
+    ----------
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+        float32 or float64; sparse input must be CSR or CSC.
+    y : ndarray of shape (n_samples,)
+        Class indices in ``0..n_classes-1``.
+    n_classes : int
+        K, at least 2.
+    sample_weight : ndarray of shape (n_samples,)
+        Non-negative weights ``s`` (sample weight times class weight).
+    C : float, default=1.0
+        Inverse penalty strength; ``np.inf`` for no penalty.
+    fit_intercept : bool, default=True
+        Whether ``w`` ends with K intercepts.
+    scale : float, default=1.0
+        The objective is multiplied by ``scale``. Solvers pass
+        ``1 / (C * sum(s))`` so that gradients are of order one whatever the
+        number of samples, which changes the optimum not at all.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmultilogit._loss import MultinomialLoss
+    >>> X = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    >>> loss = MultinomialLoss(X, np.array([0, 1, 2]), 3, np.ones(3))
+    >>> f, g = loss.loss_gradient(np.zeros(loss.n_params))
+    >>> bool(np.isclose(f, 3 * np.log(3)))
+    True
+    """
+
+    def __init__(
+        self, X, y, n_classes, sample_weight, C=1.0, *, fit_intercept=True, scale=1.0
+    ):
+        self.X = X
+        self.y = np.asarray(y, dtype=np.intp)
+        self.n_classes = int(n_classes)
+        self.sample_weight = np.asarray(sample_weight, dtype=np.float64)
+        self.C = float(C)
+        self.fit_intercept = bool(fit_intercept)
+        self.scale = float(scale)
+        self.n_features = X.shape[1]
+        self._rows = np.arange(X.shape[0])
+        # Per-sample factor multiplying the data term of the scaled objective.
+        data_factor = self.scale if np.isinf(self.C) else self.scale * self.C
+        self._weight = data_factor * self.sample_weight
+        # Factor of the penalty 1/2 ||W||^2 in the scaled objective.
+        self._penalty = 0.0 if np.isinf(self.C) else self.scale
+        self._hess_cache = None
+
+    @property
+    def n_params(self):
+        """Length of the flat parameter vector."""
+        return self.n_classes * (self.n_features + self.fit_intercept)
+
+    def unpack(self, w):
+        """Split a flat vector into ``(coef, intercept)`` views.
+
+        ``intercept`` is None when ``fit_intercept`` is False.
+        """
+        K, d = self.n_classes, self.n_features
+        coef = w[: K * d].reshape(K, d)
+        intercept = w[K * d :] if self.fit_intercept else None
+        return coef, intercept
+
+    def pack(self, coef, intercept):
+        """Inverse of :meth:`unpack`: one flat float64 vector."""
+        parts = [np.asarray(coef, dtype=np.float64).ravel()]
+        if self.fit_intercept:
+            parts.append(np.asarray(intercept, dtype=np.float64).ravel())
+        return np.concatenate(parts)
+
+    def raw_prediction(self, w):
+        """``Z = X W^T + b`` in float64, shape (n_samples, n_classes)."""
+        coef, intercept = self.unpack(w)
+        # The product runs in X's dtype (float32 stays float32); the result
+        # is n x K, small enough to widen for the element-wise work.
+        raw = np.asarray(self.X @ coef.astype(self.X.dtype, copy=False).T)
+        raw = raw.astype(np.float64, copy=False)
+        if intercept is not None:
+            raw += intercept
+        return raw
+
+    def _proba_and_loss(self, w):
+        """Softmax probabilities P and the scaled data term at ``w``."""
+        raw = self.raw_prediction(w)
+        raw -= raw.max(axis=1, keepdims=True)
+        raw_true = raw[self._rows, self.y]
+        proba = np.exp(raw, out=raw)
+        sum_exp = proba.sum(axis=1)
+        # -log P[i, y_i] = logsumexp(z_i) - z_{i, y_i}, never log of a P.
+        data_loss = self._weight @ (np.log(sum_exp) - raw_true)
+        proba /= sum_exp[:, None]
+        return proba, data_loss
+
+    def _assemble_gradient(self, coef, residual):
+        """Flat gradient from the weighted residual ``R`` and coef."""
+        grad_coef = _rmatmul(self.X, residual.astype(self.X.dtype, copy=False))
+        grad_coef = grad_coef.astype(np.float64, copy=False)
+        if self._penalty:
+            grad_coef += self._penalty * coef
+        parts = [grad_coef.ravel()]
+        if self.fit_intercept:
+            parts.append(residual.sum(axis=0))
+        return np.concatenate(parts)
+
+    def loss(self, w):
+        """The (scaled) objective at ``w``."""
+        coef, _ = self.unpack(w)
+        _, data_loss = self._proba_and_loss(w)
+        return float(data_loss + 0.5 * self._penalty * (coef.ravel() @ coef.ravel()))
+
+    def loss_gradient(self, w):
+        """Objective and gradient at ``w``, ready for ``minimize(jac=True)``.
+
+        Returns
+        -------
+        loss : float
+        grad : ndarray of shape (n_params,), float64
+        """
+        coef, _ = self.unpack(w)
+        proba, data_loss = self._proba_and_loss(w)
+        loss = float(data_loss + 0.5 * self._penalty * (coef.ravel() @ coef.ravel()))
+        # R = diag(weight) (P - Y), built in the buffer of P.
+        residual = proba
+        residual[self._rows, self.y] -= 1.0
+        residual *= self._weight[:, None]
+        return loss, self._assemble_gradient(coef, residual)
+
+    def gradient(self, w):
+        """Gradient at ``w`` (see :meth:`loss_gradient`)."""
+        return self.loss_gradient(w)[1]
+
+    def hessp(self, w, v):
+        """Hessian of the objective at ``w`` times the direction ``v``.
+
+        The probabilities at ``w`` are kept between calls, so a sequence of
+        products at one point (as in a conjugate-gradient inner solve) costs
+        two matrix products each.
+        """
+        if self._hess_cache is None or not np.array_equal(self._hess_cache[0], w):
+            proba, _ = self._proba_and_loss(w)
+            self._hess_cache = (np.array(w, copy=True), proba)
+        proba = self._hess_cache[1]
+        dir_coef, _ = self.unpack(v)
+        # U = X V^T + c is the raw prediction of the direction itself;
+        # then R = weight * (P*U - P * rowsum(P*U)).
+        residual = self.raw_prediction(v)
+        residual *= proba
+        residual -= proba * residual.sum(axis=1, keepdims=True)
+        residual *= self._weight[:, None]
+        return self._assemble_gradient(dir_coef, residual)
+
+
+def _check_kernel_inputs(coef, intercept, X, y, sample_weight, C):
+    coef = np.asarray(coef, dtype=np.float64)
+    if coef.ndim != 2:
+        raise ValueError(f"coef must be 2-d of shape (n_classes, n_features); got shape {coef.shape}.")
+    n_classes, n_features = coef.shape
+    if n_classes < 2:
+        raise ValueError(f"coef must have at least 2 rows (one per class); got {n_classes}.")
+    if sp.issparse(X):
+        X = X.tocsr() if X.format not in ("csr", "csc") else X
+        if X.dtype not in (np.float32, np.float64):
+            X = X.astype(np.float64)
+    else:
+        X = np.asarray(X)
+        if X.dtype not in (np.float32, np.float64):
+            X = X.astype(np.float64)
+    if X.ndim != 2 or X.shape[1] != n_features:
+        raise ValueError(
+            f"X must be 2-d with {n_features} columns to match coef; got shape {X.shape}."
+        )
+    y = np.asarray(y)
+    if y.shape != (X.shape[0],):
+        raise ValueError(f"y must have shape ({X.shape[0]},); got {y.shape}.")
+    if not np.issubdtype(y.dtype, np.integer) and not np.all(np.mod(y, 1) == 0):
+        raise ValueError("y must hold integer class indices 0..n_classes-1.")
+    if y.size and (y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(f"y must hold class indices in 0..{n_classes - 1}.")
+    if intercept is not None:
+        intercept = np.asarray(intercept, dtype=np.float64)
+        if intercept.shape != (n_classes,):
+            raise ValueError(f"intercept must have shape ({n_classes},); got {intercept.shape}.")
+    if sample_weight is None:
+        sample_weight = np.ones(X.shape[0])
+    sample_weight = np.asarray(sample_weight, dtype=np.float64)
+    if sample_weight.shape != (X.shape[0],):
+        raise ValueError(f"sample_weight must have shape ({X.shape[0]},); got {sample_weight.shape}.")
+    if not (C > 0):
+        raise ValueError(f"C must be positive (np.inf for no penalty); got {C!r}.")
+    return coef, intercept, X, y.astype(np.intp), sample_weight
+
+
+def loss_gradient(coef, intercept, X, y, *, sample_weight=None, C=1.0):
+    """Objective and gradient of penalised multinomial logistic regression.
+
+    Evaluates, for the model ``P = softmax(X coef^T + intercept)``,
+
+    ``F = C * sum_i s_i * (-log P[i, y_i]) + 0.5 * ||coef||_F^2``
+
+    and its gradient
+
+    ``grad_coef = C * (P - Y)^T diag(s) X + coef``,
+    ``grad_intercept = C * (P - Y)^T s``,
+
+    where Y is the one-hot matrix of ``y`` and ``s`` the sample weights. The
+    intercept is not penalised. ``C=np.inf`` drops the penalty and the factor
+    C: ``F`` is then the weighted negative log-likelihood. This is the
+    objective :class:`MultinomialLogitClassifier` minimises, computed by the
+    same code.
+
+    Parameters
+    ----------
+    coef : array-like of shape (n_classes, n_features)
+        W, one row per class.
+    intercept : array-like of shape (n_classes,) or None
+        b; None for a model without intercept.
+    X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        Data. Sparse matrices are not densified.
+    y : array-like of shape (n_samples,)
+        Class indices in ``0..n_classes-1``.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Per-sample weights s; None means all ones.
+    C : float, default=1.0
+        Inverse regularisation strength; ``np.inf`` for none.
+
+    Returns
+    -------
+    loss : float
+        F at ``(coef, intercept)``.
+    grad_coef : ndarray of shape (n_classes, n_features)
+        The gradient with respect to coef.
+    grad_intercept : ndarray of shape (n_classes,) or None
+        The gradient with respect to intercept (None when intercept is None).
+
+    Examples
+    --------
+    With all-zero parameters every class has probability 1/K, so the loss is
+    ``C * n * log K`` and the coef gradient is ``C * (1/K - Y)^T X``:
+
+    >>> import numpy as np
+    >>> from skmultilogit import loss_gradient
+    >>> X = np.array([[1.0, 2.0], [3.0, 4.0]])
+    >>> y = np.array([0, 1])
+    >>> loss, grad_coef, grad_intercept = loss_gradient(np.zeros((2, 2)), np.zeros(2), X, y)
+    >>> bool(np.isclose(loss, 2 * np.log(2)))
+    True
+    >>> grad_coef
+    array([[ 1.,  1.],
+           [-1., -1.]])
+    >>> grad_intercept
+    array([0., 0.])
+    """
+    coef, intercept, X, y, sample_weight = _check_kernel_inputs(
+        coef, intercept, X, y, sample_weight, C
+    )
+    fit_intercept = intercept is not None
+    loss = MultinomialLoss(
+        X, y, coef.shape[0], sample_weight, C, fit_intercept=fit_intercept
+    )
+    f, grad = loss.loss_gradient(loss.pack(coef, intercept))
+    grad_coef, grad_intercept = loss.unpack(grad)
+    return f, grad_coef.copy(), None if grad_intercept is None else grad_intercept.copy()
