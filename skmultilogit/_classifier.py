@@ -1,0 +1,408 @@
+"""The scikit-learn estimator: validation, labels, weights, fitted attributes.
+
+Knows nothing of softmax internals: the objective lives in ``_loss`` and its
+minimisation in ``_solvers``.
+"""
+
+import numbers
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._loss import MultinomialLoss, log_softmax, softmax
+from ._solvers import SOLVERS, minimize_loss
+
+_FLOAT_DTYPES = (np.float64, np.float32)
+
+
+def _check_real(name, value, *, low, include_low, allow_inf=False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {value!r} of type {type(value).__name__}.")
+    value = float(value)
+    if np.isnan(value) or (np.isinf(value) and not allow_inf):
+        raise ValueError(f"{name} must be finite{' or np.inf' if allow_inf else ''}; got {value!r}.")
+    if value < low or (value == low and not include_low):
+        bound = ">=" if include_low else ">"
+        raise ValueError(f"{name} must be {bound} {low}; got {value!r}.")
+    return value
+
+
+def _check_bool(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r}.")
+
+
+def _check_int(name, value, low):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer; got {value!r} of type {type(value).__name__}.")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}; got {value!r}.")
+
+
+def _check_sample_weight(sample_weight, n_samples):
+    """Sample weights as a float64 vector: finite, non-negative, not all zero."""
+    if sample_weight is None:
+        return np.ones(n_samples)
+    if isinstance(sample_weight, numbers.Number):
+        sample_weight = np.full(n_samples, sample_weight, dtype=np.float64)
+    try:
+        sample_weight = np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"sample_weight must be numeric: {exc}") from None
+    if sample_weight.ndim != 1 or sample_weight.shape[0] != n_samples:
+        raise ValueError(
+            f"sample_weight must have shape ({n_samples},), one weight per sample; "
+            f"got shape {sample_weight.shape}."
+        )
+    if not np.all(np.isfinite(sample_weight)):
+        raise ValueError("sample_weight contains NaN or infinity.")
+    if np.any(sample_weight < 0):
+        raise ValueError(
+            "sample_weight must be non-negative; got negative weights at indices "
+            f"{np.flatnonzero(sample_weight < 0)[:10].tolist()}."
+        )
+    if not np.any(sample_weight > 0):
+        raise ValueError("sample_weight must not be all zero: nothing to fit.")
+    return sample_weight
+
+
+def _class_weight_vector(class_weight, classes, y_index, sample_weight):
+    """One weight per class, as LogisticRegression computes it.
+
+    ``"balanced"`` gives class k the weight ``sum(s) / (K * sum_{y_i=k} s_i)``
+    (weighted counts, so that duplicating a row is the same as weighting it by 2).
+    """
+    n_classes = len(classes)
+    if class_weight is None:
+        return np.ones(n_classes)
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ValueError(f"class_weight must be 'balanced', a dict or None; got {class_weight!r}.")
+        counts = np.bincount(y_index, weights=sample_weight, minlength=n_classes)
+        with np.errstate(divide="ignore"):
+            weights = sample_weight.sum() / (n_classes * counts)
+        weights[counts == 0] = 0.0
+        return weights
+    if not isinstance(class_weight, dict):
+        raise TypeError(
+            f"class_weight must be 'balanced', a dict or None; got {type(class_weight).__name__}."
+        )
+    weights = np.ones(n_classes)
+    known = {c: k for k, c in enumerate(classes.tolist())}
+    unknown = [c for c in class_weight if c not in known]
+    if unknown:
+        raise ValueError(
+            f"class_weight names classes that are not in the data: {unknown}; "
+            f"the classes are {classes.tolist()}."
+        )
+    for label, weight in class_weight.items():
+        weights[known[label]] = _check_real(
+            f"class_weight[{label!r}]", weight, low=0.0, include_low=True
+        )
+    return weights
+
+
+class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
+    """Multinomial (softmax) logistic regression with an L2 penalty.
+
+    Fits ``P(y = k | x) = softmax(W x + b)_k`` with one weight vector per class
+    (``coef_`` has ``n_classes`` rows) by minimising
+
+    ``C * sum_i s_i * (-log P(y_i | x_i)) + 0.5 * ||W||_F^2``
+
+    where ``s_i`` is the sample weight times the class weight of ``y_i`` and
+    the intercept is not penalised. This is exactly the objective of
+    :class:`sklearn.linear_model.LogisticRegression` (multinomial, L2), so the
+    two reach the same optimum and share parameter names.
+
+    The closed-form loss and gradient (``grad_W = C (P - Y)^T diag(s) X + W``)
+    go to :func:`scipy.optimize.minimize`. The optimiser works in coordinates
+    where the features look standardised (a change of variables that leaves
+    the model and the optimum in your coordinates unchanged), so unscaled data
+    converge as fast as scaled data.
+
+    With two classes the model is still the two-row softmax model. Since
+    ``softmax(z)_1 = sigmoid(z_1 - z_0)`` and, at the optimum, ``w_0 = -w_1``,
+    it equals LogisticRegression's binary model with ``2 * C`` and
+    ``coef = w_1 - w_0``; :meth:`decision_function` returns that 1-d score
+    ``z_1 - z_0``.
+
+    Parameters
+    ----------
+    C : float, default=1.0
+        Inverse regularisation strength, > 0. ``np.inf`` fits without penalty.
+    fit_intercept : bool, default=True
+        Whether to fit the unpenalised intercept ``b``.
+    class_weight : dict or 'balanced', default=None
+        Weights per class, multiplying the sample weights. ``'balanced'``
+        uses ``sum(s) / (n_classes * weighted count of the class)``.
+    solver : {'lbfgs', 'newton-cg'}, default='lbfgs'
+        ``'lbfgs'``: L-BFGS-B on the closed-form loss and gradient.
+        ``'newton-cg'``: trust-region Newton-CG with the closed-form
+        Hessian-vector product (few, more expensive iterations; strong when
+        the problem is ill-conditioned or a tight tolerance is wanted).
+    tol : float, default=1e-4
+        Stop when the gradient of the objective divided by ``C * sum(s)``,
+        in the standardised coordinates, is at most ``tol`` (largest entry for
+        'lbfgs', Euclidean norm for 'newton-cg').
+    max_iter : int, default=100
+        Largest number of solver iterations.
+    warm_start : bool, default=False
+        Start from the previous ``coef_`` and ``intercept_`` when refitting
+        data with the same classes and features.
+    verbose : int, default=0
+        When > 0, print the objective and the gradient size every iteration.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    coef_ : ndarray of shape (n_classes, n_features)
+        W; float32 when X was float32. Columns sum to zero over classes.
+    intercept_ : ndarray of shape (n_classes,)
+        b (zeros when ``fit_intercept=False``); sums to zero over classes.
+    n_iter_ : ndarray of shape (1,)
+        Solver iterations, shaped as LogisticRegression's.
+    n_features_in_ : int
+        Number of features seen in fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen in fit, when X was a DataFrame with string
+        column names.
+
+    See Also
+    --------
+    skmultilogit.loss_gradient : The objective and gradient this estimator minimises.
+    sklearn.linear_model.LogisticRegression : The same model, other solvers.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from skmultilogit import MultinomialLogitClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> model = make_pipeline(StandardScaler(), MultinomialLogitClassifier(C=1.0))
+    >>> model.fit(X, y).score(X, y) > 0.99
+    True
+    >>> clf = model[-1]
+    >>> clf.coef_.shape, clf.intercept_.shape
+    ((10, 64), (10,))
+    >>> print(clf.predict_proba(StandardScaler().fit_transform(X[:2])).sum(axis=1))
+    [1. 1.]
+    """
+
+    def __init__(
+        self,
+        C=1.0,
+        *,
+        fit_intercept=True,
+        class_weight=None,
+        solver="lbfgs",
+        tol=1e-4,
+        max_iter=100,
+        warm_start=False,
+        verbose=0,
+    ):
+        self.C = C
+        self.fit_intercept = fit_intercept
+        self.class_weight = class_weight
+        self.solver = solver
+        self.tol = tol
+        self.max_iter = max_iter
+        self.warm_start = warm_start
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+    def _validate_params(self):
+        _check_real("C", self.C, low=0.0, include_low=False, allow_inf=True)
+        _check_bool("fit_intercept", self.fit_intercept)
+        if not isinstance(self.solver, str) or self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {list(SOLVERS)}; got {self.solver!r}.")
+        _check_real("tol", self.tol, low=0.0, include_low=True)
+        _check_int("max_iter", self.max_iter, 1)
+        _check_bool("warm_start", self.warm_start)
+        _check_int("verbose", self.verbose, 0)
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to X, y.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data. CSR and CSC matrices are used as they are (never
+            densified); float32 data give a float32 model.
+        y : array-like of shape (n_samples,)
+            Class labels, at least two distinct ones.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights, not all zero; None means all ones.
+
+        Returns
+        -------
+        self : MultinomialLogitClassifier
+            The fitted estimator.
+        """
+        self._validate_params()
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse=["csr", "csc"],
+            dtype=_FLOAT_DTYPES,
+            ensure_min_samples=1,
+            ensure_min_features=1,
+        )
+        check_classification_targets(y)
+        classes, y_index = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError(
+                "MultinomialLogitClassifier needs samples of at least 2 classes, "
+                f"but the data contains only one class: {classes[0]!r}."
+            )
+        sample_weight = _check_sample_weight(sample_weight, X.shape[0])
+        class_weight = _class_weight_vector(self.class_weight, classes, y_index, sample_weight)
+        sample_weight = sample_weight * class_weight[y_index]
+        weighted_classes = np.flatnonzero(
+            np.bincount(y_index, weights=sample_weight, minlength=len(classes)) > 0
+        )
+        if len(weighted_classes) < 2:
+            raise ValueError(
+                "After applying sample_weight and class_weight only one class has "
+                f"positive weight ({classes[weighted_classes].tolist()}): a classifier "
+                "needs at least 2 classes with positive weight."
+            )
+
+        n_classes = len(classes)
+        C = float(self.C)
+        total_weight = sample_weight.sum()
+        scale = 1.0 / total_weight if np.isinf(C) else 1.0 / (C * total_weight)
+        loss = MultinomialLoss(
+            X, y_index, n_classes, sample_weight, C,
+            fit_intercept=self.fit_intercept, scale=scale,
+        )
+        w0 = np.zeros(loss.n_params)
+        if self.warm_start and self._can_warm_start(classes, X.shape[1]):
+            w0 = loss.pack(self.coef_, self.intercept_)
+
+        result = minimize_loss(
+            loss, w0, solver=self.solver, tol=float(self.tol),
+            max_iter=self.max_iter, verbose=self.verbose,
+        )
+        if not result.converged:
+            warnings.warn(
+                f"{self.solver} stopped after {result.n_iter} iterations without "
+                f"reaching tol={self.tol} (largest gradient entry {result.grad_max:.2e}; "
+                f"solver said: {result.message}). Increase max_iter, "
+                + ("or try solver='newton-cg'." if self.solver == "lbfgs" else "or loosen tol."),
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+
+        coef, intercept = loss.unpack(result.w)
+        # Adding a vector to every row of W (or a constant to b) leaves every
+        # probability unchanged; centring picks the representative with the
+        # smallest penalty, which is where the exact optimum lies.
+        coef = coef - coef.mean(axis=0)
+        if intercept is None:
+            intercept = np.zeros(n_classes)
+        else:
+            intercept = intercept - intercept.mean()
+        self.classes_ = classes
+        self.coef_ = coef.astype(X.dtype)
+        self.intercept_ = intercept.astype(X.dtype)
+        self.n_iter_ = np.array([result.n_iter], dtype=np.int32)
+        return self
+
+    def _can_warm_start(self, classes, n_features):
+        return (
+            hasattr(self, "coef_")
+            and np.array_equal(getattr(self, "classes_", None), classes)
+            and self.coef_.shape == (len(classes), n_features)
+        )
+
+    def _raw_prediction(self, X):
+        check_is_fitted(self)
+        X = validate_data(
+            self, X, accept_sparse=["csr", "csc"], dtype=_FLOAT_DTYPES, reset=False
+        )
+        raw = X @ self.coef_.T
+        raw = np.asarray(raw) + self.intercept_
+        if not np.all(np.isfinite(raw)):
+            # Only reachable with extreme inputs; softmax of +-inf is NaN.
+            limit = np.finfo(raw.dtype).max / 4
+            np.clip(raw, -limit, limit, out=raw)
+            np.nan_to_num(raw, copy=False, nan=0.0, posinf=limit, neginf=-limit)
+        return raw
+
+    def decision_function(self, X):
+        """Raw scores ``X coef_^T + intercept_``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Data.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples, n_classes) or (n_samples,)
+            The logits; with two classes the 1-d score ``z_1 - z_0``, positive
+            where ``classes_[1]`` is predicted.
+        """
+        raw = self._raw_prediction(X)
+        if raw.shape[1] == 2:
+            return raw[:, 1] - raw[:, 0]
+        return raw
+
+    def predict(self, X):
+        """Most probable class for each sample.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Data.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        raw = self._raw_prediction(X)
+        return self.classes_[np.argmax(raw, axis=1)]
+
+    def predict_proba(self, X):
+        """Class probabilities ``softmax(X coef_^T + intercept_)``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Data.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Columns in the order of ``classes_``; rows sum to one.
+        """
+        return softmax(self._raw_prediction(X))
+
+    def predict_log_proba(self, X):
+        """Log class probabilities, finite even where probabilities underflow.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Data.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            Computed as a log-softmax, not as the log of :meth:`predict_proba`.
+        """
+        return log_softmax(self._raw_prediction(X))

@@ -1,0 +1,218 @@
+"""The math kernel against independent references.
+
+References: central finite differences of the objective (for the gradient)
+and of the gradient (for the Hessian-vector product); a per-sample loop
+written from the textbook formula grad_{w_k} = sum_n s_n x_n (p_nk - y_nk);
+and scikit-learn's ``log_loss`` for the objective value.
+"""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.metrics import log_loss
+
+from skmultilogit import log_softmax, loss_gradient, softmax
+from skmultilogit._loss import MultinomialLoss
+
+
+def make_problem(n_classes, n_samples=30, n_features=5, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n_samples, n_features)).astype(dtype)
+    X[:, 0] *= 5.0  # unequal feature scales
+    y = np.arange(n_samples) % n_classes
+    rng.shuffle(y)
+    coef = rng.normal(scale=0.7, size=(n_classes, n_features))
+    intercept = rng.normal(size=n_classes)
+    weights = rng.uniform(0.1, 3.0, size=n_samples)
+    return X, y, coef, intercept, weights
+
+
+def as_format(X, fmt):
+    return {"dense": X, "csr": sp.csr_matrix(X), "csc": sp.csc_matrix(X)}[fmt]
+
+
+def central_difference(fun, x, step):
+    """Central differences of a scalar or vector function, one coordinate at a time."""
+    columns = []
+    for j in range(x.size):
+        e = np.zeros_like(x)
+        e[j] = step
+        columns.append((np.asarray(fun(x + e)) - np.asarray(fun(x - e))) / (2 * step))
+    return np.array(columns)
+
+
+PARAMS = pytest.mark.parametrize(
+    "n_classes, fit_intercept, weighted, C, fmt",
+    [
+        (K, fi, w, C, fmt)
+        for K in (2, 4)
+        for fi in (True, False)
+        for w in (False, True)
+        for C in (0.3, np.inf)
+        for fmt in ("dense", "csr", "csc")
+    ],
+)
+
+
+@PARAMS
+def test_gradient_matches_finite_differences(n_classes, fit_intercept, weighted, C, fmt):
+    X, y, coef, intercept, weights = make_problem(n_classes)
+    X = as_format(X, fmt)
+    sample_weight = weights if weighted else None
+    intercept = intercept if fit_intercept else None
+
+    def objective(flat):
+        c = flat[: coef.size].reshape(coef.shape)
+        b = flat[coef.size :] if fit_intercept else None
+        return loss_gradient(c, b, X, y, sample_weight=sample_weight, C=C)[0]
+
+    flat = np.concatenate([coef.ravel(), intercept if fit_intercept else []])
+    numeric = central_difference(objective, flat, 1e-6)
+    _, grad_coef, grad_intercept = loss_gradient(
+        coef, intercept, X, y, sample_weight=sample_weight, C=C
+    )
+    analytic = np.concatenate([grad_coef.ravel(), grad_intercept if fit_intercept else []])
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-6)
+    assert (grad_intercept is None) == (not fit_intercept)
+
+
+@PARAMS
+def test_hessian_vector_product_matches_finite_differences(
+    n_classes, fit_intercept, weighted, C, fmt
+):
+    X, y, coef, intercept, weights = make_problem(n_classes, seed=1)
+    X = as_format(X, fmt)
+    loss = MultinomialLoss(
+        X, y, n_classes, weights if weighted else np.ones(len(y)), C,
+        fit_intercept=fit_intercept,
+    )
+    w = loss.pack(coef, intercept)
+    rng = np.random.default_rng(2)
+    for _ in range(2):  # two directions at one point exercise the cached P
+        v = rng.normal(size=loss.n_params)
+        step = 1e-5
+        numeric = (loss.gradient(w + step * v) - loss.gradient(w - step * v)) / (2 * step)
+        np.testing.assert_allclose(loss.hessp(w, v), numeric, rtol=1e-6, atol=1e-6)
+    # A new point must not reuse the old probabilities.
+    w2 = w + 0.5
+    v = rng.normal(size=loss.n_params)
+    numeric = (loss.gradient(w2 + 1e-5 * v) - loss.gradient(w2 - 1e-5 * v)) / 2e-5
+    np.testing.assert_allclose(loss.hessp(w2, v), numeric, rtol=1e-6, atol=1e-6)
+
+
+def naive_loss_gradient(coef, intercept, X, y, sample_weight, C):
+    """Textbook per-sample loop: loss and grad_{w_k} = sum_n s_n x_n (p_nk - y_nk)."""
+    n_classes = coef.shape[0]
+    loss = 0.0
+    grad_coef = np.zeros_like(coef)
+    grad_intercept = np.zeros(n_classes)
+    for x_n, y_n, s_n in zip(X, y, sample_weight, strict=True):
+        z = coef @ x_n + intercept
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        loss -= s_n * np.log(p[y_n])
+        onehot = np.eye(n_classes)[y_n]
+        grad_coef += s_n * np.outer(p - onehot, x_n)
+        grad_intercept += s_n * (p - onehot)
+    return (
+        C * loss + 0.5 * np.sum(coef**2),
+        C * grad_coef + coef,
+        C * grad_intercept,
+    )
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 7])
+def test_matches_per_sample_loop_and_log_loss(n_classes):
+    X, y, coef, intercept, weights = make_problem(n_classes, n_samples=40, seed=3)
+    C = 2.5
+    loss, grad_coef, grad_intercept = loss_gradient(
+        coef, intercept, X, y, sample_weight=weights, C=C
+    )
+    ref_loss, ref_coef, ref_intercept = naive_loss_gradient(coef, intercept, X, y, weights, C)
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-12)
+    np.testing.assert_allclose(grad_coef, ref_coef, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(grad_intercept, ref_intercept, rtol=1e-10, atol=1e-12)
+
+    proba = softmax(X @ coef.T + intercept)
+    data_term = log_loss(
+        y, proba, sample_weight=weights, normalize=False, labels=np.arange(n_classes)
+    )
+    np.testing.assert_allclose(loss, C * data_term + 0.5 * np.sum(coef**2), rtol=1e-10)
+
+
+def test_hand_computed_two_samples():
+    # Two samples, two classes, coef zero: P = 1/2 everywhere.
+    X = np.array([[1.0, 0.0], [0.0, 2.0]])
+    y = np.array([0, 1])
+    loss, grad_coef, grad_intercept = loss_gradient(np.zeros((2, 2)), np.zeros(2), X, y, C=3.0)
+    assert loss == pytest.approx(3.0 * 2 * np.log(2.0))
+    # C * (P - Y)^T X with P - Y = [[-1/2, 1/2], [1/2, -1/2]]
+    np.testing.assert_allclose(grad_coef, 3.0 * np.array([[-0.5, 1.0], [0.5, -1.0]]))
+    np.testing.assert_allclose(grad_intercept, [0.0, 0.0])
+
+
+def test_inf_C_is_the_unpenalised_likelihood():
+    X, y, coef, intercept, weights = make_problem(3, seed=4)
+    loss, grad_coef, _ = loss_gradient(coef, intercept, X, y, sample_weight=weights, C=np.inf)
+    ref_loss, ref_coef, _ = naive_loss_gradient(coef, intercept, X, y, weights, 1.0)
+    penalty = 0.5 * np.sum(coef**2)
+    np.testing.assert_allclose(loss, ref_loss - penalty, rtol=1e-12)
+    np.testing.assert_allclose(grad_coef, ref_coef - coef, rtol=1e-10, atol=1e-12)
+
+
+def test_float32_data_gives_float64_accurate_gradient():
+    X, y, coef, intercept, weights = make_problem(4, n_samples=200, seed=5)
+    X32 = X.astype(np.float32)
+    ref = loss_gradient(coef, intercept, X32.astype(np.float64), y, sample_weight=weights)
+    got = loss_gradient(coef, intercept, X32, y, sample_weight=weights)
+    np.testing.assert_allclose(got[0], ref[0], rtol=1e-6)
+    np.testing.assert_allclose(got[1], ref[1], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got[2], ref[2], rtol=1e-4, atol=1e-4)
+
+
+def test_extreme_logits_stay_finite():
+    X, y, coef, intercept, _ = make_problem(3, seed=6)
+    loss, grad_coef, grad_intercept = loss_gradient(1e4 * coef, intercept, X, y)
+    assert np.isfinite(loss) and loss > 0
+    assert np.all(np.isfinite(grad_coef)) and np.all(np.isfinite(grad_intercept))
+    # Where the true class has probability far below the smallest double,
+    # -log P is still computed exactly as logsumexp(z) - z_y.
+    X = np.array([[1.0]])
+    loss, _, _ = loss_gradient(np.array([[1000.0], [0.0]]), None, X, np.array([1]), C=np.inf)
+    assert loss == pytest.approx(1000.0)
+
+
+def test_softmax_and_log_softmax_are_stable():
+    z = np.array([[1000.0, 0.0, -1000.0], [1.0, 2.0, 3.0]])
+    np.testing.assert_allclose(softmax(z).sum(axis=1), 1.0)
+    log_p = log_softmax(z)
+    assert np.all(np.isfinite(log_p))
+    np.testing.assert_allclose(log_p[0], [0.0, -1000.0, -2000.0])
+    np.testing.assert_allclose(np.exp(log_p[1]), softmax(z)[1])
+    assert softmax(z.astype(np.float32)).dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(coef=np.zeros(3)), "coef must be 2-d"),
+        (dict(coef=np.zeros((1, 2))), "at least 2 rows"),
+        (dict(X=np.zeros((4, 3))), "3 columns|columns to match"),
+        (dict(y=np.array([0, 1, 2, 1])), r"class indices in 0\.\.1"),
+        (dict(y=np.array([0, 1])), "y must have shape"),
+        (dict(intercept=np.zeros(3)), "intercept must have shape"),
+        (dict(sample_weight=np.ones(3)), "sample_weight must have shape"),
+        (dict(C=0.0), "C must be positive"),
+    ],
+)
+def test_kernel_rejects_bad_input(kwargs, match):
+    args = dict(
+        coef=np.zeros((2, 2)), intercept=np.zeros(2), X=np.ones((4, 2)),
+        y=np.array([0, 1, 0, 1]), sample_weight=None, C=1.0,
+    )
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        loss_gradient(
+            args["coef"], args["intercept"], args["X"], args["y"],
+            sample_weight=args["sample_weight"], C=args["C"],
+        )
