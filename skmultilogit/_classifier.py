@@ -8,7 +8,6 @@ import numbers
 import warnings
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
@@ -22,10 +21,14 @@ _FLOAT_DTYPES = (np.float64, np.float32)
 
 def _check_real(name, value, *, low, include_low, allow_inf=False):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number; got {value!r} of type {type(value).__name__}.")
+        raise TypeError(
+            f"{name} must be a real number; got {value!r} of type {type(value).__name__}."
+        )
     value = float(value)
     if np.isnan(value) or (np.isinf(value) and not allow_inf):
-        raise ValueError(f"{name} must be finite{' or np.inf' if allow_inf else ''}; got {value!r}.")
+        raise ValueError(
+            f"{name} must be finite{' or np.inf' if allow_inf else ''}; got {value!r}."
+        )
     if value < low or (value == low and not include_low):
         bound = ">=" if include_low else ">"
         raise ValueError(f"{name} must be {bound} {low}; got {value!r}.")
@@ -82,7 +85,9 @@ def _class_weight_vector(class_weight, classes, y_index, sample_weight):
         return np.ones(n_classes)
     if isinstance(class_weight, str):
         if class_weight != "balanced":
-            raise ValueError(f"class_weight must be 'balanced', a dict or None; got {class_weight!r}.")
+            raise ValueError(
+                f"class_weight must be 'balanced', a dict or None; got {class_weight!r}."
+            )
         counts = np.bincount(y_index, weights=sample_weight, minlength=n_classes)
         with np.errstate(divide="ignore"):
             weights = sample_weight.sum() / (n_classes * counts)
@@ -285,16 +290,25 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
         total_weight = sample_weight.sum()
         scale = 1.0 / total_weight if np.isinf(C) else 1.0 / (C * total_weight)
         loss = MultinomialLoss(
-            X, y_index, n_classes, sample_weight, C,
-            fit_intercept=self.fit_intercept, scale=scale,
+            X,
+            y_index,
+            n_classes,
+            sample_weight,
+            C,
+            fit_intercept=self.fit_intercept,
+            scale=scale,
         )
         w0 = np.zeros(loss.n_params)
         if self.warm_start and self._can_warm_start(classes, X.shape[1]):
             w0 = loss.pack(self.coef_, self.intercept_)
 
         result = minimize_loss(
-            loss, w0, solver=self.solver, tol=float(self.tol),
-            max_iter=self.max_iter, verbose=self.verbose,
+            loss,
+            w0,
+            solver=self.solver,
+            tol=float(self.tol),
+            max_iter=self.max_iter,
+            verbose=self.verbose,
         )
         if not result.converged:
             warnings.warn(
@@ -330,9 +344,7 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
 
     def _raw_prediction(self, X):
         check_is_fitted(self)
-        X = validate_data(
-            self, X, accept_sparse=["csr", "csc"], dtype=_FLOAT_DTYPES, reset=False
-        )
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=_FLOAT_DTYPES, reset=False)
         raw = X @ self.coef_.T
         raw = np.asarray(raw) + self.intercept_
         if not np.all(np.isfinite(raw)):

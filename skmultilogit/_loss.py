@@ -14,8 +14,10 @@ weights).
 
 .. math::
 
-    Z &= X W^\\top + \\mathbf{1} b^\\top                  \\qquad (n, K)\\ \\text{raw prediction} \\\\
-    P &= \\operatorname{softmax}(Z) \\text{ row-wise}      \\qquad P_{ik} = e^{Z_{ik}} / \\textstyle\\sum_j e^{Z_{ij}} \\\\
+    Z &= X W^\\top + \\mathbf{1} b^\\top
+         \\qquad \\text{(raw prediction, } n \\times K) \\\\
+    P_{ik} &= e^{Z_{ik}} / \\textstyle\\sum_j e^{Z_{ij}}
+         \\qquad \\text{(row-wise softmax)} \\\\
     F(W, b) &= C \\sum_i s_i \\, (-\\log P_{i, y_i}) + \\tfrac12 \\lVert W \\rVert_F^2 \\\\
     \\nabla_W F &= C \\, (P - Y)^\\top \\operatorname{diag}(s) X + W \\qquad
     \\nabla_b F = C \\, (P - Y)^\\top s
@@ -158,9 +160,7 @@ class MultinomialLoss:
     True
     """
 
-    def __init__(
-        self, X, y, n_classes, sample_weight, C=1.0, *, fit_intercept=True, scale=1.0
-    ):
+    def __init__(self, X, y, n_classes, sample_weight, C=1.0, *, fit_intercept=True, scale=1.0):
         self.X = X
         self.y = np.asarray(y, dtype=np.intp)
         self.n_classes = int(n_classes)
@@ -284,7 +284,9 @@ class MultinomialLoss:
 def _check_kernel_inputs(coef, intercept, X, y, sample_weight, C):
     coef = np.asarray(coef, dtype=np.float64)
     if coef.ndim != 2:
-        raise ValueError(f"coef must be 2-d of shape (n_classes, n_features); got shape {coef.shape}.")
+        raise ValueError(
+            f"coef must be 2-d of shape (n_classes, n_features); got shape {coef.shape}."
+        )
     n_classes, n_features = coef.shape
     if n_classes < 2:
         raise ValueError(f"coef must have at least 2 rows (one per class); got {n_classes}.")
@@ -315,7 +317,9 @@ def _check_kernel_inputs(coef, intercept, X, y, sample_weight, C):
         sample_weight = np.ones(X.shape[0])
     sample_weight = np.asarray(sample_weight, dtype=np.float64)
     if sample_weight.shape != (X.shape[0],):
-        raise ValueError(f"sample_weight must have shape ({X.shape[0]},); got {sample_weight.shape}.")
+        raise ValueError(
+            f"sample_weight must have shape ({X.shape[0]},); got {sample_weight.shape}."
+        )
     if not (C > 0):
         raise ValueError(f"C must be positive (np.inf for no penalty); got {C!r}.")
     return coef, intercept, X, y.astype(np.intp), sample_weight
@@ -385,9 +389,7 @@ def loss_gradient(coef, intercept, X, y, *, sample_weight=None, C=1.0):
         coef, intercept, X, y, sample_weight, C
     )
     fit_intercept = intercept is not None
-    loss = MultinomialLoss(
-        X, y, coef.shape[0], sample_weight, C, fit_intercept=fit_intercept
-    )
+    loss = MultinomialLoss(X, y, coef.shape[0], sample_weight, C, fit_intercept=fit_intercept)
     f, grad = loss.loss_gradient(loss.pack(coef, intercept))
     grad_coef, grad_intercept = loss.unpack(grad)
     return f, grad_coef.copy(), None if grad_intercept is None else grad_intercept.copy()

@@ -83,7 +83,11 @@ def test_hessian_vector_product_matches_finite_differences(
     X, y, coef, intercept, weights = make_problem(n_classes, seed=1)
     X = as_format(X, fmt)
     loss = MultinomialLoss(
-        X, y, n_classes, weights if weighted else np.ones(len(y)), C,
+        X,
+        y,
+        n_classes,
+        weights if weighted else np.ones(len(y)),
+        C,
         fit_intercept=fit_intercept,
     )
     w = loss.pack(coef, intercept)
@@ -207,12 +211,20 @@ def test_softmax_and_log_softmax_are_stable():
 )
 def test_kernel_rejects_bad_input(kwargs, match):
     args = dict(
-        coef=np.zeros((2, 2)), intercept=np.zeros(2), X=np.ones((4, 2)),
-        y=np.array([0, 1, 0, 1]), sample_weight=None, C=1.0,
+        coef=np.zeros((2, 2)),
+        intercept=np.zeros(2),
+        X=np.ones((4, 2)),
+        y=np.array([0, 1, 0, 1]),
+        sample_weight=None,
+        C=1.0,
     )
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         loss_gradient(
-            args["coef"], args["intercept"], args["X"], args["y"],
-            sample_weight=args["sample_weight"], C=args["C"],
+            args["coef"],
+            args["intercept"],
+            args["X"],
+            args["y"],
+            sample_weight=args["sample_weight"],
+            C=args["C"],
         )

@@ -1,0 +1,347 @@
+"""The estimator against independent references: scikit-learn's
+LogisticRegression optimum, statsmodels' MNLogit, and properties any correct
+fit of this objective has."""
+
+import functools
+import pickle
+import tracemalloc
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.datasets import load_digits, load_iris, load_wine, make_classification
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skmultilogit import MultinomialLogitClassifier, loss_gradient
+
+TIGHT = dict(tol=1e-10, max_iter=20000)
+
+
+@functools.cache
+def dataset(name):
+    if name == "iris":
+        X, y = load_iris(return_X_y=True)
+    elif name == "wine_raw":  # features from 0.1 to 1680: badly scaled
+        X, y = load_wine(return_X_y=True)
+    elif name == "digits_scaled":
+        X, y = load_digits(return_X_y=True)
+        X, y = StandardScaler().fit_transform(X[:600]), y[:600]
+    elif name == "synthetic":
+        X, y = make_classification(
+            n_samples=300, n_features=8, n_informative=5, n_classes=4, random_state=0
+        )
+    X.setflags(write=False)
+    return X, y
+
+
+def weights_for(y):
+    return np.random.default_rng(0).uniform(0.2, 3.0, size=len(y))
+
+
+VARIANTS = {
+    "default": dict(),
+    "sample_weight": dict(),
+    "balanced": dict(class_weight="balanced"),
+    "class_weight_dict": dict(class_weight={0: 3.0, 1: 0.5}),
+    "no_intercept": dict(fit_intercept=False),
+    "small_C": dict(C=1e-3),
+    "large_C": dict(C=1e3),
+}
+
+
+@functools.cache
+def reference_fit(name, variant):
+    """LogisticRegression's optimum, by its exact Newton solver."""
+    X, y = dataset(name)
+    sample_weight = weights_for(y) if variant == "sample_weight" else None
+    lr = LogisticRegression(solver="newton-cholesky", tol=1e-12, max_iter=1000, **VARIANTS[variant])
+    lr.fit(X, y, sample_weight=sample_weight)
+    return lr
+
+
+def assert_same_coef(actual, desired, rtol=1e-6):
+    """Entrywise within rtol, measured against the size of the coefficients."""
+    np.testing.assert_allclose(actual, desired, rtol=rtol, atol=rtol * np.abs(desired).max())
+
+
+# Nearly flat problems (weak penalty on near-separable or badly scaled data):
+# first-order L-BFGS stops where float64 can no longer resolve decreases of the
+# objective, which pins coef only to about sqrt(eps / smallest curvature).
+# There it is held to the optimal objective; newton-cg to coef everywhere.
+FLAT_FOR_LBFGS = {
+    ("wine_raw", "large_C"),
+    ("wine_raw", "no_intercept"),
+    ("digits_scaled", "large_C"),
+}
+
+
+def objective(clf, X, y, sample_weight, C):
+    _, y_index = np.unique(y, return_inverse=True)
+    weights = np.ones(len(y)) if sample_weight is None else sample_weight
+    if clf.class_weight is not None:
+        from sklearn.utils.class_weight import compute_class_weight
+
+        weights = (
+            weights * compute_class_weight(clf.class_weight, classes=np.unique(y), y=y)[y_index]
+        )
+    return loss_gradient(clf.coef_, clf.intercept_, X, y_index, sample_weight=weights, C=C)[0]
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "newton-cg"])
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("name", ["iris", "wine_raw", "digits_scaled", "synthetic"])
+def test_same_optimum_as_logistic_regression(name, variant, solver):
+    X, y = dataset(name)
+    sample_weight = weights_for(y) if variant == "sample_weight" else None
+    lr = reference_fit(name, variant)
+    clf = MultinomialLogitClassifier(solver=solver, **TIGHT, **VARIANTS[variant])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf.fit(X, y, sample_weight=sample_weight)
+    if solver == "lbfgs" and (name, variant) in FLAT_FOR_LBFGS:
+        C = VARIANTS[variant].get("C", 1.0)
+        ours, ref = objective(clf, X, y, sample_weight, C), objective(lr, X, y, sample_weight, C)
+        assert (ours - ref) / ref < 1e-9
+        assert_same_coef(clf.coef_, lr.coef_, rtol=1e-3)
+        return
+    assert_same_coef(clf.coef_, lr.coef_)
+    assert_same_coef(clf.intercept_, lr.intercept_ - lr.intercept_.mean())
+    np.testing.assert_allclose(clf.predict_proba(X), lr.predict_proba(X), atol=1e-6)
+
+
+@pytest.mark.parametrize("C", [0.05, 1.0, 30.0])
+def test_binary_is_logistic_regression_with_doubled_C(C):
+    X, y = load_breast_cancer_scaled()
+    clf = MultinomialLogitClassifier(C=C, solver="newton-cg", **TIGHT).fit(X, y)
+    lr = LogisticRegression(C=2 * C, solver="newton-cholesky", tol=1e-12, max_iter=1000)
+    lr.fit(X, y)
+    assert clf.coef_.shape == (2, X.shape[1])
+    assert_same_coef(clf.coef_[1] - clf.coef_[0], lr.coef_[0])
+    np.testing.assert_allclose(clf.coef_[0], -clf.coef_[1], atol=1e-12)
+    np.testing.assert_allclose(
+        clf.intercept_[1] - clf.intercept_[0], lr.intercept_[0], rtol=1e-6, atol=1e-8
+    )
+    decision = clf.decision_function(X)
+    assert decision.shape == (X.shape[0],)
+    np.testing.assert_allclose(decision, lr.decision_function(X), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(clf.predict(X), lr.predict(X))
+
+
+def load_breast_cancer_scaled():
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+def test_unpenalised_fit_matches_statsmodels_mnlogit():
+    sm = pytest.importorskip("statsmodels.api")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 3))
+    true_coef = np.array([[0.0, 0.0, 0.0], [1.0, -0.5, 0.3], [-0.7, 0.8, 0.2]])
+    proba = np.exp(X @ true_coef.T)
+    proba /= proba.sum(axis=1, keepdims=True)
+    y = np.array([rng.choice(3, p=p) for p in proba])
+    clf = MultinomialLogitClassifier(C=np.inf, solver="newton-cg", **TIGHT).fit(X, y)
+    result = sm.MNLogit(y, sm.add_constant(X)).fit(method="newton", maxiter=100, disp=False)
+    # statsmodels fixes class 0 as reference: its parameters are w_k - w_0.
+    params = np.asarray(result.params)  # (1 + d, K - 1)
+    np.testing.assert_allclose(
+        (clf.intercept_[1:] - clf.intercept_[0]), params[0], rtol=1e-6, atol=1e-7
+    )
+    np.testing.assert_allclose((clf.coef_[1:] - clf.coef_[0]), params[1:].T, rtol=1e-6, atol=1e-7)
+
+
+def test_both_solvers_agree_and_columns_sum_to_zero():
+    X, y = dataset("synthetic")
+    fits = [MultinomialLogitClassifier(solver=s, **TIGHT).fit(X, y) for s in ("lbfgs", "newton-cg")]
+    assert_same_coef(fits[0].coef_, fits[1].coef_, rtol=1e-6)
+    np.testing.assert_allclose(fits[0].coef_.sum(axis=0), 0.0, atol=1e-10)
+    assert abs(fits[0].intercept_.sum()) < 1e-10
+
+
+# --- properties -------------------------------------------------------------
+
+
+def test_sample_order_does_not_matter():
+    X, y = dataset("synthetic")
+    order = np.random.default_rng(1).permutation(len(y))
+    a = MultinomialLogitClassifier(**TIGHT).fit(X, y)
+    b = MultinomialLogitClassifier(**TIGHT).fit(X[order], y[order])
+    assert_same_coef(b.coef_, a.coef_, rtol=1e-6)
+
+
+@pytest.mark.parametrize("class_weight", [None, "balanced"])
+def test_duplicated_row_equals_weight_two(class_weight):
+    X, y = dataset("synthetic")
+    weight = np.ones(len(y))
+    weight[:50] = 2.0
+    X_dup = np.vstack([X, X[:50]])
+    y_dup = np.concatenate([y, y[:50]])
+    a = MultinomialLogitClassifier(class_weight=class_weight, **TIGHT).fit(
+        X, y, sample_weight=weight
+    )
+    b = MultinomialLogitClassifier(class_weight=class_weight, **TIGHT).fit(X_dup, y_dup)
+    assert_same_coef(a.coef_, b.coef_, rtol=1e-6)
+
+
+def test_zero_weight_equals_dropping_the_row():
+    X, y = dataset("synthetic")
+    weight = np.ones(len(y))
+    weight[::3] = 0.0
+    keep = weight > 0
+    a = MultinomialLogitClassifier(**TIGHT).fit(X, y, sample_weight=weight)
+    b = MultinomialLogitClassifier(**TIGHT).fit(X[keep], y[keep])
+    assert_same_coef(a.coef_, b.coef_, rtol=1e-6)
+
+
+def test_relabelling_classes_permutes_coef_rows():
+    X, y = dataset("synthetic")
+    relabel = np.array([30, 10, 40, 20])  # class k becomes relabel[k]
+    a = MultinomialLogitClassifier(**TIGHT).fit(X, y)
+    b = MultinomialLogitClassifier(**TIGHT).fit(X, relabel[y])
+    np.testing.assert_array_equal(b.classes_, [10, 20, 30, 40])
+    rows = np.argsort(relabel)  # row j of b is the original class rows[j]
+    assert_same_coef(b.coef_, a.coef_[rows], rtol=1e-6)
+    np.testing.assert_array_equal(b.predict(X), relabel[a.predict(X)])
+
+
+def test_string_and_noncontiguous_labels():
+    X, y = dataset("iris")
+    names = np.array(["setosa", "versicolor", "virginica"], dtype=object)[y]
+    clf = MultinomialLogitClassifier().fit(X, names)
+    np.testing.assert_array_equal(clf.classes_, ["setosa", "versicolor", "virginica"])
+    assert set(clf.predict(X)) <= set(clf.classes_)
+    ints = np.array([-5, 7, 100])[y]
+    clf_int = MultinomialLogitClassifier().fit(X, ints)
+    np.testing.assert_array_equal(clf_int.classes_, [-5, 7, 100])
+    assert_same_coef(clf_int.coef_, clf.coef_, rtol=1e-12)
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+def test_sparse_equals_dense(fmt):
+    X, y = dataset("synthetic")
+    X = np.where(np.abs(X) < 0.7, 0.0, X)  # genuinely sparse
+    X_sparse = sp.csr_matrix(X) if fmt == "csr" else sp.csc_matrix(X)
+    for solver in ("lbfgs", "newton-cg"):
+        dense = MultinomialLogitClassifier(solver=solver, **TIGHT).fit(X, y)
+        sparse = MultinomialLogitClassifier(solver=solver, **TIGHT).fit(X_sparse, y)
+        assert_same_coef(sparse.coef_, dense.coef_, rtol=1e-6)
+        np.testing.assert_allclose(
+            sparse.predict_proba(X_sparse), dense.predict_proba(X), atol=1e-7
+        )
+
+
+# float32 products make the objective noisy at about 1e-7 relative. Newton-CG
+# steps are driven by the gradient and reach the float64 optimum; L-BFGS's line
+# search stops once decreases drown in that noise, at float32 resolution of f.
+@pytest.mark.parametrize(
+    "solver, coef_rtol, max_gap", [("newton-cg", 1e-5, 1e-10), ("lbfgs", 1e-3, 1e-6)]
+)
+def test_float32_in_float32_out_at_the_same_optimum(solver, coef_rtol, max_gap):
+    X, y = dataset("digits_scaled")
+    X32 = X.astype(np.float32)
+    X64 = X32.astype(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf32 = MultinomialLogitClassifier(solver=solver, tol=1e-8, max_iter=5000).fit(X32, y)
+    clf64 = MultinomialLogitClassifier(solver="newton-cg", **TIGHT).fit(X64, y)
+    assert clf32.coef_.dtype == np.float32 and clf32.intercept_.dtype == np.float32
+    assert clf32.predict_proba(X32).dtype == np.float32
+    assert clf32.predict_log_proba(X32).dtype == np.float32
+    assert clf32.decision_function(X32).dtype == np.float32
+    assert_same_coef(clf32.coef_, clf64.coef_, rtol=coef_rtol)
+    _, y_index = np.unique(y, return_inverse=True)
+    f32 = loss_gradient(clf32.coef_, clf32.intercept_, X64, y_index)[0]
+    f64 = loss_gradient(clf64.coef_, clf64.intercept_, X64, y_index)[0]
+    assert -1e-12 < (f32 - f64) / f64 < max_gap
+
+
+def test_memory_layout_and_read_only_inputs_give_the_same_model():
+    X, y = dataset("synthetic")  # read-only, C order
+    a = MultinomialLogitClassifier(**TIGHT).fit(X, y)
+    b = MultinomialLogitClassifier(**TIGHT).fit(np.asfortranarray(X), y)
+    assert_same_coef(b.coef_, a.coef_, rtol=1e-6)
+
+
+def test_fit_does_not_copy_X():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20000, 50))
+    y = rng.integers(0, 3, size=20000)
+    for data in (X, np.asfortranarray(X), X.astype(np.float32)):
+        clf = MultinomialLogitClassifier(max_iter=5)
+        tracemalloc.start()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # max_iter=5 on purpose
+            clf.fit(data, y)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert peak < 0.5 * data.nbytes, (peak, data.nbytes)
+
+
+def test_dataframe_input_records_feature_names():
+    pd = pytest.importorskip("pandas")
+    X, y = dataset("iris")
+    frame = pd.DataFrame(X, columns=["sl", "sw", "pl", "pw"])
+    clf = MultinomialLogitClassifier().fit(frame, pd.Series(y))
+    np.testing.assert_array_equal(clf.feature_names_in_, ["sl", "sw", "pl", "pw"])
+    assert clf.n_features_in_ == 4
+    np.testing.assert_array_equal(clf.predict(frame), clf.predict(X))
+
+
+def test_pickle_round_trip():
+    X, y = dataset("iris")
+    clf = MultinomialLogitClassifier().fit(X, y)
+    restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
+    assert restored.get_params() == clf.get_params()
+
+
+def test_warm_start_resumes_from_the_solution():
+    X, y = dataset("digits_scaled")
+    clf = MultinomialLogitClassifier(warm_start=True, tol=1e-6, max_iter=5000).fit(X, y)
+    first = clf.coef_.copy()
+    cold_iterations = clf.n_iter_[0]
+    clf.fit(X, y)
+    assert clf.n_iter_[0] <= 2 < cold_iterations
+    assert_same_coef(clf.coef_, first, rtol=1e-5)
+    # without warm_start the second fit starts from zero again
+    cold = MultinomialLogitClassifier(tol=1e-6, max_iter=5000).fit(X, y)
+    cold.fit(X, y)
+    assert cold.n_iter_[0] == cold_iterations
+
+
+def test_verbose_prints_objective_and_gradient(capsys):
+    X, y = dataset("iris")
+    MultinomialLogitClassifier(verbose=1).fit(X, y)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("iter")]
+    assert len(lines) >= 3
+    assert "objective" in lines[0] and "grad" in lines[0]
+    objectives = [float(line.split("objective")[1].split()[0]) for line in lines]
+    assert objectives[-1] < objectives[0]
+
+
+def test_gridsearch_over_a_pipeline_in_parallel():
+    X, y = load_digits(return_X_y=True)
+    grid = GridSearchCV(
+        make_pipeline(StandardScaler(), MultinomialLogitClassifier()),
+        {"multinomiallogitclassifier__C": [0.01, 0.1, 1.0]},
+        cv=3,
+        n_jobs=2,
+    ).fit(X, y)
+    reference = GridSearchCV(
+        make_pipeline(StandardScaler(), LogisticRegression()),
+        {"logisticregression__C": [0.01, 0.1, 1.0]},
+        cv=3,
+        n_jobs=2,
+    ).fit(X, y)
+    # Same parameter name, same objective: nearly the same CV scores.
+    np.testing.assert_allclose(
+        grid.cv_results_["mean_test_score"], reference.cv_results_["mean_test_score"], atol=0.01
+    )
+    assert grid.best_score_ > 0.9

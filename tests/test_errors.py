@@ -1,0 +1,144 @@
+"""Bad input gets a clear error naming the problem; extreme input stays finite."""
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy.special import log_softmax as scipy_log_softmax
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+
+from skmultilogit import MultinomialLogitClassifier
+
+X_OK = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0], [2.0, 1.0], [1.0, 2.0]])
+Y_OK = np.array([0, 1, 0, 1, 0, 1])
+
+
+@pytest.mark.parametrize(
+    "X, match",
+    [
+        (np.array([[np.nan, 1.0]] * 6), "NaN"),
+        (np.array([[np.inf, 1.0]] * 6), "infinity"),
+        (np.array([["a", "b"]] * 6, dtype=object), "could not convert|string"),
+        (np.empty((6, 0)), "0 feature"),
+        (np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]), "2D array"),
+        (np.array([[1 + 1j, 0.0]] * 6), "[Cc]omplex"),
+    ],
+)
+def test_bad_X_is_rejected_in_fit(X, match):
+    with pytest.raises(ValueError, match=match):
+        MultinomialLogitClassifier().fit(X, Y_OK)
+
+
+def test_bad_X_is_rejected_in_predict():
+    clf = MultinomialLogitClassifier().fit(X_OK, Y_OK)
+    with pytest.raises(
+        ValueError, match="X has 3 features, but MultinomialLogitClassifier is expecting 2"
+    ):
+        clf.predict(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        clf.predict_proba(np.array([[np.nan, 0.0]]))
+    with pytest.raises(NotFittedError):
+        MultinomialLogitClassifier().predict(X_OK)
+
+
+@pytest.mark.parametrize(
+    "y, match",
+    [
+        (np.zeros(6), "at least 2 classes.*only one class"),
+        (np.linspace(0, 1, 6), "Unknown label type"),
+        (np.array([0, 1, 0]), "inconsistent numbers of samples"),
+    ],
+)
+def test_bad_y_is_rejected(y, match):
+    with pytest.raises(ValueError, match=match):
+        MultinomialLogitClassifier().fit(X_OK, y)
+
+
+@pytest.mark.parametrize(
+    "sample_weight, match",
+    [
+        (np.array([1.0, -1.0, 1.0, 1.0, 1.0, 1.0]), "non-negative"),
+        (np.zeros(6), "all zero"),
+        (np.ones(5), r"shape \(6,\)"),
+        (np.array([1.0, np.nan, 1, 1, 1, 1]), "NaN"),
+        (np.array([1.0, 0.0, 1.0, 0.0, 1.0, 0.0]), "only one class has positive weight"),
+    ],
+)
+def test_bad_sample_weight_is_rejected(sample_weight, match):
+    with pytest.raises(ValueError, match=match):
+        MultinomialLogitClassifier().fit(X_OK, Y_OK, sample_weight=sample_weight)
+
+
+@pytest.mark.parametrize(
+    "params, error, match",
+    [
+        (dict(C=0.0), ValueError, "C must be > 0"),
+        (dict(C=-1.0), ValueError, "C must be > 0"),
+        (dict(C=np.nan), ValueError, "C must be finite or np.inf"),
+        (dict(C="1"), TypeError, "C must be a real number"),
+        (dict(max_iter=0), ValueError, "max_iter must be >= 1"),
+        (dict(max_iter=2.5), TypeError, "max_iter must be an integer"),
+        (dict(tol=-1e-4), ValueError, "tol must be >= 0"),
+        (dict(solver="sag"), ValueError, "solver must be one of"),
+        (dict(fit_intercept="yes"), TypeError, "fit_intercept must be True or False"),
+        (dict(class_weight={7: 2.0}), ValueError, r"class_weight names classes.*\[7\]"),
+        (dict(class_weight="balance"), ValueError, "class_weight must be 'balanced'"),
+        (dict(class_weight=[1.0, 2.0]), TypeError, "class_weight must be"),
+        (dict(class_weight={0: -1.0}), ValueError, "class_weight"),
+        (dict(verbose=-1), ValueError, "verbose must be >= 0"),
+        (dict(warm_start=1), TypeError, "warm_start must be True or False"),
+    ],
+)
+def test_bad_parameters_are_rejected_at_fit(params, error, match):
+    clf = MultinomialLogitClassifier(**params)  # __init__ only stores
+    with pytest.raises(error, match=match):
+        clf.fit(X_OK, Y_OK)
+
+
+def test_stopping_short_warns_with_advice():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 5))
+    y = (X[:, 0] + 0.5 * rng.normal(size=200) > 0).astype(int)
+    with pytest.warns(ConvergenceWarning, match="stopped after 1 iterations.*Increase max_iter"):
+        MultinomialLogitClassifier(max_iter=1).fit(X, y)
+    with pytest.warns(ConvergenceWarning, match="Increase max_iter"):
+        MultinomialLogitClassifier(max_iter=1, solver="newton-cg", tol=1e-12).fit(X, y)
+
+
+def test_huge_features_give_finite_coefficients_and_probabilities():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(100, 3))
+    y = (X[:, 0] + X[:, 1] + rng.normal(scale=0.5, size=100) > 0).astype(int)
+    for solver in ("lbfgs", "newton-cg"):
+        clf = MultinomialLogitClassifier(C=np.inf, solver=solver).fit(X * 1e150, y)
+        assert np.all(np.isfinite(clf.coef_)) and np.all(np.isfinite(clf.intercept_))
+        proba = clf.predict_proba(X * 1e150)
+        assert np.all(np.isfinite(proba))
+        # Unpenalised, the model is equivariant to feature scale.
+        unscaled = MultinomialLogitClassifier(C=np.inf, solver=solver).fit(X, y)
+        np.testing.assert_allclose(proba, unscaled.predict_proba(X), atol=1e-5)
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "newton-cg"])
+def test_separable_data_without_penalty_stays_finite(solver):
+    X = np.array([[-2.0], [-1.0], [1.0], [2.0], [3.0], [-3.0]])
+    y = np.array(["a", "a", "b", "b", "b", "a"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # no finite optimum exists
+        clf = MultinomialLogitClassifier(C=np.inf, solver=solver, max_iter=200).fit(X, y)
+    assert np.all(np.isfinite(clf.coef_)) and np.all(np.isfinite(clf.intercept_))
+    np.testing.assert_array_equal(clf.predict(X), y)
+    assert np.all(np.isfinite(clf.predict_proba(X)))
+    assert np.all(np.isfinite(clf.predict_log_proba(X)))
+
+
+def test_log_proba_finite_where_probabilities_underflow():
+    X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    clf = MultinomialLogitClassifier(C=10.0).fit(X, [0, 0, 1, 2])
+    X_far = np.array([[1e6], [-1e6]])
+    proba = clf.predict_proba(X_far)
+    assert np.any(proba == 0.0)  # they do underflow
+    log_proba = clf.predict_log_proba(X_far)
+    assert np.all(np.isfinite(log_proba))
+    reference = scipy_log_softmax(X_far @ clf.coef_.T + clf.intercept_, axis=1)
+    np.testing.assert_allclose(log_proba, reference, rtol=1e-12)
