@@ -284,6 +284,23 @@ def test_fit_does_not_copy_X():
         assert peak < 0.5 * data.nbytes, (peak, data.nbytes)
 
 
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+def test_sparse_X_is_never_densified(fmt):
+    rng = np.random.default_rng(0)
+    rows, cols = rng.integers(0, 20000, size=80000), rng.integers(0, 2000, size=80000)
+    X = sp.coo_matrix((rng.normal(size=80000), (rows, cols)), shape=(20000, 2000)).asformat(fmt)
+    y = rng.integers(0, 3, size=20000)
+    dense_bytes = 8 * X.shape[0] * X.shape[1]
+    for solver in ("lbfgs", "newton-cg"):
+        tracemalloc.start()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            MultinomialLogitClassifier(solver=solver, max_iter=3).fit(X, y)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert peak < 0.05 * dense_bytes, (peak, dense_bytes)
+
+
 def test_dataframe_input_records_feature_names():
     pd = pytest.importorskip("pandas")
     X, y = dataset("iris")
