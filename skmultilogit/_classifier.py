@@ -8,6 +8,7 @@ import numbers
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
@@ -51,12 +52,12 @@ def _check_sample_weight(sample_weight, n_samples):
     """Sample weights as a float64 vector: finite, non-negative, not all zero."""
     if sample_weight is None:
         return np.ones(n_samples)
-    if isinstance(sample_weight, numbers.Number):
-        sample_weight = np.full(n_samples, sample_weight, dtype=np.float64)
-    try:
-        sample_weight = np.asarray(sample_weight, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"sample_weight must be numeric: {exc}") from None
+    sample_weight = np.asarray(sample_weight)
+    if sample_weight.ndim == 0:
+        sample_weight = np.full(n_samples, sample_weight)
+    if sample_weight.dtype.kind not in "biuf":
+        raise ValueError(f"sample_weight must hold real numbers; got dtype {sample_weight.dtype}.")
+    sample_weight = sample_weight.astype(np.float64)
     if sample_weight.ndim != 1 or sample_weight.shape[0] != n_samples:
         raise ValueError(
             f"sample_weight must have shape ({n_samples},), one weight per sample; "
@@ -100,12 +101,19 @@ def _class_weight_vector(class_weight, classes, y_index, sample_weight):
     weights = np.ones(n_classes)
     known = {c: k for k, c in enumerate(classes.tolist())}
     unknown = [c for c in class_weight if c not in known]
-    if unknown:
+    unweighted = [c for c in classes.tolist() if c not in class_weight]
+    # As in LogisticRegression: keys naming classes absent from y are fine when
+    # every class of y has a weight (a CV fold may lack a rare class); with
+    # classes left unweighted they are most likely mistyped labels.
+    if unknown and unweighted:
         raise ValueError(
-            f"class_weight names classes that are not in the data: {unknown}; "
-            f"the classes are {classes.tolist()}."
+            f"class_weight names classes that are not in the data: {unknown}, while "
+            f"classes {unweighted} of the data have no weight; the classes are "
+            f"{classes.tolist()}."
         )
     for label, weight in class_weight.items():
+        if label not in known:
+            continue
         weights[known[label]] = _check_real(
             f"class_weight[{label!r}]", weight, low=0.0, include_low=True
         )
@@ -127,9 +135,12 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
 
     The closed-form loss and gradient (``grad_W = C (P - Y)^T diag(s) X + W``)
     go to :func:`scipy.optimize.minimize`. The optimiser works in coordinates
-    where the features look standardised (a change of variables that leaves
-    the model and the optimum in your coordinates unchanged), so unscaled data
-    converge as fast as scaled data.
+    where each feature is centred and scaled by its spread combined with the
+    penalty's curvature: an exact change of variables that leaves the model
+    and the optimum in your coordinates unchanged and costs no copy of X. It
+    removes the effect of feature units and offsets; what remains on hard
+    problems (near-separable data, weak penalties) is curvature that only a
+    Newton-type solver handles well: prefer ``solver='newton-cg'`` there.
 
     With two classes the model is still the two-row softmax model. Since
     ``softmax(z)_1 = sigmoid(z_1 - z_0)`` and, at the optimum, ``w_0 = -w_1``,
@@ -145,16 +156,24 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
         Whether to fit the unpenalised intercept ``b``.
     class_weight : dict or 'balanced', default=None
         Weights per class, multiplying the sample weights. ``'balanced'``
-        uses ``sum(s) / (n_classes * weighted count of the class)``.
+        uses ``sum(s) / (n_classes * weighted count of the class)``, counting
+        with the sample weights as recent LogisticRegression does (so a row of
+        weight 2 counts as two rows). A dict may name classes absent from
+        ``y`` only if every class of ``y`` has a weight, as in
+        LogisticRegression (a cross-validation fold can lack a rare class);
+        otherwise the unknown keys are taken for mistyped labels and rejected.
     solver : {'lbfgs', 'newton-cg'}, default='lbfgs'
         ``'lbfgs'``: L-BFGS-B on the closed-form loss and gradient.
         ``'newton-cg'``: trust-region Newton-CG with the closed-form
         Hessian-vector product (few, more expensive iterations; strong when
         the problem is ill-conditioned or a tight tolerance is wanted).
     tol : float, default=1e-4
-        Stop when the gradient of the objective divided by ``C * sum(s)``,
-        in the standardised coordinates, is at most ``tol`` (largest entry for
-        'lbfgs', Euclidean norm for 'newton-cg').
+        Converged when the largest entry of the gradient of the objective
+        divided by ``C * sum(s)``, in the solver's scaled coordinates, is at
+        most ``tol``. A run that stops because the objective no longer
+        decreases in floating point counts as converged if that entry is
+        below ``max(tol, sqrt(machine epsilon))``, about 1.5e-8; any other
+        stop short of ``tol`` raises a ConvergenceWarning.
     max_iter : int, default=100
         Largest number of solver iterations.
     warm_start : bool, default=False
@@ -235,7 +254,8 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
         _check_real("tol", self.tol, low=0.0, include_low=True)
         _check_int("max_iter", self.max_iter, 1)
         _check_bool("warm_start", self.warm_start)
-        _check_int("verbose", self.verbose, 0)
+        if not isinstance(self.verbose, (bool, np.bool_)):
+            _check_int("verbose", self.verbose, 0)
 
     def fit(self, X, y, sample_weight=None):
         """Fit the model to X, y.
@@ -265,6 +285,11 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
             ensure_min_samples=1,
             ensure_min_features=1,
         )
+        if sp.issparse(X) and not X.has_canonical_format:
+            # Summed duplicates give the same model; the copy keeps the
+            # caller's matrix untouched and the feature statistics right.
+            X = X.copy()
+            X.sum_duplicates()
         check_classification_targets(y)
         classes, y_index = np.unique(y, return_inverse=True)
         if len(classes) < 2:
@@ -286,17 +311,14 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
             )
 
         n_classes = len(classes)
-        C = float(self.C)
-        total_weight = sample_weight.sum()
-        scale = 1.0 / total_weight if np.isinf(C) else 1.0 / (C * total_weight)
         loss = MultinomialLoss(
             X,
             y_index,
             n_classes,
             sample_weight,
-            C,
+            float(self.C),
             fit_intercept=self.fit_intercept,
-            scale=scale,
+            normalize=True,
         )
         w0 = np.zeros(loss.n_params)
         if self.warm_start and self._can_warm_start(classes, X.shape[1]):
@@ -312,12 +334,7 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
         )
         if not result.converged:
             warnings.warn(
-                f"{self.solver} stopped after {result.n_iter} iterations without "
-                f"reaching tol={self.tol} (largest gradient entry {result.grad_max:.2e}; "
-                f"solver said: {result.message}). Increase max_iter, "
-                + ("or try solver='newton-cg'." if self.solver == "lbfgs" else "or loosen tol."),
-                ConvergenceWarning,
-                stacklevel=2,
+                self._convergence_message(result, X.dtype), ConvergenceWarning, stacklevel=2
             )
 
         coef, intercept = loss.unpack(result.w)
@@ -334,6 +351,31 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
         self.intercept_ = intercept.astype(X.dtype)
         self.n_iter_ = np.array([result.n_iter], dtype=np.int32)
         return self
+
+    def _convergence_message(self, result, dtype):
+        said = (
+            f"{self.solver} stopped after {result.n_iter} iterations with the largest "
+            f"gradient entry at {result.grad_max:.2e}, above tol={self.tol}"
+        )
+        if result.reason == "max_iter":
+            advice = "Increase max_iter" + (
+                ", or use solver='newton-cg', which needs far fewer iterations on "
+                "badly scaled data or weak penalties."
+                if self.solver == "lbfgs"
+                else "."
+            )
+        elif dtype == np.float32:
+            advice = (
+                "The objective no longer decreases at float32 precision: fit float64 "
+                "data for a tighter optimum, or loosen tol."
+            )
+        else:
+            advice = (
+                "The objective no longer decreases at float64 precision: the problem "
+                "is very badly conditioned. Standardise the features, use a smaller C, "
+                "or loosen tol."
+            )
+        return f"{said} ({result.message}). {advice}"
 
     def _can_warm_start(self, classes, n_features):
         return (

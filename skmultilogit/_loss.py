@@ -144,10 +144,12 @@ class MultinomialLoss:
         Inverse penalty strength; ``np.inf`` for no penalty.
     fit_intercept : bool, default=True
         Whether ``w`` ends with K intercepts.
-    scale : float, default=1.0
-        The objective is multiplied by ``scale``. Solvers pass
-        ``1 / (C * sum(s))`` so that gradients are of order one whatever the
-        number of samples, which changes the optimum not at all.
+    normalize : bool, default=False
+        If True, evaluate ``F / (C * sum(s))`` (``F / sum(s)`` when
+        ``C = inf``): the mean weighted loss plus ``||W||^2 / (2 C sum(s))``.
+        Solvers use this so that gradients are of order one whatever the
+        number of samples; the minimiser is the same. The factors are formed
+        without the product ``C * sum(s)``, which overflows for huge C.
 
     Examples
     --------
@@ -160,22 +162,33 @@ class MultinomialLoss:
     True
     """
 
-    def __init__(self, X, y, n_classes, sample_weight, C=1.0, *, fit_intercept=True, scale=1.0):
+    def __init__(
+        self, X, y, n_classes, sample_weight, C=1.0, *, fit_intercept=True, normalize=False
+    ):
         self.X = X
         self.y = np.asarray(y, dtype=np.intp)
         self.n_classes = int(n_classes)
         self.sample_weight = np.asarray(sample_weight, dtype=np.float64)
         self.C = float(C)
         self.fit_intercept = bool(fit_intercept)
-        self.scale = float(scale)
+        self.normalize = bool(normalize)
         self.n_features = X.shape[1]
         self._rows = np.arange(X.shape[0])
-        # Per-sample factor multiplying the data term of the scaled objective.
-        data_factor = self.scale if np.isinf(self.C) else self.scale * self.C
-        self._weight = data_factor * self.sample_weight
-        # Factor of the penalty 1/2 ||W||^2 in the scaled objective.
-        self._penalty = 0.0 if np.isinf(self.C) else self.scale
+        no_penalty = np.isinf(self.C)
+        if self.normalize:
+            total = self.sample_weight.sum()
+            # Per-sample factor of the data term, and factor of 1/2 ||W||^2.
+            self._weight = self.sample_weight / total
+            self._penalty = 0.0 if no_penalty else (1.0 / self.C) / total
+        else:
+            self._weight = self.sample_weight if no_penalty else self.C * self.sample_weight
+            self._penalty = 0.0 if no_penalty else 1.0
         self._hess_cache = None
+
+    @property
+    def penalty_strength(self):
+        """Factor of ``1/2 ||W||^2`` in the evaluated objective (0 without penalty)."""
+        return self._penalty
 
     @property
     def n_params(self):
@@ -211,7 +224,7 @@ class MultinomialLoss:
         return raw
 
     def _proba_and_loss(self, w):
-        """Softmax probabilities P and the scaled data term at ``w``."""
+        """Softmax probabilities P and the data term of the objective at ``w``."""
         raw = self.raw_prediction(w)
         raw -= raw.max(axis=1, keepdims=True)
         raw_true = raw[self._rows, self.y]
@@ -232,12 +245,6 @@ class MultinomialLoss:
         if self.fit_intercept:
             parts.append(residual.sum(axis=0))
         return np.concatenate(parts)
-
-    def loss(self, w):
-        """The (scaled) objective at ``w``."""
-        coef, _ = self.unpack(w)
-        _, data_loss = self._proba_and_loss(w)
-        return float(data_loss + 0.5 * self._penalty * (coef.ravel() @ coef.ravel()))
 
     def loss_gradient(self, w):
         """Objective and gradient at ``w``, ready for ``minimize(jac=True)``.
@@ -305,8 +312,11 @@ def _check_kernel_inputs(coef, intercept, X, y, sample_weight, C):
     y = np.asarray(y)
     if y.shape != (X.shape[0],):
         raise ValueError(f"y must have shape ({X.shape[0]},); got {y.shape}.")
-    if not np.issubdtype(y.dtype, np.integer) and not np.all(np.mod(y, 1) == 0):
-        raise ValueError("y must hold integer class indices 0..n_classes-1.")
+    if y.dtype.kind not in "iuf" or not np.all(np.mod(y, 1) == 0):
+        raise ValueError(
+            "y must hold integer class indices 0..n_classes-1 (encode labels first, "
+            f"e.g. with np.unique(labels, return_inverse=True)); got dtype {y.dtype}."
+        )
     if y.size and (y.min() < 0 or y.max() >= n_classes):
         raise ValueError(f"y must hold class indices in 0..{n_classes - 1}.")
     if intercept is not None:

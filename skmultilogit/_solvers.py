@@ -14,13 +14,16 @@ the features look standardised, without touching X:
 
     W = V \\operatorname{diag}(\\sigma)^{-1}, \\qquad b = c - W \\mu
 
-where ``mu`` is the feature mean (only with an intercept, which absorbs the
-shift) and ``sigma`` the feature standard deviation (1 for constant
-features). Then ``X W^T + b = ((X - mu) / sigma) V^T + c`` exactly, so the
-model, the objective (the penalty is still ``1/2 ||W||^2`` in the user's
-coordinates) and its minimiser are unchanged; only the path the optimiser
-takes to it is. Mapping parameters and gradients costs O(K d) per iteration,
-nothing next to the O(n d K) products, and sparse X is centred implicitly.
+where ``mu`` is the weighted feature mean (only with an intercept, which
+absorbs the shift) and ``sigma_j = sqrt(spread_j^2 + 1 / (C sum(s)))``: the
+feature's weighted standard deviation combined with the penalty's curvature,
+so that each coordinate's curvature at the start is of order one (a feature
+of tiny spread is scaled by the penalty, not blown up). Then
+``X W^T + b = ((X - mu) / sigma) V^T + c`` exactly, so the model, the
+objective (the penalty is still ``1/2 ||W||^2`` in the user's coordinates)
+and its minimiser are unchanged; only the path the optimiser takes to it is.
+Mapping parameters and gradients costs O(K d) per iteration, nothing next to
+the O(n d K) products, and sparse X is centred implicitly.
 The gradient in the new coordinates is the adjoint map applied to the
 gradient in the old ones:
 
@@ -33,9 +36,9 @@ Stopping rule
 -------------
 The objective handed to the optimiser is ``F / (C * sum(s))`` (``F / sum(s)``
 when ``C = inf``), as in scikit-learn, so that ``tol`` does not depend on the
-number of samples. ``lbfgs`` stops when the largest absolute entry of the
-gradient in the conditioned coordinates is at most ``tol``; ``newton-cg``
-when its Euclidean norm is.
+number of samples. A run has converged when the largest absolute entry of the
+gradient in the conditioned coordinates is at most ``tol`` (see
+:func:`minimize_loss` for stops forced by floating-point resolution).
 """
 
 import warnings
@@ -48,9 +51,10 @@ from threadpoolctl import threadpool_limits
 
 SOLVERS = ("lbfgs", "newton-cg")
 
-# Relative change of the objective that float64 rounding cannot tell from
-# zero (L-BFGS-B's own factr * epsmch rule, with scikit-learn's factr = 64).
-STALL_RTOL = 64 * np.finfo(np.float64).eps
+# A stop forced by floating-point resolution (the objective no longer
+# decreases) counts as converged when the largest gradient entry of the
+# normalised objective is below this, even if a smaller tol was asked for.
+PRECISION_GTOL = float(np.sqrt(np.finfo(np.float64).eps))
 
 # Below this many multiply-adds per matrix product (n * d * K), BLAS threads
 # cost more than they give: scipy's L-BFGS-B does small vector algebra every
@@ -66,42 +70,47 @@ def _blas_thread_limit(loss):
     return 1 if work < SINGLE_THREAD_BELOW else None
 
 
-def _row_column_index(X):
-    """Row and column of every stored entry of a CSR or CSC matrix."""
-    outer = np.repeat(np.arange(X.shape[0 if X.format == "csr" else 1]), np.diff(X.indptr))
-    if X.format == "csr":
-        return outer, X.indices
-    return X.indices, outer
+def _stored_entries(X, chunk=1 << 20):
+    """Yield (rows, columns, float64 values) of a CSR/CSC matrix, chunk by chunk."""
+    for start in range(0, X.nnz, chunk):
+        stop = min(start + chunk, X.nnz)
+        outer = np.searchsorted(X.indptr, np.arange(start, stop), side="right") - 1
+        inner = X.indices[start:stop]
+        values = X.data[start:stop].astype(np.float64)
+        yield (outer, inner, values) if X.format == "csr" else (inner, outer, values)
 
 
-def feature_mean_scale(X, fit_intercept, sample_weight=None, block_rows=1024):
-    """Per-feature centre and scale for the conditioning change of variables.
+def feature_mean_scale(X, fit_intercept, sample_weight=None, block_rows=1024, chunk=1 << 20):
+    """Weighted per-feature centre and spread, for the change of variables.
 
-    Returns ``(mean, scale)``: ``mean`` is the weighted column mean when
+    Returns ``(mean, spread)``: ``mean`` is the weighted column mean when
     ``fit_intercept`` (zeros otherwise, since without an intercept a shift is
-    not a change of variables), ``scale`` the weighted column standard
-    deviation about that centre, replaced by 1 where it is zero or not
-    finite. Weighting makes a row of weight 2 condition the problem exactly as
-    two copies of it do. X is read in blocks of rows and never copied whole.
+    not a change of variables), ``spread`` the weighted column standard
+    deviation about that centre (0 for constant columns). Weighting makes a
+    row of weight 2 condition the problem exactly as two copies of it do.
+    X is read in blocks of rows (dense) or of stored entries (sparse) and
+    never copied whole.
     """
     n_samples, n_features = X.shape
     if sample_weight is None:
         sample_weight = np.ones(n_samples)
     weight = sample_weight / sample_weight.sum()
     if sp.issparse(X):
-        rows, columns = _row_column_index(X)
-        data = X.data.astype(np.float64)
         magnitude = np.zeros(n_features)
-        np.maximum.at(magnitude, columns, np.abs(data))
+        for _, columns, values in _stored_entries(X, chunk):
+            np.maximum.at(magnitude, columns, np.abs(values))
     else:
         # max |x| without np.abs(X), which would be a temporary copy of X
         magnitude = np.maximum(X.max(axis=0), -X.min(axis=0)).astype(np.float64)
     # Work with x / max|x| so squares of huge features (1e160) cannot overflow.
     magnitude[~(magnitude > 0) | ~np.isfinite(magnitude)] = 1.0
     if sp.issparse(X):
-        unit = data / magnitude[columns]
-        mean = np.bincount(columns, weights=weight[rows] * unit, minlength=n_features)
-        second = np.bincount(columns, weights=weight[rows] * unit**2, minlength=n_features)
+        mean, second = np.zeros(n_features), np.zeros(n_features)
+        for rows, columns, values in _stored_entries(X, chunk):
+            weighted_unit = weight[rows] * (values / magnitude[columns])
+            mean += np.bincount(columns, weights=weighted_unit, minlength=n_features)
+            weighted_unit *= values / magnitude[columns]
+            second += np.bincount(columns, weights=weighted_unit, minlength=n_features)
         if not fit_intercept:
             mean = np.zeros(n_features)
         variance = np.maximum(second - mean**2, 0.0)
@@ -119,9 +128,7 @@ def feature_mean_scale(X, fit_intercept, sample_weight=None, block_rows=1024):
             block -= mean
             block *= block
             variance += weight[rows] @ block
-    scale = np.sqrt(variance) * magnitude
-    scale[~(scale > 0) | ~np.isfinite(scale)] = 1.0
-    return mean * magnitude, scale
+    return mean * magnitude, np.sqrt(variance) * magnitude
 
 
 class ConditionedProblem:
@@ -181,7 +188,12 @@ class SolverResult:
     n_iter : int
         Outer iterations taken.
     converged : bool
-        Whether the stopping rule on the gradient (or the objective) was met.
+        Whether the gradient tolerance was met (see :func:`minimize_loss`).
+    reason : str
+        Why it stopped when not converged: ``"max_iter"``, ``"precision"``
+        (the objective no longer decreases in floating point) or
+        ``"inner_solve"`` (a conjugate-gradient solve ran away); ``""`` when
+        converged.
     message : str
         The optimiser's own words on why it stopped.
     grad_max : float
@@ -191,35 +203,38 @@ class SolverResult:
     w: np.ndarray
     n_iter: int
     converged: bool
+    reason: str
     message: str
     grad_max: float
 
 
+class _InnerSolveRunaway(Exception):
+    """More Hessian products in one Newton step than CG can ever need."""
+
+
 class _Tracer:
-    """Remembers the last evaluation so callbacks can report it for free."""
+    """Wraps the problem for scipy: remembers evaluations, counts, reports."""
 
     def __init__(self, problem, verbose):
         self.problem = problem
         self.verbose = verbose
         self.last = None
+        self.accepted = None
         self.iteration = 0
-        self.objectives = []
-
-    def stalled(self):
-        """Whether the last iteration changed the objective only by rounding.
-
-        Then float64 cannot resolve further progress: the point is optimal to
-        machine precision even if the gradient is above a very small tol.
-        """
-        if len(self.objectives) < 2:
-            return False
-        before, after = self.objectives[-2:]
-        return before - after <= STALL_RTOL * max(abs(before), abs(after), 1.0)
+        self.products_this_step = 0
+        # Exact-arithmetic CG needs at most n_params products per solve.
+        self.max_products = 2 * problem.loss.n_params + 20
 
     def loss_gradient(self, theta):
         f, g = self.problem.loss_gradient(theta)
         self.last = (theta.copy(), f, g)
         return f, g
+
+    def hessp(self, theta, direction):
+        self.products_this_step += 1
+        if self.products_this_step > self.max_products:
+            raise _InnerSolveRunaway
+        return self.problem.hessp(theta, direction)
 
     def evaluate(self, theta):
         if self.last is not None and np.array_equal(self.last[0], theta):
@@ -228,25 +243,31 @@ class _Tracer:
 
     def callback(self, intermediate_result):
         self.iteration += 1
-        self.objectives.append(float(intermediate_result.fun))
+        self.products_this_step = 0
+        self.accepted = np.array(intermediate_result.x, copy=True)
         if self.verbose:
             f, g = self.evaluate(intermediate_result.x)
             print(
-                f"iter {self.iteration:4d}  objective {f / self.problem.loss.scale:.10e}"
+                f"iter {self.iteration:4d}  objective/(C*sum(s)) {f:.12e}"
                 f"  |grad|_max {np.max(np.abs(g)):.3e}",
                 flush=True,
             )
 
 
-def minimize_loss(
-    loss, w0, *, solver="lbfgs", tol=1e-4, max_iter=100, verbose=0, mean=None, scale=None
-):
+def minimize_loss(loss, w0, *, solver="lbfgs", tol=1e-4, max_iter=100, verbose=0):
     """Minimise ``loss`` from ``w0`` and return a :class:`SolverResult`.
+
+    The run counts as converged when the largest gradient entry (conditioned
+    coordinates, normalised objective) is at most ``tol``, or, when the
+    optimiser stopped by itself because the objective no longer decreases in
+    floating point, at most ``max(tol, sqrt(eps))``: below that, float64
+    cannot resolve further progress on most problems. Anything else is
+    reported as not converged, whatever the optimiser said.
 
     Parameters
     ----------
     loss : MultinomialLoss
-        The objective (already scaled by ``1 / (C * sum(s))``).
+        The objective, built with ``normalize=True``.
     w0 : ndarray of shape (loss.n_params,)
         Starting point in user coordinates.
     solver : {"lbfgs", "newton-cg"}
@@ -255,73 +276,87 @@ def minimize_loss(
         ``scipy.optimize.minimize(method="trust-ncg")`` with the closed-form
         Hessian-vector product.
     tol : float
-        Gradient tolerance (see the module docstring).
+        Gradient tolerance.
     max_iter : int
         Largest number of outer iterations.
     verbose : int
         When positive, print the objective and gradient size per iteration.
-    mean, scale : ndarray of shape (n_features,), default=None
-        The conditioning change of variables; computed from ``loss.X`` when
-        None.
     """
-    if mean is None or scale is None:
-        mean, scale = feature_mean_scale(loss.X, loss.fit_intercept, loss.sample_weight)
+    mean, spread = feature_mean_scale(loss.X, loss.fit_intercept, loss.sample_weight)
+    # Normalise the curvature of each coordinate: the data term contributes
+    # about spread^2 and the penalty 1/(C sum(s)). Without the penalty term a
+    # feature of tiny spread (a column of 1e-10 noise) would make the
+    # conditioned problem far worse than the original.
+    scale = np.hypot(spread, np.sqrt(loss.penalty_strength))
+    scale[~(scale > 0) | ~np.isfinite(scale)] = 1.0
     problem = ConditionedProblem(loss, mean, scale)
     tracer = _Tracer(problem, verbose)
     theta0 = problem.to_conditioned(w0)
     with warnings.catch_warnings(), threadpool_limits(_blas_thread_limit(loss), "blas"):
-        # scipy's own warnings (e.g. "maximum iterations reached") are turned
-        # into one ConvergenceWarning with advice by the caller.
+        # scipy's own warnings (e.g. "maximum iterations reached") become one
+        # ConvergenceWarning with advice in the estimator.
         warnings.simplefilter("ignore", category=RuntimeWarning)
         warnings.simplefilter("ignore", category=UserWarning)
-        if solver == "lbfgs":
-            res = minimize(
-                tracer.loss_gradient,
-                theta0,
-                method="L-BFGS-B",
-                jac=True,
-                callback=tracer.callback,
-                options={
-                    "maxiter": max_iter,
-                    "maxfun": max(15000, 2 * max_iter),
-                    "maxls": 50,
-                    "gtol": tol,
-                    # tol decides; with ftol=0 L-BFGS-B goes on while the
-                    # objective still decreases at all (sklearn's 64 * eps
-                    # stops up to 10x short of the optimum in coef on flat
-                    # problems, e.g. iris at C=1e3).
-                    "ftol": 0.0,
-                },
-            )
-            # status 0: gradient test met, or the objective stopped decreasing.
-            converged = res.status == 0
-        elif solver == "newton-cg":
-            res = minimize(
-                tracer.loss_gradient,
-                theta0,
-                method="trust-ncg",
-                jac=True,
-                hessp=problem.hessp,
-                callback=tracer.callback,
-                options={"maxiter": max_iter, "gtol": tol},
-            )
-            # status 2 ("bad approximation"): the model f + g.p + p.Hp/2 of
-            # the next step rounds to f itself, i.e. the predicted decrease
-            # is below float64 resolution: optimal to machine precision.
-            converged = bool(res.success) or res.status == 2
-        else:  # pragma: no cover - the estimator validates the name first
-            raise ValueError(f"unknown solver {solver!r}")
-    _, grad = tracer.evaluate(res.x)
+        try:
+            res = _run_scipy(solver, tracer, theta0, tol, max_iter)
+            theta, n_iter, message = res.x, int(res.nit), str(res.message)
+            runaway = False
+        except _InnerSolveRunaway:
+            theta = theta0 if tracer.accepted is None else tracer.accepted
+            n_iter, message, runaway = tracer.iteration, "inner CG solve did not terminate", True
+    _, grad = tracer.evaluate(theta)
     grad_max = float(np.max(np.abs(grad))) if grad.size else 0.0
-    if not converged and (grad_max <= tol or (res.nit < max_iter and tracer.stalled())):
-        # A line search or trust region that fails at a point already meeting
-        # the tolerance, or where the objective no longer changes beyond
-        # rounding, has nothing left to do: it is not a convergence failure.
-        converged = True
+    if grad_max <= tol:
+        converged, reason = True, ""
+    elif runaway:
+        converged, reason = False, "inner_solve"
+    elif n_iter >= max_iter:
+        converged, reason = False, "max_iter"
+    else:
+        # The optimiser gave up before max_iter: line search failure, no
+        # decrease (L-BFGS-B with ftol=0), or a trust-region model predicting
+        # no decrease (trust-ncg status 2). Precision, not effort, ran out.
+        converged = grad_max <= max(tol, PRECISION_GTOL)
+        reason = "" if converged else "precision"
     return SolverResult(
-        w=problem.to_original(res.x),
-        n_iter=int(res.nit),
+        w=problem.to_original(theta),
+        n_iter=n_iter,
         converged=converged,
-        message=str(res.message),
+        reason=reason,
+        message=message,
         grad_max=grad_max,
     )
+
+
+def _run_scipy(solver, tracer, theta0, tol, max_iter):
+    if solver == "lbfgs":
+        return minimize(
+            tracer.loss_gradient,
+            theta0,
+            method="L-BFGS-B",
+            jac=True,
+            callback=tracer.callback,
+            options={
+                "maxiter": max_iter,
+                "maxfun": max(15000, 2 * max_iter),
+                "maxls": 50,
+                "gtol": tol,
+                # tol decides: with ftol=0 L-BFGS-B goes on while the objective
+                # still decreases at all (scikit-learn's 64 * eps stops up to
+                # 10x short of the optimum in coef on flat problems).
+                "ftol": 0.0,
+            },
+        )
+    if solver == "newton-cg":
+        return minimize(
+            tracer.loss_gradient,
+            theta0,
+            method="trust-ncg",
+            jac=True,
+            hessp=tracer.hessp,
+            callback=tracer.callback,
+            # trust-ncg tests the Euclidean norm; the largest entry (our
+            # criterion) is never larger, so meeting gtol meets tol.
+            options={"maxiter": max_iter, "gtol": tol},
+        )
+    raise ValueError(f"unknown solver {solver!r}")  # pragma: no cover

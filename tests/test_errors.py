@@ -62,6 +62,8 @@ def test_bad_y_is_rejected(y, match):
         (np.ones(5), r"shape \(6,\)"),
         (np.array([1.0, np.nan, 1, 1, 1, 1]), "NaN"),
         (np.array([1.0, 0.0, 1.0, 0.0, 1.0, 0.0]), "only one class has positive weight"),
+        (np.full(6, 1j), "real numbers"),
+        (np.array(["a"] * 6), "real numbers"),
     ],
 )
 def test_bad_sample_weight_is_rejected(sample_weight, match):

@@ -207,6 +207,8 @@ def test_softmax_and_log_softmax_are_stable():
         (dict(intercept=np.zeros(3)), "intercept must have shape"),
         (dict(sample_weight=np.ones(3)), "sample_weight must have shape"),
         (dict(C=0.0), "C must be positive"),
+        (dict(y=np.array(["a", "b", "a", "b"])), "integer class indices.*encode labels"),
+        (dict(y=np.array([0.0, 1.5, 0.0, 1.0])), "integer class indices"),
     ],
 )
 def test_kernel_rejects_bad_input(kwargs, match):

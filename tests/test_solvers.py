@@ -1,0 +1,160 @@
+"""The solver layer: the change of variables, stopping rules, hard conditioning."""
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.datasets import load_digits, load_iris, load_wine
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+
+from skmultilogit import MultinomialLogitClassifier, loss_gradient
+from skmultilogit._loss import MultinomialLoss
+from skmultilogit._solvers import ConditionedProblem, feature_mean_scale
+
+# Float64 resolution of the gradient where a stop is forced by rounding (sqrt(eps)).
+PRECISION_GTOL = 1.4901161193847656e-08
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_change_of_variables_gradient_and_hessian_match_finite_differences(fit_intercept, sparse):
+    rng = np.random.default_rng(0)
+    X = rng.normal(loc=3.0, scale=[0.1, 1.0, 20.0, 5.0], size=(40, 4))
+    X[rng.random(X.shape) < 0.3] = 0.0
+    y = rng.integers(0, 3, size=40)
+    X = sp.csr_matrix(X) if sparse else X
+    loss = MultinomialLoss(X, y, 3, rng.uniform(0.5, 2, 40), 0.7,
+                           fit_intercept=fit_intercept, normalize=True)  # fmt: skip
+    mean, spread = feature_mean_scale(X, fit_intercept, loss.sample_weight)
+    problem = ConditionedProblem(loss, mean, spread + 0.1)
+    theta = rng.normal(size=loss.n_params)
+    # the map is invertible
+    np.testing.assert_allclose(problem.to_conditioned(problem.to_original(theta)), theta)
+    _, grad = problem.loss_gradient(theta)
+    step = 1e-6
+    numeric = np.array(
+        [
+            (
+                problem.loss_gradient(theta + step * e)[0]
+                - problem.loss_gradient(theta - step * e)[0]
+            )
+            / (2 * step)
+            for e in np.eye(loss.n_params)
+        ]
+    )
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-9)
+    v = rng.normal(size=loss.n_params)
+    numeric_hv = (
+        problem.loss_gradient(theta + 1e-6 * v)[1] - problem.loss_gradient(theta - 1e-6 * v)[1]
+    ) / 2e-6
+    np.testing.assert_allclose(problem.hessp(theta, v), numeric_hv, rtol=1e-5, atol=1e-9)
+
+
+def conditioned_gradient_max(clf, X, y, sample_weight=None):
+    """Largest entry of the normalised objective's gradient in the solver's
+    coordinates (features centred and divided by sqrt(spread^2 + penalty)),
+    recomputed here from the definitions."""
+    X = X.astype(np.float64)
+    _, y_index = np.unique(y, return_inverse=True)
+    s = np.ones(len(y)) if sample_weight is None else sample_weight
+    C = clf.C
+    _, g_coef, g_intercept = loss_gradient(
+        clf.coef_.astype(np.float64), clf.intercept_.astype(np.float64), X, y_index,
+        sample_weight=s, C=C,
+    )  # fmt: skip
+    norm = s.sum() if np.isinf(C) else C * s.sum()
+    g_coef, g_intercept = g_coef / norm, g_intercept / norm
+    mean = s @ X / s.sum()
+    spread = np.sqrt(s @ (X - mean) ** 2 / s.sum())
+    penalty = 0.0 if np.isinf(C) else 1.0 / (C * s.sum())
+    scale = np.sqrt(spread**2 + penalty)
+    scale[scale == 0] = 1.0
+    g_dir = (g_coef - np.outer(g_intercept, mean)) / scale
+    return max(np.abs(g_dir).max(), np.abs(g_intercept).max())
+
+
+def hard_problems():
+    X_iris, y_iris = load_iris(return_X_y=True)
+    rng = np.random.default_rng(0)
+    X_digits, y_digits = load_digits(return_X_y=True)
+    yield "iris", X_iris, y_iris, 1.0
+    yield "wine_raw", *load_wine(return_X_y=True), 100.0
+    yield "digits_raw", X_digits[:500], y_digits[:500], 1.0
+    tiny = np.column_stack([X_iris, 1e-10 * rng.normal(size=150)])
+    yield "iris_tiny_column", tiny, y_iris, 1.0
+    metres = np.column_stack([X_iris, 5e-7 + 1e-7 * rng.normal(size=150)])
+    yield "iris_column_in_metres", metres, y_iris, 1.0
+    # float32 with a large offset: the objective stops decreasing at float32
+    # resolution well above tight tolerances, which must be reported.
+    offset = (rng.normal(size=(300, 4)) + 1000.0).astype(np.float32)
+    yield "float32_offset", offset, (offset[:, 0] + offset[:, 1] > 2000).astype(int), 1.0
+
+
+@pytest.mark.parametrize("tol", [1e-4, 1e-8])
+@pytest.mark.parametrize("solver", ["lbfgs", "newton-cg"])
+@pytest.mark.parametrize("name, X, y, C", list(hard_problems()), ids=lambda v: str(v)[:20])
+def test_no_warning_means_the_tolerance_was_met(name, X, y, C, solver, tol):
+    clf = MultinomialLogitClassifier(C=C, solver=solver, tol=tol, max_iter=3000)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        clf.fit(X, y)
+    warned = any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    if not warned:
+        assert conditioned_gradient_max(clf, X, y) <= max(tol, PRECISION_GTOL) * (1 + 1e-6)
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "newton-cg"])
+@pytest.mark.parametrize("column", ["tiny", "metres"])
+def test_columns_of_tiny_spread_do_not_break_the_fit(solver, column):
+    # A feature measured in metres (5e-7 +- 1e-7) or pure 1e-10 noise: the
+    # penalty, not the spread, sets its curvature.
+    X, y = load_iris(return_X_y=True)
+    rng = np.random.default_rng(0)
+    extra = 1e-10 * rng.normal(size=150) if column == "tiny" else 5e-7 + 1e-7 * rng.normal(size=150)
+    X = np.column_stack([X, extra])
+    lr = LogisticRegression(solver="newton-cholesky", tol=1e-12, max_iter=1000).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = MultinomialLogitClassifier(solver=solver, tol=1e-8, max_iter=1000).fit(X, y)
+    f = loss_gradient(clf.coef_, clf.intercept_, X, y)[0]
+    f_lr = loss_gradient(lr.coef_, lr.intercept_, X, y)[0]
+    assert (f - f_lr) / f_lr < 1e-9
+
+
+@pytest.mark.parametrize("factor", [1e-100, 1e-150])
+@pytest.mark.parametrize("solver", ["lbfgs", "newton-cg"])
+def test_tiny_features_terminate_with_a_finite_model(factor, solver):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(100, 3))
+    y = (X[:, 0] + X[:, 1] + rng.normal(scale=0.5, size=100) > 0).astype(int) + (X[:, 2] > 1)
+    clf = MultinomialLogitClassifier(solver=solver).fit(X * factor, y)
+    assert np.all(np.isfinite(clf.coef_)) and np.all(np.isfinite(clf.predict_proba(X * factor)))
+
+
+def test_huge_C_is_nearly_no_penalty_not_a_zero_model():
+    X, y = load_iris(return_X_y=True)
+    X = X[50:]  # versicolor vs virginica: not separable, so C=inf has an optimum
+    y = y[50:]
+    huge = MultinomialLogitClassifier(C=1e308, solver="newton-cg", tol=1e-10).fit(X, y)
+    free = MultinomialLogitClassifier(C=np.inf, solver="newton-cg", tol=1e-10).fit(X, y)
+    np.testing.assert_allclose(huge.coef_, free.coef_, rtol=1e-6)
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("fmt", ["dense", "csr", "csc"])
+def test_feature_statistics_match_their_definition(fit_intercept, fmt):
+    rng = np.random.default_rng(0)
+    X = rng.normal(loc=2.0, size=(50, 7))
+    X[rng.random(X.shape) < 0.6] = 0.0
+    X[3] = 0.0  # an empty row
+    X[:, 2] = 0.0  # an empty column
+    weight = rng.uniform(0.1, 2.0, size=50)
+    mean = weight @ X / weight.sum() if fit_intercept else np.zeros(7)
+    spread = np.sqrt(weight @ (X - mean) ** 2 / weight.sum())
+    data = X if fmt == "dense" else sp.csr_matrix(X).asformat(fmt)
+    # small blocks and chunks so that their boundaries are crossed
+    got_mean, got_spread = feature_mean_scale(data, fit_intercept, weight, block_rows=8, chunk=7)
+    np.testing.assert_allclose(got_mean, mean, atol=1e-12)
+    np.testing.assert_allclose(got_spread, spread, atol=1e-12)
