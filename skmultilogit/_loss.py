@@ -53,6 +53,11 @@ import scipy.sparse as sp
 
 __all__ = ["loss_gradient", "log_softmax", "softmax", "MultinomialLoss"]
 
+# Bytes of dense X evaluated per row block, and the fewest rows in a block
+# (see MultinomialLoss._row_blocks).
+BLOCK_BYTES = 1 << 22
+MIN_BLOCK_ROWS = 256
+
 
 def log_softmax(raw_prediction):
     """Row-wise log-softmax, computed without overflow or underflow.
@@ -215,36 +220,63 @@ class MultinomialLoss:
     def raw_prediction(self, w):
         """``Z = X W^T + b`` in float64, shape (n_samples, n_classes)."""
         coef, intercept = self.unpack(w)
-        # The product runs in X's dtype (float32 stays float32); the result
-        # is n x K, small enough to widen for the element-wise work.
-        raw = np.asarray(self.X @ coef.astype(self.X.dtype, copy=False).T)
-        raw = raw.astype(np.float64, copy=False)
+        return self._block_raw(self.X, coef.astype(self.X.dtype, copy=False), intercept)
+
+    def _row_blocks(self):
+        """Row ranges evaluated together.
+
+        A block of dense X is small enough to stay in cache between the
+        forward product and the gradient product, and its n_block x K logits
+        stay in cache through the element-wise work in between: streaming the
+        whole n x K arrays through memory for each element-wise step cost as
+        much again as the two products. Sparse X is taken whole, since a row
+        slice of a sparse matrix is a copy.
+        """
+        n_samples = self.X.shape[0]
+        if sp.issparse(self.X):
+            return [slice(0, n_samples)]
+        step = max(MIN_BLOCK_ROWS, BLOCK_BYTES // max(1, self.n_features * self.X.itemsize))
+        return [slice(start, start + step) for start in range(0, n_samples, step)]
+
+    def _block_raw(self, X_block, coef_x, intercept):
+        """Logits of a block in float64 (the product runs in X's dtype)."""
+        raw = np.asarray(X_block @ coef_x.T).astype(np.float64, copy=False)
         if intercept is not None:
             raw += intercept
         return raw
 
-    def _proba_and_loss(self, w):
-        """Softmax probabilities P and the data term of the objective at ``w``."""
-        raw = self.raw_prediction(w)
+    def _block_proba_loss(self, raw, rows):
+        """Turn a block's logits into probabilities in place; return its data term."""
         raw -= raw.max(axis=1, keepdims=True)
-        raw_true = raw[self._rows, self.y]
-        proba = np.exp(raw, out=raw)
-        sum_exp = proba.sum(axis=1)
+        raw_true = raw[self._rows[: raw.shape[0]], self.y[rows]]
+        np.exp(raw, out=raw)
+        sum_exp = raw.sum(axis=1)
+        raw /= sum_exp[:, None]
         # -log P[i, y_i] = logsumexp(z_i) - z_{i, y_i}, never log of a P.
-        data_loss = self._weight @ (np.log(sum_exp) - raw_true)
-        proba /= sum_exp[:, None]
-        return proba, data_loss
+        return self._weight[rows] @ (np.log(sum_exp) - raw_true)
 
-    def _assemble_gradient(self, coef, residual):
-        """Flat gradient from the weighted residual ``R`` and coef."""
-        grad_coef = _rmatmul(self.X, residual.astype(self.X.dtype, copy=False))
-        grad_coef = grad_coef.astype(np.float64, copy=False)
+    def _finish_gradient(self, coef, grad_coef, grad_intercept):
+        """Add the penalty's part and flatten."""
         if self._penalty:
             grad_coef += self._penalty * coef
-        parts = [grad_coef.ravel()]
         if self.fit_intercept:
-            parts.append(residual.sum(axis=0))
-        return np.concatenate(parts)
+            return np.concatenate([grad_coef.ravel(), grad_intercept])
+        return grad_coef.ravel()
+
+    def _accumulate(self, X_block, residual, grad_coef, grad_intercept):
+        """Add a block's ``R^T X`` and ``R^T 1``; sums across blocks in float64."""
+        grad_coef += _rmatmul(X_block, residual.astype(self.X.dtype, copy=False))
+        grad_intercept += residual.sum(axis=0)
+
+    def _proba(self, w):
+        """Softmax probabilities at ``w``, shape (n_samples, n_classes)."""
+        coef, intercept = self.unpack(w)
+        coef_x = coef.astype(self.X.dtype, copy=False)
+        proba = np.empty((self.X.shape[0], self.n_classes))
+        for rows in self._row_blocks():
+            proba[rows] = self._block_raw(self.X[rows], coef_x, intercept)
+            self._block_proba_loss(proba[rows], rows)
+        return proba
 
     def loss_gradient(self, w):
         """Objective and gradient at ``w``, ready for ``minimize(jac=True)``.
@@ -254,14 +286,21 @@ class MultinomialLoss:
         loss : float
         grad : ndarray of shape (n_params,), float64
         """
-        coef, _ = self.unpack(w)
-        proba, data_loss = self._proba_and_loss(w)
+        coef, intercept = self.unpack(w)
+        coef_x = coef.astype(self.X.dtype, copy=False)
+        grad_coef = np.zeros((self.n_classes, self.n_features))
+        grad_intercept = np.zeros(self.n_classes)
+        data_loss = 0.0
+        for rows in self._row_blocks():
+            X_block = self.X[rows]
+            proba = self._block_raw(X_block, coef_x, intercept)
+            data_loss += self._block_proba_loss(proba, rows)
+            # R = diag(weight) (P - Y), built in the buffer of P.
+            proba[self._rows[: proba.shape[0]], self.y[rows]] -= 1.0
+            proba *= self._weight[rows, None]
+            self._accumulate(X_block, proba, grad_coef, grad_intercept)
         loss = float(data_loss + 0.5 * self._penalty * (coef.ravel() @ coef.ravel()))
-        # R = diag(weight) (P - Y), built in the buffer of P.
-        residual = proba
-        residual[self._rows, self.y] -= 1.0
-        residual *= self._weight[:, None]
-        return loss, self._assemble_gradient(coef, residual)
+        return loss, self._finish_gradient(coef, grad_coef, grad_intercept)
 
     def gradient(self, w):
         """Gradient at ``w`` (see :meth:`loss_gradient`)."""
@@ -275,17 +314,21 @@ class MultinomialLoss:
         two matrix products each.
         """
         if self._hess_cache is None or not np.array_equal(self._hess_cache[0], w):
-            proba, _ = self._proba_and_loss(w)
-            self._hess_cache = (np.array(w, copy=True), proba)
+            self._hess_cache = (np.array(w, copy=True), self._proba(w))
         proba = self._hess_cache[1]
-        dir_coef, _ = self.unpack(v)
-        # U = X V^T + c is the raw prediction of the direction itself;
-        # then R = weight * (P*U - P * rowsum(P*U)).
-        residual = self.raw_prediction(v)
-        residual *= proba
-        residual -= proba * residual.sum(axis=1, keepdims=True)
-        residual *= self._weight[:, None]
-        return self._assemble_gradient(dir_coef, residual)
+        dir_coef, dir_intercept = self.unpack(v)
+        dir_x = dir_coef.astype(self.X.dtype, copy=False)
+        grad_coef = np.zeros((self.n_classes, self.n_features))
+        grad_intercept = np.zeros(self.n_classes)
+        for rows in self._row_blocks():
+            X_block, proba_block = self.X[rows], proba[rows]
+            # U = X V^T + c, then R = weight * (P*U - P * rowsum(P*U)).
+            residual = self._block_raw(X_block, dir_x, dir_intercept)
+            residual *= proba_block
+            residual -= proba_block * residual.sum(axis=1, keepdims=True)
+            residual *= self._weight[rows, None]
+            self._accumulate(X_block, residual, grad_coef, grad_intercept)
+        return self._finish_gradient(dir_coef, grad_coef, grad_intercept)
 
 
 def _check_kernel_inputs(coef, intercept, X, y, sample_weight, C):

@@ -230,3 +230,32 @@ def test_kernel_rejects_bad_input(kwargs, match):
             sample_weight=args["sample_weight"],
             C=args["C"],
         )
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_row_blocks_add_up_to_the_whole(monkeypatch, dtype):
+    import skmultilogit._loss as kernel
+
+    monkeypatch.setattr(kernel, "BLOCK_BYTES", 1)
+    monkeypatch.setattr(kernel, "MIN_BLOCK_ROWS", 7)  # 40 rows: blocks of 7, last of 5
+    X, y, coef, intercept, weights = make_problem(3, n_samples=40, seed=8)
+    X = X.astype(dtype)
+    loss = MultinomialLoss(X, y, 3, weights, 2.5)
+    assert len(loss._row_blocks()) == 6
+    w = loss.pack(coef, intercept)
+    f, grad = loss.loss_gradient(w)
+    ref_loss, ref_coef, ref_intercept = naive_loss_gradient(
+        coef, intercept, X.astype(np.float64), y, weights, 2.5
+    )
+    rtol = 1e-10 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(f, ref_loss, rtol=rtol)
+    ref_grad = np.concatenate([ref_coef.ravel(), ref_intercept])
+    np.testing.assert_allclose(grad, ref_grad, rtol=rtol, atol=rtol)
+    v = np.random.default_rng(9).normal(size=loss.n_params)
+    # float64: finite differences of the gradient; float32: those would drown
+    # in float32 noise, so compare with the (differences-checked) float64 kernel.
+    X64 = X.astype(np.float64)
+    reference = MultinomialLoss(X64, y, 3, weights, 2.5)
+    expected = (reference.gradient(w + 1e-5 * v) - reference.gradient(w - 1e-5 * v)) / 2e-5
+    hv_rtol = 1e-5 if dtype == np.float64 else 1e-4
+    np.testing.assert_allclose(loss.hessp(w, v), expected, rtol=hv_rtol, atol=1e-6)
