@@ -364,6 +364,12 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
                 if self.solver == "lbfgs"
                 else "."
             )
+        elif result.reason == "inner_solve":
+            advice = (
+                "A Newton step's conjugate-gradient solve did not terminate: the "
+                "problem is numerically degenerate. Standardise the features, or use "
+                "solver='lbfgs'."
+            )
         elif dtype == np.float32:
             advice = (
                 "The objective no longer decreases at float32 precision: fit float64 "

@@ -137,8 +137,10 @@ class ConditionedProblem:
     Parameters
     ----------
     loss : MultinomialLoss
-    mean, scale : ndarray of shape (n_features,)
-        From :func:`feature_mean_scale`.
+    mean : ndarray of shape (n_features,)
+        The centre (from :func:`feature_mean_scale`; zeros without intercept).
+    scale : ndarray of shape (n_features,)
+        Positive per-feature divisors (see :func:`minimize_loss`).
     """
 
     def __init__(self, loss, mean, scale):

@@ -158,3 +158,19 @@ def test_feature_statistics_match_their_definition(fit_intercept, fmt):
     got_mean, got_spread = feature_mean_scale(data, fit_intercept, weight, block_rows=8, chunk=7)
     np.testing.assert_allclose(got_mean, mean, atol=1e-12)
     np.testing.assert_allclose(got_spread, spread, atol=1e-12)
+
+
+def test_a_runaway_inner_solve_is_reported_not_hidden(monkeypatch):
+    import skmultilogit._solvers as solvers
+
+    original = solvers._Tracer.__init__
+
+    def tiny_budget(self, problem, verbose):
+        original(self, problem, verbose)
+        self.max_products = 1  # any real CG solve needs more
+
+    monkeypatch.setattr(solvers._Tracer, "__init__", tiny_budget)
+    X, y = load_iris(return_X_y=True)
+    with pytest.warns(ConvergenceWarning, match="conjugate-gradient solve did not terminate"):
+        clf = MultinomialLogitClassifier(solver="newton-cg").fit(X, y)
+    assert np.all(np.isfinite(clf.coef_))
