@@ -217,11 +217,6 @@ class MultinomialLoss:
             parts.append(np.asarray(intercept, dtype=np.float64).ravel())
         return np.concatenate(parts)
 
-    def raw_prediction(self, w):
-        """``Z = X W^T + b`` in float64, shape (n_samples, n_classes)."""
-        coef, intercept = self.unpack(w)
-        return self._block_raw(self.X, coef.astype(self.X.dtype, copy=False), intercept)
-
     def _row_blocks(self):
         """Row ranges evaluated together.
 
@@ -274,8 +269,7 @@ class MultinomialLoss:
         coef_x = coef.astype(self.X.dtype, copy=False)
         proba = np.empty((self.X.shape[0], self.n_classes))
         for rows in self._row_blocks():
-            proba[rows] = self._block_raw(self.X[rows], coef_x, intercept)
-            self._block_proba_loss(proba[rows], rows)
+            proba[rows] = softmax(self._block_raw(self.X[rows], coef_x, intercept))
         return proba
 
     def loss_gradient(self, w):
