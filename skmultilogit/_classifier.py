@@ -140,7 +140,8 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
     and the optimum in your coordinates unchanged and costs no copy of X. It
     removes the effect of feature units and offsets; what remains on hard
     problems (near-separable data, weak penalties) is curvature that only a
-    Newton-type solver handles well: prefer ``solver='newton-cg'`` there.
+    Newton-type solver handles well, which is why ``solver='auto'`` picks
+    ``'newton-cholesky'`` whenever its Hessian is affordable.
 
     With two classes the model is still the two-row softmax model. Since
     ``softmax(z)_1 = sigmoid(z_1 - z_0)`` and, at the optimum, ``w_0 = -w_1``,
@@ -162,18 +163,31 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
         ``y`` only if every class of ``y`` has a weight, as in
         LogisticRegression (a cross-validation fold can lack a rare class);
         otherwise the unknown keys are taken for mistyped labels and rejected.
-    solver : {'lbfgs', 'newton-cg'}, default='lbfgs'
-        ``'lbfgs'``: L-BFGS-B on the closed-form loss and gradient.
+    solver : {'auto', 'lbfgs', 'newton-cg', 'newton-cholesky'}, default='auto'
+        ``'newton-cholesky'``: Newton's method; each step is solved by
+        conjugate gradients on the exact Hessian-vector product,
+        preconditioned by a Cholesky factor of the full ``K (d + 1)``-square
+        Hessian that is rebuilt only when it has gone stale (on large data
+        from a row sample drawn by curvature). Few iterations, each costing a
+        handful of gradient evaluations; converges fast whatever the feature
+        scaling or penalty strength. Needs ``12 * (K (d + 1))^2`` bytes.
+        ``'lbfgs'``: L-BFGS-B on the closed-form loss and gradient; cheap
+        iterations, no memory beyond a few gradients, many iterations on
+        badly conditioned problems.
         ``'newton-cg'``: trust-region Newton-CG with the closed-form
-        Hessian-vector product (few, more expensive iterations; strong when
-        the problem is ill-conditioned or a tight tolerance is wanted).
-    tol : float, default=1e-4
+        Hessian-vector product and no preconditioner.
+        ``'auto'``: ``'newton-cholesky'`` when its Hessian takes at most
+        64 MiB and at most half the memory of X (or 16 MiB), else ``'lbfgs'``.
+    tol : float, default=1e-6
         Converged when the largest entry of the gradient of the objective
         divided by ``C * sum(s)``, in the solver's scaled coordinates, is at
         most ``tol``. A run that stops because the objective no longer
         decreases in floating point counts as converged if that entry is
         below ``max(tol, sqrt(machine epsilon))``, about 1.5e-8; any other
-        stop short of ``tol`` raises a ConvergenceWarning.
+        stop short of ``tol`` raises a ConvergenceWarning. The default is
+        tighter than LogisticRegression's 1e-4 because a gradient entry of
+        1e-4 can leave the objective far from its minimum when the penalty
+        is weak (on the raw 8x8 digits at C=1, 4 % above it; at 1e-6, 2e-7).
     max_iter : int, default=100
         Largest number of solver iterations.
     warm_start : bool, default=False
@@ -226,8 +240,8 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
         *,
         fit_intercept=True,
         class_weight=None,
-        solver="lbfgs",
-        tol=1e-4,
+        solver="auto",
+        tol=1e-6,
         max_iter=100,
         warm_start=False,
         verbose=0,
@@ -354,14 +368,14 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
 
     def _convergence_message(self, result, dtype):
         said = (
-            f"{self.solver} stopped after {result.n_iter} iterations with the largest "
+            f"{result.solver} stopped after {result.n_iter} iterations with the largest "
             f"gradient entry at {result.grad_max:.2e}, above tol={self.tol}"
         )
         if result.reason == "max_iter":
             advice = "Increase max_iter" + (
-                ", or use solver='newton-cg', which needs far fewer iterations on "
-                "badly scaled data or weak penalties."
-                if self.solver == "lbfgs"
+                ", or use solver='newton-cholesky', which needs far fewer iterations "
+                "on badly scaled data or weak penalties."
+                if result.solver == "lbfgs"
                 else "."
             )
         elif result.reason == "inner_solve":

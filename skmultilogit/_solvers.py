@@ -46,15 +46,36 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import minimize
+from scipy.linalg import lapack
+from scipy.optimize import OptimizeResult, minimize
 from threadpoolctl import threadpool_limits
 
-SOLVERS = ("lbfgs", "newton-cg")
+SOLVERS = ("auto", "lbfgs", "newton-cg", "newton-cholesky")
+
+# newton-cholesky forms the K (d + 1) square Hessian: "auto" uses it when that
+# matrix stays small, both absolutely and next to X (float64 plus the float32
+# accumulator, 12 bytes per entry).
+AUTO_NEWTON_MAX_BYTES = 64 * 2**20
+# Below this the Hessian's size next to X does not matter.
+AUTO_NEWTON_ALWAYS_BYTES = 16 * 2**20
+
+# A refresh of newton-cholesky's preconditioner may cost about as many
+# multiply-adds as this many gradient evaluations; larger data sub-samples
+# rows for it (the Hessian-vector products in the CG solve stay exact).
+HESSIAN_COST_IN_GRADIENTS = 20
+
+# Conjugate-gradient iterations per Newton step before the preconditioner is
+# declared stale and rebuilt at the next iterate.
+MAX_CG_PER_STEP = 10
+
+# ...but never on fewer rows than this many per parameter.
+MIN_HESSIAN_ROWS_PER_PARAM = 3
 
 # A stop forced by floating-point resolution (the objective no longer
 # decreases) counts as converged when the largest gradient entry of the
 # normalised objective is below this, even if a smaller tol was asked for.
-PRECISION_GTOL = float(np.sqrt(np.finfo(np.float64).eps))
+EPS = float(np.finfo(np.float64).eps)
+PRECISION_GTOL = float(np.sqrt(EPS))
 
 # Below this many multiply-adds per matrix product (n * d * K), BLAS threads
 # cost more than they give: scipy's L-BFGS-B does small vector algebra every
@@ -200,6 +221,8 @@ class SolverResult:
         The optimiser's own words on why it stopped.
     grad_max : float
         Largest absolute gradient entry, conditioned coordinates, at ``w``.
+    solver : str
+        The solver that ran (what ``"auto"`` resolved to).
     """
 
     w: np.ndarray
@@ -208,6 +231,7 @@ class SolverResult:
     reason: str
     message: str
     grad_max: float
+    solver: str
 
 
 class _InnerSolveRunaway(Exception):
@@ -256,7 +280,7 @@ class _Tracer:
             )
 
 
-def minimize_loss(loss, w0, *, solver="lbfgs", tol=1e-4, max_iter=100, verbose=0):
+def minimize_loss(loss, w0, *, solver="auto", tol=1e-6, max_iter=100, verbose=0):
     """Minimise ``loss`` from ``w0`` and return a :class:`SolverResult`.
 
     The run counts as converged when the largest gradient entry (conditioned
@@ -272,11 +296,16 @@ def minimize_loss(loss, w0, *, solver="lbfgs", tol=1e-4, max_iter=100, verbose=0
         The objective, built with ``normalize=True``.
     w0 : ndarray of shape (loss.n_params,)
         Starting point in user coordinates.
-    solver : {"lbfgs", "newton-cg"}
+    solver : {"auto", "lbfgs", "newton-cg", "newton-cholesky"}
         ``"lbfgs"``: ``scipy.optimize.minimize(method="L-BFGS-B", jac=True)``.
         ``"newton-cg"``: the trust-region Newton-CG method of
         ``scipy.optimize.minimize(method="trust-ncg")`` with the closed-form
         Hessian-vector product.
+        ``"newton-cholesky"``: Newton's method whose steps are solved by
+        conjugate gradients on the exact Hessian-vector product,
+        preconditioned by a Cholesky factor of the full Hessian (see
+        :func:`_newton_cholesky`).
+        ``"auto"``: :func:`resolve_solver`.
     tol : float
         Gradient tolerance.
     max_iter : int
@@ -284,6 +313,7 @@ def minimize_loss(loss, w0, *, solver="lbfgs", tol=1e-4, max_iter=100, verbose=0
     verbose : int
         When positive, print the objective and gradient size per iteration.
     """
+    solver = resolve_solver(solver, loss)
     mean, spread = feature_mean_scale(loss.X, loss.fit_intercept, loss.sample_weight)
     # Normalise the curvature of each coordinate: the data term contributes
     # about spread^2 and the penalty 1/(C sum(s)). Without the penalty term a
@@ -327,10 +357,211 @@ def minimize_loss(loss, w0, *, solver="lbfgs", tol=1e-4, max_iter=100, verbose=0
         reason=reason,
         message=message,
         grad_max=grad_max,
+        solver=solver,
     )
 
 
+def resolve_solver(solver, loss):
+    """The solver ``"auto"`` stands for on this problem; others unchanged.
+
+    ``"newton-cholesky"`` when its Hessian (``n_params^2`` entries, 12 bytes
+    each while it is built) fits in ``AUTO_NEWTON_MAX_BYTES`` (64 MiB) and
+    in half the memory of X or 16 MiB, so it never dominates a fit's memory
+    on large data;
+    ``"lbfgs"`` otherwise (wide or sparse, high-dimensional problems, where a
+    Hessian is out of reach and curvature pairs are what is affordable).
+    """
+    if solver != "auto":
+        return solver
+    X = loss.X
+    X_bytes = (X.data.nbytes + X.indices.nbytes) if sp.issparse(X) else X.nbytes
+    hessian_bytes = 12 * loss.n_params**2
+    if hessian_bytes <= min(AUTO_NEWTON_MAX_BYTES, max(X_bytes / 2, AUTO_NEWTON_ALWAYS_BYTES)):
+        return "newton-cholesky"
+    return "lbfgs"
+
+
+def _hessian_budget(loss):
+    """Rows newton-cholesky's preconditioner may be built on.
+
+    Chosen so that one build costs about ``HESSIAN_COST_IN_GRADIENTS``
+    gradient evaluations (the Hessian takes ``n_params^2 / 2 + K (d + 1)^2``
+    multiply-adds per row, a gradient ``2 K`` per stored entry of X), and
+    never fewer than ``MIN_HESSIAN_ROWS_PER_PARAM`` per parameter.
+    """
+    X = loss.X
+    gradient_work = 2 * loss.n_classes * (X.nnz if sp.issparse(X) else X.size)
+    per_row = loss.n_params**2 / 2 + loss.n_classes * (loss.n_features + 1) ** 2
+    return max(
+        HESSIAN_COST_IN_GRADIENTS * gradient_work / per_row,
+        MIN_HESSIAN_ROWS_PER_PARAM * loss.n_params,
+    )
+
+
+def _hessian_rows(loss, w, budget, rng):
+    """A row sample for the Hessian at ``w``: ``(rows, row_factor)``, or Nones for all rows.
+
+    Row i adds ``omega_i (diag(p_i) - p_i p_i^T) (x) x^_i x^_i^T``, whose size
+    is set by ``c_i = omega_i (1 - ||p_i||^2)`` (the trace of the middle
+    factor): near the optimum most rows are classified with confidence and
+    add almost nothing, while a few uncertain rows carry the curvature. So
+    rows are drawn by importance (Poisson sampling): row i is kept with
+    probability ``pi_i = min(1, budget * c_i / sum(c))`` and weighted by
+    ``1 / pi_i``, an unbiased estimate of the full sum in which every row of
+    large curvature is kept exactly. Uniform sampling misses those rows and
+    made a preconditioner several times worse on the digits.
+    """
+    n_samples = loss.X.shape[0]
+    if budget >= n_samples:
+        return None, None
+    curvature = loss.curvature(w)
+    total = curvature.sum()
+    if not total > 0:
+        return None, None
+    keep = np.minimum(1.0, budget * curvature / total)
+    rows = np.flatnonzero(rng.random(n_samples) < keep)
+    return rows, 1.0 / keep[rows]
+
+
+class _Preconditioner:
+    """Cholesky factor of the (shifted) Hessian in conditioned coordinates."""
+
+    def __init__(self, problem, theta, budget, rng, null_weight):
+        w = problem.to_original(theta)
+        coef = problem.loss.unpack(w)[0]
+        # With zero coefficients the Kronecker form is exact and cheap.
+        rows, row_factor = (
+            (None, None) if not coef.any() else _hessian_rows(problem.loss, w, budget, rng)
+        )
+        hessian = problem.loss.hessian(
+            w,
+            center=problem.mean,
+            scale=problem.scale,
+            rows=rows,
+            row_factor=row_factor,
+            dtype=np.float32,
+        )
+        if null_weight:
+            # Shifting every intercept by one constant changes nothing, so H
+            # is singular along u = (0, 1/sqrt(K)); H + u u^T is not, and the
+            # Newton step for a gradient orthogonal to u is the same.
+            n_coef = problem.loss.n_classes * problem.loss.n_features
+            hessian[n_coef:, n_coef:] += null_weight
+        diagonal = np.diag(hessian).copy()
+        shift = 0.0
+        for _ in range(12):
+            factor, info = lapack.dpotrf(hessian, lower=0, clean=0, overwrite_a=0)
+            if info == 0:
+                break
+            # Not numerically positive definite (float32 rounding on an
+            # unpenalised, nearly separable problem): add a small ridge.
+            shift = max(10 * shift, 1e-10 * float(np.max(np.abs(diagonal))) or 1e-10)
+            hessian[np.diag_indices_from(hessian)] = diagonal + shift
+        else:
+            factor = None
+        self.factor = factor
+
+    def solve(self, residual):
+        if self.factor is None:
+            return residual.copy()
+        return lapack.dpotrs(self.factor, residual, lower=0)[0]
+
+
+def _conjugate_gradient(hessp, grad, preconditioner, rtol, max_steps):
+    """Preconditioned CG on ``H step = -grad``; returns ``(step, solved)``."""
+    step = np.zeros_like(grad)
+    residual = -grad
+    target = rtol * np.linalg.norm(grad)
+    direction = preconditioner.solve(residual)
+    rho = residual @ direction
+    for _ in range(max_steps):
+        product = hessp(direction)
+        curvature = direction @ product
+        if not curvature > 0:
+            # Only rounding can make a convex objective's curvature non-positive.
+            return step, False
+        alpha = rho / curvature
+        step += alpha * direction
+        residual = residual - alpha * product
+        if np.linalg.norm(residual) <= target:
+            return step, True
+        preconditioned = preconditioner.solve(residual)
+        rho, rho_old = residual @ preconditioned, rho
+        direction = preconditioned + (rho / rho_old) * direction
+    return step, False
+
+
+def _newton_cholesky(tracer, theta0, tol, max_iter):
+    """Inexact Newton with a reused Cholesky preconditioner; scipy-style result.
+
+    Each step solves ``H(theta) step = -g`` by conjugate gradients on the
+    exact Hessian-vector product, to the relative residual
+    ``min(0.5, sqrt(||g||))`` (the forcing term that gives superlinear
+    convergence), preconditioned by the Cholesky factor of the full Hessian
+    at some earlier iterate. Forming that Hessian costs as much as many
+    Hessian-vector products, so it is rebuilt only when a solve needs more
+    than ``MAX_CG_PER_STEP`` iterations (the curvature has moved away from
+    it). At a start with zero coefficients it is exact and cheap (the
+    Kronecker form, see ``MultinomialLoss.hessian``); on large data it is
+    estimated from a row sample drawn by curvature (:func:`_hessian_rows`). A backtracking
+    line search (Armijo) on the objective makes every step a descent.
+    """
+    problem = tracer.problem
+    loss = problem.loss
+    budget = _hessian_budget(loss)
+    rng = np.random.default_rng(0)  # fits are reproducible
+    null_weight = 1.0 / loss.n_classes if loss.fit_intercept else 0.0
+    n_coef = loss.n_classes * loss.n_features
+
+    def hessp(direction):
+        product = problem.hessp(theta, direction)
+        if null_weight:
+            product[n_coef:] += null_weight * direction[n_coef:].sum()
+        return product
+
+    theta = np.array(theta0, dtype=np.float64)
+    f, grad = tracer.loss_gradient(theta)
+    preconditioner = _Preconditioner(problem, theta, budget, rng, null_weight)
+    message = "gradient tolerance met"
+    n_iter = 0
+    while np.max(np.abs(grad), initial=0.0) > tol:
+        if n_iter >= max_iter:
+            message = "maximum number of iterations reached"
+            break
+        grad_norm = np.linalg.norm(grad)
+        step, solved = _conjugate_gradient(
+            hessp, grad, preconditioner, min(0.5, np.sqrt(grad_norm)), MAX_CG_PER_STEP
+        )
+        slope = grad @ step
+        if not slope < 0:
+            step = -preconditioner.solve(grad)
+            slope = grad @ step
+        grad_size = np.abs(grad).sum()
+        for _ in range(60):
+            candidate = theta + step
+            f_new, grad_new = tracer.loss_gradient(candidate)
+            if f_new <= f + 1e-4 * slope:
+                break
+            # Near the optimum the decrease drops below the rounding of f;
+            # then a step that shrinks the gradient is progress.
+            if abs(f_new - f) <= 64 * EPS * abs(f) and np.abs(grad_new).sum() < grad_size:
+                break
+            step *= 0.5
+            slope *= 0.5
+        else:
+            message = "line search found no decrease: precision exhausted"
+            break
+        theta, f, grad = candidate, f_new, grad_new
+        n_iter += 1
+        tracer.callback(OptimizeResult(x=theta, fun=f))
+        if not solved:
+            preconditioner = _Preconditioner(problem, theta, budget, rng, null_weight)
+    return OptimizeResult(x=theta, nit=n_iter, message=message)
+
+
 def _run_scipy(solver, tracer, theta0, tol, max_iter):
+    if solver == "newton-cholesky":
+        return _newton_cholesky(tracer, theta0, tol, max_iter)
     if solver == "lbfgs":
         return minimize(
             tracer.loss_gradient,

@@ -111,7 +111,7 @@ def test_huge_features_give_finite_coefficients_and_probabilities():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(100, 3))
     y = (X[:, 0] + X[:, 1] + rng.normal(scale=0.5, size=100) > 0).astype(int)
-    for solver in ("lbfgs", "newton-cg"):
+    for solver in ("lbfgs", "newton-cg", "newton-cholesky"):
         clf = MultinomialLogitClassifier(C=np.inf, solver=solver).fit(X * 1e150, y)
         assert np.all(np.isfinite(clf.coef_)) and np.all(np.isfinite(clf.intercept_))
         proba = clf.predict_proba(X * 1e150)
@@ -121,7 +121,7 @@ def test_huge_features_give_finite_coefficients_and_probabilities():
         np.testing.assert_allclose(proba, unscaled.predict_proba(X), atol=1e-5)
 
 
-@pytest.mark.parametrize("solver", ["lbfgs", "newton-cg"])
+@pytest.mark.parametrize("solver", ["lbfgs", "newton-cg", "newton-cholesky"])
 def test_separable_data_without_penalty_stays_finite(solver):
     X = np.array([[-2.0], [-1.0], [1.0], [2.0], [3.0], [-3.0]])
     y = np.array(["a", "a", "b", "b", "b", "a"])

@@ -259,3 +259,82 @@ def test_row_blocks_add_up_to_the_whole(monkeypatch, dtype):
     expected = (reference.gradient(w + 1e-5 * v) - reference.gradient(w - 1e-5 * v)) / 2e-5
     hv_rtol = 1e-5 if dtype == np.float64 else 1e-4
     np.testing.assert_allclose(loss.hessp(w, v), expected, rtol=hv_rtol, atol=1e-6)
+
+
+def full_hessian(H):
+    """The symmetric matrix from the upper triangle ``hessian`` returns."""
+    return np.triu(H) + np.triu(H, 1).T
+
+
+@PARAMS
+def test_full_hessian_matches_finite_differences_of_the_gradient(
+    n_classes, fit_intercept, weighted, C, fmt
+):
+    X, y, coef, intercept, weights = make_problem(n_classes, seed=4)
+    loss = MultinomialLoss(
+        as_format(X, fmt),
+        y,
+        n_classes,
+        weights if weighted else np.ones(len(y)),
+        C,
+        fit_intercept=fit_intercept,
+    )
+    w = loss.pack(coef, intercept)
+    numeric = central_difference(loss.gradient, w, 1e-6)
+    hessian = full_hessian(loss.hessian(w))
+    np.testing.assert_allclose(hessian, numeric, rtol=1e-6, atol=1e-6)
+    # float32 accumulation: a preconditioner's accuracy, not an exact Hessian
+    rough = full_hessian(loss.hessian(w, dtype=np.float32))
+    np.testing.assert_allclose(rough, numeric, rtol=1e-4, atol=1e-4 * np.abs(numeric).max())
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("zero_coef", [False, True])
+def test_hessian_for_transformed_features_matches_the_transformed_problem(fit_intercept, zero_coef):
+    # Independent reference: the plain Hessian of the same model written on
+    # explicitly transformed features X_hat = (X - center) / scale.
+    X, y, coef, intercept, weights = make_problem(4, n_samples=50, seed=5)
+    X = X + 3.0
+    center = X.mean(axis=0) if fit_intercept else np.zeros(X.shape[1])
+    scale = np.linspace(0.5, 4.0, X.shape[1])
+    if zero_coef:  # the Kronecker shortcut
+        coef = np.zeros_like(coef)
+    loss = MultinomialLoss(X, y, 4, weights, 0.4, fit_intercept=fit_intercept)
+    w = loss.pack(coef, intercept)
+    hessian = full_hessian(loss.hessian(w, center=center, scale=scale))
+
+    X_hat = (X - center) / scale
+    on_hat = MultinomialLoss(X_hat, y, 4, weights, 0.4, fit_intercept=fit_intercept)
+    dir_coef = coef * scale
+    # same logits: X W^T + b = X_hat V^T + c with V = W scale, c = b + W center
+    w_hat = on_hat.pack(dir_coef, None if intercept is None else intercept + coef @ center)
+    reference = central_difference(on_hat.gradient, w_hat, 1e-6)
+    # the penalty is 1/2 ||W||^2 = 1/2 ||V / scale||^2, not 1/2 ||V||^2
+    n_coef = coef.size
+    reference[np.arange(n_coef), np.arange(n_coef)] += np.tile(scale**-2, 4) - 1.0
+    np.testing.assert_allclose(hessian, reference, rtol=1e-6, atol=1e-6)
+
+
+def test_sub_sampled_hessian_is_the_hessian_of_the_reweighted_rows():
+    X, y, coef, intercept, weights = make_problem(3, n_samples=60, seed=6)
+    loss = MultinomialLoss(X, y, 3, weights, 2.0)
+    rows = np.array([1, 5, 6, 20, 41, 59])
+    factor = np.array([1.0, 2.0, 0.5, 3.0, 1.0, 10.0])
+    part = MultinomialLoss(X[rows], y[rows], 3, weights[rows] * factor, 2.0)
+    w = loss.pack(coef, intercept)
+    np.testing.assert_allclose(
+        full_hessian(loss.hessian(w, rows=rows, row_factor=factor)),
+        full_hessian(part.hessian(w)),
+        rtol=1e-12,
+        atol=1e-12,
+    )
+
+
+def test_curvature_is_the_trace_of_each_samples_logit_hessian():
+    X, y, coef, intercept, weights = make_problem(5, seed=7)
+    loss = MultinomialLoss(sp.csr_matrix(X), y, 5, weights, 3.0)
+    proba = softmax(X @ coef.T + intercept)
+    expected = [
+        3.0 * s * np.trace(np.diag(p) - np.outer(p, p)) for s, p in zip(weights, proba, strict=True)
+    ]
+    np.testing.assert_allclose(loss.curvature(loss.pack(coef, intercept)), expected, rtol=1e-12)

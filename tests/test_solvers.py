@@ -93,7 +93,7 @@ def hard_problems():
 
 
 @pytest.mark.parametrize("tol", [1e-4, 1e-8])
-@pytest.mark.parametrize("solver", ["lbfgs", "newton-cg"])
+@pytest.mark.parametrize("solver", ["lbfgs", "newton-cg", "newton-cholesky"])
 @pytest.mark.parametrize("name, X, y, C", list(hard_problems()), ids=lambda v: str(v)[:20])
 def test_no_warning_means_the_tolerance_was_met(name, X, y, C, solver, tol):
     clf = MultinomialLogitClassifier(C=C, solver=solver, tol=tol, max_iter=3000)
@@ -105,7 +105,7 @@ def test_no_warning_means_the_tolerance_was_met(name, X, y, C, solver, tol):
         assert conditioned_gradient_max(clf, X, y) <= max(tol, PRECISION_GTOL) * (1 + 1e-6)
 
 
-@pytest.mark.parametrize("solver", ["lbfgs", "newton-cg"])
+@pytest.mark.parametrize("solver", ["lbfgs", "newton-cg", "newton-cholesky"])
 @pytest.mark.parametrize("column", ["tiny", "metres"])
 def test_columns_of_tiny_spread_do_not_break_the_fit(solver, column):
     # A feature measured in metres (5e-7 +- 1e-7) or pure 1e-10 noise: the
@@ -124,7 +124,7 @@ def test_columns_of_tiny_spread_do_not_break_the_fit(solver, column):
 
 
 @pytest.mark.parametrize("factor", [1e-100, 1e-150])
-@pytest.mark.parametrize("solver", ["lbfgs", "newton-cg"])
+@pytest.mark.parametrize("solver", ["lbfgs", "newton-cg", "newton-cholesky"])
 def test_tiny_features_terminate_with_a_finite_model(factor, solver):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(100, 3))
@@ -174,3 +174,81 @@ def test_a_runaway_inner_solve_is_reported_not_hidden(monkeypatch):
     with pytest.warns(ConvergenceWarning, match="conjugate-gradient solve did not terminate"):
         clf = MultinomialLogitClassifier(solver="newton-cg").fit(X, y)
     assert np.all(np.isfinite(clf.coef_))
+
+
+def lr_optimum_objective(X, y, C):
+    """The objective F / (C n) at LogisticRegression's exact-Newton optimum."""
+    lr = LogisticRegression(C=C, solver="newton-cholesky", tol=1e-12, max_iter=1000).fit(X, y)
+    _, y_index = np.unique(y, return_inverse=True)
+    f, _, _ = loss_gradient(lr.coef_, lr.intercept_, X, y_index, C=C)
+    return f / (C * len(y))
+
+
+def objective(clf, X, y):
+    _, y_index = np.unique(y, return_inverse=True)
+    f, _, _ = loss_gradient(clf.coef_, clf.intercept_, X, y_index, C=clf.C)
+    return f / (clf.C * len(y))
+
+
+def test_sampled_preconditioner_reaches_the_optimum(monkeypatch):
+    import skmultilogit._solvers as solvers
+
+    # A budget of 0.2 rows per parameter forces the curvature-drawn sample on
+    # the digits (without it they get the exact Hessian).
+    monkeypatch.setattr(solvers, "HESSIAN_COST_IN_GRADIENTS", 1)
+    monkeypatch.setattr(solvers, "MIN_HESSIAN_ROWS_PER_PARAM", 0.2)
+    sampled = []
+    original = solvers._hessian_rows
+
+    def spy(*args):
+        rows, factor = original(*args)
+        sampled.append(rows is not None and len(rows) < 1797)
+        return rows, factor
+
+    monkeypatch.setattr(solvers, "_hessian_rows", spy)
+    X, y = load_digits(return_X_y=True)
+    clf = MultinomialLogitClassifier(solver="newton-cholesky", tol=1e-8).fit(X, y)
+    assert sampled and all(sampled)
+    best = lr_optimum_objective(X, y, 1.0)
+    assert (objective(clf, X, y) - best) / best < 1e-9
+
+
+def test_sampling_keeps_rows_of_large_curvature_and_is_unbiased():
+    import skmultilogit._solvers as solvers
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(4000, 3))
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 1)
+    loss = MultinomialLoss(X, y, 3, np.ones(4000), 1.0, normalize=True)
+    w = loss.pack(np.array([[-6.0, 0, 0], [6.0, -6.0, 0], [0, 6.0, 0]]), np.zeros(3))
+    curvature = loss.curvature(w)
+    budget = 300
+    rows, factor = solvers._hessian_rows(loss, w, budget, np.random.default_rng(1))
+    # every row whose share of the total curvature exceeds 1/budget is kept, unscaled
+    heavy = np.flatnonzero(budget * curvature / curvature.sum() >= 1)
+    assert np.isin(heavy, rows).all()
+    np.testing.assert_array_equal(factor[np.isin(rows, heavy)], 1.0)
+    # Horvitz-Thompson: the weighted sample estimates the total curvature
+    estimates = []
+    for seed in range(200):
+        rows, factor = solvers._hessian_rows(loss, w, budget, np.random.default_rng(seed))
+        estimates.append(curvature[rows] @ factor)
+    assert abs(np.mean(estimates) / curvature.sum() - 1) < 0.01
+
+
+def test_auto_picks_newton_for_an_affordable_hessian_and_lbfgs_otherwise():
+    from skmultilogit._solvers import resolve_solver
+
+    rng = np.random.default_rng(0)
+    small = MultinomialLoss(rng.normal(size=(1797, 64)), np.arange(1797) % 10, 10, np.ones(1797))
+    assert resolve_solver("auto", small) == "newton-cholesky"
+    # 20 classes x 5001 parameters each: a 120 GB Hessian
+    wide = sp.random(2000, 5000, density=0.005, format="csr", random_state=0)
+    assert resolve_solver(
+        "auto", MultinomialLoss(wide, np.arange(2000) % 20, 20, np.ones(2000))
+    ) == ("lbfgs")
+    # the Hessian may not outweigh half of a large X
+    tall = MultinomialLoss(np.zeros((30000, 40)), np.arange(30000) % 50, 50, np.ones(30000))
+    assert 12 * tall.n_params**2 > tall.X.nbytes / 2
+    assert resolve_solver("auto", tall) == "lbfgs"
+    assert resolve_solver("newton-cg", tall) == "newton-cg"
