@@ -177,7 +177,7 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
         ``'newton-cg'``: trust-region Newton-CG with the closed-form
         Hessian-vector product and no preconditioner.
         ``'auto'``: ``'newton-cholesky'`` when its Hessian takes at most
-        64 MiB and at most half the memory of X (or 16 MiB), else ``'lbfgs'``.
+        64 MiB (``K (d + 1)`` up to about 2300), else ``'lbfgs'``.
     tol : float, default=1e-6
         Converged when the largest entry of the gradient of the objective
         divided by ``C * sum(s)``, in the solver's scaled coordinates, is at

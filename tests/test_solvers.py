@@ -247,8 +247,24 @@ def test_auto_picks_newton_for_an_affordable_hessian_and_lbfgs_otherwise():
     assert resolve_solver(
         "auto", MultinomialLoss(wide, np.arange(2000) % 20, 20, np.ones(2000))
     ) == ("lbfgs")
-    # the Hessian may not outweigh half of a large X
+    # 50 classes x 41: 50 MB, affordable
     tall = MultinomialLoss(np.zeros((30000, 40)), np.arange(30000) % 50, 50, np.ones(30000))
-    assert 12 * tall.n_params**2 > tall.X.nbytes / 2
-    assert resolve_solver("auto", tall) == "lbfgs"
+    assert resolve_solver("auto", tall) == "newton-cholesky"
+    # 40 classes x 61 parameters each: 72 MB
+    wider = MultinomialLoss(np.zeros((100, 60)), np.arange(100) % 40, 40, np.ones(100))
+    assert resolve_solver("auto", wider) == "lbfgs"
     assert resolve_solver("newton-cg", tall) == "newton-cg"
+
+
+def test_newton_cholesky_stops_at_the_noise_floor_of_float32_data():
+    # float32 products put a floor (here about 5e-9) under the gradient and
+    # make the objective noisy; asking for less must end in a few steps, not
+    # run to max_iter on noise. Below sqrt(eps) the stop counts as converged.
+    X, y = load_digits(return_X_y=True)
+    X32 = (X / 16).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = MultinomialLogitClassifier(solver="newton-cholesky", tol=1e-14, max_iter=1000)
+        clf.fit(X32, y)
+    assert clf.n_iter_[0] < 30
+    assert conditioned_gradient_max(clf, X32, y) <= PRECISION_GTOL
