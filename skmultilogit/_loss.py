@@ -57,7 +57,7 @@ __all__ = ["loss_gradient", "log_softmax", "softmax", "MultinomialLoss"]
 # Bytes of dense X evaluated per row block, and the fewest rows in a block
 # (see MultinomialLoss._row_blocks).
 BLOCK_BYTES = 1 << 22
-MIN_BLOCK_ROWS = 256
+MIN_BLOCK_ROWS = 2048
 
 
 def log_softmax(raw_prediction):
@@ -117,12 +117,16 @@ def softmax(raw_prediction):
     return proba
 
 
-def _rmatmul(X, R):
-    """``R^T X`` as a C-ordered (K, d) array, for dense or sparse X."""
+def _rmatmul(X, R, X_T=None):
+    """``R^T X`` as a C-ordered (K, d) array, for dense or sparse X.
+
+    ``X_T`` may pass a sparse X's transpose, built once: constructing the
+    transposed matrix object costs as much as a small product.
+    """
     if sp.issparse(X):
         # (X^T R)^T: X^T of a CSR is a CSC (and vice versa) without a copy,
         # and sparse @ dense returns a dense array.
-        return np.ascontiguousarray((X.T @ R).T)
+        return np.ascontiguousarray(((X.T if X_T is None else X_T) @ R).T)
     return R.T @ X
 
 
@@ -180,6 +184,8 @@ class MultinomialLoss:
         self.normalize = bool(normalize)
         self.n_features = X.shape[1]
         self._rows = np.arange(X.shape[0])
+        # sparse X is one row block (see _row_blocks), so one transpose serves
+        self._X_T = X.T if sp.issparse(X) else None
         no_penalty = np.isinf(self.C)
         if self.normalize:
             total = self.sample_weight.sum()
@@ -249,15 +255,19 @@ class MultinomialLoss:
             raw += intercept
         return raw
 
-    def _block_proba_loss(self, raw, rows):
-        """Turn a block's logits into probabilities in place; return its data term."""
+    def _block_residual_loss(self, raw, rows):
+        """Turn a block's logits into ``diag(weight) (P - Y)`` in place; return its data term."""
         raw -= raw.max(axis=1, keepdims=True)
-        raw_true = raw[self._rows[: raw.shape[0]], self.y[rows]]
+        true_class = (self._rows[: raw.shape[0]], self.y[rows])
+        raw_true = raw[true_class]
         np.exp(raw, out=raw)
         sum_exp = raw.sum(axis=1)
-        raw /= sum_exp[:, None]
+        weight = self._weight[rows]
+        # one pass for both the normalisation and the weights
+        raw *= (weight / sum_exp)[:, None]
+        raw[true_class] -= weight
         # -log P[i, y_i] = logsumexp(z_i) - z_{i, y_i}, never log of a P.
-        return self._weight[rows] @ (np.log(sum_exp) - raw_true)
+        return weight @ (np.log(sum_exp) - raw_true)
 
     def _finish_gradient(self, coef, grad_coef, grad_intercept):
         """Add the penalty's part and flatten."""
@@ -269,7 +279,7 @@ class MultinomialLoss:
 
     def _accumulate(self, X_block, residual, grad_coef, grad_intercept):
         """Add a block's ``R^T X`` and ``R^T 1``; sums across blocks in float64."""
-        grad_coef += _rmatmul(X_block, residual.astype(self.X.dtype, copy=False))
+        grad_coef += _rmatmul(X_block, residual.astype(self.X.dtype, copy=False), self._X_T)
         grad_intercept += residual.sum(axis=0)
 
     def _proba(self, w):
@@ -300,12 +310,9 @@ class MultinomialLoss:
         data_loss = 0.0
         for rows in self._row_blocks():
             X_block = self.X[rows]
-            proba = self._block_raw(X_block, coef_x, intercept)
-            data_loss += self._block_proba_loss(proba, rows)
-            # R = diag(weight) (P - Y), built in the buffer of P.
-            proba[self._rows[: proba.shape[0]], self.y[rows]] -= 1.0
-            proba *= self._weight[rows, None]
-            self._accumulate(X_block, proba, grad_coef, grad_intercept)
+            residual = self._block_raw(X_block, coef_x, intercept)
+            data_loss += self._block_residual_loss(residual, rows)
+            self._accumulate(X_block, residual, grad_coef, grad_intercept)
         loss = float(data_loss + 0.5 * self._penalty * (coef.ravel() @ coef.ravel()))
         return loss, self._finish_gradient(coef, grad_coef, grad_intercept)
 
@@ -346,7 +353,7 @@ class MultinomialLoss:
         grad_intercept = np.zeros(self.n_classes)
         for rows in self._row_blocks():
             X_block, proba_block = self.X[rows], proba[rows]
-            # U = X V^T + c, then R = weight * (P*U - P * rowsum(P*U)).
+            # U = X V^T + c, then R = weight * P * (U - rowsum(P*U)).
             residual = self._block_raw(X_block, dir_x, dir_intercept)
             residual *= proba_block
             residual -= proba_block * residual.sum(axis=1, keepdims=True)
