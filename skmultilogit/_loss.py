@@ -353,7 +353,8 @@ class MultinomialLoss:
         grad_intercept = np.zeros(self.n_classes)
         for rows in self._row_blocks():
             X_block, proba_block = self.X[rows], proba[rows]
-            # U = X V^T + c, then R = weight * P * (U - rowsum(P*U)).
+            # U = X V^T + c, then R = weight * (P*U - P * rowsum(P*U)); this order
+            # kept trust-ncg converging on float32 data where P * (U - rowsum) did not.
             residual = self._block_raw(X_block, dir_x, dir_intercept)
             residual *= proba_block
             residual -= proba_block * residual.sum(axis=1, keepdims=True)

@@ -71,8 +71,7 @@ MIN_HESSIAN_ROWS_PER_PARAM = 3
 # A stop forced by floating-point resolution (the objective no longer
 # decreases) counts as converged when the largest gradient entry of the
 # normalised objective is below this, even if a smaller tol was asked for.
-EPS = float(np.finfo(np.float64).eps)
-PRECISION_GTOL = float(np.sqrt(EPS))
+PRECISION_GTOL = float(np.sqrt(np.finfo(np.float64).eps))
 
 # Below this many multiply-adds per matrix product (n * d * K), BLAS threads
 # cost more than they give: scipy's L-BFGS-B does small vector algebra every
@@ -327,7 +326,7 @@ def minimize_loss(loss, w0, *, solver="auto", tol=1e-6, max_iter=100, verbose=0)
         warnings.simplefilter("ignore", category=RuntimeWarning)
         warnings.simplefilter("ignore", category=UserWarning)
         try:
-            res = _run_scipy(solver, tracer, theta0, tol, max_iter)
+            res = _run_solver(solver, tracer, theta0, tol, max_iter)
             theta, n_iter, message = res.x, int(res.nit), str(res.message)
             runaway = False
         except _InnerSolveRunaway:
@@ -571,7 +570,8 @@ def _newton_cholesky(tracer, theta0, tol, max_iter):
     return OptimizeResult(x=theta, nit=n_iter, message=message)
 
 
-def _run_scipy(solver, tracer, theta0, tol, max_iter):
+def _run_solver(solver, tracer, theta0, tol, max_iter):
+    """Run one solver from ``theta0``; a scipy ``OptimizeResult`` (``x``, ``nit``, ``message``)."""
     if solver == "newton-cholesky":
         return _newton_cholesky(tracer, theta0, tol, max_iter)
     if solver == "lbfgs":
