@@ -136,8 +136,9 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
     The closed-form loss and gradient (``grad_W = C (P - Y)^T diag(s) X + W``),
     Hessian-vector product and Hessian go to this package's Newton solver or
     to :func:`scipy.optimize.minimize`. The optimiser works in coordinates
-    where each feature is centred and scaled by its spread combined with the
-    penalty's curvature: an exact change of variables that leaves the model
+    where each feature is centred and any feature whose spread is more than
+    10x away from 1 is rescaled into that band: an exact change of variables
+    that leaves the model
     and the optimum in your coordinates unchanged and costs no copy of X. It
     removes the effect of feature units and offsets; what remains on hard
     problems (near-separable data, weak penalties) is curvature that only a

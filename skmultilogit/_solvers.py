@@ -5,20 +5,25 @@ point and stopping rules, and returns the minimiser with how the run ended.
 
 Conditioning
 ------------
-On unscaled features (raw 8x8 digits: pixel values 0..16, many constant
-columns) the objective is badly conditioned and first-order methods need
-thousands of iterations. The optimisers therefore work in coordinates in which
-the features look standardised, without touching X:
+Features in units that differ by orders of magnitude (a column in grams next
+to one in tonnes) make the objective badly conditioned, and first-order
+methods need thousands of iterations. The optimisers therefore work in
+coordinates in which every feature is centred and no feature's spread is far
+from 1, the intercept's, without touching X:
 
 .. math::
 
     W = V \\operatorname{diag}(\\sigma)^{-1}, \\qquad b = c - W \\mu
 
 where ``mu`` is the weighted feature mean (only with an intercept, which
-absorbs the shift) and ``sigma_j = sqrt(spread_j^2 + 1 / (C sum(s)))``: the
-feature's weighted standard deviation combined with the penalty's curvature,
-so that each coordinate's curvature at the start is of order one (a feature
-of tiny spread is scaled by the penalty, not blown up). Then
+absorbs the shift) and ``sigma`` comes from :func:`feature_scale`: 1 for a
+feature whose weighted standard deviation lies within a factor of 10 of 1,
+otherwise the factor that brings it to that band, with the penalty's
+curvature as a floor (a feature of tiny spread is not blown up). Fully
+standardising every feature was tried first and measured worse: it makes the
+penalty ``1/2 ||W||^2`` anisotropic in the new coordinates, which cost
+L-BFGS 4x the iterations on a sparse problem with more parameters than
+samples. Then
 ``X W^T + b = ((X - mu) / sigma) V^T + c`` exactly, so the model, the
 objective (the penalty is still ``1/2 ||W||^2`` in the user's coordinates)
 and its minimiser are unchanged; only the path the optimiser takes to it is.
@@ -60,6 +65,10 @@ AUTO_NEWTON_MAX_BYTES = 64 * 2**20
 # multiply-adds as this many gradient evaluations; larger data sub-samples
 # rows for it (the Hessian-vector products in the CG solve stay exact).
 HESSIAN_COST_IN_GRADIENTS = 20
+
+# Features whose spread is within this factor of 1 (the intercept's column)
+# keep their units in the solvers' coordinates; see feature_scale.
+SPREAD_BAND = 10.0
 
 # Conjugate-gradient iterations per Newton step before the preconditioner is
 # declared stale and rebuilt at the next iterate.
@@ -146,6 +155,33 @@ def feature_mean_scale(X, fit_intercept, sample_weight=None, block_rows=1024, ch
             block *= block
             variance += weight[rows] @ block
     return mean * magnitude, np.sqrt(variance) * magnitude
+
+
+def feature_scale(spread, penalty):
+    """Divisors ``sigma`` of the change of variables (see the module docstring).
+
+    A feature's curvature at the start is about ``spread^2 + penalty``; the
+    intercept's (a column of ones) about ``1``. Features whose spread lies in
+    ``[1 / SPREAD_BAND, SPREAD_BAND]`` keep their units (``sigma = 1``);
+    the others are rescaled to the nearest end of that band,
+
+    .. math::
+
+        \\sigma_j = \\sqrt{\\frac{\\text{spread}_j^2 + \\lambda}
+                            {\\operatorname{clip}(\\text{spread}_j, 1/B, B)^2 + \\lambda}}
+
+    so that units off by orders of magnitude (a column in grams next to one in
+    tonnes) stop mattering, while features on comparable scales are left as
+    they are. Standardising every feature instead made the penalty
+    anisotropic: on a 15k x 5k sparse problem L-BFGS took 428 iterations
+    where it took 114 in the plain coordinates. The penalty ``lambda`` keeps a
+    feature of tiny spread (a column of 1e-10 noise) from being blown up.
+    """
+    floor = np.sqrt(penalty)
+    target = np.clip(spread, 1.0 / SPREAD_BAND, SPREAD_BAND)
+    scale = np.hypot(spread, floor) / np.hypot(target, floor)
+    scale[~(scale > 0) | ~np.isfinite(scale)] = 1.0
+    return scale
 
 
 class ConditionedProblem:
@@ -311,12 +347,7 @@ def minimize_loss(loss, w0, *, solver="auto", tol=1e-6, max_iter=100, verbose=0)
     """
     solver = resolve_solver(solver, loss)
     mean, spread = feature_mean_scale(loss.X, loss.fit_intercept, loss.sample_weight)
-    # Normalise the curvature of each coordinate: the data term contributes
-    # about spread^2 and the penalty 1/(C sum(s)). Without the penalty term a
-    # feature of tiny spread (a column of 1e-10 noise) would make the
-    # conditioned problem far worse than the original.
-    scale = np.hypot(spread, np.sqrt(loss.penalty_strength))
-    scale[~(scale > 0) | ~np.isfinite(scale)] = 1.0
+    scale = feature_scale(spread, loss.penalty_strength)
     problem = ConditionedProblem(loss, mean, scale)
     tracer = _Tracer(problem, verbose)
     theta0 = problem.to_conditioned(w0)
@@ -575,23 +606,15 @@ def _run_solver(solver, tracer, theta0, tol, max_iter):
     if solver == "newton-cholesky":
         return _newton_cholesky(tracer, theta0, tol, max_iter)
     if solver == "lbfgs":
-        return minimize(
-            tracer.loss_gradient,
-            theta0,
-            method="L-BFGS-B",
-            jac=True,
-            callback=tracer.callback,
-            options={
-                "maxiter": max_iter,
-                "maxfun": max(15000, 2 * max_iter),
-                "maxls": 50,
-                "gtol": tol,
-                # tol decides: with ftol=0 L-BFGS-B goes on while the objective
-                # still decreases at all (scikit-learn's 64 * eps stops up to
-                # 10x short of the optimum in coef on flat problems).
-                "ftol": 0.0,
-            },
-        )
+        res = _lbfgs(tracer, theta0, tol, max_iter)
+        if res.nit < max_iter and np.max(np.abs(res.jac), initial=0.0) > tol:
+            # Stopped because the objective no longer decreased, short of
+            # tol: the curvature pairs can be stale by then, and one restart
+            # from the same point with an empty memory often goes further.
+            more = _lbfgs(tracer, res.x, tol, max_iter - res.nit)
+            more.nit += res.nit
+            return more
+        return res
     if solver == "newton-cg":
         return minimize(
             tracer.loss_gradient,
@@ -605,3 +628,23 @@ def _run_solver(solver, tracer, theta0, tol, max_iter):
             options={"maxiter": max_iter, "gtol": tol},
         )
     raise ValueError(f"unknown solver {solver!r}")  # pragma: no cover
+
+
+def _lbfgs(tracer, theta0, tol, max_iter):
+    return minimize(
+        tracer.loss_gradient,
+        theta0,
+        method="L-BFGS-B",
+        jac=True,
+        callback=tracer.callback,
+        options={
+            "maxiter": max_iter,
+            "maxfun": max(15000, 2 * max_iter),
+            "maxls": 50,
+            "gtol": tol,
+            # tol decides: with ftol=0 L-BFGS-B goes on while the objective
+            # still decreases at all (scikit-learn's 64 * eps stops up to
+            # 10x short of the optimum in coef on flat problems).
+            "ftol": 0.0,
+        },
+    )

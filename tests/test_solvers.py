@@ -54,8 +54,9 @@ def test_change_of_variables_gradient_and_hessian_match_finite_differences(fit_i
 
 def conditioned_gradient_max(clf, X, y, sample_weight=None):
     """Largest entry of the normalised objective's gradient in the solver's
-    coordinates (features centred and divided by sqrt(spread^2 + penalty)),
-    recomputed here from the definitions."""
+    coordinates (features centred; those of spread outside [0.1, 10] divided by
+    sqrt((spread^2 + penalty) / (clipped spread^2 + penalty))), recomputed here
+    from the definitions."""
     X = X.astype(np.float64)
     _, y_index = np.unique(y, return_inverse=True)
     s = np.ones(len(y)) if sample_weight is None else sample_weight
@@ -69,8 +70,10 @@ def conditioned_gradient_max(clf, X, y, sample_weight=None):
     mean = s @ X / s.sum()
     spread = np.sqrt(s @ (X - mean) ** 2 / s.sum())
     penalty = 0.0 if np.isinf(C) else 1.0 / (C * s.sum())
-    scale = np.sqrt(spread**2 + penalty)
-    scale[scale == 0] = 1.0
+    # features keep their units unless their spread is off 1 by more than 10x
+    target = np.minimum(np.maximum(spread, 0.1), 10.0)
+    scale = np.sqrt((spread**2 + penalty) / (target**2 + penalty))
+    scale[~(scale > 0)] = 1.0
     g_dir = (g_coef - np.outer(g_intercept, mean)) / scale
     return max(np.abs(g_dir).max(), np.abs(g_intercept).max())
 
@@ -268,3 +271,21 @@ def test_newton_cholesky_stops_at_the_noise_floor_of_float32_data():
         clf.fit(X32, y)
     assert clf.n_iter_[0] < 30
     assert conditioned_gradient_max(clf, X32, y) <= PRECISION_GTOL
+
+
+def test_feature_scale_leaves_comparable_units_and_pulls_outliers_into_the_band():
+    from skmultilogit._solvers import feature_scale
+
+    penalty = 1e-4
+    spread = np.array([0.2, 1.0, 7.0, 1000.0, 1e-3, 1e-10, 0.0])
+    scale = feature_scale(spread, penalty)
+    np.testing.assert_array_equal(scale[:3], 1.0)  # within [0.1, 10]: units kept
+    # outliers end up with spread 10 or 0.1 in the solver's coordinates
+    # (up to the penalty floor, which matters only near sqrt(penalty) = 0.01)
+    assert abs(spread[3] / scale[3] - 10.0) < 1e-5
+    assert abs(np.hypot(spread[4], 0.01) / scale[4] - np.hypot(0.1, 0.01)) < 1e-12
+    # a column of 1e-10 noise is scaled by the penalty, not blown up to 0.1
+    assert spread[5] / scale[5] < 1e-8 and scale[5] > 0.09
+    assert np.all(np.isfinite(scale)) and np.all(scale > 0)
+    # without a penalty a constant column keeps its units
+    assert feature_scale(np.array([0.0]), 0.0)[0] == 1.0
