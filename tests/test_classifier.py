@@ -289,18 +289,30 @@ def test_memory_layout_and_read_only_inputs_give_the_same_model():
     assert_same_coef(b.coef_, a.coef_, rtol=1e-6)
 
 
+def peak_fit_memory(clf, X, y, *, stopped_early=False):
+    """Peak bytes Python allocates during ``clf.fit(X, y)``.
+
+    ``stopped_early``: the fit is cut short by max_iter on purpose, so its
+    ConvergenceWarning is silenced.
+    """
+    tracemalloc.start()
+    try:
+        with warnings.catch_warnings():
+            if stopped_early:
+                warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.fit(X, y)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_fit_does_not_copy_X():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(20000, 50))
     y = rng.integers(0, 3, size=20000)
     for data in (X, np.asfortranarray(X), X.astype(np.float32)):
         clf = MultinomialLogitClassifier(max_iter=5)
-        tracemalloc.start()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)  # max_iter=5 on purpose
-            clf.fit(data, y)
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
+        peak = peak_fit_memory(clf, data, y, stopped_early=True)
         assert peak < 0.5 * data.nbytes, (peak, data.nbytes)
 
 
@@ -312,12 +324,8 @@ def test_sparse_X_is_never_densified(fmt):
     y = rng.integers(0, 3, size=20000)
     dense_bytes = 8 * X.shape[0] * X.shape[1]
     for solver in ("auto", "lbfgs", "newton-cg"):
-        tracemalloc.start()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            MultinomialLogitClassifier(solver=solver, max_iter=3).fit(X, y)
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
+        clf = MultinomialLogitClassifier(solver=solver, max_iter=3)
+        peak = peak_fit_memory(clf, X, y, stopped_early=True)
         assert peak < 0.05 * dense_bytes, (peak, dense_bytes)
 
 
@@ -330,10 +338,8 @@ def test_newton_cholesky_needs_its_hessian_not_dense_X(fmt):
     X = sp.coo_matrix((rng.normal(size=40000), (rows, cols)), shape=(40000, 300)).asformat(fmt)
     y = rng.integers(0, 3, size=40000)
     n_params = 3 * 301
-    tracemalloc.start()
-    clf = MultinomialLogitClassifier(solver="newton-cholesky").fit(X, y)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    clf = MultinomialLogitClassifier(solver="newton-cholesky")
+    peak = peak_fit_memory(clf, X, y)
     dense_bytes = 8 * X.shape[0] * X.shape[1]
     assert peak < 12 * n_params**2 + 0.05 * dense_bytes, (peak, dense_bytes)
     reference = MultinomialLogitClassifier(solver="lbfgs", **TIGHT).fit(X, y)
