@@ -117,6 +117,14 @@ def softmax(raw_prediction):
     return proba
 
 
+def _softmax_class_major(raw):
+    """Softmax over axis 0 of class-major logits (K, n), in place."""
+    raw -= raw.max(axis=0)
+    np.exp(raw, out=raw)
+    raw /= raw.sum(axis=0)
+    return raw
+
+
 def _rmatmul(X, R, X_T=None):
     """``R^T X`` as a C-ordered (K, d) array, for dense or sparse X.
 
@@ -160,6 +168,12 @@ class MultinomialLoss:
         Solvers use this so that gradients are of order one whatever the
         number of samples; the minimiser is the same. The factors are formed
         without the product ``C * sum(s)``, which overflows for huge C.
+    l1_ratio : float, default=0.0
+        Elastic-net mixing ``alpha`` in ``[0, 1]``: the penalty becomes
+        ``alpha ||W||_1 + (1 - alpha) / 2 ||W||^2``. Only the smooth part is
+        evaluated here (data term and ``(1 - alpha) / 2 ||W||^2``);
+        :attr:`l1_strength` gives the factor of ``||W||_1`` for the solver,
+        which handles the non-smooth part (see ``_solvers.L1SplitProblem``).
 
     Examples
     --------
@@ -173,7 +187,16 @@ class MultinomialLoss:
     """
 
     def __init__(
-        self, X, y, n_classes, sample_weight, C=1.0, *, fit_intercept=True, normalize=False
+        self,
+        X,
+        y,
+        n_classes,
+        sample_weight,
+        C=1.0,
+        *,
+        fit_intercept=True,
+        normalize=False,
+        l1_ratio=0.0,
     ):
         self.X = X
         self.y = np.asarray(y, dtype=np.intp)
@@ -186,21 +209,30 @@ class MultinomialLoss:
         self._rows = np.arange(X.shape[0])
         # sparse X is one row block (see _row_blocks), so one transpose serves
         self._X_T = X.T if sp.issparse(X) else None
+        self.l1_ratio = float(l1_ratio)
         no_penalty = np.isinf(self.C)
         if self.normalize:
             total = self.sample_weight.sum()
-            # Per-sample factor of the data term, and factor of 1/2 ||W||^2.
+            # Per-sample factor of the data term, and factor of the penalty.
             self._weight = self.sample_weight / total
-            self._penalty = 0.0 if no_penalty else (1.0 / self.C) / total
+            penalty = 0.0 if no_penalty else (1.0 / self.C) / total
         else:
             self._weight = self.sample_weight if no_penalty else self.C * self.sample_weight
-            self._penalty = 0.0 if no_penalty else 1.0
+            penalty = 0.0 if no_penalty else 1.0
+        # Factors of 1/2 ||W||^2 and of ||W||_1.
+        self._penalty = (1.0 - self.l1_ratio) * penalty
+        self._l1_penalty = self.l1_ratio * penalty
         self._hess_cache = None
 
     @property
     def penalty_strength(self):
         """Factor of ``1/2 ||W||^2`` in the evaluated objective (0 without penalty)."""
         return self._penalty
+
+    @property
+    def l1_strength(self):
+        """Factor of ``||W||_1`` in the objective, not evaluated by this class (0 for L2)."""
+        return self._l1_penalty
 
     @property
     def n_params(self):
@@ -249,23 +281,54 @@ class MultinomialLoss:
         return [slice(start, start + step) for start in range(0, n_samples, step)]
 
     def _block_raw(self, X_block, coef_x, intercept):
-        """Logits of a block in float64 (the product runs in X's dtype)."""
+        """Logits of a block, (n_block, K), in float64 (the product runs in X's dtype)."""
         raw = np.asarray(X_block @ coef_x.T).astype(np.float64, copy=False)
         if intercept is not None:
             raw += intercept
         return raw
 
+    def _block_logits(self, X_block, coef_x, intercept):
+        """Logits of a block class-major, ``Z^T = W X^T + b``: (K, n_block), float64.
+
+        C-ordered for dense X; for sparse X a Fortran-ordered view.
+
+        The loss, gradient and Hessian products work on the logits in this
+        layout: the sums and maxima over classes then run along the long,
+        contiguous axis, where over (n_block, K) rows of K = 10 numbers
+        they cost numpy as much as the exp itself (the element-wise work
+        took a third less time on the 8x8 digits in this layout).
+        """
+        if sp.issparse(X_block):
+            # sparse @ dense gives (n_block, K): its transpose is a Fortran-ordered
+            # view, kept as it is (a C-ordered copy would cost n x K more memory)
+            raw = np.asarray(X_block @ coef_x.T).astype(np.float64, copy=False).T
+        else:
+            raw = (coef_x @ X_block.T).astype(np.float64, copy=False)
+        if intercept is not None:
+            raw += intercept[:, None]
+        return raw
+
     def _block_residual_loss(self, raw, rows):
-        """Turn a block's logits into ``diag(weight) (P - Y)`` in place; return its data term."""
-        raw -= raw.max(axis=1, keepdims=True)
-        true_class = (self._rows[: raw.shape[0]], self.y[rows])
-        raw_true = raw[true_class]
+        """Turn a block's class-major logits into ``(P - Y)^T diag(weight)`` in place.
+
+        Returns the block's data term.
+        """
+        raw -= raw.max(axis=0)
+        n_block = raw.shape[1]
+        # flat positions of Z^T[y_i, i] in memory (a view, never a copy)
+        if raw.flags.c_contiguous:
+            true_class = self.y[rows] * n_block + self._rows[:n_block]
+            flat = raw.reshape(-1)
+        else:
+            true_class = self._rows[:n_block] * self.n_classes + self.y[rows]
+            flat = raw.T.reshape(-1)
+        raw_true = flat.take(true_class)
         np.exp(raw, out=raw)
-        sum_exp = raw.sum(axis=1)
+        sum_exp = raw.sum(axis=0)
         weight = self._weight[rows]
         # one pass for both the normalisation and the weights
-        raw *= (weight / sum_exp)[:, None]
-        raw[true_class] -= weight
+        raw *= weight / sum_exp
+        flat[true_class] -= weight
         # -log P[i, y_i] = logsumexp(z_i) - z_{i, y_i}, never log of a P.
         return weight @ (np.log(sum_exp) - raw_true)
 
@@ -278,21 +341,30 @@ class MultinomialLoss:
         return grad_coef.ravel()
 
     def _accumulate(self, X_block, residual, grad_coef, grad_intercept):
-        """Add a block's ``R^T X`` and ``R^T 1``; sums across blocks in float64."""
-        grad_coef += _rmatmul(X_block, residual.astype(self.X.dtype, copy=False), self._X_T)
-        grad_intercept += residual.sum(axis=0)
+        """Add a block's ``R^T X`` and ``R^T 1`` (``residual`` is ``R^T``, class-major).
+
+        Sums across blocks in float64.
+        """
+        residual_x = residual.astype(self.X.dtype, copy=False)
+        if sp.issparse(X_block):
+            grad_coef += _rmatmul(X_block, residual_x.T, self._X_T)
+        else:
+            grad_coef += residual_x @ X_block
+        grad_intercept += residual.sum(axis=1)
 
     def _proba(self, w):
-        """Softmax probabilities at ``w``, shape (n_samples, n_classes), in X's dtype.
+        """Softmax probabilities at ``w``, class-major (n_classes, n_samples), in X's dtype.
 
         float32 X keeps them in float32: the Hessian products they feed run
         in float32 anyway, and n x K floats can be a sizeable part of X.
         """
         coef, intercept = self.unpack(w)
         coef_x = coef.astype(self.X.dtype, copy=False)
-        proba = np.empty((self.X.shape[0], self.n_classes), dtype=self.X.dtype)
+        proba = np.empty((self.n_classes, self.X.shape[0]), dtype=self.X.dtype)
         for rows in self._row_blocks():
-            proba[rows] = softmax(self._block_raw(self.X[rows], coef_x, intercept))
+            proba[:, rows] = _softmax_class_major(
+                self._block_logits(self.X[rows], coef_x, intercept)
+            )
         return proba
 
     def loss_gradient(self, w):
@@ -310,7 +382,7 @@ class MultinomialLoss:
         data_loss = 0.0
         for rows in self._row_blocks():
             X_block = self.X[rows]
-            residual = self._block_raw(X_block, coef_x, intercept)
+            residual = self._block_logits(X_block, coef_x, intercept)
             data_loss += self._block_residual_loss(residual, rows)
             self._accumulate(X_block, residual, grad_coef, grad_intercept)
         loss = float(data_loss + 0.5 * self._penalty * (coef.ravel() @ coef.ravel()))
@@ -332,8 +404,8 @@ class MultinomialLoss:
         coef_x = coef.astype(self.X.dtype, copy=False)
         curvature = np.empty(self.X.shape[0])
         for rows in self._row_blocks():
-            proba = softmax(self._block_raw(self.X[rows], coef_x, intercept))
-            curvature[rows] = 1.0 - np.einsum("ij,ij->i", proba, proba)
+            proba = _softmax_class_major(self._block_logits(self.X[rows], coef_x, intercept))
+            curvature[rows] = 1.0 - np.einsum("ki,ki->i", proba, proba)
         curvature *= self._weight
         return curvature
 
@@ -352,13 +424,14 @@ class MultinomialLoss:
         grad_coef = np.zeros((self.n_classes, self.n_features))
         grad_intercept = np.zeros(self.n_classes)
         for rows in self._row_blocks():
-            X_block, proba_block = self.X[rows], proba[rows]
+            X_block, proba_block = self.X[rows], proba[:, rows]
             # U = X V^T + c, then R = weight * (P*U - P * rowsum(P*U)); this order
             # kept trust-ncg converging on float32 data where P * (U - rowsum) did not.
-            residual = self._block_raw(X_block, dir_x, dir_intercept)
+            # Class-major, as in loss_gradient.
+            residual = self._block_logits(X_block, dir_x, dir_intercept)
             residual *= proba_block
-            residual -= proba_block * residual.sum(axis=1, keepdims=True)
-            residual *= self._weight[rows, None]
+            residual -= proba_block * residual.sum(axis=0)
+            residual *= self._weight[rows]
             self._accumulate(X_block, residual, grad_coef, grad_intercept)
         return self._finish_gradient(dir_coef, grad_coef, grad_intercept)
 
@@ -372,6 +445,8 @@ class MultinomialLoss:
         row_factor=None,
         dtype=np.float64,
         block_rows=256,
+        include_penalty=True,
+        return_dtype=np.float64,
     ):
         """The full Hessian at ``w``, upper triangle, for features seen as ``(x - center) / scale``.
 
@@ -419,10 +494,17 @@ class MultinomialLoss:
             and ample for a preconditioner.
         block_rows : int
             Rows densified and transformed at a time.
+        include_penalty : bool
+            Whether to add the penalty's ``lambda diag(scale^-2)``; without
+            it, the data term alone (which along a path of C values does not
+            depend on C, see ``normalize``).
+        return_dtype : {np.float64, np.float32}
+            dtype of the returned matrix; float32 with ``dtype=np.float32``
+            returns the accumulation itself, without a float64 copy.
 
         Returns
         -------
-        hessian : ndarray of shape (n_params, n_params), float64, Fortran order
+        hessian : ndarray of shape (n_params, n_params), Fortran order
             The upper triangle holds the Hessian; the strict lower triangle
             is not meaningful (take ``np.triu(H) + np.triu(H, 1).T``).
         """
@@ -489,8 +571,8 @@ class MultinomialLoss:
                     if self.fit_intercept:
                         hess[block_k, n_coef + k] += weighted.sum(axis=0)
                         hess[n_coef + k, n_coef + k] += weighted_proba[:, k].sum()
-        hess = np.asarray(hess, dtype=np.float64, order="F")
-        if self._penalty:
+        hess = np.asarray(hess, dtype=return_dtype, order="F")
+        if self._penalty and include_penalty:
             diagonal = np.arange(n_coef)
             hess[diagonal, diagonal] += self._penalty / np.tile(scale**2, K)
         return hess
