@@ -37,6 +37,29 @@ gradient in the old ones:
     \\nabla_V = (\\nabla_W - \\nabla_b \\mu^\\top) \\operatorname{diag}(\\sigma)^{-1},
     \\qquad \\nabla_c = \\nabla_b
 
+Elastic net and L1
+------------------
+With ``l1_ratio = alpha > 0`` the objective gains ``lambda_1 ||W||_1`` and is
+no longer smooth. In the conditioned coordinates that term is the weighted
+``sum_kj (lambda_1 / sigma_j) |V_kj|`` (centring moves only the unpenalised
+intercept). Writing ``V = V+ - V-`` with ``V+, V- >= 0`` turns it into the
+linear ``sum_kj (lambda_1 / sigma_j) (V+_kj + V-_kj)``: a smooth objective
+under simple bounds, which L-BFGS-B minimises with the gradient
+
+.. math::
+
+    \\nabla_{V^+} = \\nabla_V f + \\lambda_1 / \\sigma, \\qquad
+    \\nabla_{V^-} = -\\nabla_V f + \\lambda_1 / \\sigma, \\qquad
+    \\nabla_c = \\nabla_c f
+
+from the same kernel (``f`` the smooth part). At a minimiser ``V+_kj V-_kj =
+0`` (lowering both by the same amount lowers the L1 term and nothing else),
+so coefficients whose gradient satisfies ``|grad_kj| <= lambda_1 / sigma_j``
+sit on both bounds and come out exactly zero. The stopping test uses the
+projected gradient ``clip(x - g, lower, upper) - x`` of the bounded problem,
+the quantity L-BFGS-B itself tests; at ``V+ V- = 0`` it equals the
+smallest subgradient of the original objective.
+
 Stopping rule
 -------------
 The objective handed to the optimiser is ``F / (C * sum(s))`` (``F / sum(s)``
@@ -46,14 +69,16 @@ gradient in the conditioned coordinates is at most ``tol`` (see
 :func:`minimize_loss` for stops forced by floating-point resolution).
 """
 
+import contextlib
+import functools
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import blas, lapack
-from scipy.optimize import OptimizeResult, minimize
-from threadpoolctl import threadpool_limits
+from scipy.optimize import Bounds, OptimizeResult, minimize
+from threadpoolctl import ThreadpoolController
 
 SOLVERS = ("auto", "lbfgs", "newton-cg", "newton-cholesky")
 
@@ -89,11 +114,20 @@ PRECISION_GTOL = float(np.sqrt(np.finfo(np.float64).eps))
 SINGLE_THREAD_BELOW = 2e7
 
 
+@functools.lru_cache(maxsize=1)
+def _thread_controller():
+    # Finding the loaded BLAS libraries takes about 5 ms: once per process,
+    # not once per fit (a cross-validated path makes hundreds of fits).
+    return ThreadpoolController()
+
+
 def _blas_thread_limit(loss):
-    """BLAS thread count for a solve: 1 for small problems, else unchanged."""
+    """A context limiting BLAS to 1 thread for small problems; for others, a no-op."""
     X = loss.X
     work = (X.nnz if sp.issparse(X) else X.shape[0] * X.shape[1]) * loss.n_classes
-    return 1 if work < SINGLE_THREAD_BELOW else None
+    if work < SINGLE_THREAD_BELOW:
+        return _thread_controller().limit(limits=1, user_api="blas")
+    return contextlib.nullcontext()
 
 
 def _stored_entries(X, chunk=1 << 20):
@@ -231,6 +265,62 @@ class ConditionedProblem:
     def hessp(self, theta, direction):
         return self.pull_back(self.loss.hessp(self.to_original(theta), self.to_original(direction)))
 
+    bounds = None
+
+    def stationarity(self, theta, grad):
+        """The vector whose largest entry is tested against ``tol``: the gradient."""
+        return grad
+
+
+class L1SplitProblem:
+    """The elastic-net objective as a smooth, bound-constrained problem.
+
+    Parameters ``x = [V+, V-, c]`` (flat, ``V+`` and ``V-`` of shape
+    ``(K, d)``, both ``>= 0``) stand for ``(V, c) = (V+ - V-, c)`` in the
+    coordinates of ``conditioned``; see "Elastic net and L1" in the module
+    docstring for the objective and its gradient.
+
+    Parameters
+    ----------
+    conditioned : ConditionedProblem
+        The smooth part in conditioned coordinates.
+    """
+
+    def __init__(self, conditioned):
+        self.conditioned = conditioned
+        self.loss = conditioned.loss
+        n_coef = self.loss.n_classes * self.loss.n_features
+        self.n_coef = n_coef
+        # lambda_1 ||W||_1 = sum_kj (lambda_1 / sigma_j) |V_kj|
+        self.l1_weight = np.tile(self.loss.l1_strength / conditioned.scale, self.loss.n_classes)
+        n_intercept = self.loss.n_params - n_coef
+        lower = np.concatenate([np.zeros(2 * n_coef), np.full(n_intercept, -np.inf)])
+        self.bounds = (lower, np.full(lower.size, np.inf))
+
+    def _merge(self, x):
+        n = self.n_coef
+        return np.concatenate([x[:n] - x[n : 2 * n], x[2 * n :]])
+
+    def to_original(self, x):
+        return self.conditioned.to_original(self._merge(x))
+
+    def to_conditioned(self, w):
+        theta = self.conditioned.to_conditioned(w)
+        n = self.n_coef
+        coef = theta[:n]
+        return np.concatenate([np.maximum(coef, 0.0), np.maximum(-coef, 0.0), theta[n:]])
+
+    def loss_gradient(self, x):
+        n = self.n_coef
+        f, grad = self.conditioned.loss_gradient(self._merge(x))
+        f += self.l1_weight @ (x[:n] + x[n : 2 * n])
+        grad_coef = grad[:n]
+        return f, np.concatenate([grad_coef + self.l1_weight, self.l1_weight - grad_coef, grad[n:]])
+
+    def stationarity(self, x, grad):
+        """Projected gradient of the bounded problem (0 exactly at a minimiser)."""
+        return np.clip(x - grad, *self.bounds) - x
+
 
 @dataclass
 class SolverResult:
@@ -255,6 +345,8 @@ class SolverResult:
         Largest absolute gradient entry, conditioned coordinates, at ``w``.
     solver : str
         The solver that ran (what ``"auto"`` resolved to).
+    preconditioner : object or None
+        newton-cholesky's last preconditioner, for the next fit of a path.
     """
 
     w: np.ndarray
@@ -264,6 +356,7 @@ class SolverResult:
     message: str
     grad_max: float
     solver: str
+    preconditioner: object = None
 
 
 class _InnerSolveRunaway(Exception):
@@ -280,6 +373,7 @@ class _Tracer:
         self.accepted = None
         self.iteration = 0
         self.products_this_step = 0
+        self.preconditioner = None
         # Exact-arithmetic CG needs at most n_params products per solve.
         self.max_products = 2 * problem.loss.n_params + 20
 
@@ -312,7 +406,18 @@ class _Tracer:
             )
 
 
-def minimize_loss(loss, w0, *, solver="auto", tol=1e-6, max_iter=100, verbose=0):
+def minimize_loss(
+    loss,
+    w0,
+    *,
+    solver="auto",
+    tol=1e-6,
+    max_iter=100,
+    verbose=0,
+    feature_stats=None,
+    preconditioner=None,
+    keep_hessian=False,
+):
     """Minimise ``loss`` from ``w0`` and return a :class:`SolverResult`.
 
     The run counts as converged when the largest gradient entry (conditioned
@@ -344,27 +449,45 @@ def minimize_loss(loss, w0, *, solver="auto", tol=1e-6, max_iter=100, verbose=0)
         Largest number of outer iterations.
     verbose : int
         When positive, print the objective and gradient size per iteration.
+    feature_stats : tuple of ndarray, optional
+        ``feature_mean_scale(loss.X, loss.fit_intercept, loss.sample_weight)``
+        when the caller already has it (a regularisation path on one data
+        set); computed otherwise.
+    preconditioner : object, optional
+        The ``preconditioner`` of an earlier result on the same data (a
+        regularisation path): newton-cholesky starts from its Hessian with
+        this loss's penalty instead of forming a new one.
+    keep_hessian : bool
+        Keep newton-cholesky's Hessian in the result's ``preconditioner``
+        for that reuse (4 bytes per entry on top of the factor's 8).
+
+    With ``loss.l1_strength > 0`` only ``"lbfgs"`` (and ``"auto"``, which
+    then means it) applies: L-BFGS-B on :class:`L1SplitProblem`.
     """
     solver = resolve_solver(solver, loss)
-    mean, spread = feature_mean_scale(loss.X, loss.fit_intercept, loss.sample_weight)
+    if feature_stats is None:
+        feature_stats = feature_mean_scale(loss.X, loss.fit_intercept, loss.sample_weight)
+    mean, spread = feature_stats
     scale = feature_scale(spread, loss.penalty_strength)
     problem = ConditionedProblem(loss, mean, scale)
+    if loss.l1_strength > 0:
+        problem = L1SplitProblem(problem)
     tracer = _Tracer(problem, verbose)
     theta0 = problem.to_conditioned(w0)
-    with warnings.catch_warnings(), threadpool_limits(_blas_thread_limit(loss), "blas"):
+    with warnings.catch_warnings(), _blas_thread_limit(loss):
         # scipy's own warnings (e.g. "maximum iterations reached") become one
         # ConvergenceWarning with advice in the estimator.
         warnings.simplefilter("ignore", category=RuntimeWarning)
         warnings.simplefilter("ignore", category=UserWarning)
         try:
-            res = _run_solver(solver, tracer, theta0, tol, max_iter)
+            res = _run_solver(solver, tracer, theta0, tol, max_iter, preconditioner, keep_hessian)
             theta, n_iter, message = res.x, int(res.nit), str(res.message)
             runaway = False
         except _InnerSolveRunaway:
             theta = theta0 if tracer.accepted is None else tracer.accepted
             n_iter, message, runaway = tracer.iteration, "inner CG solve did not terminate", True
     _, grad = tracer.evaluate(theta)
-    grad_max = float(np.max(np.abs(grad))) if grad.size else 0.0
+    grad_max = float(np.max(np.abs(problem.stationarity(theta, grad)), initial=0.0))
     if grad_max <= tol:
         converged, reason = True, ""
     elif runaway:
@@ -385,6 +508,7 @@ def minimize_loss(loss, w0, *, solver="auto", tol=1e-6, max_iter=100, verbose=0)
         message=message,
         grad_max=grad_max,
         solver=solver,
+        preconditioner=tracer.preconditioner,
     )
 
 
@@ -401,6 +525,14 @@ def resolve_solver(solver, loss):
     small data with many classes it can exceed X's own (on the 30k x 40,
     K = 50 problem: 50 MB against 7 MB).
     """
+    if loss.l1_strength > 0:
+        if solver not in ("auto", "lbfgs"):
+            raise ValueError(
+                f"solver={solver!r} does not support l1_ratio > 0: the L1 penalty is not "
+                "smooth, and only solver='lbfgs' (L-BFGS-B on the split W = W+ - W-) "
+                "handles it. Use solver='lbfgs' or solver='auto'."
+            )
+        return "lbfgs"
     if solver != "auto":
         return solver
     if 12 * loss.n_params**2 <= AUTO_NEWTON_MAX_BYTES:
@@ -451,42 +583,89 @@ def _hessian_rows(loss, w, budget, rng):
 
 
 class _Preconditioner:
-    """Cholesky factor of the (shifted) Hessian in conditioned coordinates."""
+    """Cholesky factor of the (shifted) Hessian in conditioned coordinates.
 
-    def __init__(self, problem, theta, budget, rng, null_weight):
-        w = problem.to_original(theta)
-        coef = problem.loss.unpack(w)[0]
-        # With zero coefficients the Kronecker form is exact and cheap.
-        rows, row_factor = (
-            (None, None) if not coef.any() else _hessian_rows(problem.loss, w, budget, rng)
-        )
-        hessian = problem.loss.hessian(
-            w,
-            center=problem.mean,
-            scale=problem.scale,
-            rows=rows,
-            row_factor=row_factor,
-            dtype=np.float32,
-        )
-        if null_weight:
-            # Shifting every intercept by one constant changes nothing, so H
-            # is singular along u = (0, 1/sqrt(K)); H + u u^T is not, and the
-            # Newton step for a gradient orthogonal to u is the same.
-            n_coef = problem.loss.n_classes * problem.loss.n_features
-            hessian[n_coef:, n_coef:] += null_weight
-        diagonal = np.diag(hessian).copy()
+    Keeps the data term of the Hessian (``data_hessian``) apart from the
+    penalty's diagonal: with the normalised objective the data term does not
+    depend on C, so along a path of C values the next fit can start from
+    :meth:`for_problem`, one factorisation with the new penalty, instead of
+    forming the Hessian again.
+    """
+
+    def __init__(self, problem, theta, budget, rng, null_weight, data_hessian=None, keep=False):
+        if data_hessian is None:
+            w = problem.to_original(theta)
+            coef = problem.loss.unpack(w)[0]
+            # With zero coefficients the Kronecker form is exact and cheap.
+            rows, row_factor = (
+                (None, None) if not coef.any() else _hessian_rows(problem.loss, w, budget, rng)
+            )
+            # float32 like its accumulation: the kept copy costs 4 bytes an entry
+            data_hessian = problem.loss.hessian(
+                w,
+                center=problem.mean,
+                scale=problem.scale,
+                rows=rows,
+                row_factor=row_factor,
+                dtype=np.float32,
+                include_penalty=False,
+                return_dtype=np.float32,
+            )
+        # kept only when asked: 4 bytes an entry on top of the factor's 8
+        self.data_hessian = data_hessian if keep else None
+        self.mean = problem.mean
+        self.scale = problem.scale
+        loss = problem.loss
+        n_coef = loss.n_classes * loss.n_features
+        penalty = np.zeros(loss.n_params)
+        penalty[:n_coef] = loss.penalty_strength / np.tile(problem.scale**2, loss.n_classes)
+        diagonal = np.arange(loss.n_params)
         shift = 0.0
         for _ in range(12):
-            factor, info = lapack.dpotrf(hessian, lower=0, clean=0, overwrite_a=0)
+            # factorised in place: one float64 copy besides the kept float32 one
+            hessian = np.array(data_hessian, dtype=np.float64, order="F")
+            hessian[diagonal, diagonal] += penalty + shift
+            if null_weight:
+                # Shifting every intercept by one constant changes nothing, so
+                # H is singular along u = (0, 1/sqrt(K)); H + u u^T is not, and
+                # the Newton step for a gradient orthogonal to u is the same.
+                hessian[n_coef:, n_coef:] += null_weight
+            size = float(np.max(np.abs(np.diag(hessian))))
+            factor, info = lapack.dpotrf(hessian, lower=0, clean=0, overwrite_a=1)
             if info == 0:
                 break
             # Not numerically positive definite (float32 rounding on an
             # unpenalised, nearly separable problem): add a small ridge.
-            shift = max(10 * shift, 1e-10 * float(np.max(np.abs(diagonal))) or 1e-10)
-            hessian[np.diag_indices_from(hessian)] = diagonal + shift
+            shift = max(10 * shift, 1e-10 * size or 1e-10)
         else:
             factor = None
         self.factor = factor
+        del data_hessian, hessian
+
+    def for_problem(self, problem, null_weight):
+        """This data Hessian seen in ``problem``'s coordinates and with its penalty.
+
+        The feature scales may differ (they depend on the penalty): with
+        ``W = V / sigma = V' / sigma'`` the Hessian in ``V'`` is
+        ``D H D`` with ``D = sigma / sigma'`` on the coefficients (1 on the
+        intercepts). None if the Hessian was not kept, or the centre or the
+        shape differs.
+        """
+        loss = problem.loss
+        if self.data_hessian is None:
+            return None
+        if self.data_hessian.shape[0] != loss.n_params or not np.array_equal(
+            self.mean, problem.mean
+        ):
+            return None
+        ratio = np.ones(loss.n_params)
+        ratio[: loss.n_classes * loss.n_features] = np.tile(
+            self.scale / problem.scale, loss.n_classes
+        )
+        ratio = ratio.astype(np.float32)
+        data_hessian = self.data_hessian * ratio[:, None]
+        data_hessian *= ratio
+        return _Preconditioner(problem, None, None, None, null_weight, data_hessian, keep=True)
 
     def solve(self, residual):
         """``H^-1 residual`` by two triangular solves with ``H = U^T U``."""
@@ -520,7 +699,7 @@ def _conjugate_gradient(hessp, grad, preconditioner, rtol, max_steps):
     return step, False
 
 
-def _newton_cholesky(tracer, theta0, tol, max_iter):
+def _newton_cholesky(tracer, theta0, tol, max_iter, previous=None, keep_hessian=False):
     """Inexact Newton with a reused Cholesky preconditioner; scipy-style result.
 
     Each step solves ``H(theta) step = -g`` by conjugate gradients on the
@@ -551,7 +730,12 @@ def _newton_cholesky(tracer, theta0, tol, max_iter):
 
     theta = np.array(theta0, dtype=np.float64)
     f, grad = tracer.loss_gradient(theta)
-    preconditioner = _Preconditioner(problem, theta, budget, rng, null_weight)
+    preconditioner = None if previous is None else previous.for_problem(problem, null_weight)
+    if preconditioner is None:
+        preconditioner = _Preconditioner(
+            problem, theta, budget, rng, null_weight, keep=keep_hessian
+        )
+    tracer.preconditioner = preconditioner
     message = "gradient tolerance met"
     n_iter = 0
     stale = False
@@ -561,7 +745,11 @@ def _newton_cholesky(tracer, theta0, tol, max_iter):
             message = "maximum number of iterations reached"
             break
         if stale:
-            preconditioner = _Preconditioner(problem, theta, budget, rng, null_weight)
+            preconditioner = None  # freed before the next one is built
+            preconditioner = _Preconditioner(
+                problem, theta, budget, rng, null_weight, keep=keep_hessian
+            )
+            tracer.preconditioner = preconditioner
         grad_norm = np.linalg.norm(grad)
         step, solved = _conjugate_gradient(
             hessp, grad, preconditioner, min(0.5, np.sqrt(grad_norm)), MAX_CG_PER_STEP
@@ -601,13 +789,14 @@ def _newton_cholesky(tracer, theta0, tol, max_iter):
     return OptimizeResult(x=theta, nit=n_iter, message=message)
 
 
-def _run_solver(solver, tracer, theta0, tol, max_iter):
+def _run_solver(solver, tracer, theta0, tol, max_iter, preconditioner=None, keep_hessian=False):
     """Run one solver from ``theta0``; a scipy ``OptimizeResult`` (``x``, ``nit``, ``message``)."""
     if solver == "newton-cholesky":
-        return _newton_cholesky(tracer, theta0, tol, max_iter)
+        return _newton_cholesky(tracer, theta0, tol, max_iter, preconditioner, keep_hessian)
     if solver == "lbfgs":
         res = _lbfgs(tracer, theta0, tol, max_iter)
-        if res.nit < max_iter and np.max(np.abs(res.jac), initial=0.0) > tol:
+        stationarity = tracer.problem.stationarity(res.x, res.jac)
+        if res.nit < max_iter and np.max(np.abs(stationarity), initial=0.0) > tol:
             # Stopped because the objective no longer decreased, short of
             # tol: the curvature pairs can be stale by then, and one restart
             # from the same point with an empty memory often goes further.
@@ -636,6 +825,7 @@ def _lbfgs(tracer, theta0, tol, max_iter):
         theta0,
         method="L-BFGS-B",
         jac=True,
+        bounds=None if tracer.problem.bounds is None else Bounds(*tracer.problem.bounds),
         callback=tracer.callback,
         options={
             "maxiter": max_iter,
