@@ -14,8 +14,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._loss import MultinomialLoss, log_softmax, softmax
-from ._solvers import SOLVERS, minimize_loss
+from ._loss import log_softmax, softmax
+from ._path import fit_coefficients
+from ._solvers import SOLVERS
 
 _FLOAT_DTYPES = (np.float64, np.float32)
 
@@ -46,6 +47,18 @@ def _check_int(name, value, low):
         raise TypeError(f"{name} must be an integer; got {value!r} of type {type(value).__name__}.")
     if value < low:
         raise ValueError(f"{name} must be >= {low}; got {value!r}.")
+
+
+def _check_l1_ratio(name, value, solver):
+    value = _check_real(name, value, low=0.0, include_low=True)
+    if value > 1:
+        raise ValueError(f"{name} must be in [0, 1]; got {value!r}.")
+    if value > 0 and solver not in ("auto", "lbfgs"):
+        raise ValueError(
+            f"{name}={value!r} needs solver='lbfgs' or 'auto'; solver={solver!r} handles "
+            "only the L2 penalty (the L1 part is not smooth)."
+        )
+    return value
 
 
 def _check_sample_weight(sample_weight, n_samples):
@@ -120,18 +133,98 @@ def _class_weight_vector(class_weight, classes, y_index, sample_weight):
     return weights
 
 
+def prepare_training_data(estimator, X, y, sample_weight, class_weight):
+    """Validate ``X, y, sample_weight`` for ``fit``; encode labels; fold in class weights.
+
+    Returns ``(X, classes, y_index, sample_weight)``: X as float32/float64
+    (CSR/CSC kept sparse, in canonical format), the sorted class labels,
+    ``y`` as indices into them, and the per-sample weights ``s`` already
+    multiplied by the class weights. Raises ValueError unless at least two
+    classes have positive weight.
+    """
+    X, y = validate_data(
+        estimator,
+        X,
+        y,
+        accept_sparse=["csr", "csc"],
+        dtype=_FLOAT_DTYPES,
+        ensure_min_samples=1,
+        ensure_min_features=1,
+    )
+    if sp.issparse(X) and not X.has_canonical_format:
+        # Summed duplicates give the same model; the copy keeps the
+        # caller's matrix untouched and the feature statistics right.
+        X = X.copy()
+        X.sum_duplicates()
+    check_classification_targets(y)
+    classes, y_index = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(
+            f"{type(estimator).__name__} needs samples of at least 2 classes, "
+            f"but the data contains only one class: {classes[0]!r}."
+        )
+    sample_weight = _check_sample_weight(sample_weight, X.shape[0])
+    class_weight = _class_weight_vector(class_weight, classes, y_index, sample_weight)
+    sample_weight = sample_weight * class_weight[y_index]
+    weighted_classes = np.flatnonzero(
+        np.bincount(y_index, weights=sample_weight, minlength=len(classes)) > 0
+    )
+    if len(weighted_classes) < 2:
+        raise ValueError(
+            "After applying sample_weight and class_weight only one class has "
+            f"positive weight ({classes[weighted_classes].tolist()}): a classifier "
+            "needs at least 2 classes with positive weight."
+        )
+    return X, classes, y_index, sample_weight
+
+
+def convergence_message(result, dtype, tol):
+    """The ConvergenceWarning text for an unconverged :class:`SolverResult`, with advice."""
+    said = (
+        f"{result.solver} stopped after {result.n_iter} iterations with the largest "
+        f"gradient entry at {result.grad_max:.2e}, above tol={tol}"
+    )
+    if result.reason == "max_iter":
+        advice = "Increase max_iter" + (
+            ", or use solver='newton-cholesky', which needs far fewer iterations "
+            "on badly scaled data or weak penalties (L2 penalty only)."
+            if result.solver == "lbfgs"
+            else "."
+        )
+    elif result.reason == "inner_solve":
+        advice = (
+            "A Newton step's conjugate-gradient solve did not terminate: the "
+            "problem is numerically degenerate. Standardise the features, or use "
+            "solver='lbfgs'."
+        )
+    elif dtype == np.float32:
+        advice = (
+            "The objective no longer decreases at float32 precision: fit float64 "
+            "data for a tighter optimum, or loosen tol."
+        )
+    else:
+        advice = (
+            "The objective no longer decreases at float64 precision: the problem "
+            "is very badly conditioned. Standardise the features, use a smaller C, "
+            "or loosen tol."
+        )
+    return f"{said} ({result.message}). {advice}"
+
+
 class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
-    """Multinomial (softmax) logistic regression with an L2 penalty.
+    """Multinomial (softmax) logistic regression with an L2, L1 or elastic-net penalty.
 
     Fits ``P(y = k | x) = softmax(W x + b)_k`` with one weight vector per class
     (``coef_`` has ``n_classes`` rows) by minimising
 
-    ``C * sum_i s_i * (-log P(y_i | x_i)) + 0.5 * ||W||_F^2``
+    ``C * sum_i s_i * (-log P(y_i | x_i)) + l1_ratio * ||W||_1
+    + 0.5 * (1 - l1_ratio) * ||W||_F^2``
 
     where ``s_i`` is the sample weight times the class weight of ``y_i`` and
     the intercept is not penalised. This is exactly the objective of
-    :class:`sklearn.linear_model.LogisticRegression` (multinomial, L2), so the
-    two reach the same optimum and share parameter names.
+    :class:`sklearn.linear_model.LogisticRegression` (multinomial; ``l1_ratio``
+    with the meaning it has there since scikit-learn 1.8), so the two reach
+    the same optimum and share parameter names.
 
     The closed-form loss and gradient (``grad_W = C (P - Y)^T diag(s) X + W``),
     Hessian-vector product and Hessian go to this package's Newton solver or
@@ -154,7 +247,15 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     C : float, default=1.0
-        Inverse regularisation strength, > 0. ``np.inf`` fits without penalty.
+        Inverse regularisation strength, > 0. ``np.inf`` fits without penalty
+        (whatever ``l1_ratio``).
+    l1_ratio : float, default=0.0
+        Elastic-net mixing in ``[0, 1]``: 0 is the L2 penalty, 1 the L1
+        penalty (the lasso), values in between mix them as in the objective
+        above. With ``l1_ratio > 0`` the fit is L-BFGS-B on the split
+        ``W = W+ - W-`` with ``W+, W- >= 0``, a smooth problem under bounds
+        that gives exact zeros in ``coef_`` (``solver`` must be ``'lbfgs'``
+        or ``'auto'``); the columns of ``coef_`` then need not sum to zero.
     fit_intercept : bool, default=True
         Whether to fit the unpenalised intercept ``b``.
     class_weight : dict or 'balanced', default=None
@@ -204,7 +305,8 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
     classes_ : ndarray of shape (n_classes,)
         Class labels.
     coef_ : ndarray of shape (n_classes, n_features)
-        W; float32 when X was float32. Columns sum to zero over classes.
+        W; float32 when X was float32. Columns sum to zero over classes
+        under the L2 penalty (or none).
     intercept_ : ndarray of shape (n_classes,)
         b (zeros when ``fit_intercept=False``); sums to zero over classes.
     n_iter_ : ndarray of shape (1,)
@@ -241,6 +343,7 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
         self,
         C=1.0,
         *,
+        l1_ratio=0.0,
         fit_intercept=True,
         class_weight=None,
         solver="auto",
@@ -250,6 +353,7 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
         verbose=0,
     ):
         self.C = C
+        self.l1_ratio = l1_ratio
         self.fit_intercept = fit_intercept
         self.class_weight = class_weight
         self.solver = solver
@@ -268,6 +372,7 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
         _check_bool("fit_intercept", self.fit_intercept)
         if not isinstance(self.solver, str) or self.solver not in SOLVERS:
             raise ValueError(f"solver must be one of {list(SOLVERS)}; got {self.solver!r}.")
+        _check_l1_ratio("l1_ratio", self.l1_ratio, self.solver)
         _check_real("tol", self.tol, low=0.0, include_low=True)
         _check_int("max_iter", self.max_iter, 1)
         _check_bool("warm_start", self.warm_start)
@@ -293,112 +398,36 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
             The fitted estimator.
         """
         self._validate_params()
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            accept_sparse=["csr", "csc"],
-            dtype=_FLOAT_DTYPES,
-            ensure_min_samples=1,
-            ensure_min_features=1,
+        X, classes, y_index, sample_weight = prepare_training_data(
+            self, X, y, sample_weight, self.class_weight
         )
-        if sp.issparse(X) and not X.has_canonical_format:
-            # Summed duplicates give the same model; the copy keeps the
-            # caller's matrix untouched and the feature statistics right.
-            X = X.copy()
-            X.sum_duplicates()
-        check_classification_targets(y)
-        classes, y_index = np.unique(y, return_inverse=True)
-        if len(classes) < 2:
-            raise ValueError(
-                "MultinomialLogitClassifier needs samples of at least 2 classes, "
-                f"but the data contains only one class: {classes[0]!r}."
-            )
-        sample_weight = _check_sample_weight(sample_weight, X.shape[0])
-        class_weight = _class_weight_vector(self.class_weight, classes, y_index, sample_weight)
-        sample_weight = sample_weight * class_weight[y_index]
-        weighted_classes = np.flatnonzero(
-            np.bincount(y_index, weights=sample_weight, minlength=len(classes)) > 0
-        )
-        if len(weighted_classes) < 2:
-            raise ValueError(
-                "After applying sample_weight and class_weight only one class has "
-                f"positive weight ({classes[weighted_classes].tolist()}): a classifier "
-                "needs at least 2 classes with positive weight."
-            )
-
-        n_classes = len(classes)
-        loss = MultinomialLoss(
+        coef_init = intercept_init = None
+        if self.warm_start and self._can_warm_start(classes, X.shape[1]):
+            coef_init, intercept_init = self.coef_, self.intercept_
+        coef, intercept, result = fit_coefficients(
             X,
             y_index,
-            n_classes,
+            len(classes),
             sample_weight,
-            float(self.C),
+            C=float(self.C),
+            l1_ratio=float(self.l1_ratio),
             fit_intercept=self.fit_intercept,
-            normalize=True,
-        )
-        w0 = np.zeros(loss.n_params)
-        if self.warm_start and self._can_warm_start(classes, X.shape[1]):
-            w0 = loss.pack(self.coef_, self.intercept_)
-
-        result = minimize_loss(
-            loss,
-            w0,
             solver=self.solver,
             tol=float(self.tol),
             max_iter=self.max_iter,
             verbose=self.verbose,
+            coef_init=coef_init,
+            intercept_init=intercept_init,
         )
         if not result.converged:
             warnings.warn(
-                self._convergence_message(result, X.dtype), ConvergenceWarning, stacklevel=2
+                convergence_message(result, X.dtype, self.tol), ConvergenceWarning, stacklevel=2
             )
-
-        coef, intercept = loss.unpack(result.w)
-        # Adding a vector to every row of W (or a constant to b) leaves every
-        # probability unchanged; centring picks the representative with the
-        # smallest penalty, which is where the exact optimum lies.
-        coef = coef - coef.mean(axis=0)
-        if intercept is None:
-            intercept = np.zeros(n_classes)
-        else:
-            intercept = intercept - intercept.mean()
         self.classes_ = classes
         self.coef_ = coef.astype(X.dtype)
         self.intercept_ = intercept.astype(X.dtype)
         self.n_iter_ = np.array([result.n_iter], dtype=np.int32)
         return self
-
-    def _convergence_message(self, result, dtype):
-        said = (
-            f"{result.solver} stopped after {result.n_iter} iterations with the largest "
-            f"gradient entry at {result.grad_max:.2e}, above tol={self.tol}"
-        )
-        if result.reason == "max_iter":
-            advice = "Increase max_iter" + (
-                ", or use solver='newton-cholesky', which needs far fewer iterations "
-                "on badly scaled data or weak penalties."
-                if result.solver == "lbfgs"
-                else "."
-            )
-        elif result.reason == "inner_solve":
-            advice = (
-                "A Newton step's conjugate-gradient solve did not terminate: the "
-                "problem is numerically degenerate. Standardise the features, or use "
-                "solver='lbfgs'."
-            )
-        elif dtype == np.float32:
-            advice = (
-                "The objective no longer decreases at float32 precision: fit float64 "
-                "data for a tighter optimum, or loosen tol."
-            )
-        else:
-            advice = (
-                "The objective no longer decreases at float64 precision: the problem "
-                "is very badly conditioned. Standardise the features, use a smaller C, "
-                "or loosen tol."
-            )
-        return f"{said} ({result.message}). {advice}"
 
     def _can_warm_start(self, classes, n_features):
         return (

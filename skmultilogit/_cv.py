@@ -1,0 +1,350 @@
+"""Choosing C (and l1_ratio) by cross-validation along warm-started paths."""
+
+import numbers
+import warnings
+
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import check_scoring
+from sklearn.model_selection import check_cv
+
+from ._classifier import (
+    MultinomialLogitClassifier,
+    _check_bool,
+    _check_int,
+    _check_l1_ratio,
+    _check_real,
+    _check_sample_weight,
+    convergence_message,
+    prepare_training_data,
+)
+from ._path import coefficient_path, fit_coefficients
+from ._solvers import SOLVERS
+
+
+def _check_Cs(Cs):
+    if isinstance(Cs, numbers.Integral) and not isinstance(Cs, bool):
+        _check_int("Cs", Cs, 1)
+        return np.logspace(-4, 4, Cs)
+    if isinstance(Cs, (str, bytes)) or not np.iterable(Cs):
+        raise TypeError(f"Cs must be an int or a sequence of positive floats; got {Cs!r}.")
+    values = [
+        _check_real("each value of Cs", C, low=0.0, include_low=False, allow_inf=True) for C in Cs
+    ]
+    if not values:
+        raise ValueError("Cs must not be empty.")
+    return np.array(values)
+
+
+def _check_l1_ratios(l1_ratios, solver):
+    if isinstance(l1_ratios, (str, bytes)) or not np.iterable(l1_ratios):
+        raise TypeError(f"l1_ratios must be a sequence of floats in [0, 1]; got {l1_ratios!r}.")
+    values = [_check_l1_ratio("each value of l1_ratios", value, solver) for value in l1_ratios]
+    if not values:
+        raise ValueError("l1_ratios must not be empty.")
+    return np.array(values)
+
+
+def _scoring_view(classes, coef, intercept, fit_intercept):
+    """A fitted MultinomialLogitClassifier holding given coefficients, for a scorer."""
+    model = MultinomialLogitClassifier(fit_intercept=fit_intercept)
+    model.classes_ = classes
+    model.coef_ = coef
+    model.intercept_ = intercept
+    model.n_features_in_ = coef.shape[1]
+    return model
+
+
+def _fold_path(
+    X, y, y_index, classes, weight, score_weight, train, test, Cs, l1_ratio, scorer, params
+):
+    """One fold, one l1_ratio: the coefficient path on train and its scores on test."""
+    coefs, n_iter, results = coefficient_path(
+        X[train], y_index[train], len(classes), weight[train], Cs, l1_ratio=l1_ratio, **params
+    )
+    n_features = X.shape[1]
+    score_kwargs = {} if score_weight is None else {"sample_weight": score_weight[test]}
+    scores = np.empty(len(Cs))
+    for index, path_coef in enumerate(coefs):
+        intercept = path_coef[:, n_features] if params["fit_intercept"] else np.zeros(len(classes))
+        model = _scoring_view(
+            classes,
+            path_coef[:, :n_features].astype(X.dtype),
+            intercept.astype(X.dtype),
+            params["fit_intercept"],
+        )
+        scores[index] = scorer(model, X[test], y[test], **score_kwargs)
+    unconverged = [
+        convergence_message(result, X.dtype, params["tol"]) + f" (C={C:g})"
+        for C, result in zip(Cs, results, strict=True)
+        if not result.converged
+    ]
+    return coefs, n_iter, scores, unconverged
+
+
+class MultinomialLogitClassifierCV(MultinomialLogitClassifier):
+    """Multinomial logistic regression with C (and l1_ratio) chosen by cross-validation.
+
+    For every fold and every value of ``l1_ratio`` the model is fitted for
+    all values of ``Cs`` along one path, from the strongest penalty
+    (smallest C) to the weakest, each fit starting from the previous
+    optimum. Each fit is scored on the held-out part of its fold; the pair
+    (C, l1_ratio) with the best score summed over folds is chosen and, with
+    ``refit=True``, the model is fitted once more on all the data, starting
+    from the mean of the folds' coefficients at that pair. Folds run in
+    parallel with joblib. The parameters and fitted attributes follow
+    :class:`sklearn.linear_model.LogisticRegressionCV` where they overlap,
+    in the layout it adopts with ``use_legacy_attributes=False``.
+
+    Parameters
+    ----------
+    Cs : int or array-like of float, default=10
+        Values of C to try. An int ``n`` means ``np.logspace(-4, 4, n)``.
+    l1_ratios : array-like of float, default=(0.0,)
+        Values of ``l1_ratio`` to try, each in ``[0, 1]`` (see
+        :class:`MultinomialLogitClassifier`). Any positive value needs
+        ``solver='lbfgs'`` or ``'auto'``.
+    fit_intercept : bool, default=True
+        Whether to fit the unpenalised intercept.
+    cv : int, cross-validation generator or iterable, default=5
+        As in :func:`sklearn.model_selection.check_cv`; an int means
+        :class:`~sklearn.model_selection.StratifiedKFold` with that many folds.
+    scoring : str or callable, default='neg_log_loss'
+        Scorer used to choose the parameters and by :meth:`score` (see
+        :func:`sklearn.metrics.check_scoring`). ``None`` means accuracy.
+    solver : {'auto', 'lbfgs', 'newton-cg', 'newton-cholesky'}, default='auto'
+        As in :class:`MultinomialLogitClassifier`.
+    tol : float, default=1e-6
+        As in :class:`MultinomialLogitClassifier`, for every fit.
+    max_iter : int, default=100
+        Largest number of solver iterations of each fit.
+    class_weight : dict or 'balanced', default=None
+        As in :class:`MultinomialLogitClassifier`; ``'balanced'`` weights
+        are computed once on all the data, as LogisticRegressionCV does.
+    n_jobs : int, default=None
+        Number of fold paths fitted in parallel (joblib); None means 1
+        unless in a :func:`joblib.parallel_backend` context.
+    verbose : int, default=0
+        Verbosity of joblib's progress messages.
+    refit : bool, default=True
+        If True, refit on all the data with the best pair. If False, average
+        over folds the coefficients at each fold's own best pair, and report
+        the mean of those C (and l1_ratio) values.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    coef_ : ndarray of shape (n_classes, n_features)
+        Coefficients of the final model.
+    intercept_ : ndarray of shape (n_classes,)
+        Intercepts of the final model.
+    Cs_ : ndarray of shape (n_cs,)
+        The values of C tried, in the order given.
+    l1_ratios_ : ndarray of shape (n_l1_ratios,)
+        The values of l1_ratio tried.
+    C_ : float
+        The chosen C.
+    l1_ratio_ : float
+        The chosen l1_ratio.
+    scores_ : ndarray of shape (n_folds, n_l1_ratios, n_cs)
+        Held-out score of every fit.
+    coefs_paths_ : ndarray of shape (n_folds, n_l1_ratios, n_cs, n_classes, n_dof)
+        Coefficients of every fit, with the intercept in the last column
+        (``n_dof = n_features + fit_intercept``).
+    n_iter_ : ndarray of shape (n_folds, n_l1_ratios, n_cs)
+        Solver iterations of every fit.
+    n_features_in_ : int
+        Number of features seen in fit.
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
+        Names of features seen in fit, when X was a DataFrame with string
+        column names.
+
+    See Also
+    --------
+    MultinomialLogitClassifier : The model for one C.
+    sklearn.linear_model.LogisticRegressionCV : The same selection, other solvers.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from skmultilogit import MultinomialLogitClassifierCV
+    >>> X, y = load_iris(return_X_y=True)
+    >>> model = make_pipeline(StandardScaler(), MultinomialLogitClassifierCV(Cs=8))
+    >>> clf = model.fit(X, y)[-1]
+    >>> clf.scores_.shape, clf.coefs_paths_.shape
+    ((5, 1, 8), (5, 1, 8, 3, 5))
+    >>> bool(clf.C_ in clf.Cs_)
+    True
+    """
+
+    def __init__(
+        self,
+        Cs=10,
+        *,
+        l1_ratios=(0.0,),
+        fit_intercept=True,
+        cv=5,
+        scoring="neg_log_loss",
+        solver="auto",
+        tol=1e-6,
+        max_iter=100,
+        class_weight=None,
+        n_jobs=None,
+        verbose=0,
+        refit=True,
+    ):
+        self.Cs = Cs
+        self.l1_ratios = l1_ratios
+        self.fit_intercept = fit_intercept
+        self.cv = cv
+        self.scoring = scoring
+        self.solver = solver
+        self.tol = tol
+        self.max_iter = max_iter
+        self.class_weight = class_weight
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+        self.refit = refit
+
+    def fit(self, X, y, sample_weight=None):
+        """Cross-validate the path of C (and l1_ratio) values, then fit the chosen model.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data (CSR/CSC kept sparse).
+        y : array-like of shape (n_samples,)
+            Class labels, at least two distinct ones.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights, used in every fit and passed to the scorer.
+
+        Returns
+        -------
+        self : MultinomialLogitClassifierCV
+            The fitted estimator.
+        """
+        Cs = _check_Cs(self.Cs)
+        _check_bool("fit_intercept", self.fit_intercept)
+        if not isinstance(self.solver, str) or self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {list(SOLVERS)}; got {self.solver!r}.")
+        l1_ratios = _check_l1_ratios(self.l1_ratios, self.solver)
+        _check_real("tol", self.tol, low=0.0, include_low=True)
+        _check_int("max_iter", self.max_iter, 1)
+        _check_bool("refit", self.refit)
+        scorer = check_scoring(MultinomialLogitClassifier(), scoring=self.scoring)
+
+        X, classes, y_index, weight = prepare_training_data(
+            self, X, y, sample_weight, self.class_weight
+        )
+        score_weight = (
+            None if sample_weight is None else _check_sample_weight(sample_weight, X.shape[0])
+        )
+        y = classes[y_index]
+        folds = list(check_cv(self.cv, y, classifier=True).split(X, y))
+        params = {
+            "fit_intercept": self.fit_intercept,
+            "solver": self.solver,
+            "tol": float(self.tol),
+            "max_iter": self.max_iter,
+        }
+        paths = Parallel(n_jobs=self.n_jobs, verbose=self.verbose, prefer="processes")(
+            delayed(_fold_path)(
+                X,
+                y,
+                y_index,
+                classes,
+                weight,
+                score_weight,
+                train,
+                test,
+                Cs,
+                l1_ratio,
+                scorer,
+                params,
+            )
+            for train, test in folds
+            for l1_ratio in l1_ratios
+        )
+        n_folds, n_l1, n_cs = len(folds), len(l1_ratios), len(Cs)
+        coefs, n_iter, scores, unconverged = zip(*paths, strict=True)
+        shape = (n_folds, n_l1, n_cs)
+        self.coefs_paths_ = np.reshape(coefs, shape + np.shape(coefs[0])[1:])
+        self.n_iter_ = np.reshape(n_iter, shape)
+        self.scores_ = np.reshape(scores, shape)
+        self.Cs_ = Cs
+        self.l1_ratios_ = l1_ratios
+        messages = [message for fold in unconverged for message in fold]
+        if messages:
+            warnings.warn(
+                f"{len(messages)} of {n_folds * n_l1 * n_cs} cross-validation fits did not "
+                f"converge; the first: {messages[0]}",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+
+        n_features = X.shape[1]
+        if self.refit:
+            # Best summed score; ties go to the smaller C, then the smaller
+            # l1_ratio index, as LogisticRegressionCV breaks them.
+            total = self.scores_.sum(axis=0).T  # (n_cs, n_l1)
+            best_c, best_l1 = np.unravel_index(np.argmax(total), total.shape)
+            self.C_ = float(Cs[best_c])
+            self.l1_ratio_ = float(l1_ratios[best_l1])
+            start = self.coefs_paths_[:, best_l1, best_c].mean(axis=0)
+            coef, intercept, result = fit_coefficients(
+                X,
+                y_index,
+                len(classes),
+                weight,
+                C=self.C_,
+                l1_ratio=self.l1_ratio_,
+                coef_init=start[:, :n_features],
+                intercept_init=start[:, n_features] if self.fit_intercept else None,
+                **params,
+            )
+            if not result.converged:
+                warnings.warn(
+                    "The refit on all the data: " + convergence_message(result, X.dtype, self.tol),
+                    ConvergenceWarning,
+                    stacklevel=2,
+                )
+        else:
+            per_fold = self.scores_.transpose(0, 2, 1).reshape(n_folds, -1)
+            best_c, best_l1 = np.unravel_index(np.argmax(per_fold, axis=1), (n_cs, n_l1))
+            chosen = self.coefs_paths_[np.arange(n_folds), best_l1, best_c].mean(axis=0)
+            coef = chosen[:, :n_features]
+            intercept = chosen[:, n_features] if self.fit_intercept else np.zeros(len(classes))
+            self.C_ = float(Cs[best_c].mean())
+            self.l1_ratio_ = float(l1_ratios[best_l1].mean())
+        self.classes_ = classes
+        self.coef_ = coef.astype(X.dtype)
+        self.intercept_ = intercept.astype(X.dtype)
+        return self
+
+    def score(self, X, y, sample_weight=None):
+        """Score of the fitted model on ``X, y`` with the ``scoring`` used to choose it.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Test data.
+        y : array-like of shape (n_samples,)
+            True labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Passed to the scorer.
+
+        Returns
+        -------
+        score : float
+            Greater is better (``neg_log_loss`` is minus the mean log-loss).
+        """
+        if self.scoring is None:
+            # check_scoring would hand back this very method
+            return super().score(X, y, sample_weight=sample_weight)
+        scorer = check_scoring(self, scoring=self.scoring)
+        kwargs = {} if sample_weight is None else {"sample_weight": sample_weight}
+        return scorer(self, X, y, **kwargs)

@@ -1,0 +1,145 @@
+"""Fits on label-encoded data: one value of C, or a warm-started path of them.
+
+Sits between the solvers and the estimators: it builds the loss, runs the
+solver and turns the minimiser into ``(coef, intercept)`` in the user's
+coordinates. The estimators do the validation, the label encoding and the
+warnings; this module knows nothing of scikit-learn.
+"""
+
+import numpy as np
+
+from ._loss import MultinomialLoss
+from ._solvers import feature_mean_scale, minimize_loss
+
+
+def fit_coefficients(
+    X,
+    y_index,
+    n_classes,
+    sample_weight,
+    *,
+    C,
+    l1_ratio=0.0,
+    fit_intercept=True,
+    solver="auto",
+    tol=1e-6,
+    max_iter=100,
+    verbose=0,
+    coef_init=None,
+    intercept_init=None,
+    feature_stats=None,
+    preconditioner=None,
+    keep_hessian=False,
+):
+    """Minimise the objective for one ``C``; return ``(coef, intercept, result)``.
+
+    ``coef`` (K, d) and ``intercept`` (K,) are float64; the intercept is
+    zeros without ``fit_intercept``. ``result`` is the solver's
+    :class:`~skmultilogit._solvers.SolverResult`. ``coef_init`` and
+    ``intercept_init`` give a warm start (zeros when None); ``feature_stats``
+    ``preconditioner`` and ``keep_hessian`` pass on what an earlier fit on
+    the same data computed (see :func:`~skmultilogit._solvers.minimize_loss`).
+
+    Adding one vector to every row of W (or one constant to b) leaves every
+    probability unchanged. The intercept is unpenalised, so it is centred
+    over classes. So is W under the pure L2 penalty or none, whose optimum
+    (the minimum-norm representative) has columns summing to zero. With an
+    L1 part the optimal shift of a column is a median-like point, which the
+    solver has already found, and centring would undo its exact zeros.
+    """
+    loss = MultinomialLoss(
+        X,
+        y_index,
+        n_classes,
+        sample_weight,
+        C,
+        fit_intercept=fit_intercept,
+        normalize=True,
+        l1_ratio=l1_ratio,
+    )
+    if coef_init is None:
+        w0 = np.zeros(loss.n_params)
+    else:
+        intercept = np.zeros(n_classes) if intercept_init is None else intercept_init
+        w0 = loss.pack(coef_init, intercept)
+    result = minimize_loss(
+        loss,
+        w0,
+        solver=solver,
+        tol=tol,
+        max_iter=max_iter,
+        verbose=verbose,
+        feature_stats=feature_stats,
+        preconditioner=preconditioner,
+        keep_hessian=keep_hessian,
+    )
+    coef, intercept = loss.unpack(result.w)
+    if loss.l1_strength == 0:
+        coef = coef - coef.mean(axis=0)
+    intercept = np.zeros(n_classes) if intercept is None else intercept - intercept.mean()
+    return np.array(coef), intercept, result
+
+
+def coefficient_path(
+    X,
+    y_index,
+    n_classes,
+    sample_weight,
+    Cs,
+    *,
+    l1_ratio=0.0,
+    fit_intercept=True,
+    solver="auto",
+    tol=1e-6,
+    max_iter=100,
+):
+    """Fit every C in ``Cs``, each fit warm-started from the previous one.
+
+    The values are visited in increasing order, from the strongest penalty
+    to the weakest: the optimum moves little from one C to the next, so each
+    fit starts close to its optimum, while the first (heavily penalised) fit
+    from zero is cheap and well conditioned. The feature statistics of the
+    change of variables are computed once for the whole path, and
+    newton-cholesky reuses the previous fit's Hessian (its data term does
+    not depend on C) until its conjugate-gradient solves say it is stale.
+
+    Returns
+    -------
+    coefs : ndarray of shape (len(Cs), n_classes, n_features + fit_intercept)
+        In the order of ``Cs``; the intercept in the last column.
+    n_iter : ndarray of shape (len(Cs),)
+    results : list of SolverResult
+        In the order of ``Cs``.
+    """
+    Cs = np.asarray(Cs, dtype=np.float64)
+    n_features = X.shape[1]
+    coefs = np.empty((Cs.size, n_classes, n_features + fit_intercept))
+    n_iter = np.empty(Cs.size, dtype=np.int32)
+    results = [None] * Cs.size
+    feature_stats = feature_mean_scale(X, fit_intercept, sample_weight)
+    coef = intercept = preconditioner = None
+    for index in np.argsort(Cs, kind="stable"):
+        coef, intercept, result = fit_coefficients(
+            X,
+            y_index,
+            n_classes,
+            sample_weight,
+            C=Cs[index],
+            l1_ratio=l1_ratio,
+            fit_intercept=fit_intercept,
+            solver=solver,
+            tol=tol,
+            max_iter=max_iter,
+            coef_init=coef,
+            intercept_init=intercept,
+            feature_stats=feature_stats,
+            preconditioner=preconditioner,
+            keep_hessian=True,
+        )
+        preconditioner = result.preconditioner
+        coefs[index, :, :n_features] = coef
+        if fit_intercept:
+            coefs[index, :, n_features] = intercept
+        n_iter[index] = result.n_iter
+        results[index] = result
+    return coefs, n_iter, results
