@@ -1,0 +1,189 @@
+"""MultinomialLogitClassifierCV against LogisticRegressionCV and against cold fits."""
+
+import warnings
+
+import numpy as np
+import pytest
+import sklearn
+from sklearn.datasets import load_iris, load_wine
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegressionCV
+from sklearn.metrics import accuracy_score, log_loss
+from sklearn.model_selection import StratifiedKFold
+from sklearn.preprocessing import StandardScaler
+
+from skmultilogit import MultinomialLogitClassifier, MultinomialLogitClassifierCV
+
+TIGHT = dict(tol=1e-10, max_iter=20000)
+SKLEARN_18 = tuple(int(part) for part in sklearn.__version__.split(".")[:2]) >= (1, 8)
+
+
+def standardised(loader):
+    X, y = loader(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+def reference_cv(X, y, Cs, folds, sample_weight=None, refit=True):
+    """LogisticRegressionCV (lbfgs, multinomial) run to a tight tol on the same folds."""
+    legacy = {"use_legacy_attributes": False} if SKLEARN_18 else {}
+    model = LogisticRegressionCV(
+        Cs=Cs, cv=folds, scoring="neg_log_loss", refit=refit, tol=1e-12, max_iter=20000, **legacy
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # l1_ratios' default changes in 1.10
+        return model.fit(X, y, sample_weight=sample_weight)
+
+
+def reference_paths(model, n_folds, n_cs):
+    """(n_folds, n_cs, n_classes, n_dof) coefficient paths in either attribute layout."""
+    if isinstance(model.coefs_paths_, dict):
+        return np.stack(list(model.coefs_paths_.values()), axis=2).reshape(n_folds, n_cs, 3, -1)
+    return model.coefs_paths_[:, 0]
+
+
+def fold_objective(path, X, y, C, sample_weight):
+    """C * sum_i s_i (-log P[i, y_i]) + 1/2 ||W||^2, written out independently."""
+    raw = X @ path[:, :-1].T + path[:, -1]
+    raw -= raw.max(axis=1, keepdims=True)
+    nll = np.log(np.exp(raw).sum(axis=1)) - raw[np.arange(len(y)), y]
+    return C * sample_weight @ nll + 0.5 * (path[:, :-1] ** 2).sum()
+
+
+def reference_scores(model):
+    """(n_folds, n_cs) scores in either attribute layout."""
+    if isinstance(model.scores_, dict):
+        return next(iter(model.scores_.values()))
+    return model.scores_[:, 0, :]
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("refit", [True, False])
+def test_same_choice_and_model_as_logistic_regression_cv(weighted, refit):
+    X, y = standardised(load_wine)
+    Cs = np.logspace(-3, 2, 6)
+    folds = list(StratifiedKFold(4, shuffle=True, random_state=0).split(X, y))
+    weight = np.random.default_rng(0).integers(1, 4, size=len(y)) if weighted else None
+    reference = reference_cv(X, y, Cs, folds, weight, refit)
+    ours = MultinomialLogitClassifierCV(Cs=Cs, cv=folds, refit=refit, **TIGHT)
+    ours.fit(X, y, sample_weight=weight)
+    assert ours.C_ == pytest.approx(float(np.ravel(reference.C_)[0]), rel=1e-12)
+    # Every fit of every path is at least as low as the reference's (its
+    # L-BFGS stops up to 1e-11 above, relative, at C = 100). Held-out scores
+    # move to first order with the coefficients, the objective to second:
+    # they agree to a few 1e-6.
+    sample_weight = np.ones(len(y)) if weight is None else weight
+    paths = reference_paths(reference, len(folds), len(Cs))
+    for f, (train, _) in enumerate(folds):
+        for c, C in enumerate(Cs):
+            args = (X[train], y[train], C, sample_weight[train])
+            f_ours = fold_objective(ours.coefs_paths_[f, 0, c], *args)
+            assert f_ours <= fold_objective(paths[f, c], *args) * (1 + 1e-13)
+    np.testing.assert_allclose(ours.scores_[:, 0, :], reference_scores(reference), rtol=3e-5)
+    # Without refit the model is the mean of the fold fits, and carries the
+    # reference's stopping error in them (1.03e-6 with scikit-learn 1.6).
+    atol = 1e-6 if refit else 1e-5
+    np.testing.assert_allclose(ours.predict_proba(X), reference.predict_proba(X), atol=atol)
+    np.testing.assert_allclose(ours.coef_, reference.coef_, atol=10 * atol)
+    assert ours.Cs_.tolist() == Cs.tolist()
+    assert ours.coefs_paths_.shape == (4, 1, 6, 3, X.shape[1] + 1)
+    assert ours.n_iter_.shape == ours.scores_.shape == (4, 1, 6)
+
+
+def test_each_path_point_is_the_cold_optimum_on_its_fold():
+    # Warm starts change where each fit begins, never where it ends.
+    X, y = standardised(load_iris)
+    Cs = [10.0, 0.01, 1.0, 0.1]  # any order; the path runs sorted
+    folds = list(StratifiedKFold(3, shuffle=True, random_state=1).split(X, y))
+    cv = MultinomialLogitClassifierCV(Cs=Cs, l1_ratios=(0.0, 0.6), cv=folds, **TIGHT).fit(X, y)
+    for f, (train, _) in enumerate(folds):
+        for r, l1_ratio in enumerate((0.0, 0.6)):
+            for c, C in enumerate(Cs):
+                cold = MultinomialLogitClassifier(C=C, l1_ratio=l1_ratio, **TIGHT)
+                cold.fit(X[train], y[train])
+                path = cv.coefs_paths_[f, r, c]
+                np.testing.assert_allclose(path[:, :-1], cold.coef_, atol=1e-6)
+                np.testing.assert_allclose(path[:, -1], cold.intercept_, atol=1e-6)
+
+
+def test_warm_starts_save_iterations():
+    X, y = standardised(load_wine)
+    Cs = np.logspace(-2, 2, 8)
+    folds = list(StratifiedKFold(3).split(X, y))
+    cv = MultinomialLogitClassifierCV(Cs=Cs, cv=folds, solver="lbfgs").fit(X, y)
+    cold = [
+        MultinomialLogitClassifier(C=C, solver="lbfgs").fit(X[folds[0][0]], y[folds[0][0]])
+        for C in Cs
+    ]
+    assert cv.n_iter_[0, 0].sum() < sum(model.n_iter_[0] for model in cold)
+
+
+def test_elastic_net_grid_chooses_by_summed_score():
+    X, y = standardised(load_wine)
+    l1_ratios = (0.0, 0.5, 1.0)
+    cv = MultinomialLogitClassifierCV(Cs=4, l1_ratios=l1_ratios, cv=3, **TIGHT).fit(X, y)
+    total = cv.scores_.sum(axis=0)
+    best_l1, best_c = np.unravel_index(np.argmax(total), total.shape)
+    assert cv.l1_ratio_ == l1_ratios[best_l1] and cv.C_ == cv.Cs_[best_c]
+    cold = MultinomialLogitClassifier(C=cv.C_, l1_ratio=cv.l1_ratio_, **TIGHT).fit(X, y)
+    np.testing.assert_allclose(cv.coef_, cold.coef_, atol=1e-5)
+    np.testing.assert_array_equal(cv.l1_ratios_, l1_ratios)
+
+
+def test_parallel_folds_give_the_serial_result():
+    X, y = standardised(load_wine)
+    serial = MultinomialLogitClassifierCV(Cs=5, cv=4).fit(X, y)
+    parallel = MultinomialLogitClassifierCV(Cs=5, cv=4, n_jobs=2).fit(X, y)
+    np.testing.assert_allclose(parallel.coefs_paths_, serial.coefs_paths_, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(parallel.coef_, serial.coef_)
+
+
+def test_score_uses_the_scoring():
+    X, y = standardised(load_iris)
+    by_log_loss = MultinomialLogitClassifierCV(Cs=3, cv=3).fit(X, y)
+    assert by_log_loss.score(X, y) == pytest.approx(-log_loss(y, by_log_loss.predict_proba(X)))
+    by_accuracy = MultinomialLogitClassifierCV(Cs=3, cv=3, scoring=None).fit(X, y)
+    assert by_accuracy.score(X, y) == accuracy_score(y, by_accuracy.predict(X))
+
+
+def test_unconverged_fits_give_one_warning_with_a_count():
+    X, y = standardised(load_wine)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        MultinomialLogitClassifierCV(Cs=3, cv=2, max_iter=1, solver="lbfgs", refit=False).fit(X, y)
+    messages = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
+    assert len(messages) == 1
+    assert "of 6 cross-validation fits did not converge" in messages[0]
+    assert "Increase max_iter" in messages[0]
+
+
+def test_string_labels_and_class_weight():
+    X, y = standardised(load_iris)
+    labels = np.array(["setosa", "versicolor", "virginica"])[y]
+    cv = MultinomialLogitClassifierCV(Cs=3, cv=3, class_weight="balanced").fit(X, labels)
+    assert set(cv.predict(X)) <= set(labels)
+    np.testing.assert_array_equal(cv.classes_, labels[np.sort(np.unique(y, return_index=True)[1])])
+
+
+@pytest.mark.parametrize(
+    "params, error, match",
+    [
+        ({"Cs": 0}, ValueError, "Cs must be >= 1"),
+        ({"Cs": []}, ValueError, "Cs must not be empty"),
+        ({"Cs": [1.0, -2.0]}, ValueError, "each value of Cs must be > 0"),
+        ({"Cs": "many"}, TypeError, "Cs must be an int or a sequence"),
+        ({"l1_ratios": (0.0, 2.0)}, ValueError, r"l1_ratios must be in \[0, 1\]"),
+        ({"l1_ratios": ()}, ValueError, "l1_ratios must not be empty"),
+        ({"l1_ratios": 0.5}, TypeError, "l1_ratios must be a sequence"),
+        (
+            {"l1_ratios": (0.0, 0.5), "solver": "newton-cholesky"},
+            ValueError,
+            "needs solver='lbfgs' or 'auto'",
+        ),
+        ({"solver": "sag"}, ValueError, "solver must be one of"),
+        ({"refit": "yes"}, TypeError, "refit must be True or False"),
+    ],
+)
+def test_invalid_parameters(params, error, match):
+    X, y = standardised(load_iris)
+    with pytest.raises(error, match=match):
+        MultinomialLogitClassifierCV(**params).fit(X, y)

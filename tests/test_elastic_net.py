@@ -1,0 +1,223 @@
+"""L1 and elastic-net penalties: the optimum against saga, KKT conditions, exact zeros."""
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import sklearn
+from sklearn.datasets import load_digits, load_iris, load_wine
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from skmultilogit import MultinomialLogitClassifier
+
+TIGHT = dict(tol=1e-10, max_iter=20000)
+SKLEARN_18 = tuple(int(part) for part in sklearn.__version__.split(".")[:2]) >= (1, 8)
+
+
+def standardised(loader):
+    X, y = loader(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+def objective(coef, intercept, X, y, C, l1_ratio, sample_weight=None):
+    """The elastic-net objective, written out independently of the package."""
+    sample_weight = np.ones(len(y)) if sample_weight is None else sample_weight
+    raw = np.asarray(X @ coef.T) + intercept
+    raw -= raw.max(axis=1, keepdims=True)
+    nll = np.log(np.exp(raw).sum(axis=1)) - raw[np.arange(len(y)), y]
+    penalty = l1_ratio * np.abs(coef).sum() + 0.5 * (1 - l1_ratio) * (coef**2).sum()
+    return C * sample_weight @ nll + penalty
+
+
+def saga(X, y, C, l1_ratio):
+    """LogisticRegression(solver="saga") on the same objective, run to a tight tol."""
+    penalty = {} if SKLEARN_18 else {"penalty": "elasticnet"}
+    model = LogisticRegression(
+        C=C, l1_ratio=l1_ratio, solver="saga", tol=1e-12, max_iter=200000, **penalty
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(X, y)
+
+
+def kkt_violation(clf, X, y, C, l1_ratio, sample_weight=None):
+    """Largest violation of the optimality conditions, from predict_proba alone.
+
+    With G = C (P - Y)^T diag(s) X + (1 - l1_ratio) W: G_kj = -l1_ratio sign(W_kj)
+    where W_kj != 0, |G_kj| <= l1_ratio where W_kj = 0; and C (P - Y)^T s = 0
+    for the intercept. Divided by C sum(s), the scale on which tol is stated
+    (a run may stop by precision at a gradient of sqrt(eps) = 1.5e-8 there).
+    """
+    sample_weight = np.ones(len(y)) if sample_weight is None else sample_weight
+    proba = clf.predict_proba(X).astype(np.float64)
+    residual = proba - np.eye(proba.shape[1])[np.searchsorted(clf.classes_, y)]
+    residual *= sample_weight[:, None]
+    coef = clf.coef_.astype(np.float64)
+    grad = C * np.asarray(residual.T @ X) + (1 - l1_ratio) * coef
+    nonzero = coef != 0
+    violation = np.where(
+        nonzero,
+        np.abs(grad + l1_ratio * np.sign(coef)),
+        np.maximum(np.abs(grad) - l1_ratio, 0.0),
+    )
+    worst = max(violation.max(), np.abs(C * residual.sum(axis=0)).max())
+    return worst / (C * sample_weight.sum())
+
+
+@pytest.mark.parametrize("loader", [load_iris, load_wine], ids=["iris", "wine"])
+@pytest.mark.parametrize("l1_ratio", [1.0, 0.5, 0.1])
+@pytest.mark.parametrize("C", [0.05, 1.0])
+def test_same_optimum_as_saga(loader, l1_ratio, C):
+    X, y = standardised(loader)
+    ours = MultinomialLogitClassifier(C=C, l1_ratio=l1_ratio, **TIGHT).fit(X, y)
+    reference = saga(X, y, C, l1_ratio)
+    f_ours = objective(ours.coef_, ours.intercept_, X, y, C, l1_ratio)
+    f_saga = objective(reference.coef_, reference.intercept_, X, y, C, l1_ratio)
+    assert f_ours <= f_saga * (1 + 1e-12)
+    assert f_ours == pytest.approx(f_saga, rel=1e-10)
+    np.testing.assert_allclose(ours.coef_, reference.coef_, atol=1e-6)
+    np.testing.assert_allclose(ours.predict_proba(X), reference.predict_proba(X), rtol=0, atol=1e-6)
+    # exact zeros exactly where saga's coefficients vanish
+    assert np.array_equal(ours.coef_ == 0, np.abs(reference.coef_) < 1e-8)
+
+
+@pytest.mark.parametrize("l1_ratio", [1.0, 0.3])
+def test_optimality_conditions_on_the_digits(l1_ratio):
+    # saga needs a minute here; the conditions need only predict_proba.
+    X, y = standardised(load_digits)
+    clf = MultinomialLogitClassifier(C=0.1, l1_ratio=l1_ratio, **TIGHT).fit(X, y)
+    assert kkt_violation(clf, X, y, 0.1, l1_ratio) < 2e-8
+    n_zero = int((clf.coef_ == 0).sum())
+    assert n_zero > 0.3 * clf.coef_.size  # a sparse model, with exact zeros
+    # and the zeros are not cosmetic: the objective is minimal
+    nudged = clf.coef_.copy()
+    nudged[clf.coef_ == 0] = 1e-4
+    assert objective(nudged, clf.intercept_, X, y, 0.1, l1_ratio) > objective(
+        clf.coef_, clf.intercept_, X, y, 0.1, l1_ratio
+    )
+
+
+def test_l1_ratio_zero_is_the_l2_model():
+    X, y = standardised(load_wine)
+    l2 = MultinomialLogitClassifier(C=0.5).fit(X, y)
+    zero = MultinomialLogitClassifier(C=0.5, l1_ratio=0.0).fit(X, y)
+    np.testing.assert_array_equal(zero.coef_, l2.coef_)
+    np.testing.assert_array_equal(zero.intercept_, l2.intercept_)
+    # and l1_ratio -> 0 approaches it through the split solver
+    tiny = MultinomialLogitClassifier(C=0.5, l1_ratio=1e-9, **TIGHT).fit(X, y)
+    reference = LogisticRegression(C=0.5, tol=1e-12, max_iter=10000).fit(X, y)
+    np.testing.assert_allclose(tiny.coef_, reference.coef_, atol=1e-6)
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+def test_sparse_X_gives_the_dense_optimum(fmt):
+    rng = np.random.default_rng(0)
+    X = sp.random(400, 60, density=0.1, format=fmt, random_state=0)
+    y = rng.integers(0, 4, size=400)
+    dense = MultinomialLogitClassifier(C=2.0, l1_ratio=0.7, **TIGHT).fit(X.toarray(), y)
+    sparse = MultinomialLogitClassifier(C=2.0, l1_ratio=0.7, **TIGHT).fit(X, y)
+    np.testing.assert_allclose(sparse.coef_, dense.coef_, atol=1e-6)
+    assert np.array_equal(sparse.coef_ == 0, dense.coef_ == 0)
+    assert kkt_violation(sparse, X, y, 2.0, 0.7) < 2e-8
+    assert kkt_violation(dense, X.toarray(), y, 2.0, 0.7) < 2e-8
+
+
+def test_sample_weight_and_intercept_options():
+    X, y = standardised(load_wine)
+    weight = np.random.default_rng(1).integers(0, 4, size=len(y))
+    weighted = MultinomialLogitClassifier(C=0.3, l1_ratio=0.5, **TIGHT)
+    weighted.fit(X, y, sample_weight=weight)
+    repeated = MultinomialLogitClassifier(C=0.3, l1_ratio=0.5, **TIGHT)
+    repeated.fit(np.repeat(X, weight, axis=0), np.repeat(y, weight))
+    np.testing.assert_allclose(weighted.coef_, repeated.coef_, atol=1e-7)
+    assert kkt_violation(weighted, X, y, 0.3, 0.5, weight.astype(float)) < 2e-8
+
+    no_intercept = MultinomialLogitClassifier(
+        C=0.3, l1_ratio=0.5, fit_intercept=False, **TIGHT
+    ).fit(X, y)
+    np.testing.assert_array_equal(no_intercept.intercept_, 0.0)
+    penalty = {} if SKLEARN_18 else {"penalty": "elasticnet"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reference = LogisticRegression(
+            C=0.3,
+            l1_ratio=0.5,
+            solver="saga",
+            fit_intercept=False,
+            tol=1e-12,
+            max_iter=200000,
+            **penalty,
+        ).fit(X, y)
+    np.testing.assert_allclose(no_intercept.coef_, reference.coef_, atol=1e-6)
+
+
+def test_float32_data():
+    X, y = standardised(load_wine)
+    clf64 = MultinomialLogitClassifier(C=0.3, l1_ratio=1.0, **TIGHT).fit(X, y)
+    with warnings.catch_warnings():
+        # float32 objective values are noisy at 1e-7; a precision stop is fine
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf32 = MultinomialLogitClassifier(C=0.3, l1_ratio=1.0, tol=1e-6).fit(
+            X.astype(np.float32), y
+        )
+    assert clf32.coef_.dtype == np.float32
+    f64 = objective(clf64.coef_, clf64.intercept_, X, y, 0.3, 1.0)
+    f32 = objective(
+        clf32.coef_.astype(np.float64), clf32.intercept_.astype(np.float64), X, y, 0.3, 1.0
+    )
+    # float32 objective values are noisy at about 1e-7 relative
+    assert 0 <= (f32 - f64) / f64 < 1e-6
+    np.testing.assert_allclose(clf32.coef_, clf64.coef_, atol=2e-3)
+
+
+def test_warm_start_reaches_the_cold_optimum_in_fewer_iterations():
+    X, y = standardised(load_wine)
+    clf = MultinomialLogitClassifier(C=0.1, l1_ratio=0.8, warm_start=True, **TIGHT).fit(X, y)
+    clf.set_params(C=0.12).fit(X, y)
+    cold = MultinomialLogitClassifier(C=0.12, l1_ratio=0.8, **TIGHT).fit(X, y)
+    np.testing.assert_allclose(clf.coef_, cold.coef_, atol=1e-8)
+    assert clf.n_iter_[0] < cold.n_iter_[0]
+
+
+def test_columns_are_not_centred_under_l1():
+    # The optimum of an L1 penalty over the K rows of a column is a median-like
+    # shift, not the mean: centring would raise the objective and lose zeros.
+    X, y = standardised(load_iris)
+    clf = MultinomialLogitClassifier(C=0.5, l1_ratio=1.0, **TIGHT).fit(X, y)
+    centred = clf.coef_ - clf.coef_.mean(axis=0)
+    f = objective(clf.coef_, clf.intercept_, X, y, 0.5, 1.0)
+    assert objective(centred, clf.intercept_, X, y, 0.5, 1.0) > f
+    assert (clf.coef_ == 0).any()
+
+
+def test_no_penalty_ignores_l1_ratio():
+    X, y = standardised(load_wine)
+    X = X[:, :3]  # not separable
+    l2 = MultinomialLogitClassifier(C=np.inf, **TIGHT).fit(X, y)
+    l1 = MultinomialLogitClassifier(C=np.inf, l1_ratio=1.0, **TIGHT).fit(X, y)
+    np.testing.assert_allclose(l1.coef_, l2.coef_, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "l1_ratio, error, match",
+    [
+        (-0.1, ValueError, r"l1_ratio must be >= 0"),
+        (1.5, ValueError, r"l1_ratio must be in \[0, 1\]"),
+        (np.nan, ValueError, "l1_ratio must be finite"),
+        ("l1", TypeError, "l1_ratio must be a real number"),
+    ],
+)
+def test_invalid_l1_ratio(l1_ratio, error, match):
+    X, y = standardised(load_iris)
+    with pytest.raises(error, match=match):
+        MultinomialLogitClassifier(l1_ratio=l1_ratio).fit(X, y)
+
+
+@pytest.mark.parametrize("solver", ["newton-cg", "newton-cholesky"])
+def test_newton_solvers_refuse_l1(solver):
+    X, y = standardised(load_iris)
+    with pytest.raises(ValueError, match=f"needs solver='lbfgs' or 'auto'; solver='{solver}'"):
+        MultinomialLogitClassifier(l1_ratio=0.5, solver=solver).fit(X, y)
