@@ -56,15 +56,32 @@ def _scoring_view(classes, coef, intercept, fit_intercept):
     return model
 
 
+def _neg_log_loss(proba, y_index, sample_weight=None):
+    """scikit-learn's ``neg_log_loss`` score, computed directly.
+
+    The same value as ``sklearn.metrics.log_loss`` (probabilities clipped to
+    ``[eps, 1 - eps]`` of their dtype, weighted mean of ``-log p[i, y_i]``),
+    negated, without the scorer's input validation, which costs about 8 ms a
+    call: as much as a whole warm-started fit on the 8x8 digits.
+    """
+    eps = np.finfo(proba.dtype).eps
+    true_proba = np.clip(proba[np.arange(len(y_index)), y_index], eps, 1 - eps)
+    return -float(np.average(-np.log(true_proba), weights=sample_weight))
+
+
 def _fold_path(
-    X, y, y_index, classes, weight, score_weight, train, test, Cs, l1_ratio, scorer, params
+    X, y, y_index, classes, weight, score_weight, train, test, Cs, l1_ratio, scoring, params
 ):
     """One fold, one l1_ratio: the coefficient path on train and its scores on test."""
     coefs, n_iter, results = coefficient_path(
         X[train], y_index[train], len(classes), weight[train], Cs, l1_ratio=l1_ratio, **params
     )
     n_features = X.shape[1]
-    score_kwargs = {} if score_weight is None else {"sample_weight": score_weight[test]}
+    test_weight = None if score_weight is None else score_weight[test]
+    score_kwargs = {} if test_weight is None else {"sample_weight": test_weight}
+    scorer = (
+        None if scoring == "neg_log_loss" else check_scoring(MultinomialLogitClassifier(), scoring)
+    )
     scores = np.empty(len(Cs))
     for index, path_coef in enumerate(coefs):
         intercept = path_coef[:, n_features] if params["fit_intercept"] else np.zeros(len(classes))
@@ -74,7 +91,11 @@ def _fold_path(
             intercept.astype(X.dtype),
             params["fit_intercept"],
         )
-        scores[index] = scorer(model, X[test], y[test], **score_kwargs)
+        if scorer is None:
+            proba = model.predict_proba(X[test])
+            scores[index] = _neg_log_loss(proba, y_index[test], test_weight)
+        else:
+            scores[index] = scorer(model, X[test], y[test], **score_kwargs)
     unconverged = [
         convergence_message(result, X.dtype, params["tol"]) + f" (C={C:g})"
         for C, result in zip(Cs, results, strict=True)
@@ -235,7 +256,7 @@ class MultinomialLogitClassifierCV(MultinomialLogitClassifier):
         _check_real("tol", self.tol, low=0.0, include_low=True)
         _check_int("max_iter", self.max_iter, 1)
         _check_bool("refit", self.refit)
-        scorer = check_scoring(MultinomialLogitClassifier(), scoring=self.scoring)
+        check_scoring(MultinomialLogitClassifier(), scoring=self.scoring)  # fails early if invalid
 
         X, classes, y_index, weight = prepare_training_data(
             self, X, y, sample_weight, self.class_weight
@@ -263,7 +284,7 @@ class MultinomialLogitClassifierCV(MultinomialLogitClassifier):
                 test,
                 Cs,
                 l1_ratio,
-                scorer,
+                self.scoring,
                 params,
             )
             for train, test in folds

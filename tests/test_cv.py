@@ -8,7 +8,7 @@ import sklearn
 from sklearn.datasets import load_iris, load_wine
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegressionCV
-from sklearn.metrics import accuracy_score, log_loss
+from sklearn.metrics import accuracy_score, get_scorer, log_loss
 from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 
@@ -135,6 +135,19 @@ def test_parallel_folds_give_the_serial_result():
     parallel = MultinomialLogitClassifierCV(Cs=5, cv=4, n_jobs=2).fit(X, y)
     np.testing.assert_allclose(parallel.coefs_paths_, serial.coefs_paths_, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(parallel.coef_, serial.coef_)
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_direct_log_loss_equals_the_scorer(weighted):
+    # "neg_log_loss" is computed without the scorer; a scorer object takes
+    # the general route.
+    X, y = standardised(load_wine)
+    weight = np.random.default_rng(0).integers(1, 4, size=len(y)) if weighted else None
+    direct = MultinomialLogitClassifierCV(Cs=4, cv=3).fit(X, y, sample_weight=weight)
+    scorer = get_scorer("neg_log_loss")
+    general = MultinomialLogitClassifierCV(Cs=4, cv=3, scoring=scorer)
+    general.fit(X, y, sample_weight=weight)
+    np.testing.assert_allclose(direct.scores_, general.scores_, rtol=1e-13)
 
 
 def test_score_uses_the_scoring():
