@@ -106,6 +106,7 @@ import scipy
 import scipy.sparse as sp
 import sklearn
 import threadpoolctl
+from _cv_benchmark import cv_report, run_cv_benchmark
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
@@ -727,6 +728,12 @@ def parse_args(argv, *, description, builders, default_problems, default_output)
         f"(default: {default_output})",
     )
     parser.add_argument("--no-plot", action="store_true", help="do not draw the plot")
+    parser.add_argument(
+        "--no-cv",
+        action="store_true",
+        help="skip the cross-validation benchmark (MultinomialLogitClassifierCV against "
+        "LogisticRegressionCV on the standardised digits)",
+    )
     args = parser.parse_args(argv)
     if args.repeats is None:
         args.repeats = 1 if args.quick else 5
@@ -777,9 +784,12 @@ def main(argv=None, *, description, builders, default_problems, default_output):
             rows.extend(problem_rows)
             skipped.update(problem_skipped)
             del problem
+        cv_result = None if args.no_cv else run_cv_benchmark(args.quick, args.repeats, progress)
     rows = sort_rows(rows, args.problems)
     summary = fastest_to_gap(rows, args.problems)
     text = report(problems, rows, summary, skipped, env)
+    if cv_result is not None:
+        text += "\n\n" + cv_report(cv_result)
     output = Path(args.output)
     plot_path = None
     if args.no_plot:
@@ -807,6 +817,7 @@ def main(argv=None, *, description, builders, default_problems, default_output):
         "max_seconds_per_run": args.max_seconds_per_run,
         "include_slow": args.include_slow,
         "reference_tol": REFERENCE_TOL,
+        "cv": not args.no_cv,
     }
     write_json(
         output,
@@ -822,6 +833,7 @@ def main(argv=None, *, description, builders, default_problems, default_output):
             ],
             "not_reaching_gap_target": not_reaching_target(rows),
             "skipped": skipped,
+            "cv": cv_result,
             "plot": None if plot_path is None else str(plot_path),
             "total_seconds": elapsed,
         },

@@ -1,8 +1,8 @@
 """Time-to-accuracy benchmark on the 8x8 digits: skmultilogit vs LogisticRegression.
 
-The digits part of ``run_benchmarks.py``, kept as its own command because it
-is quick, needs no generated data, and is what CI runs
-(``python benchmarks/bench_digits.py --quick``, about 25 seconds).
+The digits part of ``run_benchmarks.py`` (including the cross-validation
+benchmark, ``_cv_benchmark.py``), kept as its own command because it is
+quick and needs no generated data (``--quick``: about 40 seconds).
 
 What is measured
 ----------------

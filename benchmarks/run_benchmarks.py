@@ -1,8 +1,10 @@
-"""Benchmark suite: skmultilogit against LogisticRegression on six problems.
+"""Benchmark suite: skmultilogit against LogisticRegression on six problems, and CV.
 
 Compares ``skmultilogit.MultinomialLogitClassifier`` with scikit-learn's
 ``LogisticRegression`` (multinomial, L2, same objective, ``C = 1``) by the
-time each solver needs to reach a given accuracy of the optimum.
+time each solver needs to reach a given accuracy of the optimum; then
+``MultinomialLogitClassifierCV`` with ``LogisticRegressionCV`` choosing C on
+the standardised digits (see ``_cv_benchmark.py``; ``--no-cv`` skips it).
 
 What is measured
 ----------------
@@ -53,12 +55,14 @@ Usage
     python benchmarks/run_benchmarks.py [--quick] [--problems NAME [NAME ...]]
         [--tols TOL [TOL ...]] [--repeats N] [--blas-threads N]
         [--max-seconds-per-run S] [--include-slow] [--output PATH] [--no-plot]
+        [--no-cv]
 
 Runtime
 -------
 ``--quick`` (small synthetic problems: 10 000 x 100, 2 000 x 500 at density
 5 %, 3 000 x 40; the digits; tol 1e-4 and 1e-8; one repeat; no SAG/SAGA)
-takes about 40 seconds on a 2-core machine. The full run is long: on a
+takes about 40 seconds on a 2-core machine, and its CV part (lbfgs only for
+LogisticRegressionCV, tol 1e-4 and 1e-6) about 15 more. The full run is long: on a
 2-core machine expect a few minutes for the digits and about 15-20 minutes
 each for ``dense``, ``sparse`` and ``many_classes``, an hour in all. Most of
 it goes to LogisticRegression's newton-cholesky on ``dense`` and
