@@ -136,7 +136,8 @@ def coefficient_path(
             preconditioner=preconditioner,
             keep_hessian=True,
         )
-        preconditioner = result.preconditioner
+        # handed on to the next fit only: a path holds one Hessian at a time
+        preconditioner, result.preconditioner = result.preconditioner, None
         coefs[index, :, :n_features] = coef
         if fit_intercept:
             coefs[index, :, n_features] = intercept

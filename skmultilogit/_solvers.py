@@ -56,8 +56,9 @@ from the same kernel (``f`` the smooth part). At a minimiser ``V+_kj V-_kj =
 0`` (lowering both by the same amount lowers the L1 term and nothing else),
 so coefficients whose gradient satisfies ``|grad_kj| <= lambda_1 / sigma_j``
 sit on both bounds and come out exactly zero. The stopping test uses the
-projected gradient ``clip(x - g, lower, upper) - x`` of the bounded problem,
-the quantity L-BFGS-B itself tests; at ``V+ V- = 0`` it equals the
+projected gradient of the bounded problem, the quantity L-BFGS-B itself
+tests, after :meth:`L1SplitProblem.polish` has put on their bound the
+variables left a hair above it; then, where ``V+ V- = 0``, it equals the
 smallest subgradient of the original objective.
 
 Stopping rule
@@ -271,6 +272,10 @@ class ConditionedProblem:
         """The vector whose largest entry is tested against ``tol``: the gradient."""
         return grad
 
+    def polish(self, theta, f, grad):
+        """A final point no worse than ``theta`` (objective ``f``), here ``theta`` itself."""
+        return theta
+
 
 class L1SplitProblem:
     """The elastic-net objective as a smooth, bound-constrained problem.
@@ -318,8 +323,35 @@ class L1SplitProblem:
         return f, np.concatenate([grad_coef + self.l1_weight, self.l1_weight - grad_coef, grad[n:]])
 
     def stationarity(self, x, grad):
-        """Projected gradient of the bounded problem (0 exactly at a minimiser)."""
-        return np.clip(x - grad, *self.bounds) - x
+        """Projected gradient of the bounded problem (0 exactly at a minimiser).
+
+        ``clip(x - g, lower, upper) - x``, up to sign, written without the
+        subtraction that loses small gradients next to large ``x``. Where a
+        variable is off its bound by more than its gradient this is the
+        gradient, so after :meth:`polish` it equals the smallest subgradient
+        of the original objective.
+        """
+        lower = self.bounds[0]
+        return np.where(grad > 0, np.minimum(grad, x - lower), grad)
+
+    def polish(self, x, f, grad):
+        """Put on their bound the split variables that a unit projected-gradient step reaches.
+
+        L-BFGS-B can end with a variable a hair above zero (1e-7, say) whose
+        gradient pushes it down harder than that: its projected gradient is
+        then the distance to the bound, small enough to pass ``tol``, while
+        the coefficient should be exactly zero. Zeroing such variables is a
+        step along the projected gradient; it is kept only if the objective
+        does not rise.
+        """
+        lower = self.bounds[0]
+        near = (x > lower) & (x - lower <= grad)
+        if not near.any():
+            return x
+        candidate = np.where(near, lower, x)
+        if self.loss_gradient(candidate)[0] <= f:
+            return candidate
+        return x
 
 
 @dataclass
@@ -347,6 +379,9 @@ class SolverResult:
         The solver that ran (what ``"auto"`` resolved to).
     preconditioner : object or None
         newton-cholesky's last preconditioner, for the next fit of a path.
+    l1 : bool
+        Whether the objective had an L1 part (then ``grad_max`` is the
+        largest entry of the projected gradient of the split problem).
     """
 
     w: np.ndarray
@@ -357,6 +392,7 @@ class SolverResult:
     grad_max: float
     solver: str
     preconditioner: object = None
+    l1: bool = False
 
 
 class _InnerSolveRunaway(Exception):
@@ -398,10 +434,12 @@ class _Tracer:
         self.products_this_step = 0
         self.accepted = np.array(intermediate_result.x, copy=True)
         if self.verbose:
-            f, g = self.evaluate(intermediate_result.x)
+            theta = intermediate_result.x
+            f, g = self.evaluate(theta)
+            stationarity = self.problem.stationarity(theta, g)
             print(
                 f"iter {self.iteration:4d}  objective/(C*sum(s)) {f:.12e}"
-                f"  |grad|_max {np.max(np.abs(g)):.3e}",
+                f"  |grad|_max {np.max(np.abs(stationarity), initial=0.0):.3e}",
                 flush=True,
             )
 
@@ -486,7 +524,11 @@ def minimize_loss(
         except _InnerSolveRunaway:
             theta = theta0 if tracer.accepted is None else tracer.accepted
             n_iter, message, runaway = tracer.iteration, "inner CG solve did not terminate", True
-    _, grad = tracer.evaluate(theta)
+    f, grad = tracer.evaluate(theta)
+    polished = problem.polish(theta, f, grad)
+    if polished is not theta:
+        theta = polished
+        _, grad = problem.loss_gradient(theta)
     grad_max = float(np.max(np.abs(problem.stationarity(theta, grad)), initial=0.0))
     if grad_max <= tol:
         converged, reason = True, ""
@@ -509,6 +551,7 @@ def minimize_loss(
         grad_max=grad_max,
         solver=solver,
         preconditioner=tracer.preconditioner,
+        l1=loss.l1_strength > 0,
     )
 
 
@@ -649,7 +692,9 @@ class _Preconditioner:
         ``W = V / sigma = V' / sigma'`` the Hessian in ``V'`` is
         ``D H D`` with ``D = sigma / sigma'`` on the coefficients (1 on the
         intercepts). None if the Hessian was not kept, or the centre or the
-        shape differs.
+        shape differs. Consumes this preconditioner: its factor is dropped
+        and its Hessian rescaled in place and handed over, so that a path
+        holds one Hessian and one factor at a time.
         """
         loss = problem.loss
         if self.data_hessian is None:
@@ -663,7 +708,8 @@ class _Preconditioner:
             self.scale / problem.scale, loss.n_classes
         )
         ratio = ratio.astype(np.float32)
-        data_hessian = self.data_hessian * ratio[:, None]
+        data_hessian, self.data_hessian, self.factor = self.data_hessian, None, None
+        data_hessian *= ratio[:, None]
         data_hessian *= ratio
         return _Preconditioner(problem, None, None, None, null_weight, data_hessian, keep=True)
 
