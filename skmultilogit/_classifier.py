@@ -50,12 +50,16 @@ def _check_int(name, value, low):
 
 
 def _check_l1_ratio(name, value, solver):
+    """A float in [0, 1]; positive only with a solver that handles the L1 part.
+
+    ``solver=None`` skips the solver check (no penalty: l1_ratio has no effect).
+    """
     value = _check_real(name, value, low=0.0, include_low=True)
     if value > 1:
         raise ValueError(f"{name} must be in [0, 1]; got {value!r}.")
-    if value > 0 and solver not in ("auto", "lbfgs"):
+    if value > 0 and solver is not None and solver not in ("auto", "lbfgs"):
         raise ValueError(
-            f"{name}={value!r} needs solver='lbfgs' or 'auto'; solver={solver!r} handles "
+            f"{name}={value!r} needs solver='lbfgs' or 'auto': solver={solver!r} handles "
             "only the L2 penalty (the L1 part is not smooth)."
         )
     return value
@@ -182,13 +186,14 @@ def convergence_message(result, dtype, tol):
     """The ConvergenceWarning text for an unconverged :class:`SolverResult`, with advice."""
     said = (
         f"{result.solver} stopped after {result.n_iter} iterations with the largest "
-        f"gradient entry at {result.grad_max:.2e}, above tol={tol}"
+        f"{'projected ' if result.l1 else ''}gradient entry at {result.grad_max:.2e}, "
+        f"above tol={tol}"
     )
     if result.reason == "max_iter":
         advice = "Increase max_iter" + (
             ", or use solver='newton-cholesky', which needs far fewer iterations "
-            "on badly scaled data or weak penalties (L2 penalty only)."
-            if result.solver == "lbfgs"
+            "on badly scaled data or weak penalties."
+            if result.solver == "lbfgs" and not result.l1
             else "."
         )
     elif result.reason == "inner_solve":
@@ -368,11 +373,11 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
     def _validate_params(self):
-        _check_real("C", self.C, low=0.0, include_low=False, allow_inf=True)
+        C = _check_real("C", self.C, low=0.0, include_low=False, allow_inf=True)
         _check_bool("fit_intercept", self.fit_intercept)
         if not isinstance(self.solver, str) or self.solver not in SOLVERS:
             raise ValueError(f"solver must be one of {list(SOLVERS)}; got {self.solver!r}.")
-        _check_l1_ratio("l1_ratio", self.l1_ratio, self.solver)
+        _check_l1_ratio("l1_ratio", self.l1_ratio, self.solver if np.isfinite(C) else None)
         _check_real("tol", self.tol, low=0.0, include_low=True)
         _check_int("max_iter", self.max_iter, 1)
         _check_bool("warm_start", self.warm_start)

@@ -1,12 +1,13 @@
 """Choosing C (and l1_ratio) by cross-validation along warm-started paths."""
 
+import inspect
 import numbers
 import warnings
 
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import check_scoring
+from sklearn.metrics import check_scoring, make_scorer
 from sklearn.model_selection import check_cv
 
 from ._classifier import (
@@ -30,7 +31,8 @@ def _check_Cs(Cs):
     if isinstance(Cs, (str, bytes)) or not np.iterable(Cs):
         raise TypeError(f"Cs must be an int or a sequence of positive floats; got {Cs!r}.")
     values = [
-        _check_real("each value of Cs", C, low=0.0, include_low=False, allow_inf=True) for C in Cs
+        _check_real(f"Cs[{index}]", C, low=0.0, include_low=False, allow_inf=True)
+        for index, C in enumerate(Cs)
     ]
     if not values:
         raise ValueError("Cs must not be empty.")
@@ -40,7 +42,10 @@ def _check_Cs(Cs):
 def _check_l1_ratios(l1_ratios, solver):
     if isinstance(l1_ratios, (str, bytes)) or not np.iterable(l1_ratios):
         raise TypeError(f"l1_ratios must be a sequence of floats in [0, 1]; got {l1_ratios!r}.")
-    values = [_check_l1_ratio("each value of l1_ratios", value, solver) for value in l1_ratios]
+    values = [
+        _check_l1_ratio(f"l1_ratios[{index}]", value, solver)
+        for index, value in enumerate(l1_ratios)
+    ]
     if not values:
         raise ValueError("l1_ratios must not be empty.")
     return np.array(values)
@@ -69,6 +74,35 @@ def _neg_log_loss(proba, y_index, sample_weight=None):
     return -float(np.average(-np.log(true_proba), weights=sample_weight))
 
 
+def _fold_scorer(scoring, classes):
+    """The scorer for held-out folds, told every class when its metric takes ``labels``.
+
+    A test fold can lack a class; metrics such as ``log_loss`` or
+    ``brier_score_loss`` then fail unless given ``labels=classes``.
+    LogisticRegressionCV rebuilds such scorers the same way (from the
+    scorer's private attributes, present since scikit-learn 1.4); any other
+    scorer is used as it is.
+    """
+    scorer = check_scoring(MultinomialLogitClassifier(), scoring=scoring)
+    score_func = getattr(scorer, "_score_func", None)
+    response_method = getattr(scorer, "_response_method", None)
+    if score_func is None or response_method is None:
+        return scorer
+    parameters = inspect.signature(score_func).parameters
+    if "labels" not in parameters:
+        return scorer
+    kwargs = {"labels": classes}
+    if len(classes) == 2 and "pos_label" in parameters:
+        kwargs["pos_label"] = classes[-1]
+    kwargs.update(getattr(scorer, "_kwargs", {}))
+    return make_scorer(
+        score_func,
+        greater_is_better=getattr(scorer, "_sign", 1) == 1,
+        response_method=response_method,
+        **kwargs,
+    )
+
+
 def _fold_path(
     X, y, y_index, classes, weight, score_weight, train, test, Cs, l1_ratio, scoring, params
 ):
@@ -79,9 +113,7 @@ def _fold_path(
     n_features = X.shape[1]
     test_weight = None if score_weight is None else score_weight[test]
     score_kwargs = {} if test_weight is None else {"sample_weight": test_weight}
-    scorer = (
-        None if scoring == "neg_log_loss" else check_scoring(MultinomialLogitClassifier(), scoring)
-    )
+    scorer = None if scoring == "neg_log_loss" else _fold_scorer(scoring, classes)
     scores = np.empty(len(Cs))
     for index, path_coef in enumerate(coefs):
         intercept = path_coef[:, n_features] if params["fit_intercept"] else np.zeros(len(classes))
@@ -116,7 +148,12 @@ class MultinomialLogitClassifierCV(MultinomialLogitClassifier):
     from the mean of the folds' coefficients at that pair. Folds run in
     parallel with joblib. The parameters and fitted attributes follow
     :class:`sklearn.linear_model.LogisticRegressionCV` where they overlap,
-    in the layout it adopts with ``use_legacy_attributes=False``.
+    in the layout it adopts with ``use_legacy_attributes=False``. Not taken
+    over: ``penalty`` (deprecated there; ``l1_ratios`` and ``Cs=[np.inf]``
+    say the same), ``dual``, ``intercept_scaling`` and ``random_state``
+    (for solvers this package does not have); ``tol`` is 1e-6, as in
+    :class:`MultinomialLogitClassifier`, and every fit of the path is held
+    to it.
 
     Parameters
     ----------
@@ -231,7 +268,7 @@ class MultinomialLogitClassifierCV(MultinomialLogitClassifier):
         self.verbose = verbose
         self.refit = refit
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, groups=None):
         """Cross-validate the path of C (and l1_ratio) values, then fit the chosen model.
 
         Parameters
@@ -242,6 +279,9 @@ class MultinomialLogitClassifierCV(MultinomialLogitClassifier):
             Class labels, at least two distinct ones.
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights, used in every fit and passed to the scorer.
+        groups : array-like of shape (n_samples,), default=None
+            Group labels for a group-aware ``cv`` splitter (such as
+            :class:`~sklearn.model_selection.GroupKFold`).
 
         Returns
         -------
@@ -265,7 +305,7 @@ class MultinomialLogitClassifierCV(MultinomialLogitClassifier):
             None if sample_weight is None else _check_sample_weight(sample_weight, X.shape[0])
         )
         y = classes[y_index]
-        folds = list(check_cv(self.cv, y, classifier=True).split(X, y))
+        folds = list(check_cv(self.cv, y, classifier=True).split(X, y, groups))
         params = {
             "fit_intercept": self.fit_intercept,
             "solver": self.solver,
@@ -309,8 +349,8 @@ class MultinomialLogitClassifierCV(MultinomialLogitClassifier):
 
         n_features = X.shape[1]
         if self.refit:
-            # Best summed score; ties go to the smaller C, then the smaller
-            # l1_ratio index, as LogisticRegressionCV breaks them.
+            # Best summed score; ties go to the earlier value in Cs, then in
+            # l1_ratios, as LogisticRegressionCV breaks them.
             total = self.scores_.sum(axis=0).T  # (n_cs, n_l1)
             best_c, best_l1 = np.unravel_index(np.argmax(total), total.shape)
             self.C_ = float(Cs[best_c])
