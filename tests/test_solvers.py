@@ -289,3 +289,84 @@ def test_feature_scale_leaves_comparable_units_and_pulls_outliers_into_the_band(
     assert np.all(np.isfinite(scale)) and np.all(scale > 0)
     # without a penalty a constant column keeps its units
     assert feature_scale(np.array([0.0]), 0.0)[0] == 1.0
+
+
+def test_l1_split_gradient_matches_finite_differences_and_polish_finds_zeros():
+    from skmultilogit._solvers import L1SplitProblem, minimize_loss
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(60, 5)) * [1.0, 30.0, 0.02, 1.0, 1.0]
+    y = rng.integers(0, 3, size=60)
+    loss = MultinomialLoss(X, y, 3, np.ones(60), 0.2, normalize=True, l1_ratio=0.8)
+    mean, spread = feature_mean_scale(X, True, loss.sample_weight)
+    problem = L1SplitProblem(ConditionedProblem(loss, mean, spread + 0.5))
+    x = np.abs(rng.normal(size=2 * 15 + 3))
+    x[30:] -= 0.5  # intercepts are free
+    _, grad = problem.loss_gradient(x)
+    step = 1e-6
+    numeric = [
+        (problem.loss_gradient(x + step * e)[0] - problem.loss_gradient(x - step * e)[0])
+        / (2 * step)
+        for e in np.eye(x.size)
+    ]
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-9)
+
+    # At the optimum, lift one exactly-zero coefficient a hair off its bound:
+    # the projected gradient then only sees the hair, polish puts it back.
+    result = minimize_loss(loss, np.zeros(loss.n_params), solver="lbfgs", tol=1e-10,
+                           max_iter=1000)  # fmt: skip
+    coef = loss.unpack(result.w)[0]
+    assert (coef == 0).any()
+    problem = L1SplitProblem(ConditionedProblem(loss, mean, np.ones(5)))
+    x = problem.to_conditioned(result.w)
+    zero = int(np.flatnonzero(x[:15] == 0)[0])
+    x[zero] = 1e-9
+    f, grad = problem.loss_gradient(x)
+    assert grad[zero] > 1e-6 and abs(problem.stationarity(x, grad)[zero]) <= 1e-9
+    polished = problem.polish(x, f, grad)
+    assert polished[zero] == 0.0 and problem.loss_gradient(polished)[0] < f
+
+
+def test_a_reused_hessian_follows_changed_feature_scales():
+    # Along a path the penalty changes the feature scales; the data Hessian
+    # of the previous fit, carried over, must equal a fresh one in the new
+    # coordinates (to float32 accumulation).
+    from skmultilogit._solvers import _Preconditioner
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(300, 4)) * [0.001, 1.0, 50.0, 3.0]
+    y = rng.integers(0, 3, size=300)
+    w = rng.normal(size=15) * 0.1
+    mean, spread = feature_mean_scale(X, True, np.ones(300))
+
+    def problem_at(C):
+        loss = MultinomialLoss(X, y, 3, np.ones(300), C, normalize=True)
+        from skmultilogit._solvers import feature_scale
+
+        return ConditionedProblem(loss, mean, feature_scale(spread, loss.penalty_strength))
+
+    first, second = problem_at(1e-4), problem_at(10.0)
+    assert not np.allclose(first.scale, second.scale)
+    old = _Preconditioner(first, first.to_conditioned(w), np.inf, None, 1 / 3, keep=True)
+    fresh = _Preconditioner(second, second.to_conditioned(w), np.inf, None, 1 / 3, keep=True)
+    carried = old.for_problem(second, 1 / 3)
+    assert old.data_hessian is None and old.factor is None  # handed over, not copied
+    upper = np.triu(np.ones((15, 15), dtype=bool))
+    size = np.abs(fresh.data_hessian[upper]).max()
+    np.testing.assert_allclose(
+        carried.data_hessian[upper], fresh.data_hessian[upper], rtol=0, atol=1e-5 * size
+    )
+    # and both factorise the same matrix, penalty included
+    rebuilt = [np.triu(p.factor).T @ np.triu(p.factor) for p in (carried, fresh)]
+    np.testing.assert_allclose(rebuilt[0], rebuilt[1], rtol=0, atol=1e-5 * size)
+
+
+def test_a_path_holds_one_hessian_at_a_time():
+    from skmultilogit._path import coefficient_path
+
+    X, y = load_wine(return_X_y=True)
+    _, y_index = np.unique(y, return_inverse=True)
+    _, _, results = coefficient_path(
+        X, y_index, 3, np.ones(len(y)), [0.01, 0.1, 1.0], solver="newton-cholesky"
+    )
+    assert all(result.preconditioner is None for result in results)
