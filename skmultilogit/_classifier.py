@@ -137,6 +137,17 @@ def _class_weight_vector(class_weight, classes, y_index, sample_weight):
     return weights
 
 
+def check_solver_params(estimator):
+    """Validate what both estimators share: fit_intercept, solver, tol, max_iter, verbose."""
+    _check_bool("fit_intercept", estimator.fit_intercept)
+    if not isinstance(estimator.solver, str) or estimator.solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {list(SOLVERS)}; got {estimator.solver!r}.")
+    _check_real("tol", estimator.tol, low=0.0, include_low=True)
+    _check_int("max_iter", estimator.max_iter, 1)
+    if not isinstance(estimator.verbose, (bool, np.bool_)):
+        _check_int("verbose", estimator.verbose, 0)
+
+
 def prepare_training_data(estimator, X, y, sample_weight, class_weight):
     """Validate ``X, y, sample_weight`` for ``fit``; encode labels; fold in class weights.
 
@@ -374,15 +385,9 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
 
     def _validate_params(self):
         C = _check_real("C", self.C, low=0.0, include_low=False, allow_inf=True)
-        _check_bool("fit_intercept", self.fit_intercept)
-        if not isinstance(self.solver, str) or self.solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {list(SOLVERS)}; got {self.solver!r}.")
+        check_solver_params(self)
         _check_l1_ratio("l1_ratio", self.l1_ratio, self.solver if np.isfinite(C) else None)
-        _check_real("tol", self.tol, low=0.0, include_low=True)
-        _check_int("max_iter", self.max_iter, 1)
         _check_bool("warm_start", self.warm_start)
-        if not isinstance(self.verbose, (bool, np.bool_)):
-            _check_int("verbose", self.verbose, 0)
 
     def fit(self, X, y, sample_weight=None):
         """Fit the model to X, y.

@@ -17,11 +17,11 @@ from ._classifier import (
     _check_l1_ratio,
     _check_real,
     _check_sample_weight,
+    check_solver_params,
     convergence_message,
     prepare_training_data,
 )
 from ._path import coefficient_path, fit_coefficients
-from ._solvers import SOLVERS
 
 
 def _check_Cs(Cs):
@@ -289,12 +289,8 @@ class MultinomialLogitClassifierCV(MultinomialLogitClassifier):
             The fitted estimator.
         """
         Cs = _check_Cs(self.Cs)
-        _check_bool("fit_intercept", self.fit_intercept)
-        if not isinstance(self.solver, str) or self.solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {list(SOLVERS)}; got {self.solver!r}.")
+        check_solver_params(self)
         l1_ratios = _check_l1_ratios(self.l1_ratios, self.solver)
-        _check_real("tol", self.tol, low=0.0, include_low=True)
-        _check_int("max_iter", self.max_iter, 1)
         _check_bool("refit", self.refit)
         check_scoring(MultinomialLogitClassifier(), scoring=self.scoring)  # fails early if invalid
 
