@@ -103,6 +103,13 @@ def _fold_scorer(scoring, classes):
     )
 
 
+def _split_path_coef(path_coef, n_features, fit_intercept):
+    """``(coef, intercept)`` from a ``coefs_paths_`` entry (intercept last; zeros without one)."""
+    if fit_intercept:
+        return path_coef[:, :n_features], path_coef[:, n_features]
+    return path_coef[:, :n_features], np.zeros(path_coef.shape[0])
+
+
 def _fold_path(
     X, y, y_index, classes, weight, score_weight, train, test, Cs, l1_ratio, scoring, params
 ):
@@ -114,20 +121,19 @@ def _fold_path(
     test_weight = None if score_weight is None else score_weight[test]
     score_kwargs = {} if test_weight is None else {"sample_weight": test_weight}
     scorer = None if scoring == "neg_log_loss" else _fold_scorer(scoring, classes)
+    # the test rows are sliced (copied) once, not once per C
+    X_test, y_test, y_index_test = X[test], y[test], y_index[test]
     scores = np.empty(len(Cs))
     for index, path_coef in enumerate(coefs):
-        intercept = path_coef[:, n_features] if params["fit_intercept"] else np.zeros(len(classes))
+        coef, intercept = _split_path_coef(path_coef, n_features, params["fit_intercept"])
         model = _scoring_view(
-            classes,
-            path_coef[:, :n_features].astype(X.dtype),
-            intercept.astype(X.dtype),
-            params["fit_intercept"],
+            classes, coef.astype(X.dtype), intercept.astype(X.dtype), params["fit_intercept"]
         )
         if scorer is None:
-            proba = model.predict_proba(X[test])
-            scores[index] = _neg_log_loss(proba, y_index[test], test_weight)
+            proba = model.predict_proba(X_test)
+            scores[index] = _neg_log_loss(proba, y_index_test, test_weight)
         else:
-            scores[index] = scorer(model, X[test], y[test], **score_kwargs)
+            scores[index] = scorer(model, X_test, y_test, **score_kwargs)
     unconverged = [
         convergence_message(result, X.dtype, params["tol"]) + f" (C={C:g})"
         for C, result in zip(Cs, results, strict=True)
@@ -351,7 +357,9 @@ class MultinomialLogitClassifierCV(MultinomialLogitClassifier):
             best_c, best_l1 = np.unravel_index(np.argmax(total), total.shape)
             self.C_ = float(Cs[best_c])
             self.l1_ratio_ = float(l1_ratios[best_l1])
-            start = self.coefs_paths_[:, best_l1, best_c].mean(axis=0)
+            start_coef, start_intercept = _split_path_coef(
+                self.coefs_paths_[:, best_l1, best_c].mean(axis=0), n_features, self.fit_intercept
+            )
             coef, intercept, result = fit_coefficients(
                 X,
                 y_index,
@@ -359,8 +367,8 @@ class MultinomialLogitClassifierCV(MultinomialLogitClassifier):
                 weight,
                 C=self.C_,
                 l1_ratio=self.l1_ratio_,
-                coef_init=start[:, :n_features],
-                intercept_init=start[:, n_features] if self.fit_intercept else None,
+                coef_init=start_coef,
+                intercept_init=start_intercept,
                 **params,
             )
             if not result.converged:
@@ -373,8 +381,7 @@ class MultinomialLogitClassifierCV(MultinomialLogitClassifier):
             per_fold = self.scores_.transpose(0, 2, 1).reshape(n_folds, -1)
             best_c, best_l1 = np.unravel_index(np.argmax(per_fold, axis=1), (n_cs, n_l1))
             chosen = self.coefs_paths_[np.arange(n_folds), best_l1, best_c].mean(axis=0)
-            coef = chosen[:, :n_features]
-            intercept = chosen[:, n_features] if self.fit_intercept else np.zeros(len(classes))
+            coef, intercept = _split_path_coef(chosen, n_features, self.fit_intercept)
             self.C_ = float(Cs[best_c].mean())
             self.l1_ratio_ = float(l1_ratios[best_l1].mean())
         self.classes_ = classes
