@@ -65,6 +65,58 @@ def _check_l1_ratio(name, value, solver):
     return value
 
 
+def _label_kind(label):
+    if isinstance(label, str):
+        return "str"
+    if isinstance(label, (bool, np.bool_)):
+        return "bool"
+    if isinstance(label, numbers.Real):
+        return "number"
+    return type(label).__name__
+
+
+def _is_missing(label):
+    if label is None or type(label).__name__ == "NAType":  # pandas.NA
+        return True
+    return isinstance(label, numbers.Real) and label != label  # NaN
+
+
+def _check_object_labels(y):
+    """Labels held in an object array: no missing ones, and all of one kind.
+
+    Runs before scikit-learn's checks, which reject such arrays with "Unknown
+    label type", fail inside ``np.unique`` sorting ``None`` against a string,
+    or raise "boolean value of NA is ambiguous" on ``pandas.NA``; here the
+    message names the problem. Labels that are all numbers (an object column
+    from pandas, say) become a numeric array and are accepted if they are
+    class-like (integers, or integer-valued floats).
+    """
+    if sp.issparse(y) or not hasattr(y, "__len__"):
+        return y
+    array = np.asarray(y)
+    if array.dtype != object:
+        return y
+    flat = array.ravel()
+    missing = [i for i, label in enumerate(flat) if _is_missing(label)]
+    if missing:
+        raise ValueError(
+            f"y has missing labels (None, NaN or NA) at indices {missing[:10]}"
+            f"{' and more' if len(missing) > 10 else ''}: every sample needs a class label."
+        )
+    kinds = {}
+    for label in flat:
+        kinds.setdefault(_label_kind(label), label)
+    if len(kinds) > 1:
+        examples = ", ".join(f"{kind} ({label!r})" for kind, label in sorted(kinds.items()))
+        raise ValueError(
+            f"y mixes label types: {examples}. Class labels must be all strings, all "
+            "numbers or all booleans; convert them to one type."
+        )
+    if set(kinds) <= {"number", "bool"}:
+        return np.asarray(flat.tolist()).reshape(array.shape)
+    return y
+
+
 def _check_sample_weight(sample_weight, n_samples):
     """Sample weights as a float64 vector: finite, non-negative, not all zero."""
     if sample_weight is None:
@@ -157,6 +209,7 @@ def prepare_training_data(estimator, X, y, sample_weight, class_weight):
     multiplied by the class weights. Raises ValueError unless at least two
     classes have positive weight.
     """
+    y = _check_object_labels(y)
     X, y = validate_data(
         estimator,
         X,

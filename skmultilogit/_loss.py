@@ -385,7 +385,11 @@ class MultinomialLoss:
             residual = self._block_logits(X_block, coef_x, intercept)
             data_loss += self._block_residual_loss(residual, rows)
             self._accumulate(X_block, residual, grad_coef, grad_intercept)
-        loss = float(data_loss + 0.5 * self._penalty * (coef.ravel() @ coef.ravel()))
+        if self._penalty:
+            # (skipped at 0: coefficients of 1e160, the unpenalised fit on
+            # features of 1e-160, would make it 0 * inf)
+            data_loss += 0.5 * self._penalty * (coef.ravel() @ coef.ravel())
+        loss = float(data_loss)
         return loss, self._finish_gradient(coef, grad_coef, grad_intercept)
 
     def gradient(self, w):

@@ -159,12 +159,28 @@ def feature_mean_scale(X, fit_intercept, sample_weight=None, block_rows=1024, ch
         sample_weight = np.ones(n_samples)
     weight = sample_weight / sample_weight.sum()
     if sp.issparse(X):
-        magnitude = np.zeros(n_features)
-        for _, columns, values in _stored_entries(X, chunk):
-            np.maximum.at(magnitude, columns, np.abs(values))
+        col_max, col_min = np.full(n_features, -np.inf), np.full(n_features, np.inf)
+        counts = np.zeros(n_features)
+        for rows, columns, values in _stored_entries(X, chunk):
+            counted = weight[rows] > 0
+            columns, values = columns[counted], values[counted]
+            np.maximum.at(col_max, columns, values)
+            np.minimum.at(col_min, columns, values)
+            counts += np.bincount(columns, minlength=n_features)
+        # Columns with an implicit zero among the counted rows reach 0.
+        implicit_zero = counts < np.count_nonzero(weight > 0)
+        col_max[implicit_zero] = np.maximum(col_max[implicit_zero], 0.0)
+        col_min[implicit_zero] = np.minimum(col_min[implicit_zero], 0.0)
+        magnitude = np.maximum(col_max, -col_min)
     else:
+        # Over the rows that count (positive weight); ``where`` reads X in
+        # place, where X[weight > 0] would copy it.
+        counted = None if np.all(weight > 0) else (weight > 0)[:, None]
+        col_max = X.max(axis=0, initial=-np.inf, where=True if counted is None else counted)
+        col_min = X.min(axis=0, initial=np.inf, where=True if counted is None else counted)
+        col_max, col_min = col_max.astype(np.float64), col_min.astype(np.float64)
         # max |x| without np.abs(X), which would be a temporary copy of X
-        magnitude = np.maximum(X.max(axis=0), -X.min(axis=0)).astype(np.float64)
+        magnitude = np.maximum(col_max, -col_min)
     # Work with x / max|x| so squares of huge features (1e160) cannot overflow.
     magnitude[~(magnitude > 0) | ~np.isfinite(magnitude)] = 1.0
     if sp.issparse(X):
@@ -191,7 +207,18 @@ def feature_mean_scale(X, fit_intercept, sample_weight=None, block_rows=1024, ch
             block -= mean
             block *= block
             variance += weight[rows] @ block
-    return mean * magnitude, np.sqrt(variance) * magnitude
+    mean, spread = mean * magnitude, np.sqrt(variance) * magnitude
+    # A column constant over the counted rows has spread exactly 0 and, with
+    # an intercept, its value exactly as centre: then its centred column is
+    # exactly zero and ConditionedProblem can hold its coefficient to the
+    # penalty alone. Rounding in the sums above would leave 1e-16-sized
+    # spreads, the scale of the noise that sent such coefficients to 1e14.
+    # (Without an intercept the spread is about 0: only a zero column has none.)
+    constant = (col_max == col_min) & (fit_intercept or (col_max == 0))
+    spread[constant] = 0.0
+    if fit_intercept:
+        mean[constant] = col_max[constant]
+    return mean, spread
 
 
 def feature_scale(spread, penalty):
@@ -205,7 +232,8 @@ def feature_scale(spread, penalty):
     .. math::
 
         \\sigma_j = \\sqrt{\\frac{\\text{spread}_j^2 + \\lambda}
-                            {\\operatorname{clip}(\\text{spread}_j, 1/B, B)^2 + \\lambda}}
+                            {\\operatorname{clip}(\\text{spread}_j, 1/B, B)^2
+                             + \\min(\\lambda, 1)}}
 
     so that units off by orders of magnitude (a column in grams next to one in
     tonnes) stop mattering, while features on comparable scales are left as
@@ -213,10 +241,16 @@ def feature_scale(spread, penalty):
     anisotropic: on a 15k x 5k sparse problem L-BFGS took 428 iterations
     where it took 114 in the plain coordinates. The penalty ``lambda`` keeps a
     feature of tiny spread (a column of 1e-10 noise) from being blown up.
+
+    A penalty above 1 (``C * sum(s) < 1``) enters the denominator as 1, so
+    that the curvature in the new coordinates stays near the intercept's
+    however small C is. Otherwise ``C = 1e-30`` gives every coefficient a
+    curvature of 1e30 next to the intercepts' 1: L-BFGS stopped with the
+    intercepts untouched, and the Hessian overflowed float32.
     """
     floor = np.sqrt(penalty)
     target = np.clip(spread, 1.0 / SPREAD_BAND, SPREAD_BAND)
-    scale = np.hypot(spread, floor) / np.hypot(target, floor)
+    scale = np.hypot(spread, floor) / np.hypot(target, min(floor, 1.0))
     scale[~(scale > 0) | ~np.isfinite(scale)] = 1.0
     return scale
 
@@ -231,12 +265,20 @@ class ConditionedProblem:
         The centre (from :func:`feature_mean_scale`; zeros without intercept).
     scale : ndarray of shape (n_features,)
         Positive per-feature divisors (see :func:`minimize_loss`).
+    inert : ndarray of bool of shape (n_features,), optional
+        Features whose centred column is exactly zero (constant columns with
+        an intercept, zero columns without): their coefficients do not touch
+        the model, so the data part of their gradient and Hessian is zero.
+        It is set to zero exactly, not computed: computed, it is rounding
+        noise along a direction of no curvature, which L-BFGS and Newton
+        follow to coefficients of 1e14 when there is no penalty.
     """
 
-    def __init__(self, loss, mean, scale):
+    def __init__(self, loss, mean, scale, inert=None):
         self.loss = loss
         self.mean = mean
         self.scale = scale
+        self.inert = inert if inert is not None and inert.any() else None
 
     def to_original(self, theta):
         """Map conditioned parameters ``(V, c)`` to ``(W, b)``, flat."""
@@ -261,12 +303,45 @@ class ConditionedProblem:
         grad_dir = (grad_coef - np.outer(grad_intercept, self.mean)) / self.scale
         return np.concatenate([grad_dir.ravel(), grad_intercept])
 
+    def _penalty_only(self, grad, theta):
+        """Set the inert coefficients' entries of ``grad`` to the penalty's part alone.
+
+        The penalty ``lambda/2 ||W||^2`` has gradient ``lambda V / sigma^2``
+        in the conditioned coordinates (and Hessian-vector product the same
+        in the direction).
+        """
+        n_classes, n_features = self.loss.n_classes, self.loss.n_features
+        grad_coef = grad[: n_classes * n_features].reshape(n_classes, n_features)
+        dir_coef = theta[: n_classes * n_features].reshape(n_classes, n_features)
+        scale = self.scale[self.inert]
+        penalty = self.loss.penalty_strength
+        grad_coef[:, self.inert] = penalty * dir_coef[:, self.inert] / scale / scale
+        return grad
+
+    def _without_inert(self, theta):
+        n_coef = self.loss.n_classes * self.loss.n_features
+        theta = theta.copy()
+        theta[:n_coef].reshape(self.loss.n_classes, -1)[:, self.inert] = 0.0
+        return theta
+
     def loss_gradient(self, theta):
         f, grad = self.loss.loss_gradient(self.to_original(theta))
-        return f, self.pull_back(grad)
+        grad = self.pull_back(grad)
+        if self.inert is not None:
+            grad = self._penalty_only(grad, theta)
+        return f, grad
 
     def hessp(self, theta, direction):
-        return self.pull_back(self.loss.hessp(self.to_original(theta), self.to_original(direction)))
+        if self.inert is None:
+            along = direction
+        else:
+            # Moving an inert coefficient changes W and b so that the model
+            # stays put; its Hessian part is the penalty's alone.
+            along = self._without_inert(direction)
+        product = self.pull_back(self.loss.hessp(self.to_original(theta), self.to_original(along)))
+        if self.inert is not None:
+            product = self._penalty_only(product, direction)
+        return product
 
     bounds = None
 
@@ -508,8 +583,10 @@ def minimize_loss(
     if feature_stats is None:
         feature_stats = feature_mean_scale(loss.X, loss.fit_intercept, loss.sample_weight)
     mean, spread = feature_stats
+    if not (loss.penalty_strength > 0 or loss.l1_strength > 0):
+        _check_representable(spread, loss.X.dtype)
     scale = feature_scale(spread, loss.penalty_strength)
-    problem = ConditionedProblem(loss, mean, scale)
+    problem = ConditionedProblem(loss, mean, scale, inert=spread == 0)
     if loss.l1_strength > 0:
         problem = L1SplitProblem(problem)
     tracer = _Tracer(problem, verbose)
@@ -555,6 +632,24 @@ def minimize_loss(
         preconditioner=tracer.preconditioner,
         l1=loss.l1_strength > 0,
     )
+
+
+def _check_representable(spread, dtype):
+    """Raise ValueError if an unpenalised fit needs coefficients beyond ``dtype``'s range.
+
+    Without a penalty a feature's coefficient scales as ``1 / spread``: a
+    feature varying by 1e-310 (subnormal) needs coefficients of 1e310, which
+    overflow float64 and leave the solvers on NaN. The bound keeps a margin
+    of 1e4 for the size of the logits.
+    """
+    limit = 1e4 * float(np.finfo(dtype).tiny)
+    too_small = np.flatnonzero((spread > 0) & (spread < limit))
+    if too_small.size:
+        raise ValueError(
+            f"Features {too_small[:10].tolist()} vary by less than {limit:.1e} (spread "
+            f"{spread[too_small[0]]:.1e}): without a penalty (C=np.inf) their coefficients "
+            f"would overflow {np.dtype(dtype).name}. Rescale these features, or use a finite C."
+        )
 
 
 def resolve_solver(solver, loss):
@@ -663,7 +758,14 @@ class _Preconditioner:
         loss = problem.loss
         n_coef = loss.n_classes * loss.n_features
         penalty = np.zeros(loss.n_params)
-        penalty[:n_coef] = loss.penalty_strength / np.tile(problem.scale**2, loss.n_classes)
+        if loss.penalty_strength > 0:
+            # (not computed at 0: scale**2 underflows for features of 1e-160)
+            penalty[:n_coef] = loss.penalty_strength / np.tile(problem.scale**2, loss.n_classes)
+        if problem.inert is not None and not loss.penalty_strength > 0:
+            # Inert coefficients have no curvature and, exactly, no gradient
+            # without a penalty (ConditionedProblem): any positive pivot keeps
+            # their step at zero and the factor definite.
+            penalty[:n_coef][np.tile(problem.inert, loss.n_classes)] = 1.0
         diagonal = np.arange(loss.n_params)
         shift = 0.0
         for _ in range(12):

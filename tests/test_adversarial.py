@@ -1,0 +1,358 @@
+"""Odd inputs a large hyper-parameter sweep meets: each gives a correct model or a clear error.
+
+"Correct" is checked against an independent reference wherever one exists:
+scikit-learn's LogisticRegression fitted to tight tolerance on the same data
+(or on data with the offending part removed, when the model must not depend
+on it), a hand-computed optimum, or an exact invariance of the objective.
+Every fitted model must also give finite, normalised outputs.
+"""
+
+import os
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.exceptions import ConvergenceWarning, DataConversionWarning
+from sklearn.linear_model import LogisticRegression
+
+from skmultilogit import MultinomialLogitClassifier, MultinomialLogitClassifierCV
+
+SOLVERS = ["lbfgs", "newton-cg", "newton-cholesky"]
+TIGHT = dict(tol=1e-10, max_iter=20000)
+
+
+def noisy_problem(n_samples=200, n_features=4, n_classes=3, seed=0):
+    """Overlapping classes: a finite optimum exists even without a penalty."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n_samples, n_features))
+    logits = X @ rng.normal(size=(n_features, n_classes))
+    y = np.argmax(logits + rng.gumbel(size=logits.shape), axis=1)
+    return X, y
+
+
+def reference(X, y, C=1.0, **params):
+    """LogisticRegression's multinomial optimum (C=np.inf: no penalty)."""
+    solver = params.pop("solver", "newton-cholesky")
+    lr = LogisticRegression(C=C, solver=solver, tol=1e-12, max_iter=10000, **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # its own line-search notes
+        return lr.fit(X, y)
+
+
+def fit_quietly(estimator, X, y, **fit_params):
+    """Fit and fail on any ConvergenceWarning: these fits must converge."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        return estimator.fit(X, y, **fit_params)
+
+
+def assert_sane(clf, X):
+    """Finite coefficients; probabilities in [0, 1] summing to 1; finite log-probabilities."""
+    assert np.all(np.isfinite(clf.coef_)) and np.all(np.isfinite(clf.intercept_))
+    proba = clf.predict_proba(X)
+    assert np.all((proba >= 0) & (proba <= 1))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=10 * np.finfo(proba.dtype).eps)
+    assert np.all(np.isfinite(clf.predict_log_proba(X)))
+    assert np.all(np.isfinite(clf.decision_function(X)))
+
+
+# -- degenerate columns ------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["dense", "csr"])
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("C", [1.0, np.inf])
+def test_constant_column_gets_a_zero_coefficient(C, solver, fmt):
+    # Without a penalty the coefficient of a constant column is not
+    # identified (the intercept absorbs it); it used to collect rounding
+    # noise and reach 1e14, wrecking the other coefficients.
+    X, y = noisy_problem()
+    with_constant = np.insert(X, 1, 3.0, axis=1)
+    if fmt == "csr":
+        with_constant = sp.csr_matrix(with_constant)
+    clf = fit_quietly(MultinomialLogitClassifier(C=C, solver=solver, **TIGHT), with_constant, y)
+    assert np.all(clf.coef_[:, 1] == 0.0)
+    lr = reference(X, y, C=C)
+    np.testing.assert_allclose(clf.predict_proba(with_constant), lr.predict_proba(X), atol=1e-7)
+    assert_sane(clf, with_constant)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_column_constant_on_the_weighted_rows_is_constant(solver):
+    X, y = noisy_problem()
+    with_constant = np.insert(X, 2, 1.0, axis=1)
+    with_constant[:10, 2] = np.arange(10)  # rows that will have zero weight
+    sample_weight = np.r_[np.zeros(10), np.ones(len(y) - 10)]
+    clf = MultinomialLogitClassifier(C=np.inf, solver=solver, **TIGHT)
+    fit_quietly(clf, with_constant, y, sample_weight=sample_weight)
+    assert np.all(clf.coef_[:, 2] == 0.0)
+    lr = reference(X[10:], y[10:], C=np.inf)
+    np.testing.assert_allclose(
+        clf.predict_proba(with_constant[10:]), lr.predict_proba(X[10:]), atol=1e-7
+    )
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_duplicated_columns(solver):
+    X, y = noisy_problem()
+    doubled = np.hstack([X, X[:, :2]])
+    # With the penalty the optimum splits a duplicated column's weight evenly.
+    clf = fit_quietly(MultinomialLogitClassifier(C=1.0, solver=solver, **TIGHT), doubled, y)
+    lr = reference(doubled, y, C=1.0)
+    np.testing.assert_allclose(clf.coef_, lr.coef_, atol=1e-6)
+    np.testing.assert_allclose(clf.coef_[:, :2], clf.coef_[:, 4:], atol=1e-6)
+    # Without it only the sum is identified: the model is the one on X.
+    unpenalised = fit_quietly(
+        MultinomialLogitClassifier(C=np.inf, solver=solver, **TIGHT), doubled, y
+    )
+    np.testing.assert_allclose(
+        unpenalised.predict_proba(doubled), reference(X, y, C=np.inf).predict_proba(X), atol=1e-6
+    )
+    assert_sane(unpenalised, doubled)
+
+
+def test_far_more_features_than_samples():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(30, 1000))
+    y = np.arange(30) % 3
+    clf = fit_quietly(MultinomialLogitClassifier(C=1.0, **TIGHT), X, y)
+    lr = reference(X, y, C=1.0)
+    np.testing.assert_allclose(clf.predict_proba(X), lr.predict_proba(X), atol=1e-7)
+    np.testing.assert_allclose(clf.coef_, lr.coef_, atol=1e-7)
+    # Separable without a penalty: no finite optimum, but a finite model
+    # that classifies the training data.
+    for solver in SOLVERS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            unpenalised = MultinomialLogitClassifier(C=np.inf, solver=solver).fit(X, y)
+        np.testing.assert_array_equal(unpenalised.predict(X), y)
+        assert_sane(unpenalised, X)
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+def test_sparse_with_empty_rows_and_columns(fmt):
+    X, y = noisy_problem(n_features=6)
+    X[np.abs(X) < 0.8] = 0.0
+    X[:, [1, 4]] = 0.0
+    X[::7] = 0.0
+    X_sparse = sp.csr_matrix(X).asformat(fmt)
+    for solver in SOLVERS:
+        clf = fit_quietly(MultinomialLogitClassifier(solver=solver, **TIGHT), X_sparse, y)
+        assert np.all(clf.coef_[:, [1, 4]] == 0.0)
+        lr = reference(X_sparse, y)
+        np.testing.assert_allclose(
+            clf.predict_proba(X_sparse), lr.predict_proba(X_sparse), atol=1e-7
+        )
+        assert_sane(clf, X_sparse)
+
+
+# -- few, rare and many classes ----------------------------------------------
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_one_sample_per_class(solver):
+    X = np.array([[0.0, 1.0], [1.0, 0.0], [-1.0, -1.0]])
+    y = ["a", "b", "c"]
+    clf = fit_quietly(MultinomialLogitClassifier(solver=solver, **TIGHT), X, y)
+    np.testing.assert_allclose(clf.predict_proba(X), reference(X, y).predict_proba(X), atol=1e-8)
+    np.testing.assert_array_equal(clf.predict(X), y)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_a_class_with_a_single_sample(solver):
+    X, y = noisy_problem()
+    y[17] = 3
+    clf = fit_quietly(MultinomialLogitClassifier(solver=solver, **TIGHT), X, y)
+    np.testing.assert_allclose(clf.predict_proba(X), reference(X, y).predict_proba(X), atol=1e-7)
+
+
+@pytest.mark.parametrize("class_weight", [None, "balanced"])
+def test_imbalance_of_one_to_a_thousand(class_weight):
+    rng = np.random.default_rng(2)
+    y = np.r_[np.zeros(10000, dtype=int), np.ones(10, dtype=int), np.full(10, 2)]
+    X = rng.normal(size=(len(y), 3)) + 1.5 * np.eye(3)[y]
+    clf = fit_quietly(MultinomialLogitClassifier(class_weight=class_weight, **TIGHT), X, y)
+    lr = reference(X, y, class_weight=class_weight)
+    np.testing.assert_allclose(clf.predict_proba(X), lr.predict_proba(X), atol=1e-7)
+    assert_sane(clf, X)
+
+
+def test_hundreds_of_classes():
+    rng = np.random.default_rng(3)
+    n_classes = 200
+    y = np.repeat(np.arange(n_classes), 8)
+    X = rng.normal(size=(len(y), 6)) + rng.normal(size=(n_classes, 6))[y]
+    clf = fit_quietly(MultinomialLogitClassifier(**TIGHT), X, y)
+    assert clf.coef_.shape == (n_classes, 6)
+    lr = reference(X, y, solver="lbfgs")
+    np.testing.assert_allclose(clf.predict_proba(X), lr.predict_proba(X), atol=1e-6)
+    assert_sane(clf, X)
+
+
+# -- dtypes, layouts and memory ---------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["int", "bool"])
+def test_integer_and_boolean_X(kind):
+    X, y = noisy_problem()
+    data = (X > 0) if kind == "bool" else np.round(3 * X).astype(np.int32)
+    clf = fit_quietly(MultinomialLogitClassifier(**TIGHT), data, y)
+    assert clf.coef_.dtype == np.float64
+    np.testing.assert_allclose(
+        clf.predict_proba(data), reference(data, y).predict_proba(data), atol=1e-7
+    )
+
+
+def test_fortran_strided_and_read_only_memory_mapped_X(tmp_path):
+    X, y = noisy_problem()
+    expected = reference(X, y).predict_proba(X)
+    wide = np.repeat(X, 2, axis=1)
+    path = os.path.join(tmp_path, "X.npy")
+    np.save(path, X)
+    mapped = np.load(path, mmap_mode="r")
+    for data in (np.asfortranarray(X), wide[:, ::2], mapped):
+        clf = fit_quietly(MultinomialLogitClassifier(**TIGHT), data, y)
+        np.testing.assert_allclose(clf.predict_proba(data), expected, atol=1e-7)
+    # Parallel cross-validation hands the workers memory-mapped, read-only X.
+    cv = MultinomialLogitClassifierCV(Cs=[1.0], cv=2, n_jobs=2, tol=1e-10).fit(mapped, y)
+    np.testing.assert_allclose(cv.predict_proba(X), expected, atol=1e-7)
+
+
+# -- labels --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "y, match",
+    [
+        (np.array(["a", None, "b"] * 10, dtype=object), r"missing labels.*indices \[1, 4, 7"),
+        (np.array([1, None, 2] * 10, dtype=object), "missing labels"),
+        (np.array([1.0, np.nan, 2.0] * 10, dtype=object), "missing labels"),
+        (np.array(["a", 1, 2.5] * 10, dtype=object), "mixes label types: number.*str"),
+        (np.array([True, 1, 0] * 10, dtype=object), "mixes label types: bool.*number"),
+        (np.zeros((30, 2), dtype=int), "1d array"),
+    ],
+)
+def test_unusable_labels_are_named(y, match):
+    X, _ = noisy_problem(n_samples=30)
+    with pytest.raises(ValueError, match=match):
+        MultinomialLogitClassifier().fit(X, y)
+
+
+def test_pandas_missing_labels_are_named():
+    pd = pytest.importorskip("pandas")
+    X, _ = noisy_problem(n_samples=6)
+    for y in (
+        pd.Series(["a", "b", None, "a", "b", "c"]),
+        pd.Series([1, 2, pd.NA, 1, 2, 3], dtype=object),
+    ):
+        with pytest.raises(ValueError, match=r"missing labels.*\[2\]"):
+            MultinomialLogitClassifier().fit(X, y)
+
+
+def test_object_integer_labels_and_column_vector_y():
+    X, y = noisy_problem()
+    expected = MultinomialLogitClassifier().fit(X, y)
+    from_objects = MultinomialLogitClassifier().fit(X, y.astype(object))
+    np.testing.assert_array_equal(from_objects.classes_, [0, 1, 2])
+    np.testing.assert_array_equal(from_objects.coef_, expected.coef_)
+    with pytest.warns(DataConversionWarning, match="column-vector y"):
+        from_column = MultinomialLogitClassifier().fit(X, y.reshape(-1, 1))
+    np.testing.assert_array_equal(from_column.coef_, expected.coef_)
+
+
+# -- extreme penalties and magnitudes ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "solver, l1_ratio", [(solver, 0.0) for solver in SOLVERS] + [("lbfgs", 1.0)]
+)
+@pytest.mark.parametrize("C", [1e-300, 1e-30, 1e-8])
+def test_tiny_C_gives_the_class_prior_model(C, solver, l1_ratio):
+    # The penalty pins the coefficients to (about) zero; the unpenalised
+    # intercepts are then the log class frequencies, centred. A curvature of
+    # 1/C next to the intercepts' 1 once stopped L-BFGS with the intercepts
+    # untouched and overflowed newton-cholesky's float32 Hessian.
+    X, y = noisy_problem()
+    clf = fit_quietly(MultinomialLogitClassifier(C=C, solver=solver, l1_ratio=l1_ratio), X, y)
+    log_prior = np.log(np.bincount(y) / len(y))
+    np.testing.assert_allclose(clf.intercept_, log_prior - log_prior.mean(), atol=1e-6)
+    assert np.max(np.abs(clf.coef_)) <= 1e4 * C
+    assert_sane(clf, X)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_huge_C_is_no_penalty(solver):
+    X, y = noisy_problem()
+    clf = fit_quietly(MultinomialLogitClassifier(C=1e300, solver=solver, **TIGHT), X, y)
+    lr = reference(X, y, C=np.inf)
+    np.testing.assert_allclose(clf.predict_proba(X), lr.predict_proba(X), atol=1e-7)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("factor", [1e150, 1e-150])
+def test_extreme_feature_magnitudes_with_matching_C(solver, factor):
+    # Scaling X by t and C by 1/t^2 scales the optimal coefficients by 1/t
+    # and leaves the model unchanged: C * sum(loss) + ||W||^2 / 2 with
+    # W = V / t is (1 / t^2) (C t^2 sum(loss) + ||V||^2 / 2).
+    X, y = noisy_problem()
+    clf = MultinomialLogitClassifier(C=1.0 / factor**2, solver=solver, **TIGHT)
+    fit_quietly(clf, X * factor, y)
+    np.testing.assert_allclose(
+        clf.predict_proba(X * factor), reference(X, y, C=1.0).predict_proba(X), atol=1e-7
+    )
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("factor", [1e300, 1e-300])
+def test_features_near_the_float64_limits(solver, factor):
+    # Unpenalised, the model does not depend on the features' units.
+    X, y = noisy_problem()
+    expected = reference(X, y, C=np.inf).predict_proba(X)
+    clf = MultinomialLogitClassifier(C=np.inf, solver=solver, **TIGHT)
+    fit_quietly(clf, X * factor, y)
+    np.testing.assert_allclose(clf.predict_proba(X * factor), expected, atol=1e-6)
+    assert_sane(clf, X * factor)
+
+
+@pytest.mark.parametrize("dtype, factor", [(np.float64, 1e-310), (np.float32, 1e-40)])
+def test_subnormal_features_without_penalty_are_refused(dtype, factor):
+    # Their coefficients would be about 1 / |x|, beyond the largest float.
+    X, y = noisy_problem()
+    tiny = (X * factor).astype(dtype)
+    with pytest.raises(ValueError, match=r"Features \[0, 1, 2, 3\] vary by less than.*finite C"):
+        MultinomialLogitClassifier(C=np.inf).fit(tiny, y)
+    # A penalty keeps the coefficients finite: the features are then ignored.
+    clf = fit_quietly(MultinomialLogitClassifier(C=1.0), tiny, y)
+    log_prior = np.log(np.bincount(y) / len(y))
+    np.testing.assert_allclose(clf.intercept_, log_prior - log_prior.mean(), atol=1e-6)
+    assert_sane(clf, tiny)
+
+
+def test_float32_features_near_the_float32_limit():
+    X, y = noisy_problem()
+    expected = reference(X, y, C=np.inf).predict_proba(X)
+    big = (X * 1e37).astype(np.float32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        clf = MultinomialLogitClassifier(C=np.inf).fit(big, y)
+    # Stopping at float32's resolution is allowed, with that reason given.
+    assert all("float32 precision" in str(warning.message) for warning in caught)
+    assert clf.coef_.dtype == np.float32
+    np.testing.assert_allclose(clf.predict_proba(big), expected, atol=1e-4)
+    assert_sane(clf, big)
+
+
+@pytest.mark.parametrize("fmt", ["dense", "csr"])
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_separable_classes_without_penalty(solver, fmt):
+    rng = np.random.default_rng(4)
+    centres = np.array([[6.0, 0.0], [-6.0, 0.0], [0.0, 6.0]])
+    y = np.repeat([0, 1, 2], 20)
+    X = centres[y] + rng.normal(size=(60, 2))
+    data = sp.csr_matrix(X) if fmt == "csr" else X
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # no finite optimum exists
+        clf = MultinomialLogitClassifier(C=np.inf, solver=solver, max_iter=500).fit(data, y)
+    np.testing.assert_array_equal(clf.predict(data), y)
+    assert_sane(clf, data)
