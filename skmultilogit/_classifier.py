@@ -273,9 +273,16 @@ def convergence_message(result, dtype, tol):
         )
     else:
         advice = (
-            "The objective no longer decreases at float64 precision: the problem "
-            "is very badly conditioned. Standardise the features, use a smaller C, "
-            "or loosen tol."
+            "The objective no longer decreases at float64 precision: tol is below "
+            "what float64 resolves on this problem (tol far below 1e-8, or very "
+            "badly conditioned data). Loosen tol, standardise the features or use a "
+            "smaller C"
+            + (
+                ", or use solver='newton-cholesky', which takes steps that shrink the "
+                "gradient when the objective can no longer tell."
+                if result.solver == "lbfgs" and not result.l1
+                else "."
+            )
         )
     return f"{said} ({result.message}). {advice}"
 

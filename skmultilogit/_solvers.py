@@ -158,29 +158,31 @@ def feature_mean_scale(X, fit_intercept, sample_weight=None, block_rows=1024, ch
     if sample_weight is None:
         sample_weight = np.ones(n_samples)
     weight = sample_weight / sample_weight.sum()
+    # Column ranges over the rows that count (positive weight), to find
+    # constant columns; max |x| over all rows, to scale without overflow.
+    counted = weight > 0
     if sp.issparse(X):
         col_max, col_min = np.full(n_features, -np.inf), np.full(n_features, np.inf)
-        counts = np.zeros(n_features)
+        counts, magnitude = np.zeros(n_features), np.zeros(n_features)
         for rows, columns, values in _stored_entries(X, chunk):
-            counted = weight[rows] > 0
-            columns, values = columns[counted], values[counted]
+            np.maximum.at(magnitude, columns, np.abs(values))
+            kept = counted[rows]
+            columns, values = columns[kept], values[kept]
             np.maximum.at(col_max, columns, values)
             np.minimum.at(col_min, columns, values)
             counts += np.bincount(columns, minlength=n_features)
         # Columns with an implicit zero among the counted rows reach 0.
-        implicit_zero = counts < np.count_nonzero(weight > 0)
+        implicit_zero = counts < np.count_nonzero(counted)
         col_max[implicit_zero] = np.maximum(col_max[implicit_zero], 0.0)
         col_min[implicit_zero] = np.minimum(col_min[implicit_zero], 0.0)
-        magnitude = np.maximum(col_max, -col_min)
     else:
-        # Over the rows that count (positive weight); ``where`` reads X in
-        # place, where X[weight > 0] would copy it.
-        counted = None if np.all(weight > 0) else (weight > 0)[:, None]
-        col_max = X.max(axis=0, initial=-np.inf, where=True if counted is None else counted)
-        col_min = X.min(axis=0, initial=np.inf, where=True if counted is None else counted)
-        col_max, col_min = col_max.astype(np.float64), col_min.astype(np.float64)
         # max |x| without np.abs(X), which would be a temporary copy of X
+        col_max, col_min = X.max(axis=0).astype(np.float64), X.min(axis=0).astype(np.float64)
         magnitude = np.maximum(col_max, -col_min)
+        if not counted.all():
+            # ``where`` reads X in place, where X[counted] would copy it.
+            col_max = X.max(axis=0, initial=-np.inf, where=counted[:, None]).astype(np.float64)
+            col_min = X.min(axis=0, initial=np.inf, where=counted[:, None]).astype(np.float64)
     # Work with x / max|x| so squares of huge features (1e160) cannot overflow.
     magnitude[~(magnitude > 0) | ~np.isfinite(magnitude)] = 1.0
     if sp.issparse(X):

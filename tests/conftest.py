@@ -1,0 +1,18 @@
+"""Hypothesis profiles: HYPOTHESIS_PROFILE=ci (.ci/run), default, or thorough.
+
+``ci`` is derandomised (the same examples on every run, so a landing cannot
+fail by luck) and keeps no example database in the checkout; ``thorough``
+draws 40x more examples, for bug hunts after a change to the solvers.
+"""
+
+import os
+
+try:
+    from hypothesis import settings
+except ImportError:  # the property tests skip themselves
+    pass
+else:
+    settings.register_profile("default", max_examples=25, deadline=None)
+    settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True, database=None)
+    settings.register_profile("thorough", max_examples=1000, deadline=None)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
