@@ -33,6 +33,14 @@ Reference optimum ``f*``
     newton-cholesky is skipped (see below; e.g. the sparse problem). The JSON
     output records both objectives and which fits were used.
 
+Memory
+    Separately, one untimed fit per solver at its default ``tol`` (and each
+    class's default constructor) under ``tracemalloc``: the peak of the bytes
+    Python and numpy allocate during ``fit``, above what was allocated before
+    it, against the size of X (``data + indices + indptr`` when sparse). This
+    is the memory a fit adds on top of the data. BLAS's own work buffers are
+    not seen (a fixed few MB, not growing with X).
+
 Why time-to-gap
 ---------------
 ``tol`` means different things in different solvers (a projected gradient
@@ -96,6 +104,7 @@ import platform
 import statistics
 import sys
 import time
+import tracemalloc
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -328,6 +337,79 @@ def run_one(
     }
 
 
+def data_bytes(X):
+    """Bytes of X's arrays: ``data + indices + indptr`` for a sparse matrix."""
+    if sp.issparse(X):
+        return X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
+    return np.asarray(X).nbytes
+
+
+def peak_fit_bytes(make_estimator, X, y):
+    """Peak bytes allocated during one ``fit`` above those allocated before it (tracemalloc)."""
+    estimator = make_estimator()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            estimator.fit(X, y)
+        return tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+
+
+def memory_specs(lr_solvers):
+    """Each solver of both libraries at its default tol, and each default constructor."""
+    specs = [
+        RunSpec(OURS, solver, None, functools.partial(MultinomialLogitClassifier, solver=solver))
+        for solver in OUR_SOLVERS
+    ]
+    specs.append(RunSpec(OURS, "auto", None, MultinomialLogitClassifier))
+    specs += [
+        RunSpec(SKLEARN, solver, None, functools.partial(_lr_ladder_estimator, solver, 1e-4))
+        for solver in lr_solvers
+    ]
+    return specs
+
+
+def measure_memory(problem, specs, args):
+    """Peak memory of one fit on top of X for each spec; rows for the report and JSON."""
+    X_bytes = data_bytes(problem.X_train)
+    rows = []
+    for spec in specs:
+        if skip_reason(problem, spec.library, spec.solver, args.quick, args.include_slow):
+            continue
+        peak = peak_fit_bytes(spec.make_estimator, problem.X_train, problem.y_train)
+        rows.append(
+            {
+                "problem": problem.name,
+                "library": spec.library,
+                "solver": spec.solver,
+                "X_bytes": X_bytes,
+                "peak_bytes": peak,
+                "peak_over_X": peak / X_bytes,
+            }
+        )
+    return rows
+
+
+def memory_table(rows):
+    """Peak memory on top of X, one line per problem, one column per library and solver."""
+    columns = ["problem", "X (MiB)"]
+    records = {}
+    for row in rows:
+        column = f"{'ours' if row['library'] == OURS else 'LR'} {row['solver']}"
+        if column not in columns:
+            columns.append(column)
+        record = records.setdefault(
+            row["problem"],
+            {"problem": row["problem"], "X (MiB)": f"{row['X_bytes'] / 2**20:.2f}"},
+        )
+        record[column] = f"{row['peak_over_X']:.2f} ({row['peak_bytes'] / 2**20:.1f})"
+    filled = [{c: r.get(c, "-") for c in columns} for r in records.values()]
+    return markdown_table(filled, columns)
+
+
 # --------------------------------------------------------------------------
 # Run configurations
 # --------------------------------------------------------------------------
@@ -455,7 +537,13 @@ def benchmark_problem(problem, specs, args):
             f"[{problem.name}] {spec.library} {spec.solver} tol={format_tol(spec.tol)}: "
             f"{result['time_s']:.3g} s, gap {result['gap']:.1e}"
         )
-    return reference, rows, skipped
+    lr_solvers = LR_QUICK_SOLVERS if args.quick else LR_SOLVERS
+    memory = measure_memory(problem, memory_specs(lr_solvers), args)
+    progress(
+        f"[{problem.name}] peak memory on top of X: "
+        + ", ".join(f"{m['library']} {m['solver']} {m['peak_over_X']:.2f}" for m in memory)
+    )
+    return reference, rows, skipped, memory
 
 
 def sort_rows(rows, problem_order):
@@ -773,21 +861,29 @@ def main(argv=None, *, description, builders, default_problems, default_output):
     )
     start = time.perf_counter()
     specs = run_specs(args.quick, args.tols)
-    rows, skipped, problems = [], {}, []
+    rows, skipped, problems, memory = [], {}, [], []
     with thread_limit(args.blas_threads):
         env = environment(args.blas_threads)
         for name in args.problems:
             problem = builders[name](quick=args.quick)
             progress(f"[{name}] {problem.describe()}")
-            reference, problem_rows, problem_skipped = benchmark_problem(problem, specs, args)
+            reference, problem_rows, problem_skipped, problem_memory = benchmark_problem(
+                problem, specs, args
+            )
             problems.append(problem.describe() | {"reference": reference})
             rows.extend(problem_rows)
+            memory.extend(problem_memory)
             skipped.update(problem_skipped)
             del problem
         cv_result = None if args.no_cv else run_cv_benchmark(args.quick, args.repeats, progress)
     rows = sort_rows(rows, args.problems)
     summary = fastest_to_gap(rows, args.problems)
     text = report(problems, rows, summary, skipped, env)
+    text += (
+        "\n\nPeak memory of one fit on top of X, as a multiple of X (MiB in brackets): "
+        "tracemalloc's peak of what Python and numpy allocate during fit, default tol:\n\n"
+        + memory_table(memory)
+    )
     if cv_result is not None:
         text += "\n\n" + cv_report(cv_result)
     output = Path(args.output)
@@ -833,6 +929,7 @@ def main(argv=None, *, description, builders, default_problems, default_output):
             ],
             "not_reaching_gap_target": not_reaching_target(rows),
             "skipped": skipped,
+            "memory": memory,
             "cv": cv_result,
             "plot": None if plot_path is None else str(plot_path),
             "total_seconds": elapsed,

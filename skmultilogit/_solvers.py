@@ -197,8 +197,11 @@ def feature_mean_scale(X, fit_intercept, sample_weight=None, block_rows=1024, ch
         variance = np.maximum(second - mean**2, 0.0)
     else:
         # Two passes over row blocks: only one float64 block exists at a time
-        # (float32 X is never widened whole).
-        blocks = [slice(start, start + block_rows) for start in range(0, n_samples, block_rows)]
+        # (float32 X is never widened whole), and on small X a block is a
+        # sixteenth of it at most (a 1024-row block was 3/4 of the digits and
+        # set the peak memory of a whole fit).
+        step = max(32, min(block_rows, n_samples // 16))
+        blocks = [slice(start, start + step) for start in range(0, n_samples, step)]
         mean = np.zeros(n_features)
         if fit_intercept:
             for rows in blocks:
