@@ -822,6 +822,12 @@ def parse_args(argv, *, description, builders, default_problems, default_output)
         help="skip the cross-validation benchmark (MultinomialLogitClassifierCV against "
         "LogisticRegressionCV on the standardised digits)",
     )
+    parser.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="measure only the peak memory of one fit per solver on top of X (no timing, no "
+        "CV): minutes, and unaffected by other load on the machine",
+    )
     args = parser.parse_args(argv)
     if args.repeats is None:
         args.repeats = 1 if args.quick else 5
@@ -834,6 +840,31 @@ def parse_args(argv, *, description, builders, default_problems, default_output)
     args.blas_threads = args.blas_threads or None
     args.problems = list(dict.fromkeys(args.problems))
     return args
+
+
+def memory_main(args, builders):
+    """``--memory-only``: the memory table of the chosen problems, printed and saved."""
+    memory = []
+    lr_solvers = LR_QUICK_SOLVERS if args.quick else LR_SOLVERS
+    with thread_limit(args.blas_threads):
+        for name in args.problems:
+            problem = builders[name](quick=args.quick)
+            progress(f"[{name}] {problem.describe()}")
+            memory.extend(measure_memory(problem, memory_specs(lr_solvers), args))
+            del problem
+    text = (
+        "Peak memory of one fit on top of X, as a multiple of X (MiB in brackets): "
+        "tracemalloc's peak of what Python and numpy allocate during fit, default tol:\n\n"
+        + memory_table(memory)
+    )
+    print(text)
+    output = Path(args.output).with_name(Path(args.output).stem + "-memory.json")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.with_suffix(".md").write_text(text + "\n")
+    write_json(
+        output,
+        {"quick": args.quick, "memory": memory, "environment": environment(args.blas_threads)},
+    )
 
 
 def main(argv=None, *, description, builders, default_problems, default_output):
@@ -860,6 +891,8 @@ def main(argv=None, *, description, builders, default_problems, default_output):
         default_output=default_output,
     )
     start = time.perf_counter()
+    if args.memory_only:
+        return memory_main(args, builders)
     specs = run_specs(args.quick, args.tols)
     rows, skipped, problems, memory = [], {}, [], []
     with thread_limit(args.blas_threads):
