@@ -14,11 +14,13 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning, DataConversionWarning
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+from sklearn.model_selection import KFold
 
 from skmultilogit import MultinomialLogitClassifier, MultinomialLogitClassifierCV
 
 SOLVERS = ["lbfgs", "newton-cg", "newton-cholesky"]
+LR_CV_PARAMS = LogisticRegressionCV().get_params()
 TIGHT = dict(tol=1e-10, max_iter=20000)
 
 
@@ -366,3 +368,30 @@ def test_separable_classes_without_penalty(solver, fmt):
         clf = MultinomialLogitClassifier(C=np.inf, solver=solver, max_iter=500).fit(data, y)
     np.testing.assert_array_equal(clf.predict(data), y)
     assert_sane(clf, data)
+
+
+# -- the cross-validated estimator on odd data --------------------------------
+
+
+def test_cross_validation_with_a_constant_column_a_tiny_class_and_zero_weights():
+    X, y = noisy_problem()
+    X = np.insert(X, 1, 3.0, axis=1)
+    y[:2] = 3  # two members: some folds train without this class
+    sample_weight = np.ones(len(y))
+    sample_weight[10:15] = 0.0
+    folds = [(train, test) for train, test in KFold(5, shuffle=True, random_state=0).split(X)]
+    Cs = [0.1, 1.0, 10.0]
+    ours = MultinomialLogitClassifierCV(Cs=Cs, cv=folds, tol=1e-10, max_iter=10000)
+    fit_quietly(ours, X, y, sample_weight=sample_weight)
+    legacy = {"use_legacy_attributes": False} if "use_legacy_attributes" in LR_CV_PARAMS else {}
+    reference = LogisticRegressionCV(
+        Cs=Cs, cv=folds, scoring="neg_log_loss", solver="newton-cholesky", tol=1e-12, **legacy
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reference.fit(X, y, sample_weight=sample_weight)
+    assert ours.C_ == np.ravel(reference.C_)[0]
+    assert np.all(ours.coef_[:, 1] == 0.0)
+    np.testing.assert_allclose(ours.predict_proba(X), reference.predict_proba(X), atol=1e-6)
+    assert_sane(ours, X)
