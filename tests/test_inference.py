@@ -1,0 +1,347 @@
+"""Inference against statsmodels' MNLogit, finite differences, and simulation."""
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.special import logsumexp
+from sklearn.datasets import load_digits
+from sklearn.preprocessing import StandardScaler
+
+from skmultilogit import MultinomialLogitClassifier, MultinomialLogitClassifierCV, inference
+
+sm = pytest.importorskip("statsmodels.api")
+
+ANES_FEATURES = ["logpopul", "selfLR", "age", "educ", "income"]
+TIGHT = dict(tol=1e-10, max_iter=1000)
+
+
+@pytest.fixture(scope="module")
+def anes():
+    data = sm.datasets.anes96.load_pandas()
+    return data.exog[ANES_FEATURES], data.endog.to_numpy()
+
+
+@pytest.fixture(scope="module")
+def anes_mnlogit(anes):
+    X, y = anes
+    model = sm.MNLogit(y, sm.add_constant(X))
+
+    def fit(**params):
+        return model.fit(method="newton", tol=1e-12, maxiter=100, disp=0, **params)
+
+    return fit
+
+
+@pytest.fixture(scope="module")
+def anes_fit(anes):
+    X, y = anes
+    return MultinomialLogitClassifier(C=np.inf, **TIGHT).fit(X, y)
+
+
+def assert_relative(actual, desired, rtol=1e-6):
+    np.testing.assert_allclose(actual, desired, rtol=rtol, atol=0)
+
+
+def test_unpenalised_inference_equals_statsmodels(anes, anes_mnlogit, anes_fit):
+    X, y = anes
+    reference = anes_mnlogit()
+    result = inference(anes_fit, X, y)
+    # statsmodels: (terms, K - 1) frames, class 0 the reference
+    assert_relative(result.params, reference.params.to_numpy().T)
+    assert_relative(result.bse, reference.bse.to_numpy().T)
+    assert_relative(result.zvalues, reference.tvalues.to_numpy().T)
+    assert_relative(result.pvalues, reference.pvalues.to_numpy().T)
+    assert_relative(result.cov, reference.cov_params().to_numpy())
+    assert_relative(result.conf_int(), reference.conf_int().to_numpy().reshape(6, 6, 2))
+    assert_relative(
+        result.conf_int(alpha=0.1), reference.conf_int(alpha=0.1).to_numpy().reshape(6, 6, 2)
+    )
+    assert result.term_names == ["intercept"] + ANES_FEATURES
+    np.testing.assert_array_equal(result.classes, [1, 2, 3, 4, 5, 6])
+    assert result.reference_class == 0
+
+
+@pytest.mark.parametrize("cov_type", ["HC0", "cluster"])
+def test_sandwich_covariances_equal_statsmodels(anes, anes_mnlogit, anes_fit, cov_type):
+    X, y = anes
+    groups = np.arange(len(y)) % 37
+    kwds = {"cov_kwds": {"groups": groups}} if cov_type == "cluster" else {}
+    reference = anes_mnlogit(cov_type=cov_type, **kwds)
+    result = inference(
+        anes_fit, X, y, cov_type=cov_type, groups=groups if cov_type == "cluster" else None
+    )
+    assert_relative(result.cov, reference.cov_params().to_numpy())
+    assert_relative(result.pvalues, reference.pvalues.to_numpy().T)
+
+
+def test_hc1_is_hc0_with_the_degrees_of_freedom_factor(anes, anes_mnlogit, anes_fit):
+    # statsmodels' MNLogit reports HC0 under "HC1" (no factor); ours applies
+    # MacKinnon and White's n / (n - k), with statsmodels' own df_resid as n - k.
+    X, y = anes
+    hc0 = inference(anes_fit, X, y, cov_type="HC0").cov
+    hc1 = inference(anes_fit, X, y, cov_type="HC1").cov
+    reference = anes_mnlogit(cov_type="HC1")
+    assert_relative(hc1, hc0 * reference.nobs / reference.df_resid, rtol=1e-12)
+
+
+def test_marginal_effects_equal_statsmodels(anes, anes_mnlogit, anes_fit):
+    X, y = anes
+    reference = anes_mnlogit().get_margeff(at="overall", method="dydx")
+    effects = inference(anes_fit, X, y).marginal_effects()
+    assert effects.effects.shape == (7, 5)
+    assert_relative(effects.effects, reference.margeff.T)
+    # statsmodels differentiates numerically; agreement is to its accuracy
+    assert_relative(effects.se, reference.margeff_se.T, rtol=1e-5)
+    assert_relative(effects.pvalues, reference.pvalues.T, rtol=1e-4)
+    np.testing.assert_allclose(effects.effects.sum(axis=0), 0.0, atol=1e-12)
+
+
+def test_reference_class_changes_only_the_contrasts(anes, anes_mnlogit, anes_fit):
+    X, y = anes
+    base = inference(anes_fit, X, y)
+    other = inference(anes_fit, X, y, reference_class=3)
+    assert other.reference_class == 3
+    np.testing.assert_array_equal(other.classes, [0, 1, 2, 4, 5, 6])
+    # beta_m(ref=3) = beta_m(ref=0) - beta_3(ref=0); beta_0(ref=3) = -beta_3(ref=0)
+    np.testing.assert_allclose(other.params[0], -base.params[2], atol=1e-12)
+    np.testing.assert_allclose(other.bse[0], base.bse[2], rtol=1e-9)
+    # statsmodels with the classes relabelled so that 3 comes first
+    relabelled = np.where(y == 3, -1, y)
+    reference = sm.MNLogit(relabelled, sm.add_constant(X)).fit(
+        method="newton", tol=1e-12, maxiter=100, disp=0
+    )
+    assert_relative(other.bse, reference.bse.to_numpy().T)
+    # the marginal effects do not depend on the reference
+    me_base, me_other = base.marginal_effects(), other.marginal_effects()
+    np.testing.assert_allclose(me_other.effects, me_base.effects, atol=1e-14)
+    np.testing.assert_allclose(me_other.se, me_base.se, rtol=1e-8)
+
+
+@pytest.mark.parametrize("cov_type", ["nonrobust", "HC0", "HC1", "cluster"])
+def test_integer_weights_equal_repeated_rows(anes, cov_type):
+    X, y = anes
+    X = X.to_numpy()
+    counts = np.random.default_rng(0).integers(1, 4, size=len(y))
+    groups = np.arange(len(y)) % 29
+    repeated = np.repeat(np.arange(len(y)), counts)
+    weighted_fit = MultinomialLogitClassifier(C=np.inf, **TIGHT).fit(X, y, sample_weight=counts)
+    repeated_fit = MultinomialLogitClassifier(C=np.inf, **TIGHT).fit(X[repeated], y[repeated])
+    cluster = cov_type == "cluster"
+    weighted = inference(
+        weighted_fit, X, y, counts, cov_type=cov_type, groups=groups if cluster else None
+    )
+    reference = inference(
+        repeated_fit,
+        X[repeated],
+        y[repeated],
+        cov_type=cov_type,
+        groups=groups[repeated] if cluster else None,
+    )
+    assert_relative(weighted.params, reference.params)
+    assert_relative(weighted.cov, reference.cov)
+    me_weighted, me_repeated = weighted.marginal_effects(), reference.marginal_effects()
+    assert_relative(me_weighted.effects, me_repeated.effects)
+    assert_relative(me_weighted.se, me_repeated.se)
+    lower, upper = weighted.predict_proba_interval(X[:50])
+    lower_ref, upper_ref = reference.predict_proba_interval(X[:50])
+    assert_relative(lower, lower_ref)
+    assert_relative(upper, upper_ref)
+
+
+def test_sparse_and_float32_data_give_the_dense_result(anes):
+    X, y = anes
+    X = X.to_numpy()
+    dense_fit = MultinomialLogitClassifier(C=np.inf, **TIGHT).fit(X, y)
+    dense = inference(dense_fit, X, y)
+    sparse_fit = MultinomialLogitClassifier(C=np.inf, **TIGHT).fit(sp.csr_matrix(X), y)
+    sparse = inference(sparse_fit, sp.csr_matrix(X), y)
+    assert_relative(sparse.cov, dense.cov, rtol=1e-5)
+    assert_relative(sparse.marginal_effects().se, dense.marginal_effects().se, rtol=1e-5)
+    # float32 data: the model is float32, the inference float64 at its estimate
+    single_fit = MultinomialLogitClassifier(C=np.inf, tol=1e-5).fit(X.astype(np.float32), y)
+    single = inference(single_fit, X.astype(np.float32), y)
+    assert single.cov.dtype == np.float64
+    assert_relative(single.bse, dense.bse, rtol=1e-3)
+
+
+def penalised_objective_hessian(coef, intercept, X, y_index, C, step=1e-5):
+    """Central differences of ``L + ||W||^2 / (2C)``'s gradient, written out independently.
+
+    Returns the Hessian in (class, [intercept, coefficients]) order.
+    """
+    n_classes, n_features = coef.shape
+    theta = np.hstack([intercept[:, None], coef]).ravel()
+    design = np.hstack([np.ones((X.shape[0], 1)), X])
+    onehot = np.eye(n_classes)[y_index]
+
+    def gradient(flat):
+        rows = flat.reshape(n_classes, n_features + 1)
+        logits = design @ rows.T
+        proba = np.exp(logits - logsumexp(logits, axis=1, keepdims=True))
+        grad = (proba - onehot).T @ design
+        grad[:, 1:] += rows[:, 1:] / C
+        return grad.ravel()
+
+    columns = []
+    for index in range(theta.size):
+        shift = np.zeros_like(theta)
+        shift[index] = step
+        columns.append((gradient(theta + shift) - gradient(theta - shift)) / (2 * step))
+    return np.array(columns).T
+
+
+def test_penalised_covariance_is_the_inverse_penalised_hessian_of_the_contrasts():
+    # With C < inf the penalty pins every coefficient; only the intercepts
+    # share a free shift. The covariance of the contrasts is then
+    # A H^+ A^T for the penalised Hessian H (finite differences here).
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    y = rng.integers(0, 3, size=300)
+    C = 0.05
+    clf = MultinomialLogitClassifier(C=C, **TIGHT).fit(X, y)
+    result = inference(clf, X, y)
+    hessian = penalised_objective_hessian(clf.coef_, clf.intercept_, X, y, C)
+    contrast = np.kron(np.array([[-1.0, 1.0, 0.0], [-1.0, 0.0, 1.0]]), np.eye(4))
+    expected = contrast @ np.linalg.pinv(hessian, rcond=1e-10) @ contrast.T
+    assert_relative(result.cov, expected, rtol=1e-5)
+    assert np.all(result.bse > 0)
+
+
+def test_sandwich_matches_the_sampling_spread_of_the_penalised_estimate():
+    # The sandwich estimates the spread of the penalised estimate over
+    # repeated samples: check it against that spread, simulated.
+    rng = np.random.default_rng(1)
+    coef = np.array([[0.0, 0.0], [1.0, -0.5], [-0.5, 1.0]])
+    intercept = np.array([0.0, 0.3, -0.2])
+    n_samples, n_repeats, C = 400, 300, 0.01
+    estimates, sandwich_se = [], []
+    for _ in range(n_repeats):
+        X = rng.normal(size=(n_samples, 2))
+        logits = X @ coef.T + intercept
+        y = np.argmax(logits + rng.gumbel(size=logits.shape), axis=1)
+        clf = MultinomialLogitClassifier(C=C, tol=1e-8).fit(X, y)
+        result = inference(clf, X, y, cov_type="HC0")
+        estimates.append(result.params)
+        sandwich_se.append(result.bse)
+    empirical = np.std(estimates, axis=0, ddof=1)
+    # 300 repeats pin a standard deviation to about 4 %
+    np.testing.assert_allclose(np.mean(sandwich_se, axis=0), empirical, rtol=0.12)
+
+
+def test_probability_intervals_cover_the_true_probabilities():
+    rng = np.random.default_rng(2)
+    coef = np.array([[0.0, 0.0], [1.0, -0.5], [-0.5, 1.0]])
+    intercept = np.array([0.0, 0.3, -0.2])
+    X_new = np.array([[0.0, 0.0], [1.0, 1.0], [-1.5, 0.5], [2.0, -1.0], [0.5, -2.0]])
+    true_logits = X_new @ coef.T + intercept
+    true_proba = np.exp(true_logits - logsumexp(true_logits, axis=1, keepdims=True))
+    n_repeats = 400
+    covered = np.zeros((len(X_new), 3))
+    for _ in range(n_repeats):
+        X = rng.normal(size=(300, 2))
+        logits = X @ coef.T + intercept
+        y = np.argmax(logits + rng.gumbel(size=logits.shape), axis=1)
+        clf = MultinomialLogitClassifier(C=np.inf, tol=1e-8).fit(X, y)
+        lower, upper = inference(clf, X, y).predict_proba_interval(X_new)
+        assert np.all((0 <= lower) & (lower <= upper) & (upper <= 1))
+        covered += (lower <= true_proba) & (true_proba <= upper)
+    coverage = covered.sum(axis=0) / (n_repeats * len(X_new))
+    # per class, 2000 intervals: 95 % +- 1 % binomial error, more with the
+    # correlation between points of one sample
+    np.testing.assert_allclose(coverage, 0.95, atol=0.025)
+
+
+def test_standardised_digits_with_a_penalty_give_finite_positive_errors():
+    X, y = load_digits(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    clf = MultinomialLogitClassifier(C=1.0).fit(X, y)
+    result = inference(clf, X, y)
+    assert result.params.shape == (9, 65)
+    assert np.all(np.isfinite(result.bse)) and np.all(result.bse > 0)
+    assert np.all(np.isfinite(result.pvalues))
+    effects = result.marginal_effects()
+    assert np.all(np.isfinite(effects.se))
+    lower, upper = result.predict_proba_interval(X[:20])
+    assert np.all((0 <= lower) & (lower <= upper) & (upper <= 1))
+
+
+def test_raw_digits_without_a_penalty_name_the_unidentified_columns():
+    X, y = load_digits(return_X_y=True)
+    constant = np.flatnonzero(X.std(axis=0) == 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # separable: no finite optimum
+        clf = MultinomialLogitClassifier(C=np.inf, max_iter=50).fit(X, y)
+    names = ", ".join(f"'x{j}'" for j in constant)
+    with pytest.raises(ValueError, match=rf"not identified: \[{names}\].*finite C"):
+        inference(clf, X, y)
+
+
+def test_collinear_columns_are_named():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(200, 3))
+    X = np.column_stack([X, X[:, 0] - 2 * X[:, 2]])
+    y = rng.integers(0, 3, size=200)
+    clf = MultinomialLogitClassifier(C=np.inf).fit(X, y)
+    with pytest.raises(ValueError, match=r"\['x3'\] are constant or \(numerically\) linear"):
+        inference(clf, X, y)
+
+
+def test_separated_classes_without_a_penalty_raise():
+    X = np.array([[-3.0], [-2.0], [-1.0], [1.0], [2.0], [3.0], [4.0], [5.0], [6.0]])
+    y = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = MultinomialLogitClassifier(C=np.inf, max_iter=200).fit(X, y)
+    with pytest.raises(ValueError, match="separated"):
+        inference(clf, X, y)
+
+
+def test_cross_validated_model_uses_its_chosen_C(anes):
+    X, y = anes
+    cv = MultinomialLogitClassifierCV(Cs=[0.01, 0.1], cv=3, tol=1e-10).fit(X, y)
+    plain = MultinomialLogitClassifier(C=cv.C_, **TIGHT).fit(X, y)
+    assert_relative(inference(cv, X, y).cov, inference(plain, X, y).cov, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(cov_type="HC3"), "cov_type must be one of"),
+        (dict(cov_type="cluster"), "groups are needed"),
+        (dict(groups=np.zeros(944)), "groups are needed"),
+        (dict(cov_type="cluster", groups=np.zeros(944)), "at least 2 groups"),
+        (dict(reference_class=9), "reference_class=9 is not one of"),
+    ],
+)
+def test_bad_arguments(anes, anes_fit, kwargs, match):
+    X, y = anes
+    with pytest.raises(ValueError, match=match):
+        inference(anes_fit, X, y, **kwargs)
+
+
+def test_labels_and_models_it_cannot_use(anes, anes_fit):
+    X, y = anes
+    with pytest.raises(ValueError, match=r"labels the estimator was not fitted on: \[9"):
+        inference(anes_fit, X, np.where(y == 6, 9, y))
+    l1 = MultinomialLogitClassifier(C=0.1, l1_ratio=0.5, max_iter=5000).fit(X, y)
+    with pytest.raises(ValueError, match="L2 penalty or none"):
+        inference(l1, X, y)
+    with pytest.warns(UserWarning, match="not at the optimum"):
+        inference(anes_fit, X, np.roll(y, 1))
+
+
+def test_summary_and_frame(anes, anes_fit):
+    X, y = anes
+    result = inference(anes_fit, X, y)
+    text = str(result.summary())
+    assert "reference class 0.0," in text and "P>|z|" in text and "[0.025" in text
+    assert len(text.splitlines()) == 4 + 36
+    assert "<table>" in result.summary()._repr_html_()
+    pd = pytest.importorskip("pandas")
+    frame = result.to_frame()
+    assert isinstance(frame, pd.DataFrame)
+    assert frame.shape == (36, 6)
+    np.testing.assert_array_equal(frame["coef"].to_numpy(), result.params.ravel())
+    assert frame.index[1] == (1, "logpopul")
