@@ -151,19 +151,26 @@ def _collinear_columns(X, weight, fit_intercept):
         rows = slice(start, start + BLOCK_ROWS)
         design = _design_block(X, rows, fit_intercept)
         gram = gram + design.T @ (weight[rows, None] * design)
+    # Cholesky factor of the kept columns' Gram matrix, grown one column at a
+    # time: a column's squared residual on the kept ones is its Schur complement.
+    n_columns = gram.shape[0]
+    lower = np.zeros((n_columns, n_columns))
     kept, dropped = [], []
-    for j in range(gram.shape[0]):
+    for j in range(n_columns):
         size = gram[j, j]
         if kept:
-            basis = gram[np.ix_(kept, kept)]
-            cross = gram[kept, j]
-            residual = size - cross @ scipy.linalg.solve(basis, cross, assume_a="pos")
+            coupling = scipy.linalg.solve_triangular(
+                lower[: len(kept), : len(kept)], gram[kept, j], lower=True
+            )
         else:
-            residual = size
+            coupling = np.zeros(0)
+        residual = size - coupling @ coupling
         if not residual > COLLINEAR_RTOL * size:
             dropped.append(j)
-        else:
-            kept.append(j)
+            continue
+        lower[len(kept), : len(kept)] = coupling
+        lower[len(kept), len(kept)] = np.sqrt(residual)
+        kept.append(j)
     return dropped
 
 
@@ -634,26 +641,27 @@ def inference(
         u = np.zeros((n_classes, p))
         u[:, q] = 1.0 / np.sqrt(n_classes)
         hessian += np.outer(u.ravel(), u.ravel())
-    try:
-        factor = scipy.linalg.cho_factor(hessian)
-    except scipy.linalg.LinAlgError:
-        factor = None
     contrast = np.kron(np.delete(np.eye(n_classes), reference, axis=0), np.eye(p))
     contrast[:, reference * p : (reference + 1) * p] = -np.kron(
         np.ones((n_classes - 1, 1)), np.eye(p)
     )
-    if factor is not None:
-        solved = scipy.linalg.cho_solve(factor, contrast.T)  # M^-1 A^T
-        # in units where every diagonal entry is 1, so that feature units do not count
-        unit = 1.0 / np.sqrt(np.diag(hessian))
-        conditioning = np.linalg.cond(unit[:, None] * hessian * unit)
-    if factor is None or not conditioning < 1e12:
+    # Factored in units where every diagonal entry is 1 (so that feature units
+    # do not count), with LAPACK's estimate of the condition number.
+    unit = 1.0 / np.sqrt(np.diag(hessian))
+    scaled = unit[:, None] * hessian * unit
+    factor, info = scipy.linalg.lapack.dpotrf(scaled, lower=0, clean=1)
+    rcond = 0.0
+    if info == 0:
+        rcond, info = scipy.linalg.lapack.dpocon(factor, np.abs(scaled).sum(axis=0).max())
+    if not rcond > 1e-12:
         raise ValueError(
-            "The Hessian of the log-likelihood is singular at the estimate"
-            + ("" if factor is None else f" (condition number {conditioning:.1e})")
-            + ": the classes are (nearly) separated by the features, so the "
-            "unpenalised estimate is infinite or undetermined. Fit with a finite C."
+            "The Hessian of the log-likelihood is singular at the estimate (reciprocal "
+            f"condition number {rcond:.1e}): the classes are (nearly) separated by the "
+            "features, so the unpenalised estimate is infinite or undetermined. Fit with a "
+            "finite C."
         )
+    # M^-1 A^T = D S^-1 D A^T with D = diag(unit)
+    solved = unit[:, None] * scipy.linalg.cho_solve((factor, False), unit[:, None] * contrast.T)
     if cov_type == "nonrobust":
         cov = contrast @ solved
     else:
