@@ -14,6 +14,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._dask import is_dask_collection
 from ._loss import log_softmax, softmax
 from ._path import fit_coefficients
 from ._solvers import SOLVERS
@@ -468,6 +469,14 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
             The fitted estimator.
         """
         self._validate_params()
+        if is_dask_collection(X):
+            from ._dask import fit_dask
+
+            classes, coef, intercept, result, dtype, n_features = fit_dask(
+                self, X, y, sample_weight
+            )
+            self.n_features_in_ = n_features
+            return self._set_fitted(classes, coef, intercept, result, dtype)
         X, classes, y_index, sample_weight = prepare_training_data(
             self, X, y, sample_weight, self.class_weight
         )
@@ -489,13 +498,16 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
             coef_init=coef_init,
             intercept_init=intercept_init,
         )
+        return self._set_fitted(classes, coef, intercept, result, X.dtype)
+
+    def _set_fitted(self, classes, coef, intercept, result, dtype):
         if not result.converged:
             warnings.warn(
-                convergence_message(result, X.dtype, self.tol), ConvergenceWarning, stacklevel=2
+                convergence_message(result, dtype, self.tol), ConvergenceWarning, stacklevel=3
             )
         self.classes_ = classes
-        self.coef_ = coef.astype(X.dtype)
-        self.intercept_ = intercept.astype(X.dtype)
+        self.coef_ = coef.astype(dtype)
+        self.intercept_ = intercept.astype(dtype)
         self.n_iter_ = np.array([result.n_iter], dtype=np.int32)
         return self
 
@@ -532,6 +544,10 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
             The logits; with two classes the 1-d score ``z_1 - z_0``, positive
             where ``classes_[1]`` is predicted.
         """
+        if is_dask_collection(X):
+            from ._dask import predict_blocks
+
+            return predict_blocks(self, "decision_function", X)
         raw = self._raw_prediction(X)
         if raw.shape[1] == 2:
             return raw[:, 1] - raw[:, 0]
@@ -550,6 +566,10 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
         y_pred : ndarray of shape (n_samples,)
             Labels from ``classes_``.
         """
+        if is_dask_collection(X):
+            from ._dask import predict_blocks
+
+            return predict_blocks(self, "predict", X)
         raw = self._raw_prediction(X)
         return self.classes_[np.argmax(raw, axis=1)]
 
@@ -566,6 +586,10 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
         proba : ndarray of shape (n_samples, n_classes)
             Columns in the order of ``classes_``; rows sum to one.
         """
+        if is_dask_collection(X):
+            from ._dask import predict_blocks
+
+            return predict_blocks(self, "predict_proba", X)
         return softmax(self._raw_prediction(X))
 
     def predict_log_proba(self, X):
@@ -581,4 +605,8 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
         log_proba : ndarray of shape (n_samples, n_classes)
             Computed as a log-softmax, not as the log of :meth:`predict_proba`.
         """
+        if is_dask_collection(X):
+            from ._dask import predict_blocks
+
+            return predict_blocks(self, "predict_log_proba", X)
         return log_softmax(self._raw_prediction(X))

@@ -57,6 +57,35 @@ def fit_coefficients(
         normalize=True,
         l1_ratio=l1_ratio,
     )
+    return solve_loss(
+        loss,
+        solver=solver,
+        tol=tol,
+        max_iter=max_iter,
+        verbose=verbose,
+        coef_init=coef_init,
+        intercept_init=intercept_init,
+        feature_stats=feature_stats,
+        preconditioner=preconditioner,
+        keep_hessian=keep_hessian,
+    )
+
+
+def solve_loss(
+    loss,
+    *,
+    solver="auto",
+    tol=1e-6,
+    max_iter=100,
+    verbose=0,
+    coef_init=None,
+    intercept_init=None,
+    feature_stats=None,
+    preconditioner=None,
+    keep_hessian=False,
+):
+    """:func:`fit_coefficients` on a loss object built by the caller (in memory or on Dask)."""
+    n_classes = loss.n_classes
     if coef_init is None:
         w0 = np.zeros(loss.n_params)
     else:

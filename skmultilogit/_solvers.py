@@ -716,7 +716,8 @@ def _hessian_rows(loss, w, budget, rng):
     made a preconditioner several times worse on the digits.
     """
     n_samples = loss.X.shape[0]
-    if budget >= n_samples:
+    if budget >= n_samples or getattr(loss, "distributed", False):
+        # (on a cluster every row is used: sampling would move n numbers)
         return None, None
     curvature = loss.curvature(w)
     total = curvature.sum()

@@ -1,0 +1,396 @@
+"""Fit and predict on Dask arrays: the kernel runs on each row block, on the workers.
+
+Imported only when an estimator meets a Dask array, so that nothing imports
+Dask otherwise.
+
+Fitting
+-------
+X (chunked by rows), the label indices and the weights are persisted on the
+cluster once. Each evaluation of the objective, its gradient, a
+Hessian-vector product or the Hessian maps this package's own
+:class:`~skmultilogit._loss.MultinomialLoss` over the row blocks (each block
+evaluates the data term for its rows) and sums the partial results with
+Dask's tree reduction on the workers. Only the parameter vector goes out
+(``K (d + 1)`` numbers per block) and one vector of that size (a
+``(K (d + 1))^2`` matrix for a Hessian) comes back; scipy's optimiser runs on
+the client. The data term is additive over rows, so the sum is exactly the
+in-memory objective, up to the order of floating-point additions.
+
+Predicting
+----------
+``predict``, ``predict_proba``, ``predict_log_proba`` and
+``decision_function`` map the fitted estimator's own numpy method over the
+row blocks: lazy Dask arrays come back.
+"""
+
+import numpy as np
+
+from ._loss import MultinomialLoss
+
+
+def is_dask_collection(X):
+    """Whether X is a Dask collection, without importing Dask."""
+    return type(X).__module__.partition(".")[0] == "dask" and hasattr(X, "dask")
+
+
+def _rows_chunked(X):
+    """X with a single chunk along the columns (blocks of whole rows)."""
+    if not hasattr(X, "chunks"):
+        raise TypeError(
+            f"Dask input must be a dask array; got {type(X).__name__}. For a Dask DataFrame "
+            "pass X.to_dask_array(lengths=True)."
+        )
+    if X.ndim != 2:
+        raise ValueError(f"X must be a 2-d Dask array; got {X.ndim} dimension(s).")
+    if any(np.isnan(size) for size in X.shape) or any(
+        np.isnan(size) for chunk in X.chunks for size in chunk
+    ):
+        raise ValueError(
+            "X has unknown chunk sizes (as after boolean indexing): call "
+            "X.compute_chunk_sizes() first."
+        )
+    if len(X.chunks[1]) > 1:
+        X = X.rechunk({1: -1})
+    return X
+
+
+def _aligned(values, X, name, dtype=None):
+    """A 1-d Dask array chunked like X's rows, from numpy, a list or a Dask array."""
+    import dask.array as da
+
+    if not is_dask_collection(values):
+        values = np.asarray(values)
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    if values.ndim != 1 or values.shape[0] != X.shape[0]:
+        raise ValueError(
+            f"{name} must be 1-d with one entry per row of X ({X.shape[0]}); got shape "
+            f"{values.shape}."
+        )
+    if is_dask_collection(values):
+        values = values.rechunk({0: X.chunks[0]})
+    else:
+        values = da.from_array(values, chunks=(X.chunks[0],))
+    return values if dtype is None else values.astype(dtype)
+
+
+# -- per-block functions (run on the workers) ----------------------------------
+
+
+def _encode_labels(y_block, *, classes):
+    return np.searchsorted(classes, y_block).astype(np.intp)
+
+
+def _take(index_block, *, table):
+    return table[index_block]
+
+
+def _colocate(X_block, pair_block):
+    """The pair block itself: a task that reads X's block runs where that block lives."""
+    return pair_block
+
+
+def _block_loss(X_block, pair_block, n_classes, fit_intercept):
+    return MultinomialLoss(
+        X_block,
+        pair_block[:, 0].astype(np.intp),
+        n_classes,
+        pair_block[:, 1],
+        C=np.inf,  # the data term alone, weighted by the given weights
+        fit_intercept=fit_intercept,
+        normalize=False,
+    )
+
+
+def _block_loss_gradient(X_block, pair_block, *, w, n_classes, fit_intercept):
+    loss, grad = _block_loss(X_block, pair_block, n_classes, fit_intercept).loss_gradient(w)
+    return np.concatenate([[loss], grad])[None, :]
+
+
+def _block_hessp(X_block, pair_block, *, w, v, n_classes, fit_intercept):
+    loss = _block_loss(X_block, pair_block, n_classes, fit_intercept)
+    return loss.hessp(w, v)[None, :]
+
+
+def _block_hessian(X_block, pair_block, *, w, center, scale, n_classes, fit_intercept):
+    loss = _block_loss(X_block, pair_block, n_classes, fit_intercept)
+    hessian = loss.hessian(w, center=center, scale=scale, include_penalty=False)
+    return np.triu(hessian).ravel()[None, :]
+
+
+def _block_moments(X_block, pair_block, *, center, magnitude):
+    """Per-column weighted sums of 1, x / m, ((x - c) / m)^2, and max and min over weighted rows."""
+    weight = pair_block[:, 1]
+    counted = (weight > 0)[:, None]
+    unit = X_block / magnitude
+    deviation = unit - center
+    return np.concatenate(
+        [
+            [weight.sum()],
+            weight @ unit,
+            weight @ (deviation * deviation),
+            np.max(X_block, axis=0, initial=-np.inf, where=counted),
+            np.min(X_block, axis=0, initial=np.inf, where=counted),
+            np.max(np.abs(X_block), axis=0, initial=0.0),
+        ]
+    )[None, :]
+
+
+class DaskMultinomialLoss(MultinomialLoss):
+    """The normalised objective of :class:`MultinomialLoss`, evaluated block-wise on a cluster.
+
+    Parameters
+    ----------
+    X : dask.array.Array of shape (n_samples, n_features)
+        Persisted, one chunk along the columns.
+    pair : dask.array.Array of shape (n_samples, 2)
+        Class index and weight of each row, chunked like X's rows and
+        persisted beside X's blocks (see :func:`prepare_dask_data`).
+    n_classes, C, fit_intercept, l1_ratio :
+        As in :class:`MultinomialLoss` (``normalize=True``).
+    """
+
+    distributed = True
+
+    def __init__(self, X, pair, n_classes, C=1.0, *, fit_intercept=True, l1_ratio=0.0):
+        self.X = X
+        self.pair = pair
+        self.n_classes = int(n_classes)
+        self.n_features = X.shape[1]
+        self.C = float(C)
+        self.fit_intercept = bool(fit_intercept)
+        self.normalize = True
+        self.l1_ratio = float(l1_ratio)
+        self.total_weight = float(pair[:, 1].sum().compute())
+        penalty = 0.0 if np.isinf(self.C) else (1.0 / self.C) / self.total_weight
+        self._penalty = (1.0 - self.l1_ratio) * penalty
+        self._l1_penalty = self.l1_ratio * penalty
+        self._hess_cache = None
+
+    def _sum_blocks(self, function, n_out, **kwargs):
+        import dask.array as da
+
+        parts = da.map_blocks(
+            function,
+            self.X,
+            self.pair,
+            n_classes=self.n_classes,
+            fit_intercept=self.fit_intercept,
+            chunks=((1,) * self.X.numblocks[0], (n_out,)),
+            dtype=np.float64,
+            meta=np.empty((0, 0)),
+            **kwargs,
+        )
+        return parts.sum(axis=0).compute() / self.total_weight
+
+    def loss_gradient(self, w):
+        summed = self._sum_blocks(_block_loss_gradient, 1 + self.n_params, w=np.asarray(w))
+        loss, grad = float(summed[0]), summed[1:]
+        if self._penalty:
+            coef = self.unpack(w)[0]
+            loss += 0.5 * self._penalty * (coef.ravel() @ coef.ravel())
+            grad[: coef.size] += self._penalty * coef.ravel()
+        return loss, grad
+
+    def gradient(self, w):
+        return self.loss_gradient(w)[1]
+
+    def hessp(self, w, v):
+        product = self._sum_blocks(_block_hessp, self.n_params, w=np.asarray(w), v=np.asarray(v))
+        if self._penalty:
+            n_coef = self.n_classes * self.n_features
+            product[:n_coef] += self._penalty * np.asarray(v)[:n_coef]
+        return product
+
+    def curvature(self, w):
+        raise NotImplementedError("row sampling is not used on Dask arrays")
+
+    def hessian(
+        self,
+        w,
+        *,
+        center=None,
+        scale=None,
+        rows=None,
+        row_factor=None,
+        dtype=np.float64,
+        include_penalty=True,
+        return_dtype=np.float64,
+        block_rows=256,
+    ):
+        """The full Hessian, summed over the blocks (all rows: no sampling)."""
+        d = self.n_features
+        center = np.zeros(d) if center is None else np.asarray(center, dtype=np.float64)
+        scale = np.ones(d) if scale is None else np.asarray(scale, dtype=np.float64)
+        n_params = self.n_params
+        summed = self._sum_blocks(
+            _block_hessian, n_params * n_params, w=np.asarray(w), center=center, scale=scale
+        )
+        hess = np.asfortranarray(summed.reshape(n_params, n_params))
+        if self._penalty and include_penalty:
+            n_coef = self.n_classes * d
+            diagonal = np.arange(n_coef)
+            hess[diagonal, diagonal] += self._penalty / np.tile(scale**2, self.n_classes)
+        return np.asarray(hess, dtype=return_dtype, order="F")
+
+
+def feature_mean_scale(X, pair, fit_intercept):
+    """:func:`~skmultilogit._solvers.feature_mean_scale` for Dask arrays, in three passes."""
+    import dask.array as da
+
+    d = X.shape[1]
+
+    def moments(center, magnitude):
+        parts = da.map_blocks(
+            _block_moments,
+            X,
+            pair,
+            center=center,
+            magnitude=magnitude,
+            chunks=((1,) * X.numblocks[0], (1 + 5 * d,)),
+            dtype=np.float64,
+            meta=np.empty((0, 0)),
+        )
+        return parts
+
+    first = moments(np.zeros(d), np.ones(d)).compute()
+    col_max, col_min = first[:, 1 + 2 * d : 1 + 3 * d].max(axis=0), first[:, 1 + 3 * d : 1 + 4 * d]
+    col_min = col_min.min(axis=0)
+    magnitude = first[:, 1 + 4 * d :].max(axis=0)
+    magnitude[~(magnitude > 0) | ~np.isfinite(magnitude)] = 1.0
+    total = first[:, 0].sum()
+    # scaled mean over the weighted rows, then the spread about it
+    second = moments(np.zeros(d), magnitude).sum(axis=0).compute()
+    mean = second[1 : 1 + d] / total if fit_intercept else np.zeros(d)
+    third = moments(mean, magnitude).sum(axis=0).compute()
+    variance = third[1 + d : 1 + 2 * d] / total
+    mean, spread = mean * magnitude, np.sqrt(np.maximum(variance, 0.0)) * magnitude
+    constant = (col_max == col_min) & (fit_intercept or (col_max == 0))
+    spread[constant] = 0.0
+    if fit_intercept:
+        mean[constant] = col_max[constant]
+    return mean, spread
+
+
+def prepare_dask_data(estimator, X, y, sample_weight, class_weight):
+    """Validate, encode labels, persist: ``(X, classes, pair)`` on the cluster.
+
+    ``pair`` holds each row's class index and weight (sample weight times
+    class weight), chunked like X.
+    """
+    import dask
+    import dask.array as da
+
+    from ._classifier import _class_weight_vector
+
+    X = _rows_chunked(X)
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    y = _aligned(y, X, "y")
+    classes = np.unique(da.unique(y).compute())
+    if len(classes) < 2:
+        raise ValueError(
+            f"{type(estimator).__name__} needs samples of at least 2 classes, "
+            f"but the data contains only one class: {classes[0]!r}."
+        )
+    y_index = y.map_blocks(_encode_labels, classes=classes, dtype=np.intp)
+    if sample_weight is None:
+        weight = da.ones(X.shape[0], chunks=(X.chunks[0],))
+    else:
+        weight = _aligned(sample_weight, X, "sample_weight", dtype=np.float64)
+    checks = da.stack([da.isfinite(weight).all(), (weight >= 0).all(), (weight > 0).any()])
+    finite, non_negative, positive = checks.compute()
+    if not (finite and non_negative and positive):
+        raise ValueError("sample_weight must be finite, non-negative and not all zero.")
+    if class_weight is not None:
+        counts = da.bincount(y_index, weights=weight, minlength=len(classes)).compute()
+        # one pseudo-row per class, weighted by its count: the same weights
+        # as from all rows ("balanced" uses only the weighted counts)
+        per_class = _class_weight_vector(class_weight, classes, np.arange(len(classes)), counts)
+        weight = weight * y_index.map_blocks(_take, table=per_class, dtype=np.float64)
+    if not bool(da.isfinite(X).all().compute()):
+        raise ValueError("Input X contains NaN or infinity.")
+    (X,) = dask.persist(X)
+    # Index and weight of each row, made by tasks that read X's blocks, so
+    # that they are kept on the worker holding the block: every evaluation
+    # then finds its inputs in place.
+    pair = da.map_blocks(
+        _colocate,
+        X,
+        da.stack([y_index.astype(np.float64), weight], axis=1).rechunk({1: 2}),
+        chunks=(X.chunks[0], (2,)),
+        dtype=np.float64,
+        meta=np.empty((0, 0)),
+    )
+    (pair,) = dask.persist(pair)
+    return X, classes, pair
+
+
+def fit_dask(estimator, X, y, sample_weight):
+    """``estimator.fit`` on Dask arrays; sets the same fitted attributes as the numpy fit."""
+    from ._path import solve_loss
+
+    X, classes, pair = prepare_dask_data(estimator, X, y, sample_weight, estimator.class_weight)
+    loss = DaskMultinomialLoss(
+        X,
+        pair,
+        len(classes),
+        float(estimator.C),
+        fit_intercept=estimator.fit_intercept,
+        l1_ratio=float(estimator.l1_ratio),
+    )
+    coef_init = intercept_init = None
+    if estimator.warm_start and estimator._can_warm_start(classes, X.shape[1]):
+        coef_init, intercept_init = estimator.coef_, estimator.intercept_
+    solver = estimator.solver
+    if solver == "auto" and loss.l1_strength == 0:
+        # one Hessian build moves (K (d + 1))^2 numbers per block: L-BFGS
+        # moves only gradients
+        solver = "lbfgs"
+    coef, intercept, result = solve_loss(
+        loss,
+        solver=solver,
+        tol=float(estimator.tol),
+        max_iter=estimator.max_iter,
+        verbose=estimator.verbose,
+        coef_init=coef_init,
+        intercept_init=intercept_init,
+        feature_stats=feature_mean_scale(X, pair, estimator.fit_intercept),
+    )
+    return classes, coef, intercept, result, X.dtype, X.shape[1]
+
+
+def _predict_block(X_block, *, estimator, method):
+    result = getattr(estimator, method)(X_block)
+    return result
+
+
+def predict_blocks(estimator, method, X):
+    """``estimator.<method>`` mapped lazily over X's row blocks."""
+    X = _rows_chunked(X)
+    if X.shape[1] != estimator.n_features_in_:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but {type(estimator).__name__} is expecting "
+            f"{estimator.n_features_in_} features as input."
+        )
+    n_classes = len(estimator.classes_)
+    one_column = method == "predict" or (method == "decision_function" and n_classes == 2)
+    if one_column:
+        dtype = estimator.classes_.dtype if method == "predict" else np.result_type(X.dtype)
+        return X.map_blocks(
+            _predict_block,
+            estimator=estimator,
+            method=method,
+            drop_axis=1,
+            dtype=dtype,
+            meta=np.empty((0,), dtype=dtype),
+        )
+    dtype = np.result_type(X.dtype, estimator.coef_.dtype)
+    return X.map_blocks(
+        _predict_block,
+        estimator=estimator,
+        method=method,
+        chunks=(X.chunks[0], (n_classes,)),
+        dtype=dtype,
+        meta=np.empty((0, 0), dtype=dtype),
+    )
