@@ -1,0 +1,32 @@
+"""Test configuration for the whole checkout (one conftest, so that doctest collection of
+test directories never imports two modules named ``conftest``).
+
+Hypothesis profiles: HYPOTHESIS_PROFILE=ci (.ci/run), default, or thorough. ``ci`` is
+derandomised (the same examples on every run, so a landing cannot fail by luck) and keeps no
+example database in the checkout; ``thorough`` draws 40x more examples, for bug hunts after a
+change to the solvers.
+
+The Dask page's example needs the ``dask`` extra; without it that page is not collected.
+"""
+
+import importlib.util
+import os
+
+DASK_INSTALLED = all(importlib.util.find_spec(name) for name in ("dask", "distributed"))
+
+
+def pytest_ignore_collect(collection_path, config):
+    if collection_path.name == "dask.rst" and not DASK_INSTALLED:
+        return True
+    return None
+
+
+try:
+    from hypothesis import settings
+except ImportError:  # the property tests skip themselves
+    pass
+else:
+    settings.register_profile("default", max_examples=25, deadline=None)
+    settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True, database=None)
+    settings.register_profile("thorough", max_examples=1000, deadline=None)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
