@@ -81,13 +81,11 @@ def _encode_labels(y_block, *, classes):
     return np.searchsorted(classes, y_block).astype(np.intp)
 
 
-def _take(index_block, *, table):
-    return table[index_block]
-
-
-def _colocate(X_block, pair_block):
-    """The pair block itself: a task that reads X's block runs where that block lives."""
-    return pair_block
+def _make_pair(X_block, y_block, weight_block=None, *, classes, class_factor):
+    """Class index and weight of each row; reads X's block only to run where it lives."""
+    index = np.searchsorted(classes, y_block.ravel())
+    weight = np.ones(len(index)) if weight_block is None else weight_block.ravel()
+    return np.column_stack([index.astype(np.float64), weight * class_factor[index]])
 
 
 def _block_loss(X_block, pair_block, n_classes, fit_intercept):
@@ -118,22 +116,25 @@ def _block_hessian(X_block, pair_block, *, w, center, scale, n_classes, fit_inte
     return np.triu(hessian).ravel()[None, :]
 
 
-def _block_moments(X_block, pair_block, *, center, magnitude):
-    """Per-column weighted sums of 1, x / m, ((x - c) / m)^2, and max and min over weighted rows."""
-    weight = pair_block[:, 1]
-    counted = (weight > 0)[:, None]
-    unit = X_block / magnitude
-    deviation = unit - center
+def _block_ranges(X_block, pair_block):
+    """Per column: max and min over the weighted rows, and max |x| over all rows."""
+    counted = (pair_block[:, 1] > 0)[:, None]
     return np.concatenate(
         [
-            [weight.sum()],
-            weight @ unit,
-            weight @ (deviation * deviation),
             np.max(X_block, axis=0, initial=-np.inf, where=counted),
             np.min(X_block, axis=0, initial=np.inf, where=counted),
-            np.max(np.abs(X_block), axis=0, initial=0.0),
+            np.maximum(X_block.max(axis=0), -X_block.min(axis=0)),
         ]
     )[None, :]
+
+
+def _block_sums(X_block, pair_block, *, center, magnitude, square):
+    """Per column: the weighted sum of ``(x / m - c)``, or of its square."""
+    deviation = X_block / magnitude
+    deviation -= center
+    if square:
+        deviation *= deviation
+    return (pair_block[:, 1] @ deviation)[None, :]
 
 
 class DaskMultinomialLoss(MultinomialLoss):
@@ -235,35 +236,39 @@ class DaskMultinomialLoss(MultinomialLoss):
 
 
 def feature_mean_scale(X, pair, fit_intercept):
-    """:func:`~skmultilogit._solvers.feature_mean_scale` for Dask arrays, in three passes."""
+    """:func:`~skmultilogit._solvers.feature_mean_scale` for Dask arrays, in three passes.
+
+    Column ranges (for constant columns and the overflow-safe scale), the
+    weighted mean, then the weighted variance about it (two passes, not
+    ``E[x^2] - E[x]^2``, which cancels for features far from zero).
+    """
     import dask.array as da
 
     d = X.shape[1]
 
-    def moments(center, magnitude):
+    def summed(function, width, **kwargs):
         parts = da.map_blocks(
-            _block_moments,
+            function,
             X,
             pair,
-            center=center,
-            magnitude=magnitude,
-            chunks=((1,) * X.numblocks[0], (1 + 5 * d,)),
+            chunks=((1,) * X.numblocks[0], (width,)),
             dtype=np.float64,
             meta=np.empty((0, 0)),
+            **kwargs,
         )
         return parts
 
-    first = moments(np.zeros(d), np.ones(d)).compute()
-    col_max, col_min = first[:, 1 + 2 * d : 1 + 3 * d].max(axis=0), first[:, 1 + 3 * d : 1 + 4 * d]
-    col_min = col_min.min(axis=0)
-    magnitude = first[:, 1 + 4 * d :].max(axis=0)
+    ranges = summed(_block_ranges, 3 * d).compute()
+    col_max, col_min = ranges[:, :d].max(axis=0), ranges[:, d : 2 * d].min(axis=0)
+    magnitude = ranges[:, 2 * d :].max(axis=0)
     magnitude[~(magnitude > 0) | ~np.isfinite(magnitude)] = 1.0
-    total = first[:, 0].sum()
-    # scaled mean over the weighted rows, then the spread about it
-    second = moments(np.zeros(d), magnitude).sum(axis=0).compute()
-    mean = second[1 : 1 + d] / total if fit_intercept else np.zeros(d)
-    third = moments(mean, magnitude).sum(axis=0).compute()
-    variance = third[1 + d : 1 + 2 * d] / total
+    total = float(pair[:, 1].sum().compute())
+    mean = np.zeros(d)
+    if fit_intercept:
+        sums = summed(_block_sums, d, center=mean, magnitude=magnitude, square=False)
+        mean = sums.sum(axis=0).compute() / total
+    squares = summed(_block_sums, d, center=mean, magnitude=magnitude, square=True)
+    variance = squares.sum(axis=0).compute() / total
     mean, spread = mean * magnitude, np.sqrt(np.maximum(variance, 0.0)) * magnitude
     constant = (col_max == col_min) & (fit_intercept or (col_max == 0))
     spread[constant] = 0.0
@@ -307,17 +312,20 @@ def prepare_dask_data(estimator, X, y, sample_weight, class_weight):
         # one pseudo-row per class, weighted by its count: the same weights
         # as from all rows ("balanced" uses only the weighted counts)
         per_class = _class_weight_vector(class_weight, classes, np.arange(len(classes)), counts)
-        weight = weight * y_index.map_blocks(_take, table=per_class, dtype=np.float64)
     if not bool(da.isfinite(X).all().compute()):
         raise ValueError("Input X contains NaN or infinity.")
     (X,) = dask.persist(X)
-    # Index and weight of each row, made by tasks that read X's blocks, so
-    # that they are kept on the worker holding the block: every evaluation
-    # then finds its inputs in place.
+    # Index and weight of each row, made by one task per block that reads X's
+    # block, so that it runs, and its result stays, on the worker holding
+    # that block: every evaluation then finds its inputs in place, and at
+    # most the labels and weights (not X) move, once.
+    table = np.ones(len(classes)) if class_weight is None else per_class
+    pieces = [X, y[:, None]] + ([] if sample_weight is None else [weight[:, None]])
     pair = da.map_blocks(
-        _colocate,
-        X,
-        da.stack([y_index.astype(np.float64), weight], axis=1).rechunk({1: 2}),
+        _make_pair,
+        *pieces,
+        classes=classes,
+        class_factor=table,
         chunks=(X.chunks[0], (2,)),
         dtype=np.float64,
         meta=np.empty((0, 0)),
