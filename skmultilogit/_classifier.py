@@ -476,6 +476,8 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
                 self, X, y, sample_weight
             )
             self.n_features_in_ = n_features
+            if hasattr(self, "feature_names_in_"):  # a Dask array has no column names
+                del self.feature_names_in_
             return self._set_fitted(classes, coef, intercept, result, dtype)
         X, classes, y_index, sample_weight = prepare_training_data(
             self, X, y, sample_weight, self.class_weight

@@ -60,6 +60,8 @@ def _aligned(values, X, name, dtype=None):
 
     if not is_dask_collection(values):
         values = np.asarray(values)
+        if values.ndim == 0:  # one value for every row, as in the numpy fit
+            values = np.full(X.shape[0], values)
     if values.ndim == 2 and values.shape[1] == 1:
         values = values[:, 0]
     if values.ndim != 1 or values.shape[0] != X.shape[0]:
@@ -123,7 +125,7 @@ def _block_ranges(X_block, pair_block):
         [
             np.max(X_block, axis=0, initial=-np.inf, where=counted),
             np.min(X_block, axis=0, initial=np.inf, where=counted),
-            np.maximum(X_block.max(axis=0), -X_block.min(axis=0)),
+            np.maximum(X_block.max(axis=0, initial=0.0), -X_block.min(axis=0, initial=0.0)),
         ]
     )[None, :]
 
@@ -285,14 +287,16 @@ def prepare_dask_data(estimator, X, y, sample_weight, class_weight):
     """
     import dask
     import dask.array as da
+    from sklearn.utils.multiclass import check_classification_targets
 
-    from ._classifier import _class_weight_vector
+    from ._classifier import _check_object_labels, _class_weight_vector
 
     X = _rows_chunked(X)
     if X.dtype not in (np.float32, np.float64):
         X = X.astype(np.float64)
     y = _aligned(y, X, "y")
-    classes = np.unique(da.unique(y).compute())
+    classes = np.unique(_check_object_labels(da.unique(y).compute()))
+    check_classification_targets(classes)  # e.g. continuous values: not classes
     if len(classes) < 2:
         raise ValueError(
             f"{type(estimator).__name__} needs samples of at least 2 classes, "
@@ -307,11 +311,19 @@ def prepare_dask_data(estimator, X, y, sample_weight, class_weight):
     finite, non_negative, positive = checks.compute()
     if not (finite and non_negative and positive):
         raise ValueError("sample_weight must be finite, non-negative and not all zero.")
+    counts = da.bincount(y_index, weights=weight, minlength=len(classes)).compute()
+    table = np.ones(len(classes))
     if class_weight is not None:
-        counts = da.bincount(y_index, weights=weight, minlength=len(classes)).compute()
         # one pseudo-row per class, weighted by its count: the same weights
         # as from all rows ("balanced" uses only the weighted counts)
-        per_class = _class_weight_vector(class_weight, classes, np.arange(len(classes)), counts)
+        table = _class_weight_vector(class_weight, classes, np.arange(len(classes)), counts)
+    weighted_classes = np.flatnonzero(counts * table > 0)
+    if len(weighted_classes) < 2:
+        raise ValueError(
+            "After applying sample_weight and class_weight only one class has "
+            f"positive weight ({classes[weighted_classes].tolist()}): a classifier "
+            "needs at least 2 classes with positive weight."
+        )
     if not bool(da.isfinite(X).all().compute()):
         raise ValueError("Input X contains NaN or infinity.")
     (X,) = dask.persist(X)
@@ -319,7 +331,6 @@ def prepare_dask_data(estimator, X, y, sample_weight, class_weight):
     # block, so that it runs, and its result stays, on the worker holding
     # that block: every evaluation then finds its inputs in place, and at
     # most the labels and weights (not X) move, once.
-    table = np.ones(len(classes)) if class_weight is None else per_class
     pieces = [X, y[:, None]] + ([] if sample_weight is None else [weight[:, None]])
     pair = da.map_blocks(
         _make_pair,
@@ -381,24 +392,22 @@ def predict_blocks(estimator, method, X):
             f"X has {X.shape[1]} features, but {type(estimator).__name__} is expecting "
             f"{estimator.n_features_in_} features as input."
         )
-    n_classes = len(estimator.classes_)
-    one_column = method == "predict" or (method == "decision_function" and n_classes == 2)
-    if one_column:
-        dtype = estimator.classes_.dtype if method == "predict" else np.result_type(X.dtype)
+    # the dtype and width of the result, from the method itself on one row
+    sample = getattr(estimator, method)(np.zeros((1, X.shape[1]), dtype=X.dtype))
+    if sample.ndim == 1:
         return X.map_blocks(
             _predict_block,
             estimator=estimator,
             method=method,
             drop_axis=1,
-            dtype=dtype,
-            meta=np.empty((0,), dtype=dtype),
+            dtype=sample.dtype,
+            meta=np.empty((0,), dtype=sample.dtype),
         )
-    dtype = np.result_type(X.dtype, estimator.coef_.dtype)
     return X.map_blocks(
         _predict_block,
         estimator=estimator,
         method=method,
-        chunks=(X.chunks[0], (n_classes,)),
-        dtype=dtype,
-        meta=np.empty((0, 0), dtype=dtype),
+        chunks=(X.chunks[0], (sample.shape[1],)),
+        dtype=sample.dtype,
+        meta=np.empty((0, 0), dtype=sample.dtype),
     )

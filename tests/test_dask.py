@@ -158,9 +158,36 @@ def test_bad_dask_input(client, problem):
         MultinomialLogitClassifier().fit(X_dask, da.zeros(6000, chunks=1500))
     with pytest.raises(ValueError, match="sample_weight must be finite, non-negative"):
         MultinomialLogitClassifier().fit(X_dask, y_dask, sample_weight=-np.ones(6000))
+    with pytest.raises(ValueError, match="Unknown label type: continuous"):
+        MultinomialLogitClassifier().fit(X_dask, np.random.default_rng(0).normal(size=6000))
+    with pytest.raises(ValueError, match="only one class has positive weight"):
+        MultinomialLogitClassifier().fit(X_dask, y_dask, sample_weight=(y == 0).astype(float))
     fitted = MultinomialLogitClassifier().fit(X, y)
     with pytest.raises(ValueError, match="X has 3 features"):
         fitted.predict(X_dask[:, :3])
+
+
+def test_empty_blocks_scalar_weights_and_prediction_dtypes(client, problem):
+    pd = pytest.importorskip("pandas")
+    X, y, _ = problem
+    X_dask, y_dask = as_dask(X, y)
+    index = da.arange(6000, chunks=1500)
+    keep = (index < 1500) | (index >= 3000)  # the second block loses every row
+    X_kept, y_kept = X_dask[keep], y_dask[keep]
+    X_kept.compute_chunk_sizes()
+    y_kept.compute_chunk_sizes()
+    assert 0 in X_kept.chunks[0]
+    clf = MultinomialLogitClassifier(**TIGHT).fit(X_kept, y_kept, sample_weight=2.0)
+    rows = np.r_[0:1500, 3000:6000]
+    reference = MultinomialLogitClassifier(**TIGHT).fit(X[rows], y[rows], sample_weight=2.0)
+    assert_same_coef(clf.coef_, reference.coef_)
+    binary = MultinomialLogitClassifier().fit(X, y % 2)
+    for data in (X_dask.astype(np.float32), X_dask.round().astype(np.int64)):
+        lazy = binary.decision_function(data)
+        assert lazy.dtype == lazy.compute().dtype == binary.decision_function(data.compute()).dtype
+    named = MultinomialLogitClassifier().fit(pd.DataFrame(X, columns=list("abcdefgh")), y)
+    named.fit(X_dask, y_dask)
+    assert not hasattr(named, "feature_names_in_")
 
 
 def test_nothing_imports_dask_without_dask_input():
