@@ -288,14 +288,38 @@ def test_collinear_columns_are_named():
         inference(clf, X, y)
 
 
-def test_separated_classes_without_a_penalty_raise():
-    X = np.array([[-3.0], [-2.0], [-1.0], [1.0], [2.0], [3.0], [4.0], [5.0], [6.0]])
-    y = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])
+def separated_problems():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(300, 2))
+    overlapping = (X[:, 0] + rng.normal(size=300) > 0).astype(int)
+    return {
+        # a normal fit: it converges, with own-class probabilities of 0.999
+        "complete": (X, (X[:, 0] > 0).astype(int), None),
+        "quasi-complete": (X, np.where(X[:, 0] > 0.8, 2, overlapping), None),
+        # a class whose rows all have zero weight: its intercept runs to -inf
+        "empty class": (
+            X,
+            np.r_[overlapping[:-20], np.full(20, 2)],
+            np.r_[np.ones(280), np.zeros(20)],
+        ),
+        "overlapping": (X, overlapping, None),
+    }
+
+
+@pytest.mark.parametrize("name", list(separated_problems()))
+def test_separated_classes_without_a_penalty_raise(name):
+    X, y, sample_weight = separated_problems()[name]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        clf = MultinomialLogitClassifier(C=np.inf, max_iter=200).fit(X, y)
-    with pytest.raises(ValueError, match="separated"):
-        inference(clf, X, y)
+        clf = MultinomialLogitClassifier(C=np.inf).fit(X, y, sample_weight=sample_weight)
+    if name == "overlapping":
+        assert np.all(np.isfinite(inference(clf, X, y, sample_weight).bse))
+        return
+    with pytest.raises(ValueError, match="separated by the features"):
+        inference(clf, X, y, sample_weight)
+    # with a penalty the estimate is finite, and so are its standard errors
+    penalised = MultinomialLogitClassifier(C=1.0).fit(X, y, sample_weight=sample_weight)
+    assert np.all(np.isfinite(inference(penalised, X, y, sample_weight).bse))
 
 
 def test_cross_validated_model_uses_its_chosen_C(anes):
