@@ -134,38 +134,55 @@ def _design_index(n_classes, n_features, fit_intercept):
     return index
 
 
-def _design_block(X, rows, fit_intercept):
+def _design_block(X, rows, fit_intercept, center=None):
+    """Rows of the design ``[1, x - center]`` (``[x]`` without an intercept), dense."""
     block = X[rows]
-    block = block.toarray() if sp.issparse(block) else np.asarray(block)
+    block = block.toarray() if sp.issparse(block) else np.array(block, dtype=np.float64)
+    if center is not None:
+        block -= center
     if fit_intercept:
         block = np.hstack([np.ones((block.shape[0], 1)), block])
     return block
 
 
-def _collinear_columns(X, weight, fit_intercept):
-    """Design columns in the span of the columns before them (intercept first), as indices."""
+def _weighted_mean(X, weight):
+    return np.asarray(X.T @ weight).ravel() / weight.sum()
+
+
+def _collinear_columns(X, weight, fit_intercept, center):
+    """Design columns in the span of the columns before them (intercept first), as indices.
+
+    Computed on the centred columns: a column ``1e6 + 0.01 z`` is identified,
+    but uncentred it lies within rounding of the intercept's span. A centred
+    column whose spread is below 1e-10 of its size counts as constant.
+    """
     n_samples = X.shape[0]
     blocks = range(0, n_samples, BLOCK_ROWS)
-    gram = 0.0
+    gram, size = 0.0, 0.0
     for start in blocks:
         rows = slice(start, start + BLOCK_ROWS)
-        design = _design_block(X, rows, fit_intercept)
+        design = _design_block(X, rows, fit_intercept, center)
         gram = gram + design.T @ (weight[rows, None] * design)
+        raw = _design_block(X, rows, fit_intercept)
+        size = np.maximum(size, np.abs(raw).max(axis=0, initial=0.0))
+    constant = np.diag(gram) <= (1e-10 * size) ** 2 * weight.sum()
+    if fit_intercept:
+        constant[0] = False
     # Cholesky factor of the kept columns' Gram matrix, grown one column at a
     # time: a column's squared residual on the kept ones is its Schur complement.
     n_columns = gram.shape[0]
     lower = np.zeros((n_columns, n_columns))
     kept, dropped = [], []
     for j in range(n_columns):
-        size = gram[j, j]
+        norm = gram[j, j]
         if kept:
             coupling = scipy.linalg.solve_triangular(
                 lower[: len(kept), : len(kept)], gram[kept, j], lower=True
             )
         else:
             coupling = np.zeros(0)
-        residual = size - coupling @ coupling
-        if not residual > COLLINEAR_RTOL * size:
+        residual = norm - coupling @ coupling
+        if constant[j] or not residual > COLLINEAR_RTOL * norm:
             dropped.append(j)
             continue
         lower[len(kept), : len(kept)] = coupling
@@ -606,8 +623,12 @@ def inference(
     fit_intercept = estimator.fit_intercept
     p = n_features + fit_intercept
 
+    # Everything below is computed for the centred features (b = c - W center),
+    # where the intercept is not nearly collinear with features far from zero,
+    # and mapped back at the end.
+    center = _weighted_mean(X, weight) if fit_intercept else np.zeros(n_features)
     if not np.isfinite(C):
-        dropped = _collinear_columns(X, weight, fit_intercept)
+        dropped = _collinear_columns(X, weight, fit_intercept, center)
         if dropped:
             names = [_term_names(estimator)[q] for q in dropped]
             raise ValueError(
@@ -627,7 +648,7 @@ def inference(
     if not np.isfinite(C):
         _check_not_separated(X, y_index, weight, n_classes, fit_intercept)
     index = _design_index(n_classes, n_features, fit_intercept).ravel()
-    hessian = loss.hessian(w, include_penalty=False)
+    hessian = loss.hessian(w, center=center, include_penalty=False)
     hessian = np.triu(hessian) + np.triu(hessian, 1).T
     hessian = hessian[np.ix_(index, index)]  # in (class, term) order
     if np.isfinite(C):
@@ -665,8 +686,14 @@ def inference(
     if cov_type == "nonrobust":
         cov = contrast @ solved
     else:
-        meat, scale = _score_outer_product(X, y_index, weight, w, loss, cov_type, groups)
+        meat, scale = _score_outer_product(X, y_index, weight, w, loss, cov_type, groups, center)
         cov = scale * (solved.T @ meat @ solved)
+    # back from (c, W) to (b, W): b = c - W center, the same map for every class
+    to_original = np.eye(p)
+    if fit_intercept:
+        to_original[0, 1:] = -center
+    to_original = np.kron(np.eye(n_classes - 1), to_original)
+    cov = to_original @ cov @ to_original.T
     cov = (cov + cov.T) / 2
     params = _rows_with_intercept(coef, intercept, fit_intercept)
     params = np.delete(params - params[reference], reference, axis=0)
@@ -677,7 +704,7 @@ def _rows_with_intercept(coef, intercept, fit_intercept):
     return np.hstack([intercept[:, None], coef]) if fit_intercept else coef
 
 
-def _score_outer_product(X, y_index, weight, w, loss, cov_type, groups):
+def _score_outer_product(X, y_index, weight, w, loss, cov_type, groups, center):
     """The sandwich's meat ``J`` in (class, term) order and its small-sample factor."""
     n_classes = loss.n_classes
     fit_intercept = loss.fit_intercept
@@ -699,6 +726,7 @@ def _score_outer_product(X, y_index, weight, w, loss, cov_type, groups):
         rows = slice(start, start + BLOCK_ROWS)
         design = _design_block(X, rows, fit_intercept)
         residual = -softmax(design @ rows_theta.T)
+        design = _design_block(X, rows, fit_intercept, center)  # scores for (c, W)
         residual[np.arange(residual.shape[0]), y_index[rows]] += 1.0
         scores = (residual[:, :, None] * design[:, None, :]).reshape(residual.shape[0], -1)
         if cov_type == "cluster":
@@ -772,7 +800,14 @@ def _check_not_separated(X, y_index, weight, n_classes, fit_intercept):
 
 
 def _warn_if_not_at_optimum(loss, w, C):
-    """Warn when the estimate is not a stationary point of its objective on this data."""
+    """Warn when the estimate is not a stationary point of its objective on this data.
+
+    The gradient is measured as the solvers measure it for ``tol`` (the
+    normalised objective, in their centred and rescaled coordinates), so a
+    feature of size 1e6 does not inflate it.
+    """
+    from ._solvers import ConditionedProblem, feature_mean_scale, feature_scale
+
     normalised = MultinomialLoss(
         loss.X,
         loss.y,
@@ -782,7 +817,11 @@ def _warn_if_not_at_optimum(loss, w, C):
         fit_intercept=loss.fit_intercept,
         normalize=True,
     )
-    grad_max = float(np.max(np.abs(normalised.gradient(w))))
+    mean, spread = feature_mean_scale(loss.X, loss.fit_intercept, loss.sample_weight)
+    problem = ConditionedProblem(
+        normalised, mean, feature_scale(spread, normalised.penalty_strength), spread == 0
+    )
+    grad_max = float(np.max(np.abs(problem.loss_gradient(problem.to_conditioned(w))[1])))
     if grad_max > 1e-3:
         warnings.warn(
             f"The estimate is not at the optimum of its objective on this data (largest "

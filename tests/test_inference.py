@@ -369,3 +369,24 @@ def test_summary_and_frame(anes, anes_fit):
     assert frame.shape == (36, 6)
     np.testing.assert_array_equal(frame["coef"].to_numpy(), result.params.ravel())
     assert frame.index[1] == (1, "logpopul")
+
+
+def test_a_feature_far_from_zero_is_identified():
+    # 1e6 + 0.01 z: uncentred, this column lies within rounding of the
+    # intercept's span; the model is the one on z with the slope scaled.
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(400, 3))
+    logits = X @ rng.normal(size=(3, 3))
+    y = np.argmax(logits + rng.gumbel(size=logits.shape), axis=1)
+    shifted = X.copy()
+    shifted[:, 1] = 1e6 + 0.01 * X[:, 1]
+    base = inference(MultinomialLogitClassifier(C=np.inf, **TIGHT).fit(X, y), X, y)
+    # (the fit itself resolves such data to a gradient of about 1e-8 only:
+    # the gradient in the centred coordinates is a difference of sums 1e6 times
+    # larger, so its tol is 1e-7 here)
+    far_fit = MultinomialLogitClassifier(C=np.inf, solver="newton-cg", tol=1e-7, max_iter=1000)
+    far = inference(far_fit.fit(shifted, y), shifted, y)
+    assert_relative(far.params[:, [1, 3]], base.params[:, [1, 3]], rtol=1e-4)
+    assert_relative(far.bse[:, [1, 3]], base.bse[:, [1, 3]], rtol=1e-4)
+    assert_relative(0.01 * far.params[:, 2], base.params[:, 2], rtol=1e-4)
+    assert_relative(0.01 * far.bse[:, 2], base.bse[:, 2], rtol=1e-4)
