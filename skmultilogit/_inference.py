@@ -554,9 +554,10 @@ def inference(
     ValueError
         Without a penalty (``C=np.inf``), when design columns are constant
         (besides the intercept) or collinear: their coefficients are not
-        identified, and the error names them. Also when the Hessian is
-        singular (separated classes), for an L1 penalty, and for labels
-        unknown to the estimator.
+        identified, and the error names them; when the classes are
+        (quasi-)separated, found by a linear program, so that the estimate is
+        infinite; or when the Hessian is singular. Also for an L1 penalty,
+        and for labels unknown to the estimator.
 
     Notes
     -----
@@ -677,9 +678,8 @@ def inference(
     if not rcond > 1e-12:
         raise ValueError(
             "The Hessian of the log-likelihood is singular at the estimate (reciprocal "
-            f"condition number {rcond:.1e}): the classes are (nearly) separated by the "
-            "features, so the unpenalised estimate is infinite or undetermined. Fit with a "
-            "finite C."
+            f"condition number {rcond:.1e}): the unpenalised estimate is undetermined "
+            "(nearly collinear features, or nearly separated classes). Fit with a finite C."
         )
     # M^-1 A^T = D S^-1 D A^T with D = diag(unit)
     solved = unit[:, None] * scipy.linalg.cho_solve((factor, False), unit[:, None] * contrast.T)
