@@ -227,24 +227,34 @@ def prepare_training_data(estimator, X, y, sample_weight, class_weight):
         X.sum_duplicates()
     check_classification_targets(y)
     classes, y_index = np.unique(y, return_inverse=True)
+    check_two_classes(estimator, classes)
+    sample_weight = _check_sample_weight(sample_weight, X.shape[0])
+    class_weight = _class_weight_vector(class_weight, classes, y_index, sample_weight)
+    sample_weight = sample_weight * class_weight[y_index]
+    check_two_weighted_classes(
+        classes, np.bincount(y_index, weights=sample_weight, minlength=len(classes))
+    )
+    return X, classes, y_index, sample_weight
+
+
+def check_two_classes(estimator, classes):
+    """Raise ValueError unless the sorted labels ``classes`` hold at least 2 classes."""
     if len(classes) < 2:
         raise ValueError(
             f"{type(estimator).__name__} needs samples of at least 2 classes, "
             f"but the data contains only one class: {classes[0]!r}."
         )
-    sample_weight = _check_sample_weight(sample_weight, X.shape[0])
-    class_weight = _class_weight_vector(class_weight, classes, y_index, sample_weight)
-    sample_weight = sample_weight * class_weight[y_index]
-    weighted_classes = np.flatnonzero(
-        np.bincount(y_index, weights=sample_weight, minlength=len(classes)) > 0
-    )
+
+
+def check_two_weighted_classes(classes, weighted_counts):
+    """Raise ValueError unless 2 classes have positive total weight (sample x class weight)."""
+    weighted_classes = np.flatnonzero(weighted_counts > 0)
     if len(weighted_classes) < 2:
         raise ValueError(
             "After applying sample_weight and class_weight only one class has "
             f"positive weight ({classes[weighted_classes].tolist()}): a classifier "
             "needs at least 2 classes with positive weight."
         )
-    return X, classes, y_index, sample_weight
 
 
 def convergence_message(result, dtype, tol):

@@ -26,6 +26,7 @@ row blocks: lazy Dask arrays come back.
 import numpy as np
 
 from ._loss import MultinomialLoss
+from ._solvers import pin_constant_columns
 
 
 def is_dask_collection(X):
@@ -272,11 +273,7 @@ def feature_mean_scale(X, pair, fit_intercept):
     squares = summed(_block_sums, d, center=mean, magnitude=magnitude, square=True)
     variance = squares.sum(axis=0).compute() / total
     mean, spread = mean * magnitude, np.sqrt(np.maximum(variance, 0.0)) * magnitude
-    constant = (col_max == col_min) & (fit_intercept or (col_max == 0))
-    spread[constant] = 0.0
-    if fit_intercept:
-        mean[constant] = col_max[constant]
-    return mean, spread
+    return pin_constant_columns(mean, spread, col_max, col_min, fit_intercept)
 
 
 def prepare_dask_data(estimator, X, y, sample_weight, class_weight):
@@ -289,7 +286,12 @@ def prepare_dask_data(estimator, X, y, sample_weight, class_weight):
     import dask.array as da
     from sklearn.utils.multiclass import check_classification_targets
 
-    from ._classifier import _check_object_labels, _class_weight_vector
+    from ._classifier import (
+        _check_object_labels,
+        _class_weight_vector,
+        check_two_classes,
+        check_two_weighted_classes,
+    )
 
     X = _rows_chunked(X)
     if X.dtype not in (np.float32, np.float64):
@@ -297,11 +299,7 @@ def prepare_dask_data(estimator, X, y, sample_weight, class_weight):
     y = _aligned(y, X, "y")
     classes = np.unique(_check_object_labels(da.unique(y).compute()))
     check_classification_targets(classes)  # e.g. continuous values: not classes
-    if len(classes) < 2:
-        raise ValueError(
-            f"{type(estimator).__name__} needs samples of at least 2 classes, "
-            f"but the data contains only one class: {classes[0]!r}."
-        )
+    check_two_classes(estimator, classes)
     y_index = y.map_blocks(_encode_labels, classes=classes, dtype=np.intp)
     if sample_weight is None:
         weight = da.ones(X.shape[0], chunks=(X.chunks[0],))
@@ -317,13 +315,7 @@ def prepare_dask_data(estimator, X, y, sample_weight, class_weight):
         # one pseudo-row per class, weighted by its count: the same weights
         # as from all rows ("balanced" uses only the weighted counts)
         table = _class_weight_vector(class_weight, classes, np.arange(len(classes)), counts)
-    weighted_classes = np.flatnonzero(counts * table > 0)
-    if len(weighted_classes) < 2:
-        raise ValueError(
-            "After applying sample_weight and class_weight only one class has "
-            f"positive weight ({classes[weighted_classes].tolist()}): a classifier "
-            "needs at least 2 classes with positive weight."
-        )
+    check_two_weighted_classes(classes, counts * table)
     if not bool(da.isfinite(X).all().compute()):
         raise ValueError("Input X contains NaN or infinity.")
     (X,) = dask.persist(X)

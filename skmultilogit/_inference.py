@@ -161,10 +161,10 @@ def _collinear_columns(X, weight, fit_intercept, center):
     gram, size = 0.0, 0.0
     for start in blocks:
         rows = slice(start, start + BLOCK_ROWS)
-        design = _design_block(X, rows, fit_intercept, center)
+        design = _design_block(X, rows, fit_intercept)
+        size = np.maximum(size, np.abs(design).max(axis=0, initial=0.0))
+        design[:, fit_intercept:] -= center
         gram = gram + design.T @ (weight[rows, None] * design)
-        raw = _design_block(X, rows, fit_intercept)
-        size = np.maximum(size, np.abs(raw).max(axis=0, initial=0.0))
     constant = np.diag(gram) <= (1e-10 * size) ** 2 * weight.sum()
     if fit_intercept:
         constant[0] = False
@@ -280,7 +280,7 @@ class InferenceResult:
         estimator = self._estimator
         coef = np.asarray(estimator.coef_, dtype=np.float64)
         intercept = np.asarray(estimator.intercept_, dtype=np.float64)
-        rows = np.hstack([intercept[:, None], coef]) if estimator.fit_intercept else coef
+        rows = _rows_with_intercept(coef, intercept, estimator.fit_intercept)
         return rows - rows[self._reference]
 
     def predict_proba_interval(self, X, alpha=0.05):

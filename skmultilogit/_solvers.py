@@ -213,12 +213,20 @@ def feature_mean_scale(X, fit_intercept, sample_weight=None, block_rows=1024, ch
             block *= block
             variance += weight[rows] @ block
     mean, spread = mean * magnitude, np.sqrt(variance) * magnitude
-    # A column constant over the counted rows has spread exactly 0 and, with
-    # an intercept, its value exactly as centre: then its centred column is
-    # exactly zero and ConditionedProblem can hold its coefficient to the
-    # penalty alone. Rounding in the sums above would leave 1e-16-sized
-    # spreads, the scale of the noise that sent such coefficients to 1e14.
-    # (Without an intercept the spread is about 0: only a zero column has none.)
+    return pin_constant_columns(mean, spread, col_max, col_min, fit_intercept)
+
+
+def pin_constant_columns(mean, spread, col_max, col_min, fit_intercept):
+    """Exact statistics for columns constant over the counted rows (max == min there).
+
+    Such a column gets spread exactly 0 and, with an intercept, its value
+    exactly as centre: then its centred column is exactly zero and
+    ConditionedProblem can hold its coefficient to the penalty alone.
+    Rounding in the sums would leave 1e-16-sized spreads, the scale of the
+    noise that sent such coefficients to 1e14. (Without an intercept the
+    spread is about 0: only a zero column has none.) Modifies and returns
+    ``(mean, spread)``.
+    """
     constant = (col_max == col_min) & (fit_intercept or (col_max == 0))
     spread[constant] = 0.0
     if fit_intercept:
