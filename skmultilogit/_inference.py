@@ -203,6 +203,19 @@ class MarginalEffects:
     feature_names : list of str
     cov : ndarray of shape (n_classes * n_features, n_classes * n_features)
         Covariance of the flattened effects (row by row).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.datasets import load_iris
+    >>> from skmultilogit import MultinomialLogitClassifier, inference
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = MultinomialLogitClassifier(C=1.0).fit(X, y)
+    >>> effects = inference(clf, X, y).marginal_effects()
+    >>> effects.effects.shape, effects.se.shape, effects.conf_int().shape
+    ((3, 4), (3, 4), (3, 4, 2))
+    >>> bool(np.allclose(effects.effects.sum(axis=0), 0))  # probabilities sum to 1
+    True
     """
 
     def __init__(self, effects, cov, classes, feature_names):
@@ -249,6 +262,17 @@ class InferenceResult:
         The penalty of the fit (``inf``: maximum likelihood).
     n_samples : float
         Sum of the weights.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from skmultilogit import MultinomialLogitClassifier, inference
+    >>> X, y = load_iris(return_X_y=True)
+    >>> result = inference(MultinomialLogitClassifier(C=1.0).fit(X, y), X, y, cov_type="HC0")
+    >>> result.classes.tolist(), int(result.reference_class), result.term_names[:2]
+    ([1, 2], 0, ['intercept', 'x0'])
+    >>> print(str(result.summary()).splitlines()[2].split())
+    ['class', 'term', 'coef', 'std', 'err', 'z', 'P>|z|', '[0.025', '0.975]']
     """
 
     def __init__(self, estimator, X, weight, params, cov, cov_type, reference, C):
