@@ -13,7 +13,8 @@ probability intervals for a fitted model.
 from ._classifier import MultinomialLogitClassifier
 from ._cv import MultinomialLogitClassifierCV
 from ._inference import InferenceResult, MarginalEffects, inference
-from ._loss import log_softmax, loss_gradient, softmax
+from ._loss import log_softmax, softmax
+from ._objective import loss_gradient
 
 __all__ = [
     "InferenceResult",

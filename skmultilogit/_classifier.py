@@ -1,304 +1,30 @@
-"""The scikit-learn estimator: validation, labels, weights, fitted attributes.
+"""The scikit-learn estimator: parameters, fitted attributes, predictions.
 
-Knows nothing of softmax internals: the objective lives in ``_loss`` and its
-minimisation in ``_solvers``.
+Knows nothing of softmax internals or solvers: inputs are checked in
+``_validation``, the fit is ``_path.fit_coefficients`` on a backend (in
+memory, or on a Dask cluster through ``_dask``), and predictions come from
+``_prediction``.
 """
 
-import numbers
 import warnings
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._dask import is_dask_collection
-from ._loss import log_softmax, softmax
+from ._backends import is_dask_collection
 from ._path import fit_coefficients
-from ._solvers import SOLVERS
-
-_FLOAT_DTYPES = (np.float64, np.float32)
-
-
-def _check_real(name, value, *, low, include_low, allow_inf=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"{name} must be a real number; got {value!r} of type {type(value).__name__}."
-        )
-    value = float(value)
-    if np.isnan(value) or (np.isinf(value) and not allow_inf):
-        raise ValueError(
-            f"{name} must be finite{' or np.inf' if allow_inf else ''}; got {value!r}."
-        )
-    if value < low or (value == low and not include_low):
-        bound = ">=" if include_low else ">"
-        raise ValueError(f"{name} must be {bound} {low}; got {value!r}.")
-    return value
+from ._prediction import LinearPredictorMixin
+from ._validation import (
+    check_bool,
+    check_l1_ratio,
+    check_real,
+    check_solver_params,
+    prepare_training_data,
+)
 
 
-def _check_bool(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False; got {value!r}.")
-
-
-def _check_int(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer; got {value!r} of type {type(value).__name__}.")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}; got {value!r}.")
-
-
-def _check_l1_ratio(name, value, solver):
-    """A float in [0, 1]; positive only with a solver that handles the L1 part.
-
-    ``solver=None`` skips the solver check (no penalty: l1_ratio has no effect).
-    """
-    value = _check_real(name, value, low=0.0, include_low=True)
-    if value > 1:
-        raise ValueError(f"{name} must be in [0, 1]; got {value!r}.")
-    if value > 0 and solver is not None and solver not in ("auto", "lbfgs"):
-        raise ValueError(
-            f"{name}={value!r} needs solver='lbfgs' or 'auto': solver={solver!r} handles "
-            "only the L2 penalty (the L1 part is not smooth)."
-        )
-    return value
-
-
-def _label_kind(label):
-    if isinstance(label, str):
-        return "str"
-    if isinstance(label, (bool, np.bool_)):
-        return "bool"
-    if isinstance(label, numbers.Real):
-        return "number"
-    return type(label).__name__
-
-
-def _is_missing(label):
-    if label is None or type(label).__name__ == "NAType":  # pandas.NA
-        return True
-    return isinstance(label, numbers.Real) and label != label  # NaN
-
-
-def _check_object_labels(y):
-    """Labels held in an object array: no missing ones, and all of one kind.
-
-    Runs before scikit-learn's checks, which reject such arrays with "Unknown
-    label type", fail inside ``np.unique`` sorting ``None`` against a string,
-    or raise "boolean value of NA is ambiguous" on ``pandas.NA``; here the
-    message names the problem. Labels that are all numbers (an object column
-    from pandas, say) become a numeric array and are accepted if they are
-    class-like (integers, or integer-valued floats).
-    """
-    if sp.issparse(y) or not hasattr(y, "__len__"):
-        return y
-    array = np.asarray(y)
-    if array.dtype != object:
-        return y
-    flat = array.ravel()
-    missing = [i for i, label in enumerate(flat) if _is_missing(label)]
-    if missing:
-        raise ValueError(
-            f"y has missing labels (None, NaN or NA) at indices {missing[:10]}"
-            f"{' and more' if len(missing) > 10 else ''}: every sample needs a class label."
-        )
-    kinds = {}
-    for label in flat:
-        kinds.setdefault(_label_kind(label), label)
-    if len(kinds) > 1:
-        examples = ", ".join(f"{kind} ({label!r})" for kind, label in sorted(kinds.items()))
-        raise ValueError(
-            f"y mixes label types: {examples}. Class labels must be all strings, all "
-            "numbers or all booleans; convert them to one type."
-        )
-    if set(kinds) <= {"number", "bool"}:
-        return np.asarray(flat.tolist()).reshape(array.shape)
-    return y
-
-
-def _check_sample_weight(sample_weight, n_samples):
-    """Sample weights as a float64 vector: finite, non-negative, not all zero."""
-    if sample_weight is None:
-        return np.ones(n_samples)
-    sample_weight = np.asarray(sample_weight)
-    if sample_weight.ndim == 0:
-        sample_weight = np.full(n_samples, sample_weight)
-    if sample_weight.dtype.kind not in "biuf":
-        raise ValueError(f"sample_weight must hold real numbers; got dtype {sample_weight.dtype}.")
-    sample_weight = sample_weight.astype(np.float64)
-    if sample_weight.ndim != 1 or sample_weight.shape[0] != n_samples:
-        raise ValueError(
-            f"sample_weight must have shape ({n_samples},), one weight per sample; "
-            f"got shape {sample_weight.shape}."
-        )
-    if not np.all(np.isfinite(sample_weight)):
-        raise ValueError("sample_weight contains NaN or infinity.")
-    if np.any(sample_weight < 0):
-        raise ValueError(
-            "sample_weight must be non-negative; got negative weights at indices "
-            f"{np.flatnonzero(sample_weight < 0)[:10].tolist()}."
-        )
-    if not np.any(sample_weight > 0):
-        raise ValueError("sample_weight must not be all zero: nothing to fit.")
-    return sample_weight
-
-
-def _class_weight_vector(class_weight, classes, y_index, sample_weight):
-    """One weight per class, as LogisticRegression computes it.
-
-    ``"balanced"`` gives class k the weight ``sum(s) / (K * sum_{y_i=k} s_i)``
-    (weighted counts, so that duplicating a row is the same as weighting it by 2).
-    """
-    n_classes = len(classes)
-    if class_weight is None:
-        return np.ones(n_classes)
-    if isinstance(class_weight, str):
-        if class_weight != "balanced":
-            raise ValueError(
-                f"class_weight must be 'balanced', a dict or None; got {class_weight!r}."
-            )
-        counts = np.bincount(y_index, weights=sample_weight, minlength=n_classes)
-        with np.errstate(divide="ignore"):
-            weights = sample_weight.sum() / (n_classes * counts)
-        weights[counts == 0] = 0.0
-        return weights
-    if not isinstance(class_weight, dict):
-        raise TypeError(
-            f"class_weight must be 'balanced', a dict or None; got {type(class_weight).__name__}."
-        )
-    weights = np.ones(n_classes)
-    known = {c: k for k, c in enumerate(classes.tolist())}
-    unknown = [c for c in class_weight if c not in known]
-    unweighted = [c for c in classes.tolist() if c not in class_weight]
-    # As in LogisticRegression: keys naming classes absent from y are fine when
-    # every class of y has a weight (a CV fold may lack a rare class); with
-    # classes left unweighted they are most likely mistyped labels.
-    if unknown and unweighted:
-        raise ValueError(
-            f"class_weight names classes that are not in the data: {unknown}, while "
-            f"classes {unweighted} of the data have no weight; the classes are "
-            f"{classes.tolist()}."
-        )
-    for label, weight in class_weight.items():
-        if label not in known:
-            continue
-        weights[known[label]] = _check_real(
-            f"class_weight[{label!r}]", weight, low=0.0, include_low=True
-        )
-    return weights
-
-
-def check_solver_params(estimator):
-    """Validate what both estimators share: fit_intercept, solver, tol, max_iter, verbose."""
-    _check_bool("fit_intercept", estimator.fit_intercept)
-    if not isinstance(estimator.solver, str) or estimator.solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {list(SOLVERS)}; got {estimator.solver!r}.")
-    _check_real("tol", estimator.tol, low=0.0, include_low=True)
-    _check_int("max_iter", estimator.max_iter, 1)
-    if not isinstance(estimator.verbose, (bool, np.bool_)):
-        _check_int("verbose", estimator.verbose, 0)
-
-
-def prepare_training_data(estimator, X, y, sample_weight, class_weight):
-    """Validate ``X, y, sample_weight`` for ``fit``; encode labels; fold in class weights.
-
-    Returns ``(X, classes, y_index, sample_weight)``: X as float32/float64
-    (CSR/CSC kept sparse, in canonical format), the sorted class labels,
-    ``y`` as indices into them, and the per-sample weights ``s`` already
-    multiplied by the class weights. Raises ValueError unless at least two
-    classes have positive weight.
-    """
-    y = _check_object_labels(y)
-    X, y = validate_data(
-        estimator,
-        X,
-        y,
-        accept_sparse=["csr", "csc"],
-        dtype=_FLOAT_DTYPES,
-        ensure_min_samples=1,
-        ensure_min_features=1,
-    )
-    if sp.issparse(X) and not X.has_canonical_format:
-        # Summed duplicates give the same model; the copy keeps the
-        # caller's matrix untouched and the feature statistics right.
-        X = X.copy()
-        X.sum_duplicates()
-    check_classification_targets(y)
-    classes, y_index = np.unique(y, return_inverse=True)
-    check_two_classes(estimator, classes)
-    sample_weight = _check_sample_weight(sample_weight, X.shape[0])
-    class_weight = _class_weight_vector(class_weight, classes, y_index, sample_weight)
-    sample_weight = sample_weight * class_weight[y_index]
-    check_two_weighted_classes(
-        classes, np.bincount(y_index, weights=sample_weight, minlength=len(classes))
-    )
-    return X, classes, y_index, sample_weight
-
-
-def check_two_classes(estimator, classes):
-    """Raise ValueError unless the sorted labels ``classes`` hold at least 2 classes."""
-    if len(classes) < 2:
-        raise ValueError(
-            f"{type(estimator).__name__} needs samples of at least 2 classes, "
-            f"but the data contains only one class: {classes[0]!r}."
-        )
-
-
-def check_two_weighted_classes(classes, weighted_counts):
-    """Raise ValueError unless 2 classes have positive total weight (sample x class weight)."""
-    weighted_classes = np.flatnonzero(weighted_counts > 0)
-    if len(weighted_classes) < 2:
-        raise ValueError(
-            "After applying sample_weight and class_weight only one class has "
-            f"positive weight ({classes[weighted_classes].tolist()}): a classifier "
-            "needs at least 2 classes with positive weight."
-        )
-
-
-def convergence_message(result, dtype, tol):
-    """The ConvergenceWarning text for an unconverged :class:`SolverResult`, with advice."""
-    said = (
-        f"{result.solver} stopped after {result.n_iter} iterations with the largest "
-        f"{'projected ' if result.l1 else ''}gradient entry at {result.grad_max:.2e}, "
-        f"above tol={tol}"
-    )
-    if result.reason == "max_iter":
-        advice = "Increase max_iter" + (
-            ", or use solver='newton-cholesky', which needs far fewer iterations "
-            "on badly scaled data or weak penalties."
-            if result.solver == "lbfgs" and not result.l1
-            else "."
-        )
-    elif result.reason == "inner_solve":
-        advice = (
-            "A Newton step's conjugate-gradient solve did not terminate: the "
-            "problem is numerically degenerate. Standardise the features, or use "
-            "solver='lbfgs'."
-        )
-    elif dtype == np.float32:
-        advice = (
-            "The objective no longer decreases at float32 precision: fit float64 "
-            "data for a tighter optimum, or loosen tol."
-        )
-    else:
-        advice = (
-            "The objective no longer decreases at float64 precision: tol is below "
-            "what float64 resolves on this problem (tol far below 1e-8, or very "
-            "badly conditioned data). Loosen tol, standardise the features or use a "
-            "smaller C"
-            + (
-                ", or use solver='newton-cholesky', which takes steps that shrink the "
-                "gradient when the objective can no longer tell."
-                if result.solver == "lbfgs" and not result.l1
-                else "."
-            )
-        )
-    return f"{said} ({result.message}). {advice}"
-
-
-class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
+class MultinomialLogitClassifier(ClassifierMixin, LinearPredictorMixin, BaseEstimator):
     """Multinomial (softmax) logistic regression with an L2, L1 or elastic-net penalty.
 
     Fits ``P(y = k | x) = softmax(W x + b)_k`` with one weight vector per class
@@ -449,16 +175,11 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        return tags
-
     def _validate_params(self):
-        C = _check_real("C", self.C, low=0.0, include_low=False, allow_inf=True)
+        C = check_real("C", self.C, low=0.0, include_low=False, allow_inf=True)
         check_solver_params(self)
-        _check_l1_ratio("l1_ratio", self.l1_ratio, self.solver if np.isfinite(C) else None)
-        _check_bool("warm_start", self.warm_start)
+        check_l1_ratio("l1_ratio", self.l1_ratio, self.solver if np.isfinite(C) else None)
+        check_bool("warm_start", self.warm_start)
 
     def fit(self, X, y, sample_weight=None):
         """Fit the model to X, y.
@@ -480,26 +201,19 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
         """
         self._validate_params()
         if is_dask_collection(X):
-            from ._dask import fit_dask
+            from ._dask import prepare_dask_data
 
-            classes, coef, intercept, result, dtype, n_features = fit_dask(
-                self, X, y, sample_weight
-            )
-            self.n_features_in_ = n_features
+            classes, data = prepare_dask_data(self, X, y, sample_weight, self.class_weight)
+            self.n_features_in_ = data.n_features
             if hasattr(self, "feature_names_in_"):  # a Dask array has no column names
                 del self.feature_names_in_
-            return self._set_fitted(classes, coef, intercept, result, dtype)
-        X, classes, y_index, sample_weight = prepare_training_data(
-            self, X, y, sample_weight, self.class_weight
-        )
+        else:
+            classes, data = prepare_training_data(self, X, y, sample_weight, self.class_weight)
         coef_init = intercept_init = None
-        if self.warm_start and self._can_warm_start(classes, X.shape[1]):
+        if self.warm_start and self._can_warm_start(classes, data.n_features):
             coef_init, intercept_init = self.coef_, self.intercept_
         coef, intercept, result = fit_coefficients(
-            X,
-            y_index,
-            len(classes),
-            sample_weight,
+            data,
             C=float(self.C),
             l1_ratio=float(self.l1_ratio),
             fit_intercept=self.fit_intercept,
@@ -510,13 +224,11 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
             coef_init=coef_init,
             intercept_init=intercept_init,
         )
-        return self._set_fitted(classes, coef, intercept, result, X.dtype)
+        return self._set_fitted(classes, coef, intercept, result, data.dtype)
 
     def _set_fitted(self, classes, coef, intercept, result, dtype):
         if not result.converged:
-            warnings.warn(
-                convergence_message(result, dtype, self.tol), ConvergenceWarning, stacklevel=3
-            )
+            warnings.warn(result.warning_message(self.tol, dtype), ConvergenceWarning, stacklevel=3)
         self.classes_ = classes
         self.coef_ = coef.astype(dtype)
         self.intercept_ = intercept.astype(dtype)
@@ -529,96 +241,3 @@ class MultinomialLogitClassifier(ClassifierMixin, BaseEstimator):
             and np.array_equal(getattr(self, "classes_", None), classes)
             and self.coef_.shape == (len(classes), n_features)
         )
-
-    def _raw_prediction(self, X):
-        check_is_fitted(self)
-        X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=_FLOAT_DTYPES, reset=False)
-        raw = X @ self.coef_.T
-        raw = np.asarray(raw) + self.intercept_
-        if not np.all(np.isfinite(raw)):
-            # Only reachable with extreme inputs; softmax of +-inf is NaN.
-            limit = np.finfo(raw.dtype).max / 4
-            np.clip(raw, -limit, limit, out=raw)
-            np.nan_to_num(raw, copy=False, nan=0.0, posinf=limit, neginf=-limit)
-        return raw
-
-    def decision_function(self, X):
-        """Raw scores ``X coef_^T + intercept_``.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Data.
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples, n_classes) or (n_samples,)
-            The logits; with two classes the 1-d score ``z_1 - z_0``, positive
-            where ``classes_[1]`` is predicted.
-        """
-        if is_dask_collection(X):
-            from ._dask import predict_blocks
-
-            return predict_blocks(self, "decision_function", X)
-        raw = self._raw_prediction(X)
-        if raw.shape[1] == 2:
-            return raw[:, 1] - raw[:, 0]
-        return raw
-
-    def predict(self, X):
-        """Most probable class for each sample.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Data.
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,)
-            Labels from ``classes_``.
-        """
-        if is_dask_collection(X):
-            from ._dask import predict_blocks
-
-            return predict_blocks(self, "predict", X)
-        raw = self._raw_prediction(X)
-        return self.classes_[np.argmax(raw, axis=1)]
-
-    def predict_proba(self, X):
-        """Class probabilities ``softmax(X coef_^T + intercept_)``.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Data.
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, n_classes)
-            Columns in the order of ``classes_``; rows sum to one.
-        """
-        if is_dask_collection(X):
-            from ._dask import predict_blocks
-
-            return predict_blocks(self, "predict_proba", X)
-        return softmax(self._raw_prediction(X))
-
-    def predict_log_proba(self, X):
-        """Log class probabilities, finite even where probabilities underflow.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Data.
-
-        Returns
-        -------
-        log_proba : ndarray of shape (n_samples, n_classes)
-            Computed as a log-softmax, not as the log of :meth:`predict_proba`.
-        """
-        if is_dask_collection(X):
-            from ._dask import predict_blocks
-
-            return predict_blocks(self, "predict_log_proba", X)
-        return log_softmax(self._raw_prediction(X))

@@ -1,54 +1,27 @@
 """Choosing C (and l1_ratio) by cross-validation along warm-started paths."""
 
 import inspect
-import numbers
 import warnings
 
 import numpy as np
 from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import check_scoring, make_scorer
 from sklearn.model_selection import check_cv
 
-from ._classifier import (
-    MultinomialLogitClassifier,
-    _check_bool,
-    _check_int,
-    _check_l1_ratio,
-    _check_real,
-    _check_sample_weight,
+from ._backends import NumpyBackend
+from ._classifier import MultinomialLogitClassifier
+from ._path import coefficient_path, fit_coefficients
+from ._prediction import LinearPredictorMixin
+from ._validation import (
+    check_bool,
+    check_Cs,
+    check_l1_ratios,
+    check_sample_weight,
     check_solver_params,
-    convergence_message,
     prepare_training_data,
 )
-from ._path import coefficient_path, fit_coefficients
-
-
-def _check_Cs(Cs):
-    if isinstance(Cs, numbers.Integral) and not isinstance(Cs, bool):
-        _check_int("Cs", Cs, 1)
-        return np.logspace(-4, 4, Cs)
-    if isinstance(Cs, (str, bytes)) or not np.iterable(Cs):
-        raise TypeError(f"Cs must be an int or a sequence of positive floats; got {Cs!r}.")
-    values = [
-        _check_real(f"Cs[{index}]", C, low=0.0, include_low=False, allow_inf=True)
-        for index, C in enumerate(Cs)
-    ]
-    if not values:
-        raise ValueError("Cs must not be empty.")
-    return np.array(values)
-
-
-def _check_l1_ratios(l1_ratios, solver):
-    if isinstance(l1_ratios, (str, bytes)) or not np.iterable(l1_ratios):
-        raise TypeError(f"l1_ratios must be a sequence of floats in [0, 1]; got {l1_ratios!r}.")
-    values = [
-        _check_l1_ratio(f"l1_ratios[{index}]", value, solver)
-        for index, value in enumerate(l1_ratios)
-    ]
-    if not values:
-        raise ValueError("l1_ratios must not be empty.")
-    return np.array(values)
 
 
 def _scoring_view(classes, coef, intercept, fit_intercept):
@@ -114,9 +87,8 @@ def _fold_path(
     X, y, y_index, classes, weight, score_weight, train, test, Cs, l1_ratio, scoring, params
 ):
     """One fold, one l1_ratio: the coefficient path on train and its scores on test."""
-    coefs, n_iter, results = coefficient_path(
-        X[train], y_index[train], len(classes), weight[train], Cs, l1_ratio=l1_ratio, **params
-    )
+    train_data = NumpyBackend(X[train], y_index[train], len(classes), weight[train])
+    coefs, n_iter, results = coefficient_path(train_data, Cs, l1_ratio=l1_ratio, **params)
     n_features = X.shape[1]
     test_weight = None if score_weight is None else score_weight[test]
     score_kwargs = {} if test_weight is None else {"sample_weight": test_weight}
@@ -135,14 +107,14 @@ def _fold_path(
         else:
             scores[index] = scorer(model, X_test, y_test, **score_kwargs)
     unconverged = [
-        convergence_message(result, X.dtype, params["tol"]) + f" (C={C:g})"
+        result.warning_message(params["tol"], X.dtype) + f" (C={C:g})"
         for C, result in zip(Cs, results, strict=True)
         if not result.converged
     ]
     return coefs, n_iter, scores, unconverged
 
 
-class MultinomialLogitClassifierCV(MultinomialLogitClassifier):
+class MultinomialLogitClassifierCV(ClassifierMixin, LinearPredictorMixin, BaseEstimator):
     """Multinomial logistic regression with C (and l1_ratio) chosen by cross-validation.
 
     For every fold and every value of ``l1_ratio`` the model is fitted for
@@ -294,19 +266,18 @@ class MultinomialLogitClassifierCV(MultinomialLogitClassifier):
         self : MultinomialLogitClassifierCV
             The fitted estimator.
         """
-        Cs = _check_Cs(self.Cs)
+        Cs = check_Cs(self.Cs)
         check_solver_params(self)
-        l1_ratios = _check_l1_ratios(self.l1_ratios, self.solver)
-        _check_bool("refit", self.refit)
+        l1_ratios = check_l1_ratios(self.l1_ratios, self.solver)
+        check_bool("refit", self.refit)
         check_scoring(MultinomialLogitClassifier(), scoring=self.scoring)  # fails early if invalid
 
-        X, classes, y_index, weight = prepare_training_data(
-            self, X, y, sample_weight, self.class_weight
-        )
+        classes, data = prepare_training_data(self, X, y, sample_weight, self.class_weight)
+        X = data.X
         score_weight = (
-            None if sample_weight is None else _check_sample_weight(sample_weight, X.shape[0])
+            None if sample_weight is None else check_sample_weight(sample_weight, X.shape[0])
         )
-        y = classes[y_index]
+        y = classes[data.y]
         folds = list(check_cv(self.cv, y, classifier=True).split(X, y, groups))
         params = {
             "fit_intercept": self.fit_intercept,
@@ -318,9 +289,9 @@ class MultinomialLogitClassifierCV(MultinomialLogitClassifier):
             delayed(_fold_path)(
                 X,
                 y,
-                y_index,
+                data.y,
                 classes,
-                weight,
+                data.sample_weight,
                 score_weight,
                 train,
                 test,
@@ -361,10 +332,7 @@ class MultinomialLogitClassifierCV(MultinomialLogitClassifier):
                 self.coefs_paths_[:, best_l1, best_c].mean(axis=0), n_features, self.fit_intercept
             )
             coef, intercept, result = fit_coefficients(
-                X,
-                y_index,
-                len(classes),
-                weight,
+                data,
                 C=self.C_,
                 l1_ratio=self.l1_ratio_,
                 coef_init=start_coef,
@@ -373,7 +341,7 @@ class MultinomialLogitClassifierCV(MultinomialLogitClassifier):
             )
             if not result.converged:
                 warnings.warn(
-                    "The refit on all the data: " + convergence_message(result, X.dtype, self.tol),
+                    "The refit on all the data: " + result.warning_message(self.tol, X.dtype),
                     ConvergenceWarning,
                     stacklevel=2,
                 )

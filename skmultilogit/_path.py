@@ -1,22 +1,21 @@
 """Fits on label-encoded data: one value of C, or a warm-started path of them.
 
-Sits between the solvers and the estimators: it builds the loss, runs the
-solver and turns the minimiser into ``(coef, intercept)`` in the user's
-coordinates. The estimators do the validation, the label encoding and the
-warnings; this module knows nothing of scikit-learn.
+Sits between the solvers and the estimators: it builds the objective on a
+backend, runs the solver and turns the minimiser into ``(coef, intercept)``
+in the user's coordinates. The estimators do the validation, the label
+encoding and the warnings; this module knows nothing of scikit-learn, and
+nothing of where the rows live (the backend does).
 """
 
 import numpy as np
 
-from ._loss import MultinomialLoss
-from ._solvers import feature_mean_scale, minimize_loss
+from ._conditioning import feature_mean_scale
+from ._objective import MultinomialLoss
+from ._solvers import minimize_loss
 
 
 def fit_coefficients(
-    X,
-    y_index,
-    n_classes,
-    sample_weight,
+    data,
     *,
     C,
     l1_ratio=0.0,
@@ -33,10 +32,11 @@ def fit_coefficients(
 ):
     """Minimise the objective for one ``C``; return ``(coef, intercept, result)``.
 
-    ``coef`` (K, d) and ``intercept`` (K,) are float64; the intercept is
-    zeros without ``fit_intercept``. ``result`` is the solver's
+    ``data`` is a backend (see ``_backends``). ``coef`` (K, d) and
+    ``intercept`` (K,) are float64; the intercept is zeros without
+    ``fit_intercept``. ``result`` is the solver's
     :class:`~skmultilogit._solvers.SolverResult`. ``coef_init`` and
-    ``intercept_init`` give a warm start (zeros when None); ``feature_stats``
+    ``intercept_init`` give a warm start (zeros when None); ``feature_stats``,
     ``preconditioner`` and ``keep_hessian`` pass on what an earlier fit on
     the same data computed (see :func:`~skmultilogit._solvers.minimize_loss`).
 
@@ -47,44 +47,9 @@ def fit_coefficients(
     L1 part the optimal shift of a column is a median-like point, which the
     solver has already found, and centring would undo its exact zeros.
     """
-    loss = MultinomialLoss(
-        X,
-        y_index,
-        n_classes,
-        sample_weight,
-        C,
-        fit_intercept=fit_intercept,
-        normalize=True,
-        l1_ratio=l1_ratio,
+    loss = MultinomialLoss.from_data(
+        data, C, fit_intercept=fit_intercept, normalize=True, l1_ratio=l1_ratio
     )
-    return solve_loss(
-        loss,
-        solver=solver,
-        tol=tol,
-        max_iter=max_iter,
-        verbose=verbose,
-        coef_init=coef_init,
-        intercept_init=intercept_init,
-        feature_stats=feature_stats,
-        preconditioner=preconditioner,
-        keep_hessian=keep_hessian,
-    )
-
-
-def solve_loss(
-    loss,
-    *,
-    solver="auto",
-    tol=1e-6,
-    max_iter=100,
-    verbose=0,
-    coef_init=None,
-    intercept_init=None,
-    feature_stats=None,
-    preconditioner=None,
-    keep_hessian=False,
-):
-    """:func:`fit_coefficients` on a loss object built by the caller (in memory or on Dask)."""
     n_classes = loss.n_classes
     if coef_init is None:
         w0 = np.zeros(loss.n_params)
@@ -103,17 +68,14 @@ def solve_loss(
         keep_hessian=keep_hessian,
     )
     coef, intercept = loss.unpack(result.w)
-    if loss.l1_strength == 0:
+    if loss.penalty.smooth:
         coef = coef - coef.mean(axis=0)
     intercept = np.zeros(n_classes) if intercept is None else intercept - intercept.mean()
     return np.array(coef), intercept, result
 
 
 def coefficient_path(
-    X,
-    y_index,
-    n_classes,
-    sample_weight,
+    data,
     Cs,
     *,
     l1_ratio=0.0,
@@ -122,7 +84,7 @@ def coefficient_path(
     tol=1e-6,
     max_iter=100,
 ):
-    """Fit every C in ``Cs``, each fit warm-started from the previous one.
+    """Fit every C in ``Cs`` on the backend ``data``, each fit warm-started from the previous.
 
     The values are visited in increasing order, from the strongest penalty
     to the weakest: the optimum moves little from one C to the next, so each
@@ -141,18 +103,15 @@ def coefficient_path(
         In the order of ``Cs``.
     """
     Cs = np.asarray(Cs, dtype=np.float64)
-    n_features = X.shape[1]
+    n_classes, n_features = data.n_classes, data.n_features
     coefs = np.empty((Cs.size, n_classes, n_features + fit_intercept))
     n_iter = np.empty(Cs.size, dtype=np.int32)
     results = [None] * Cs.size
-    feature_stats = feature_mean_scale(X, fit_intercept, sample_weight)
+    feature_stats = feature_mean_scale(data, fit_intercept)
     coef = intercept = preconditioner = None
     for index in np.argsort(Cs, kind="stable"):
         coef, intercept, result = fit_coefficients(
-            X,
-            y_index,
-            n_classes,
-            sample_weight,
+            data,
             C=Cs[index],
             l1_ratio=l1_ratio,
             fit_intercept=fit_intercept,

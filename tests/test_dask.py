@@ -204,7 +204,9 @@ def test_nothing_imports_dask_without_dask_input():
 
 def test_feature_statistics_equal_the_in_memory_ones(client):
     # constant columns (over the weighted rows), zero weights, a large offset
-    from skmultilogit import _dask, _solvers
+    from skmultilogit._backends import NumpyBackend
+    from skmultilogit._backends._dask import DaskBackend
+    from skmultilogit._conditioning import feature_mean_scale
 
     rng = np.random.default_rng(5)
     X = rng.normal(size=(3000, 5)) * [1.0, 1e-3, 1e4, 1.0, 1.0] + [0.0, 0.0, 1e6, 0.0, 0.0]
@@ -215,7 +217,8 @@ def test_feature_statistics_equal_the_in_memory_ones(client):
     weight[:7] = 0.0
     pair = da.from_array(np.column_stack([np.zeros(3000), weight]), chunks=(700, 2))
     for fit_intercept in (True, False):
-        expected = _solvers.feature_mean_scale(X, fit_intercept, weight)
-        actual = _dask.feature_mean_scale(da.from_array(X, chunks=(700, 5)), pair, fit_intercept)
+        expected = feature_mean_scale(NumpyBackend(X, np.zeros(3000), 2, weight), fit_intercept)
+        on_dask = DaskBackend(da.from_array(X, chunks=(700, 5)), pair, 2, weight.sum())
+        actual = feature_mean_scale(on_dask, fit_intercept)
         for got, want in zip(actual, expected, strict=True):
             np.testing.assert_allclose(got, want, rtol=1e-10, atol=0)

@@ -12,7 +12,8 @@ import scipy.sparse as sp
 from sklearn.metrics import log_loss
 
 from skmultilogit import log_softmax, loss_gradient, softmax
-from skmultilogit._loss import MultinomialLoss
+from skmultilogit._conditioning import ConditionedProblem
+from skmultilogit._objective import MultinomialLoss
 
 
 def make_problem(n_classes, n_samples=30, n_features=5, seed=0, dtype=np.float64):
@@ -82,7 +83,7 @@ def test_hessian_vector_product_matches_finite_differences(
 ):
     X, y, coef, intercept, weights = make_problem(n_classes, seed=1)
     X = as_format(X, fmt)
-    loss = MultinomialLoss(
+    loss = MultinomialLoss.from_arrays(
         X,
         y,
         n_classes,
@@ -234,14 +235,14 @@ def test_kernel_rejects_bad_input(kwargs, match):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_row_blocks_add_up_to_the_whole(monkeypatch, dtype):
-    import skmultilogit._loss as kernel
+    import skmultilogit._backends._numpy as kernel
 
     monkeypatch.setattr(kernel, "BLOCK_BYTES", 1)
     monkeypatch.setattr(kernel, "MIN_BLOCK_ROWS", 7)  # 40 rows: blocks of 7, last of 5
     X, y, coef, intercept, weights = make_problem(3, n_samples=40, seed=8)
     X = X.astype(dtype)
-    loss = MultinomialLoss(X, y, 3, weights, 2.5)
-    assert len(loss._row_blocks()) == 6
+    loss = MultinomialLoss.from_arrays(X, y, 3, weights, 2.5)
+    assert len(loss.data.row_blocks()) == 6
     w = loss.pack(coef, intercept)
     f, grad = loss.loss_gradient(w)
     ref_loss, ref_coef, ref_intercept = naive_loss_gradient(
@@ -255,7 +256,7 @@ def test_row_blocks_add_up_to_the_whole(monkeypatch, dtype):
     # float64: finite differences of the gradient; float32: those would drown
     # in float32 noise, so compare with the (differences-checked) float64 kernel.
     X64 = X.astype(np.float64)
-    reference = MultinomialLoss(X64, y, 3, weights, 2.5)
+    reference = MultinomialLoss.from_arrays(X64, y, 3, weights, 2.5)
     expected = (reference.gradient(w + 1e-5 * v) - reference.gradient(w - 1e-5 * v)) / 2e-5
     hv_rtol = 1e-5 if dtype == np.float64 else 1e-4
     np.testing.assert_allclose(loss.hessp(w, v), expected, rtol=hv_rtol, atol=1e-6)
@@ -271,7 +272,7 @@ def test_full_hessian_matches_finite_differences_of_the_gradient(
     n_classes, fit_intercept, weighted, C, fmt
 ):
     X, y, coef, intercept, weights = make_problem(n_classes, seed=4)
-    loss = MultinomialLoss(
+    loss = MultinomialLoss.from_arrays(
         as_format(X, fmt),
         y,
         n_classes,
@@ -299,12 +300,16 @@ def test_hessian_for_transformed_features_matches_the_transformed_problem(fit_in
     scale = np.linspace(0.5, 4.0, X.shape[1])
     if zero_coef:  # the Kronecker shortcut
         coef = np.zeros_like(coef)
-    loss = MultinomialLoss(X, y, 4, weights, 0.4, fit_intercept=fit_intercept)
+    loss = MultinomialLoss.from_arrays(X, y, 4, weights, 0.4, fit_intercept=fit_intercept)
     w = loss.pack(coef, intercept)
-    hessian = full_hessian(loss.hessian(w, center=center, scale=scale))
+    conditioned = ConditionedProblem(loss, center, scale)
+    theta = conditioned.to_conditioned(w)
+    hessian = full_hessian(conditioned.data_hessian(theta)) + np.diag(
+        conditioned.penalty_diagonal()
+    )
 
     X_hat = (X - center) / scale
-    on_hat = MultinomialLoss(X_hat, y, 4, weights, 0.4, fit_intercept=fit_intercept)
+    on_hat = MultinomialLoss.from_arrays(X_hat, y, 4, weights, 0.4, fit_intercept=fit_intercept)
     dir_coef = coef * scale
     # same logits: X W^T + b = X_hat V^T + c with V = W scale, c = b + W center
     w_hat = on_hat.pack(dir_coef, None if intercept is None else intercept + coef @ center)
@@ -317,14 +322,13 @@ def test_hessian_for_transformed_features_matches_the_transformed_problem(fit_in
 
 def test_sub_sampled_hessian_is_the_hessian_of_the_reweighted_rows():
     X, y, coef, intercept, weights = make_problem(3, n_samples=60, seed=6)
-    loss = MultinomialLoss(X, y, 3, weights, 2.0)
+    loss = MultinomialLoss.from_arrays(X, y, 3, weights, 2.0)
     rows = np.array([1, 5, 6, 20, 41, 59])
     factor = np.array([1.0, 2.0, 0.5, 3.0, 1.0, 10.0])
-    part = MultinomialLoss(X[rows], y[rows], 3, weights[rows] * factor, 2.0)
-    w = loss.pack(coef, intercept)
+    part = MultinomialLoss.from_arrays(X[rows], y[rows], 3, weights[rows] * factor, 2.0)
     np.testing.assert_allclose(
-        full_hessian(loss.hessian(w, rows=rows, row_factor=factor)),
-        full_hessian(part.hessian(w)),
+        full_hessian(loss.data.hessian(coef, intercept, rows=rows, row_factor=factor)),
+        full_hessian(part.data.hessian(coef, intercept)),
         rtol=1e-12,
         atol=1e-12,
     )
@@ -332,9 +336,9 @@ def test_sub_sampled_hessian_is_the_hessian_of_the_reweighted_rows():
 
 def test_curvature_is_the_trace_of_each_samples_logit_hessian():
     X, y, coef, intercept, weights = make_problem(5, seed=7)
-    loss = MultinomialLoss(sp.csr_matrix(X), y, 5, weights, 3.0)
+    loss = MultinomialLoss.from_arrays(sp.csr_matrix(X), y, 5, weights, 3.0)
     proba = softmax(X @ coef.T + intercept)
     expected = [
         3.0 * s * np.trace(np.diag(p) - np.outer(p, p)) for s, p in zip(weights, proba, strict=True)
     ]
-    np.testing.assert_allclose(loss.curvature(loss.pack(coef, intercept)), expected, rtol=1e-12)
+    np.testing.assert_allclose(loss.data.curvature(coef, intercept), expected, rtol=1e-12)

@@ -9,9 +9,13 @@ from sklearn.datasets import load_digits, load_iris, load_wine
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
+import skmultilogit._solvers._driver as driver
+import skmultilogit._solvers._newton_cholesky as newton
 from skmultilogit import MultinomialLogitClassifier, loss_gradient
-from skmultilogit._loss import MultinomialLoss
-from skmultilogit._solvers import ConditionedProblem, feature_mean_scale
+from skmultilogit._backends import NumpyBackend
+from skmultilogit._conditioning import ConditionedProblem, feature_mean_scale, feature_scale
+from skmultilogit._objective import MultinomialLoss
+from skmultilogit._penalties import L1SplitProblem
 
 # Float64 resolution of the gradient where a stop is forced by rounding (sqrt(eps)).
 PRECISION_GTOL = 1.4901161193847656e-08
@@ -25,9 +29,9 @@ def test_change_of_variables_gradient_and_hessian_match_finite_differences(fit_i
     X[rng.random(X.shape) < 0.3] = 0.0
     y = rng.integers(0, 3, size=40)
     X = sp.csr_matrix(X) if sparse else X
-    loss = MultinomialLoss(X, y, 3, rng.uniform(0.5, 2, 40), 0.7,
+    loss = MultinomialLoss.from_arrays(X, y, 3, rng.uniform(0.5, 2, 40), 0.7,
                            fit_intercept=fit_intercept, normalize=True)  # fmt: skip
-    mean, spread = feature_mean_scale(X, fit_intercept, loss.sample_weight)
+    mean, spread = feature_mean_scale(loss.data, fit_intercept)
     problem = ConditionedProblem(loss, mean, spread + 0.1)
     theta = rng.normal(size=loss.n_params)
     # the map is invertible
@@ -147,7 +151,7 @@ def test_huge_C_is_nearly_no_penalty_not_a_zero_model():
 
 @pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize("fmt", ["dense", "csr", "csc"])
-def test_feature_statistics_match_their_definition(fit_intercept, fmt):
+def test_feature_statistics_match_their_definition(fit_intercept, fmt, monkeypatch):
     rng = np.random.default_rng(0)
     X = rng.normal(loc=2.0, size=(50, 7))
     X[rng.random(X.shape) < 0.6] = 0.0
@@ -158,21 +162,22 @@ def test_feature_statistics_match_their_definition(fit_intercept, fmt):
     spread = np.sqrt(weight @ (X - mean) ** 2 / weight.sum())
     data = X if fmt == "dense" else sp.csr_matrix(X).asformat(fmt)
     # small blocks and chunks so that their boundaries are crossed
-    got_mean, got_spread = feature_mean_scale(data, fit_intercept, weight, block_rows=8, chunk=7)
+    monkeypatch.setattr("skmultilogit._backends._numpy.STATS_BLOCK_ROWS", 8)
+    monkeypatch.setattr("skmultilogit._conditioning.ENTRY_CHUNK", 7)
+    backend = NumpyBackend(data, np.zeros(50), 2, weight)
+    got_mean, got_spread = feature_mean_scale(backend, fit_intercept)
     np.testing.assert_allclose(got_mean, mean, atol=1e-12)
     np.testing.assert_allclose(got_spread, spread, atol=1e-12)
 
 
 def test_a_runaway_inner_solve_is_reported_not_hidden(monkeypatch):
-    import skmultilogit._solvers as solvers
-
-    original = solvers._Tracer.__init__
+    original = driver.Tracer.__init__
 
     def tiny_budget(self, problem, verbose):
         original(self, problem, verbose)
         self.max_products = 1  # any real CG solve needs more
 
-    monkeypatch.setattr(solvers._Tracer, "__init__", tiny_budget)
+    monkeypatch.setattr(driver.Tracer, "__init__", tiny_budget)
     X, y = load_iris(return_X_y=True)
     with pytest.warns(ConvergenceWarning, match="conjugate-gradient solve did not terminate"):
         clf = MultinomialLogitClassifier(solver="newton-cg").fit(X, y)
@@ -194,21 +199,19 @@ def objective(clf, X, y):
 
 
 def test_sampled_preconditioner_reaches_the_optimum(monkeypatch):
-    import skmultilogit._solvers as solvers
-
     # A budget of 0.2 rows per parameter forces the curvature-drawn sample on
     # the digits (without it they get the exact Hessian).
-    monkeypatch.setattr(solvers, "HESSIAN_COST_IN_GRADIENTS", 1)
-    monkeypatch.setattr(solvers, "MIN_HESSIAN_ROWS_PER_PARAM", 0.2)
+    monkeypatch.setattr(newton, "HESSIAN_COST_IN_GRADIENTS", 1)
+    monkeypatch.setattr(newton, "MIN_HESSIAN_ROWS_PER_PARAM", 0.2)
     sampled = []
-    original = solvers._hessian_rows
+    original = newton.hessian_rows
 
     def spy(*args):
         rows, factor = original(*args)
         sampled.append(rows is not None and len(rows) < 1797)
         return rows, factor
 
-    monkeypatch.setattr(solvers, "_hessian_rows", spy)
+    monkeypatch.setattr(newton, "hessian_rows", spy)
     X, y = load_digits(return_X_y=True)
     clf = MultinomialLogitClassifier(solver="newton-cholesky", tol=1e-8).fit(X, y)
     assert sampled and all(sampled)
@@ -217,16 +220,14 @@ def test_sampled_preconditioner_reaches_the_optimum(monkeypatch):
 
 
 def test_sampling_keeps_rows_of_large_curvature_and_is_unbiased():
-    import skmultilogit._solvers as solvers
-
     rng = np.random.default_rng(0)
     X = rng.normal(size=(4000, 3))
     y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 1)
-    loss = MultinomialLoss(X, y, 3, np.ones(4000), 1.0, normalize=True)
-    w = loss.pack(np.array([[-6.0, 0, 0], [6.0, -6.0, 0], [0, 6.0, 0]]), np.zeros(3))
-    curvature = loss.curvature(w)
+    loss = MultinomialLoss.from_arrays(X, y, 3, np.ones(4000), 1.0, normalize=True)
+    coef, intercept = np.array([[-6.0, 0, 0], [6.0, -6.0, 0], [0, 6.0, 0]]), np.zeros(3)
+    curvature = loss.data.curvature(coef, intercept)
     budget = 300
-    rows, factor = solvers._hessian_rows(loss, w, budget, np.random.default_rng(1))
+    rows, factor = newton.hessian_rows(curvature, budget, np.random.default_rng(1))
     # every row whose share of the total curvature exceeds 1/budget is kept, unscaled
     heavy = np.flatnonzero(budget * curvature / curvature.sum() >= 1)
     assert np.isin(heavy, rows).all()
@@ -234,7 +235,7 @@ def test_sampling_keeps_rows_of_large_curvature_and_is_unbiased():
     # Horvitz-Thompson: the weighted sample estimates the total curvature
     estimates = []
     for seed in range(200):
-        rows, factor = solvers._hessian_rows(loss, w, budget, np.random.default_rng(seed))
+        rows, factor = newton.hessian_rows(curvature, budget, np.random.default_rng(seed))
         estimates.append(curvature[rows] @ factor)
     assert abs(np.mean(estimates) / curvature.sum() - 1) < 0.01
 
@@ -243,18 +244,22 @@ def test_auto_picks_newton_for_an_affordable_hessian_and_lbfgs_otherwise():
     from skmultilogit._solvers import resolve_solver
 
     rng = np.random.default_rng(0)
-    small = MultinomialLoss(rng.normal(size=(1797, 64)), np.arange(1797) % 10, 10, np.ones(1797))
+    small = MultinomialLoss.from_arrays(
+        rng.normal(size=(1797, 64)), np.arange(1797) % 10, 10, np.ones(1797)
+    )
     assert resolve_solver("auto", small) == "newton-cholesky"
     # 20 classes x 5001 parameters each: a 120 GB Hessian
     wide = sp.random(2000, 5000, density=0.005, format="csr", random_state=0)
     assert resolve_solver(
-        "auto", MultinomialLoss(wide, np.arange(2000) % 20, 20, np.ones(2000))
+        "auto", MultinomialLoss.from_arrays(wide, np.arange(2000) % 20, 20, np.ones(2000))
     ) == ("lbfgs")
     # 50 classes x 41: 50 MB, affordable
-    tall = MultinomialLoss(np.zeros((30000, 40)), np.arange(30000) % 50, 50, np.ones(30000))
+    tall = MultinomialLoss.from_arrays(
+        np.zeros((30000, 40)), np.arange(30000) % 50, 50, np.ones(30000)
+    )
     assert resolve_solver("auto", tall) == "newton-cholesky"
     # 40 classes x 61 parameters each: 72 MB
-    wider = MultinomialLoss(np.zeros((100, 60)), np.arange(100) % 40, 40, np.ones(100))
+    wider = MultinomialLoss.from_arrays(np.zeros((100, 60)), np.arange(100) % 40, 40, np.ones(100))
     assert resolve_solver("auto", wider) == "lbfgs"
     assert resolve_solver("newton-cg", tall) == "newton-cg"
 
@@ -274,8 +279,6 @@ def test_newton_cholesky_stops_at_the_noise_floor_of_float32_data():
 
 
 def test_feature_scale_leaves_comparable_units_and_pulls_outliers_into_the_band():
-    from skmultilogit._solvers import feature_scale
-
     penalty = 1e-4
     spread = np.array([0.2, 1.0, 7.0, 1000.0, 1e-3, 1e-10, 0.0])
     scale = feature_scale(spread, penalty)
@@ -292,14 +295,14 @@ def test_feature_scale_leaves_comparable_units_and_pulls_outliers_into_the_band(
 
 
 def test_l1_split_gradient_matches_finite_differences_and_polish_finds_zeros():
-    from skmultilogit._solvers import L1SplitProblem, minimize_loss
+    from skmultilogit._solvers import minimize_loss
 
     rng = np.random.default_rng(3)
     X = rng.normal(size=(60, 5)) * [1.0, 30.0, 0.02, 1.0, 1.0]
     y = rng.integers(0, 3, size=60)
-    loss = MultinomialLoss(X, y, 3, np.ones(60), 0.2, normalize=True, l1_ratio=0.8)
-    mean, spread = feature_mean_scale(X, True, loss.sample_weight)
-    problem = L1SplitProblem(ConditionedProblem(loss, mean, spread + 0.5))
+    loss = MultinomialLoss.from_arrays(X, y, 3, np.ones(60), 0.2, normalize=True, l1_ratio=0.8)
+    mean, spread = feature_mean_scale(loss.data, True)
+    problem = L1SplitProblem(ConditionedProblem(loss, mean, spread + 0.5), loss.penalty.l1_strength)
     x = np.abs(rng.normal(size=2 * 15 + 3))
     x[30:] -= 0.5  # intercepts are free
     _, grad = problem.loss_gradient(x)
@@ -317,7 +320,7 @@ def test_l1_split_gradient_matches_finite_differences_and_polish_finds_zeros():
                            max_iter=1000)  # fmt: skip
     coef = loss.unpack(result.w)[0]
     assert (coef == 0).any()
-    problem = L1SplitProblem(ConditionedProblem(loss, mean, np.ones(5)))
+    problem = L1SplitProblem(ConditionedProblem(loss, mean, np.ones(5)), loss.penalty.l1_strength)
     x = problem.to_conditioned(result.w)
     zero = int(np.flatnonzero(x[:15] == 0)[0])
     x[zero] = 1e-9
@@ -331,24 +334,22 @@ def test_a_reused_hessian_follows_changed_feature_scales():
     # Along a path the penalty changes the feature scales; the data Hessian
     # of the previous fit, carried over, must equal a fresh one in the new
     # coordinates (to float32 accumulation).
-    from skmultilogit._solvers import _Preconditioner
+    from skmultilogit._solvers._newton_cholesky import Preconditioner
 
     rng = np.random.default_rng(4)
     X = rng.normal(size=(300, 4)) * [0.001, 1.0, 50.0, 3.0]
     y = rng.integers(0, 3, size=300)
     w = rng.normal(size=15) * 0.1
-    mean, spread = feature_mean_scale(X, True, np.ones(300))
+    mean, spread = feature_mean_scale(NumpyBackend(X, y, 3, np.ones(300)), True)
 
     def problem_at(C):
-        loss = MultinomialLoss(X, y, 3, np.ones(300), C, normalize=True)
-        from skmultilogit._solvers import feature_scale
-
-        return ConditionedProblem(loss, mean, feature_scale(spread, loss.penalty_strength))
+        loss = MultinomialLoss.from_arrays(X, y, 3, np.ones(300), C, normalize=True)
+        return ConditionedProblem(loss, mean, feature_scale(spread, loss.penalty.l2_strength))
 
     first, second = problem_at(1e-4), problem_at(10.0)
     assert not np.allclose(first.scale, second.scale)
-    old = _Preconditioner(first, first.to_conditioned(w), np.inf, None, 1 / 3, keep=True)
-    fresh = _Preconditioner(second, second.to_conditioned(w), np.inf, None, 1 / 3, keep=True)
+    old = Preconditioner(first, first.to_conditioned(w), np.inf, None, 1 / 3, keep=True)
+    fresh = Preconditioner(second, second.to_conditioned(w), np.inf, None, 1 / 3, keep=True)
     carried = old.for_problem(second, 1 / 3)
     assert old.data_hessian is None and old.factor is None  # handed over, not copied
     upper = np.triu(np.ones((15, 15), dtype=bool))
@@ -367,6 +368,6 @@ def test_a_path_holds_one_hessian_at_a_time():
     X, y = load_wine(return_X_y=True)
     _, y_index = np.unique(y, return_inverse=True)
     _, _, results = coefficient_path(
-        X, y_index, 3, np.ones(len(y)), [0.01, 0.1, 1.0], solver="newton-cholesky"
+        NumpyBackend(X, y_index, 3, np.ones(len(y))), [0.01, 0.1, 1.0], solver="newton-cholesky"
     )
     assert all(result.preconditioner is None for result in results)

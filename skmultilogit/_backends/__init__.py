@@ -1,0 +1,66 @@
+"""Backends: where the rows of X live, and how the data term is summed over them.
+
+The objective (``_objective.MultinomialLoss``) is a data term, summed over
+rows, plus a penalty. A backend evaluates the data term and its derivatives
+for the rows it holds, with the row-block math of ``_loss``; it never
+changes the math, only where and how blocks are evaluated and added up.
+Everything above (penalties, the change of variables, the solvers) sees the
+backend only through the protocol below, so a new backend (a compiled
+kernel, an array-API namespace) is one new class here and nothing else.
+
+Backends today: :class:`NumpyBackend` (dense or CSR/CSC X in this process,
+evaluated block by block while a block is in cache) and
+``_backends._dask.DaskBackend`` (row blocks of a Dask array on the workers of
+a cluster, each evaluated by a :class:`NumpyBackend` where it lives and
+summed by Dask's tree reduction; imported only for Dask input).
+
+The protocol
+------------
+A backend holds X's rows, their class indices ``y`` and sample weights
+``s`` (sample weight times class weight). Its data term is
+``sum_i omega_i (-log P[i, y_i])`` with per-sample factors
+``omega = s * multiplier / divisor``, the objective's normalisation (see
+``_objective.weighting``).
+
+Attributes
+    ``n_samples``, ``n_features``, ``n_classes``; ``dtype`` (X's: float32 or
+    float64, the precision of the matrix products); ``sparse`` (whether X's
+    blocks are sparse: the feature statistics then use one pass of raw
+    moments); ``total_weight`` (``sum(s)``); ``stored_entries`` (the
+    entries of X a pass reads: ``n d`` dense, ``nnz`` sparse; the cost unit
+    of the solvers' budgets); ``row_sampling`` (whether :meth:`curvature` and
+    ``hessian(rows=...)`` are available, for a Hessian on a row sample);
+    ``newton_by_default`` (whether ``solver="auto"`` may pick Newton's method
+    when its Hessian fits: False where one Hessian costs a round of
+    communication per block).
+``with_factor(multiplier, divisor)``
+    The same data with ``omega = s * multiplier / divisor``; shares X.
+``loss_gradient(coef, intercept)``
+    ``(loss, grad_coef, grad_intercept)``: the data term and its gradient,
+    float64, ``grad_intercept`` of shape (K,) even when ``intercept`` is
+    None (no intercept).
+``hessp(coef, intercept, dir_coef, dir_intercept)``
+    ``(product_coef, product_intercept)``: the data term's Hessian times a
+    direction. Products at one point reuse its probabilities.
+``curvature(coef, intercept)``
+    ``omega_i (1 - ||p_i||^2)`` for every row (only with ``row_sampling``).
+``hessian(coef, intercept, *, center, scale, rows, row_factor, dtype)``
+    The data term's Hessian for the design rows ``[(x - center) / scale, 1]``
+    (the 1 only with an intercept), optionally on the rows ``rows`` with
+    their factors multiplied by ``row_factor``; the upper triangle of a
+    Fortran-ordered matrix in ``dtype``.
+``reduce_columns(function, combine, **kwargs)``
+    ``function(X_block, sample_weight_block, **kwargs)`` (a 1-d array) on
+    every row block, combined by ``"sum"`` or ``"max"``: the one traversal
+    the feature statistics of ``_conditioning`` need.
+"""
+
+from ._numpy import NumpyBackend
+
+
+def is_dask_collection(X):
+    """Whether X is a Dask collection, without importing Dask."""
+    return type(X).__module__.partition(".")[0] == "dask" and hasattr(X, "dask")
+
+
+__all__ = ["NumpyBackend", "is_dask_collection"]

@@ -1,0 +1,276 @@
+"""The in-memory backend: dense or sparse X in this process, evaluated block by block."""
+
+import copy
+
+import numpy as np
+import scipy.sparse as sp
+
+from .. import _loss
+
+# Bytes of dense X evaluated per row block, and the fewest rows in a block
+# (see NumpyBackend.row_blocks).
+BLOCK_BYTES = 1 << 22
+MIN_BLOCK_ROWS = 2048
+
+# Rows per block of the feature statistics, at most (see NumpyBackend.reduce_columns).
+STATS_BLOCK_ROWS = 1024
+
+# Rows densified and transformed at a time while a Hessian is built.
+HESSIAN_BLOCK_ROWS = 256
+
+
+class NumpyBackend:
+    """The data term on X held in memory: a numpy array or a CSR/CSC matrix.
+
+    Implements the backend protocol of ``skmultilogit._backends``.
+
+    Parameters
+    ----------
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+        float32 or float64; sparse input must be CSR or CSC.
+    y : ndarray of shape (n_samples,)
+        Class indices in ``0..n_classes-1``.
+    n_classes : int
+        K, at least 2.
+    sample_weight : ndarray of shape (n_samples,)
+        Non-negative weights ``s`` (sample weight times class weight).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmultilogit._backends import NumpyBackend
+    >>> X = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    >>> data = NumpyBackend(X, np.array([0, 1, 2]), 3, np.ones(3))
+    >>> loss, grad_coef, grad_intercept = data.loss_gradient(np.zeros((3, 2)), np.zeros(3))
+    >>> bool(np.isclose(loss, 3 * np.log(3)))
+    True
+    """
+
+    row_sampling = True
+    newton_by_default = True
+
+    def __init__(self, X, y, n_classes, sample_weight):
+        self.X = X
+        self.y = np.asarray(y, dtype=np.intp)
+        self.n_classes = int(n_classes)
+        self.sample_weight = np.asarray(sample_weight, dtype=np.float64)
+        self.n_samples, self.n_features = X.shape
+        self.dtype = X.dtype
+        self.sparse = sp.issparse(X)
+        self.stored_entries = X.nnz if self.sparse else X.shape[0] * X.shape[1]
+        self.total_weight = self.sample_weight.sum()
+        self.weight = self.sample_weight
+        self._positions = np.arange(self.n_samples)
+        # sparse X is one row block (see row_blocks), so one transpose serves
+        self._X_T = X.T if self.sparse else None
+        self._proba_cache = None
+
+    def with_factor(self, multiplier=1.0, divisor=1.0):
+        """This data with per-sample factors ``omega = s * multiplier / divisor``.
+
+        The factor is applied to each weight, not to the sums, so that a
+        huge C times a sum of losses cannot overflow where each term does
+        not.
+        """
+        scaled = copy.copy(self)
+        scaled.weight = self.sample_weight * multiplier / divisor
+        scaled._proba_cache = None
+        return scaled
+
+    def row_blocks(self):
+        """Row ranges evaluated together.
+
+        A block of dense X is small enough to stay in cache between the
+        forward product and the gradient product, and its n_block x K logits
+        stay in cache through the element-wise work in between: streaming the
+        whole n x K arrays through memory for each element-wise step cost as
+        much again as the two products. Blocks are also small enough that the
+        few n_block x K float64 temporaries cost little memory next to X
+        (they dominated a fit's peak on float32 data with few features).
+        Sparse X is taken whole, since a row slice of a sparse matrix is a
+        copy.
+        """
+        if self.sparse:
+            return [slice(0, self.n_samples)]
+        step = min(
+            BLOCK_BYTES // max(1, self.n_features * self.X.itemsize),
+            # the float64 n_block x K temporaries stay a fraction of that
+            (BLOCK_BYTES // 64) // (8 * self.n_classes),
+        )
+        step = max(MIN_BLOCK_ROWS, step)
+        return [slice(start, start + step) for start in range(0, self.n_samples, step)]
+
+    def loss_gradient(self, coef, intercept):
+        """The data term and its gradient (see the backend protocol)."""
+        coef_x = coef.astype(self.dtype, copy=False)
+        grad_coef = np.zeros((self.n_classes, self.n_features))
+        grad_intercept = np.zeros(self.n_classes)
+        loss = 0.0
+        for rows in self.row_blocks():
+            X_block = self.X[rows]
+            residual = _loss.class_major_logits(X_block, coef_x, intercept)
+            loss += _loss.residual_and_loss(
+                residual, self.y[rows], self.weight[rows], self._positions
+            )
+            _loss.add_transposed_products(X_block, residual, grad_coef, grad_intercept, self._X_T)
+        return loss, grad_coef, grad_intercept
+
+    def _proba(self, coef, intercept):
+        """Softmax probabilities, class-major (n_classes, n_samples), in X's dtype.
+
+        float32 X keeps them in float32: the Hessian products they feed run
+        in float32 anyway, and n x K floats can be a sizeable part of X.
+        """
+        coef_x = coef.astype(self.dtype, copy=False)
+        proba = np.empty((self.n_classes, self.n_samples), dtype=self.dtype)
+        for rows in self.row_blocks():
+            proba[:, rows] = _loss.softmax_class_major(
+                _loss.class_major_logits(self.X[rows], coef_x, intercept)
+            )
+        return proba
+
+    def _cached_proba(self, coef, intercept):
+        """The probabilities at ``(coef, intercept)``, kept between calls at one point.
+
+        A sequence of Hessian products at one point (a conjugate-gradient
+        inner solve) then costs two matrix products each.
+        """
+        cache = self._proba_cache
+        if (
+            cache is None
+            or not np.array_equal(cache[0], coef)
+            or not (intercept is None or np.array_equal(cache[1], intercept))
+        ):
+            kept_intercept = None if intercept is None else np.array(intercept, copy=True)
+            cache = (np.array(coef, copy=True), kept_intercept, self._proba(coef, intercept))
+            self._proba_cache = cache
+        return cache[2]
+
+    def hessp(self, coef, intercept, dir_coef, dir_intercept):
+        """The data term's Hessian times ``(dir_coef, dir_intercept)``."""
+        proba = self._cached_proba(coef, intercept)
+        dir_x = dir_coef.astype(self.dtype, copy=False)
+        product_coef = np.zeros((self.n_classes, self.n_features))
+        product_intercept = np.zeros(self.n_classes)
+        for rows in self.row_blocks():
+            X_block = self.X[rows]
+            residual = _loss.hessp_residual(
+                _loss.class_major_logits(X_block, dir_x, dir_intercept),
+                proba[:, rows],
+                self.weight[rows],
+            )
+            _loss.add_transposed_products(
+                X_block, residual, product_coef, product_intercept, self._X_T
+            )
+        return product_coef, product_intercept
+
+    def curvature(self, coef, intercept):
+        """``omega_i (1 - ||p_i||^2)`` for every row, block by block (no n x K array kept)."""
+        coef_x = coef.astype(self.dtype, copy=False)
+        curvature = np.empty(self.n_samples)
+        for rows in self.row_blocks():
+            proba = _loss.softmax_class_major(
+                _loss.class_major_logits(self.X[rows], coef_x, intercept)
+            )
+            curvature[rows] = _loss.curvature(proba, self.weight[rows])
+        return curvature
+
+    def hessian(
+        self,
+        coef,
+        intercept,
+        *,
+        center=None,
+        scale=None,
+        rows=None,
+        row_factor=None,
+        dtype=np.float64,
+    ):
+        """The data term's Hessian for the design rows ``[(x - center) / scale, 1]``.
+
+        Parameters
+        ----------
+        coef, intercept : ndarray
+            The point (intercept None: no intercept).
+        center, scale : ndarray of shape (n_features,), optional
+            The feature transform (defaults 0 and 1).
+        rows : ndarray of int, optional
+            Evaluate on these rows only (a sub-sampled Hessian); default all.
+        row_factor : ndarray of shape (len(rows),), optional
+            Multiplies the per-sample factors of ``rows``: inverse inclusion
+            probabilities make the sub-sampled sum an unbiased estimate of
+            the full one. Default 1.
+        dtype : {np.float64, np.float32}
+            Precision of the accumulation and of the result; float32 is
+            about a third faster and ample for a preconditioner.
+
+        Returns
+        -------
+        hessian : ndarray of shape (n_params, n_params), Fortran order
+            The upper triangle holds the Hessian (see ``_loss``); the strict
+            lower triangle is not meaningful.
+        """
+        K, d = self.n_classes, self.n_features
+        fit_intercept = intercept is not None
+        n_params = K * (d + fit_intercept)
+        center = np.zeros(d) if center is None else np.asarray(center, dtype=np.float64)
+        scale = np.ones(d) if scale is None else np.asarray(scale, dtype=np.float64)
+        if rows is None:
+            rows = self._positions
+            weight = self.weight
+        else:
+            rows = np.asarray(rows, dtype=np.intp)
+            weight = self.weight[rows]
+            if row_factor is not None:
+                weight = weight * row_factor
+        step = HESSIAN_BLOCK_ROWS
+        blocks = [slice(start, start + step) for start in range(0, rows.size, step)]
+        hess = np.zeros((n_params, n_params), dtype=dtype, order="F")
+
+        def transformed(block):
+            X_block = self.X[rows[block]]
+            if sp.issparse(X_block):
+                X_block = X_block.toarray()
+            return X_block, (X_block - center) / scale
+
+        if not coef.any():
+            # Every row has p = softmax(b): the Kronecker form.
+            proba = _loss.softmax((np.zeros(K) if intercept is None else intercept)[None, :])[0]
+            gram = np.zeros((d + 1, d + 1))
+            for block in blocks:
+                _loss.add_gram(gram, transformed(block)[1], weight[block])
+            _loss.kronecker_hessian(hess, proba, gram, K, fit_intercept)
+            return hess
+        for block in blocks:
+            X_block, X_hat = transformed(block)
+            proba = _loss.softmax_in_place(
+                _loss.logits(X_block, coef.astype(X_block.dtype), intercept)
+            )
+            hess = _loss.add_hessian(
+                hess, X_hat.astype(dtype, copy=False), proba, weight[block], fit_intercept
+            )
+        return hess
+
+    def reduce_columns(self, function, combine, **kwargs):
+        """``function(X_block, sample_weight_block, **kwargs)`` over row blocks, summed or maxed.
+
+        Dense X is read in blocks of at most ``STATS_BLOCK_ROWS`` rows and a
+        sixteenth of X (a 1024-row block was 3/4 of the digits and set the
+        peak memory of a whole fit), so that only one float64 block exists
+        at a time; sparse X is one block.
+        """
+        if self.sparse:
+            blocks = [slice(0, self.n_samples)]
+        else:
+            step = max(32, min(STATS_BLOCK_ROWS, self.n_samples // 16))
+            blocks = [slice(start, start + step) for start in range(0, self.n_samples, step)]
+        total = None
+        for rows in blocks:
+            part = function(self.X[rows], self.sample_weight[rows], **kwargs)
+            if total is None:
+                total = part
+            elif combine == "sum":
+                total += part
+            else:
+                np.maximum(total, part, out=total)
+        return total

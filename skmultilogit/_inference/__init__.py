@@ -1,0 +1,243 @@
+r"""Statistical inference for a fitted multinomial logit: covariance, tests, effects, intervals.
+
+Parametrisation
+---------------
+The estimator stores one row per class, ``theta_k = (b_k, W_k)`` (intercept
+first here, when there is one), and the probabilities depend only on
+differences of rows. Inference is reported, as in statsmodels' ``MNLogit``,
+for the contrasts with a reference class ``r``:
+
+.. math::
+
+    \beta_m = \theta_m - \theta_r, \qquad m \ne r,
+
+a ``(K - 1) x p`` array with ``p = d + 1`` columns (the intercept's first).
+Flattened row by row, ``beta`` indexes the covariance matrix: entry
+``m p + q`` is class ``m``'s ``q``-th term.
+
+Hessian and scores
+------------------
+With weights ``s_i``, design rows ``x~_i = (1, x_i)``, probabilities ``p_i``
+and one-hot labels ``y_i``, the negative log-likelihood
+``L = -sum_i s_i log p_{i, y_i}`` has, in the ``K p`` row parameters,
+
+.. math::
+
+    \nabla_{\theta_k} L = -\sum_i s_i (y_{ik} - p_{ik}) \tilde x_i, \qquad
+    H = \sum_i s_i \left(\operatorname{diag}(p_i) - p_i p_i^\top\right)
+        \otimes \tilde x_i \tilde x_i^\top,
+
+the closed-form softmax Jacobian, formed by
+``NumpyBackend.hessian`` (from ``_loss.add_hessian``). With ``C < inf`` the
+estimate minimises ``L + ||W||^2 / (2 C)``, so the penalised Hessian
+``H + I_W / C`` (identity on the coefficients) replaces ``H``.
+
+``H`` is singular along shifts shared by all classes: every such shift for
+``C = inf``, the intercepts' shift for ``C < inf``. Let ``U`` be an
+orthonormal basis of those directions and ``A`` the contrast map
+``theta -> beta``. As ``A U = 0`` and ``M = H + U U^T`` is invertible,
+
+.. math::
+
+    \operatorname{Cov}(\hat\beta) = A M^{-1} A^\top \quad \text{(nonrobust)},
+    \qquad
+    A M^{-1} J M^{-1} A^\top \quad \text{(sandwich)},
+
+with ``J = sum_i s_i g_i g_i^T`` and ``g_i = (y_i - p_i) (x) x~_i`` (HC0);
+HC1 multiplies by ``n / (n - k)`` (``n = sum s``, ``k = (K - 1) p``); the
+cluster form sums ``s_i g_i`` within each group first and multiplies by
+``G / (G - 1) (n - 1) / (n - k)``. Weights count as frequencies: a row of
+weight 2 is two rows. Without a penalty ``A M^{-1} A^T`` is the inverse of
+the Hessian of ``L`` in ``beta`` (statsmodels' ``cov_params``).
+
+Average marginal effects
+------------------------
+.. math::
+
+    \frac{\partial p_{ik}}{\partial x_{ij}} = p_{ik} D_{ikj}, \quad
+    D_{ikj} = W_{kj} - \sum_l p_{il} W_{lj}, \qquad
+    \text{AME}_{kj} = \frac{1}{n} \sum_i s_i p_{ik} D_{ikj}.
+
+Their standard errors are by the delta method, ``J_me Cov(beta) J_me^T``,
+with the exact Jacobian (``j'`` the design column of feature ``j``,
+``x~`` the design row):
+
+.. math::
+
+    \frac{\partial (p_{ik} D_{ikj})}{\partial \beta_{mq}}
+    = p_{ik} (\delta_{km} - p_{im}) \tilde x_{iq} D_{ikj}
+    - p_{ik} p_{im} D_{imj} \tilde x_{iq}
+    + \delta_{qj'} p_{ik} (\delta_{km} - p_{im}).
+
+Prediction intervals
+--------------------
+For class ``k`` at ``x``, the log-odds ``eta_k = log(p_k / (1 - p_k)) =
+z_k - log sum_{l != k} exp(z_l)`` has gradient ``(delta_km - q_m) x~`` in
+``beta_m``, where ``q`` is the softmax over the classes other than ``k``
+(``q_k = 0``). The interval ``expit(eta_k +- z_{1 - alpha/2} se(eta_k))``
+stays inside ``[0, 1]``.
+"""
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .._backends import NumpyBackend
+from .._validation import check_sample_weight, class_weight_vector
+from ._covariance import covariance
+from ._design import rows_with_intercept, term_names, weighted_mean
+from ._identification import check_not_separated, collinear_columns, warn_if_not_at_optimum
+from ._results import InferenceResult, MarginalEffects
+
+__all__ = ["InferenceResult", "MarginalEffects", "inference"]
+
+COV_TYPES = ("nonrobust", "HC0", "HC1", "cluster")
+
+
+def _fitted_penalty(estimator):
+    """``C`` of the fitted model (``C_`` for the cross-validated estimator); L2 only."""
+    C = float(estimator.C_ if hasattr(estimator, "C_") else estimator.C)
+    l1_ratio = float(getattr(estimator, "l1_ratio_", getattr(estimator, "l1_ratio", 0.0)))
+    if l1_ratio > 0 and np.isfinite(C):
+        raise ValueError(
+            f"inference needs an L2 penalty or none; the model has l1_ratio={l1_ratio}. "
+            "The L1 part sets coefficients to exactly zero, and the normal approximation "
+            "behind standard errors does not hold for such estimates."
+        )
+    return C
+
+
+def inference(
+    estimator,
+    X,
+    y,
+    sample_weight=None,
+    *,
+    reference_class=None,
+    cov_type="nonrobust",
+    groups=None,
+):
+    """Standard errors, z tests, intervals and marginal effects for a fitted model.
+
+    Parameters
+    ----------
+    estimator : MultinomialLogitClassifier or MultinomialLogitClassifierCV
+        Fitted, with no L1 part (``l1_ratio=0``, or ``C=np.inf``).
+    X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        The training data the estimator was fitted on.
+    y : array-like of shape (n_samples,)
+        Its labels, all among ``estimator.classes_``.
+    sample_weight : array-like of shape (n_samples,), default=None
+        The weights of the fit (frequency weights: a row of weight 2 counts
+        as two rows). The estimator's ``class_weight`` is applied on top, as
+        in ``fit``.
+    reference_class : label, default=None
+        The class whose row is subtracted; ``classes_[0]`` when None.
+    cov_type : {"nonrobust", "HC0", "HC1", "cluster"}, default="nonrobust"
+        "nonrobust": the inverse Hessian of the (penalised) weighted
+        log-likelihood. "HC0", "HC1": the sandwich, HC1 with the factor
+        ``n / (n - k)``. "cluster": the sandwich with scores summed within
+        ``groups``.
+    groups : array-like of shape (n_samples,), default=None
+        Cluster labels, for ``cov_type="cluster"`` only.
+
+    Returns
+    -------
+    InferenceResult
+
+    Raises
+    ------
+    ValueError
+        Without a penalty (``C=np.inf``), when design columns are constant
+        (besides the intercept) or collinear: their coefficients are not
+        identified, and the error names them; when the classes are
+        (quasi-)separated, found by a linear program, so that the estimate is
+        infinite; or when the Hessian is singular. Also for an L1 penalty,
+        and for labels unknown to the estimator.
+
+    Notes
+    -----
+    With ``C < inf`` the covariance is that of the penalised estimate: its
+    spread around its own expectation, which is shrunk towards zero. Intervals
+    built from it are narrower than the estimate's distance to the true
+    coefficients can be, and tests against zero are conservative in the
+    direction of the shrinkage; they are not the intervals of an unpenalised
+    fit. The nonrobust form is also the covariance of a Gaussian
+    approximation to the posterior under a ``N(0, C)`` prior on every
+    coefficient.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.datasets import load_iris
+    >>> from skmultilogit import MultinomialLogitClassifier, inference
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = MultinomialLogitClassifier(C=1.0).fit(X, y)
+    >>> result = inference(clf, X, y)
+    >>> result.params.shape, result.bse.shape, result.conf_int().shape
+    ((2, 5), (2, 5), (2, 5, 2))
+    >>> bool(np.all(result.bse > 0))
+    True
+    >>> lower, upper = result.predict_proba_interval(X[:3])
+    >>> bool(np.all((lower <= clf.predict_proba(X[:3])) & (clf.predict_proba(X[:3]) <= upper)))
+    True
+    """
+    check_is_fitted(estimator)
+    if not isinstance(cov_type, str) or cov_type not in COV_TYPES:
+        raise ValueError(f"cov_type must be one of {list(COV_TYPES)}; got {cov_type!r}.")
+    if (cov_type == "cluster") != (groups is not None):
+        raise ValueError("groups are needed with cov_type='cluster', and only with it.")
+    C = _fitted_penalty(estimator)
+    X = validate_data(estimator, X, accept_sparse=["csr", "csc"], dtype=np.float64, reset=False)
+    classes = estimator.classes_
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != X.shape[0]:
+        raise ValueError(
+            f"y must be 1-d with one label per row of X ({X.shape[0]}); got shape {y.shape}."
+        )
+    y_index = np.searchsorted(classes, y)
+    y_index = np.minimum(y_index, len(classes) - 1)
+    unknown = classes[y_index] != y
+    if np.any(unknown):
+        raise ValueError(
+            f"y holds labels the estimator was not fitted on: {np.unique(y[unknown])[:10].tolist()}"
+            f"; its classes are {classes.tolist()}."
+        )
+    if reference_class is None:
+        reference = 0
+    else:
+        matches = np.flatnonzero(classes == reference_class)
+        if matches.size != 1:
+            raise ValueError(
+                f"reference_class={reference_class!r} is not one of the classes {classes.tolist()}."
+            )
+        reference = int(matches[0])
+    weight = check_sample_weight(sample_weight, X.shape[0])
+    weight = weight * class_weight_vector(estimator.class_weight, classes, y_index, weight)[y_index]
+    n_classes, n_features = len(classes), X.shape[1]
+    fit_intercept = estimator.fit_intercept
+
+    # Everything below is computed for the centred features (b = c - W center),
+    # where the intercept is not nearly collinear with features far from zero,
+    # and mapped back at the end.
+    center = weighted_mean(X, weight) if fit_intercept else np.zeros(n_features)
+    if not np.isfinite(C):
+        dropped = collinear_columns(X, weight, fit_intercept, center)
+        if dropped:
+            names = [term_names(estimator)[q] for q in dropped]
+            raise ValueError(
+                f"Without a penalty (C=np.inf) the coefficients of {len(dropped)} column(s) "
+                f"are not identified: {names[:20]}{' ...' if len(names) > 20 else ''} are "
+                "constant or (numerically) linear combinations of the columns before them. "
+                "Drop these columns and refit, or fit with a finite C."
+            )
+
+    data = NumpyBackend(X, y_index, n_classes, weight)
+    coef = np.asarray(estimator.coef_, dtype=np.float64)
+    intercept = np.asarray(estimator.intercept_, dtype=np.float64) if fit_intercept else None
+    warn_if_not_at_optimum(data, coef, intercept, C)
+    if not np.isfinite(C):
+        check_not_separated(X, y_index, weight, n_classes, fit_intercept)
+    cov = covariance(data, coef, intercept, C, reference, center, cov_type, groups)
+    params = rows_with_intercept(coef, intercept, fit_intercept)
+    params = np.delete(params - params[reference], reference, axis=0)
+    return InferenceResult(estimator, X, weight, params, cov, cov_type, reference, C)

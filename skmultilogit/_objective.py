@@ -1,0 +1,297 @@
+"""The objective: a backend's data term plus a penalty, as a function of one flat vector.
+
+.. math::
+
+    F(W, b) = C \\sum_i s_i \\, (-\\log P_{i, y_i}) + \\text{penalty}(W),
+    \\qquad \\text{penalty}(W) = \\alpha \\lVert W \\rVert_1
+        + \\tfrac12 (1 - \\alpha) \\lVert W \\rVert_F^2
+
+with ``s_i`` the sample weight times the class weight and the intercept
+unpenalised; ``C = inf`` means no penalty (``F`` is then the weighted negative
+log-likelihood). Solvers minimise ``F / (C sum(s))`` instead (``F / sum(s)``
+when ``C = inf``), the *normalised* objective, as scikit-learn does, so that
+gradients are of order one whatever the number of samples; the minimiser is
+the same. :func:`weighting` turns ``(C, normalize)`` into the per-sample
+factors of the data term and the penalty's strength, without forming the
+product ``C * sum(s)``, which overflows for huge C.
+
+Parameters travel as one flat float64 vector ``w = [coef.ravel(),
+intercept]`` (coef in C order, so ``w[:K*d].reshape(K, d)`` is a view),
+which is what ``scipy.optimize.minimize`` works with.
+"""
+
+import numpy as np
+import scipy.sparse as sp
+
+from ._backends import NumpyBackend
+from ._penalties import make_penalty
+
+__all__ = ["loss_gradient"]
+
+
+def weighting(C, normalize, total_weight):
+    """``(multiplier, divisor, strength)``: the data term's factors and the penalty's.
+
+    The evaluated objective is ``sum_i s_i (multiplier / divisor) l_i +
+    strength * penalty(W)``: ``(C, 1, 1)`` for ``F`` itself, ``(1, sum(s),
+    1 / (C sum(s)))`` normalised; ``C = inf`` drops the factor C and the
+    penalty.
+    """
+    no_penalty = np.isinf(C)
+    if normalize:
+        return 1.0, total_weight, 0.0 if no_penalty else (1.0 / C) / total_weight
+    return (1.0 if no_penalty else C), 1.0, 0.0 if no_penalty else 1.0
+
+
+class MultinomialLoss:
+    """The penalised multinomial logistic objective on fixed data.
+
+    Evaluates the objective of the module docstring (the smooth part: the
+    data term and the L2 part of the penalty), its gradient, Hessian-vector
+    product and Hessian at a flat parameter vector, in the user's
+    coordinates. The data term comes from a backend (see ``_backends``), the
+    penalty from ``_penalties``; the non-smooth part of a penalty is the
+    solver's (``penalty.problem``).
+
+    Parameters
+    ----------
+    data : backend
+        X, labels and per-sample factors (e.g. a ``NumpyBackend``).
+    penalty : L2Penalty or ElasticNetPenalty
+        The penalty with its strength in this objective's scale.
+    fit_intercept : bool, default=True
+        Whether ``w`` ends with K intercepts.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmultilogit._objective import MultinomialLoss
+    >>> X = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    >>> loss = MultinomialLoss.from_arrays(X, np.array([0, 1, 2]), 3, np.ones(3))
+    >>> f, g = loss.loss_gradient(np.zeros(loss.n_params))
+    >>> bool(np.isclose(f, 3 * np.log(3)))
+    True
+    """
+
+    def __init__(self, data, penalty, *, fit_intercept=True):
+        self.data = data
+        self.penalty = penalty
+        self.fit_intercept = bool(fit_intercept)
+        self.n_classes = data.n_classes
+        self.n_features = data.n_features
+
+    @classmethod
+    def from_data(cls, data, C=1.0, *, fit_intercept=True, normalize=False, l1_ratio=0.0):
+        """The objective with ``C`` and ``l1_ratio`` (see the module docstring) on a backend."""
+        multiplier, divisor, strength = weighting(float(C), normalize, data.total_weight)
+        return cls(
+            data.with_factor(multiplier, divisor),
+            make_penalty(strength, float(l1_ratio)),
+            fit_intercept=fit_intercept,
+        )
+
+    @classmethod
+    def from_arrays(
+        cls,
+        X,
+        y,
+        n_classes,
+        sample_weight,
+        C=1.0,
+        *,
+        fit_intercept=True,
+        normalize=False,
+        l1_ratio=0.0,
+    ):
+        """:meth:`from_data` on X held in memory (dense, CSR or CSC; float32 or float64)."""
+        data = NumpyBackend(X, y, n_classes, sample_weight)
+        return cls.from_data(
+            data, C, fit_intercept=fit_intercept, normalize=normalize, l1_ratio=l1_ratio
+        )
+
+    @property
+    def n_params(self):
+        """Length of the flat parameter vector."""
+        return self.n_classes * (self.n_features + self.fit_intercept)
+
+    def unpack(self, w):
+        """Split a flat vector into ``(coef, intercept)`` views.
+
+        ``intercept`` is None when ``fit_intercept`` is False.
+        """
+        K, d = self.n_classes, self.n_features
+        coef = w[: K * d].reshape(K, d)
+        intercept = w[K * d :] if self.fit_intercept else None
+        return coef, intercept
+
+    def pack(self, coef, intercept):
+        """Inverse of :meth:`unpack`: one flat float64 vector."""
+        parts = [np.asarray(coef, dtype=np.float64).ravel()]
+        if self.fit_intercept:
+            parts.append(np.asarray(intercept, dtype=np.float64).ravel())
+        return np.concatenate(parts)
+
+    def _flat(self, grad_coef, grad_intercept):
+        if self.fit_intercept:
+            return np.concatenate([grad_coef.ravel(), grad_intercept])
+        return grad_coef.ravel()
+
+    def loss_gradient(self, w):
+        """Objective and gradient at ``w``, ready for ``minimize(jac=True)``.
+
+        Returns
+        -------
+        loss : float
+        grad : ndarray of shape (n_params,), float64
+        """
+        coef, intercept = self.unpack(w)
+        loss, grad_coef, grad_intercept = self.data.loss_gradient(coef, intercept)
+        loss += self.penalty.value(coef)
+        self.penalty.add_gradient(coef, grad_coef)
+        return float(loss), self._flat(grad_coef, grad_intercept)
+
+    def gradient(self, w):
+        """Gradient at ``w`` (see :meth:`loss_gradient`)."""
+        return self.loss_gradient(w)[1]
+
+    def hessp(self, w, v):
+        """Hessian of the objective at ``w`` times the direction ``v``."""
+        coef, intercept = self.unpack(w)
+        dir_coef, dir_intercept = self.unpack(v)
+        product_coef, product_intercept = self.data.hessp(coef, intercept, dir_coef, dir_intercept)
+        self.penalty.add_gradient(dir_coef, product_coef)
+        return self._flat(product_coef, product_intercept)
+
+    def hessian(self, w, *, dtype=np.float64):
+        """The full Hessian at ``w``, float64, in the upper triangle of a Fortran-ordered matrix.
+
+        ``dtype`` is the precision of the data term's accumulation (float32:
+        a preconditioner's accuracy). The strict lower triangle is not
+        meaningful (take ``np.triu(H) + np.triu(H, 1).T``).
+        """
+        coef, intercept = self.unpack(w)
+        hess = self.data.hessian(coef, intercept, dtype=dtype)
+        hess = np.asarray(hess, dtype=np.float64, order="F")
+        if self.penalty.l2_strength:
+            diagonal = np.arange(self.n_classes * self.n_features)
+            hess[diagonal, diagonal] += self.penalty.l2_strength
+        return hess
+
+
+def _check_kernel_inputs(coef, intercept, X, y, sample_weight, C):
+    coef = np.asarray(coef, dtype=np.float64)
+    if coef.ndim != 2:
+        raise ValueError(
+            f"coef must be 2-d of shape (n_classes, n_features); got shape {coef.shape}."
+        )
+    n_classes, n_features = coef.shape
+    if n_classes < 2:
+        raise ValueError(f"coef must have at least 2 rows (one per class); got {n_classes}.")
+    if sp.issparse(X):
+        X = X.tocsr() if X.format not in ("csr", "csc") else X
+        if X.dtype not in (np.float32, np.float64):
+            X = X.astype(np.float64)
+    else:
+        X = np.asarray(X)
+        if X.dtype not in (np.float32, np.float64):
+            X = X.astype(np.float64)
+    if X.ndim != 2 or X.shape[1] != n_features:
+        raise ValueError(
+            f"X must be 2-d with {n_features} columns to match coef; got shape {X.shape}."
+        )
+    y = np.asarray(y)
+    if y.shape != (X.shape[0],):
+        raise ValueError(f"y must have shape ({X.shape[0]},); got {y.shape}.")
+    if y.dtype.kind not in "iuf" or not np.all(np.mod(y, 1) == 0):
+        raise ValueError(
+            "y must hold integer class indices 0..n_classes-1 (encode labels first, "
+            f"e.g. with np.unique(labels, return_inverse=True)); got dtype {y.dtype}."
+        )
+    if y.size and (y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(f"y must hold class indices in 0..{n_classes - 1}.")
+    if intercept is not None:
+        intercept = np.asarray(intercept, dtype=np.float64)
+        if intercept.shape != (n_classes,):
+            raise ValueError(f"intercept must have shape ({n_classes},); got {intercept.shape}.")
+    if sample_weight is None:
+        sample_weight = np.ones(X.shape[0])
+    sample_weight = np.asarray(sample_weight, dtype=np.float64)
+    if sample_weight.shape != (X.shape[0],):
+        raise ValueError(
+            f"sample_weight must have shape ({X.shape[0]},); got {sample_weight.shape}."
+        )
+    if not (C > 0):
+        raise ValueError(f"C must be positive (np.inf for no penalty); got {C!r}.")
+    return coef, intercept, X, y.astype(np.intp), sample_weight
+
+
+def loss_gradient(coef, intercept, X, y, *, sample_weight=None, C=1.0):
+    """Objective and gradient of penalised multinomial logistic regression.
+
+    Evaluates, for the model ``P = softmax(X coef^T + intercept)``,
+
+    ``F = C * sum_i s_i * (-log P[i, y_i]) + 0.5 * ||coef||_F^2``
+
+    and its gradient
+
+    ``grad_coef = C * (P - Y)^T diag(s) X + coef``,
+    ``grad_intercept = C * (P - Y)^T s``,
+
+    where Y is the one-hot matrix of ``y`` and ``s`` the sample weights. The
+    intercept is not penalised. ``C=np.inf`` drops the penalty and the factor
+    C: ``F`` is then the weighted negative log-likelihood. This is the
+    objective :class:`MultinomialLogitClassifier` minimises, computed by the
+    same code.
+
+    Parameters
+    ----------
+    coef : array-like of shape (n_classes, n_features)
+        W, one row per class.
+    intercept : array-like of shape (n_classes,) or None
+        b; None for a model without intercept.
+    X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        Data. Sparse matrices are not densified.
+    y : array-like of shape (n_samples,)
+        Class indices in ``0..n_classes-1``.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Per-sample weights s; None means all ones.
+    C : float, default=1.0
+        Inverse regularisation strength; ``np.inf`` for none.
+
+    Returns
+    -------
+    loss : float
+        F at ``(coef, intercept)``.
+    grad_coef : ndarray of shape (n_classes, n_features)
+        The gradient with respect to coef.
+    grad_intercept : ndarray of shape (n_classes,) or None
+        The gradient with respect to intercept (None when intercept is None).
+
+    Examples
+    --------
+    With all-zero parameters every class has probability 1/K, so the loss is
+    ``C * n * log K`` and the coef gradient is ``C * (1/K - Y)^T X``:
+
+    >>> import numpy as np
+    >>> from skmultilogit import loss_gradient
+    >>> X = np.array([[1.0, 2.0], [3.0, 4.0]])
+    >>> y = np.array([0, 1])
+    >>> loss, grad_coef, grad_intercept = loss_gradient(np.zeros((2, 2)), np.zeros(2), X, y)
+    >>> bool(np.isclose(loss, 2 * np.log(2)))
+    True
+    >>> grad_coef
+    array([[ 1.,  1.],
+           [-1., -1.]])
+    >>> grad_intercept
+    array([0., 0.])
+    """
+    coef, intercept, X, y, sample_weight = _check_kernel_inputs(
+        coef, intercept, X, y, sample_weight, C
+    )
+    fit_intercept = intercept is not None
+    loss = MultinomialLoss.from_arrays(
+        X, y, coef.shape[0], sample_weight, C, fit_intercept=fit_intercept
+    )
+    f, grad = loss.loss_gradient(loss.pack(coef, intercept))
+    grad_coef, grad_intercept = loss.unpack(grad)
+    return f, grad_coef.copy(), None if grad_intercept is None else grad_intercept.copy()

@@ -1,0 +1,17 @@
+"""Solvers: minimise an objective, knowing nothing of estimators or of where the rows live.
+
+``_driver``
+    :func:`minimize_loss` (the entry point), the stopping rule, the result,
+    the tracer that counts and reports, the ``"auto"`` choice.
+``_scipy``
+    ``"lbfgs"`` and ``"newton-cg"`` through ``scipy.optimize.minimize``.
+``_newton_cholesky``
+    ``"newton-cholesky"``: Newton with a reused, row-sampled Cholesky
+    preconditioner and conjugate-gradient steps.
+``_threads``
+    The BLAS thread limit a fit runs under.
+"""
+
+from ._driver import SOLVERS, SolverResult, minimize_loss, resolve_solver, stationarity_max
+
+__all__ = ["SOLVERS", "SolverResult", "minimize_loss", "resolve_solver", "stationarity_max"]

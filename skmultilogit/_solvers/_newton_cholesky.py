@@ -1,0 +1,343 @@
+"""newton-cholesky: inexact Newton with a reused, sometimes row-sampled Cholesky preconditioner.
+
+Each step solves ``H(theta) step = -g`` by conjugate gradients on the exact
+Hessian-vector product, to the relative residual ``min(0.5, sqrt(||g||))``
+(the forcing term that gives superlinear convergence), preconditioned by the
+Cholesky factor of the full Hessian at some earlier iterate. Forming that
+Hessian costs as much as many Hessian-vector products, so it is rebuilt only
+when a solve needs more than ``MAX_CG_PER_STEP`` iterations (the curvature
+has moved away from it). At a start with zero coefficients it is exact and
+cheap (the Kronecker form, see ``_loss.kronecker_hessian``); on large data it
+is estimated from a row sample drawn by curvature (:func:`hessian_rows`). A
+backtracking line search (Armijo) on the objective makes every step a
+descent.
+
+The solver works on the problem the driver hands it (the objective in the
+conditioned coordinates of ``_conditioning``) and asks it for gradients,
+Hessian products, the data term's Hessian on a row sample and each row's
+curvature; it knows nothing of estimators or of where the rows live.
+"""
+
+import numpy as np
+from scipy.linalg import blas, lapack
+from scipy.optimize import OptimizeResult
+
+# A refresh of the preconditioner may cost about as many multiply-adds as
+# this many gradient evaluations; larger data sub-samples rows for it (the
+# Hessian-vector products in the CG solve stay exact)...
+HESSIAN_COST_IN_GRADIENTS = 20
+
+# ...but never on fewer rows than this many per parameter.
+MIN_HESSIAN_ROWS_PER_PARAM = 3
+
+# Conjugate-gradient iterations per Newton step before the preconditioner is
+# declared stale and rebuilt at the next iterate.
+MAX_CG_PER_STEP = 6
+
+
+def hessian_budget(loss):
+    """Rows the preconditioner may be built on.
+
+    Chosen so that one build costs about ``HESSIAN_COST_IN_GRADIENTS``
+    gradient evaluations (the Hessian takes ``n_params^2 / 2 + K (d + 1)^2``
+    multiply-adds per row, a gradient ``2 K`` per stored entry of X), and
+    never fewer than ``MIN_HESSIAN_ROWS_PER_PARAM`` per parameter.
+    """
+    gradient_work = 2 * loss.n_classes * loss.data.stored_entries
+    per_row = loss.n_params**2 / 2 + loss.n_classes * (loss.n_features + 1) ** 2
+    return max(
+        HESSIAN_COST_IN_GRADIENTS * gradient_work / per_row,
+        MIN_HESSIAN_ROWS_PER_PARAM * loss.n_params,
+    )
+
+
+def hessian_rows(curvature, budget, rng):
+    """A row sample for the Hessian: ``(rows, row_factor)``, or Nones for all rows.
+
+    Row i adds ``omega_i (diag(p_i) - p_i p_i^T) (x) x^_i x^_i^T``, whose size
+    is set by ``c_i = omega_i (1 - ||p_i||^2)`` (``curvature``, the trace of
+    the middle factor): near the optimum most rows are classified with
+    confidence and add almost nothing, while a few uncertain rows carry the
+    curvature. So rows are drawn by importance (Poisson sampling): row i is
+    kept with probability ``pi_i = min(1, budget * c_i / sum(c))`` and
+    weighted by ``1 / pi_i``, an unbiased estimate of the full sum in which
+    every row of large curvature is kept exactly. Uniform sampling misses
+    those rows and made a preconditioner several times worse on the digits.
+    """
+    total = curvature.sum()
+    if not total > 0:
+        return None, None
+    keep = np.minimum(1.0, budget * curvature / total)
+    rows = np.flatnonzero(rng.random(curvature.size) < keep)
+    return rows, 1.0 / keep[rows]
+
+
+class Preconditioner:
+    """Cholesky factor of the (shifted) Hessian in conditioned coordinates.
+
+    Keeps the data term of the Hessian (``data_hessian``) apart from the
+    penalty's diagonal: with the normalised objective the data term does not
+    depend on C, so along a path of C values the next fit can start from
+    :meth:`for_problem`, one factorisation with the new penalty, instead of
+    forming the Hessian again.
+    """
+
+    def __init__(self, problem, theta, budget, rng, null_weight, data_hessian=None, keep=False):
+        if data_hessian is None:
+            data_hessian = self._data_hessian(problem, theta, budget, rng)
+        # kept only when asked: 4 bytes an entry on top of the factor's 4
+        self.data_hessian = data_hessian if keep else None
+        self.mean = problem.mean
+        self.scale = problem.scale
+        self.factor = self._factorise(problem, data_hessian, null_weight)
+
+    @staticmethod
+    def _data_hessian(problem, theta, budget, rng):
+        """The data term's Hessian at ``theta``, on a row sample when the data are large."""
+        loss = problem.loss
+        rows = row_factor = None
+        coef = loss.unpack(problem.to_original(theta))[0]
+        # With zero coefficients the Kronecker form is exact and cheap; on a
+        # cluster every row is used (sampling would move n numbers).
+        if coef.any() and loss.data.row_sampling and budget < loss.data.n_samples:
+            rows, row_factor = hessian_rows(problem.curvature(theta), budget, rng)
+        # float32 like its accumulation: the kept copy costs 4 bytes an entry
+        return problem.data_hessian(theta, rows=rows, row_factor=row_factor, dtype=np.float32)
+
+    @staticmethod
+    def _factorise(problem, data_hessian, null_weight):
+        loss = problem.loss
+        n_coef = loss.n_classes * loss.n_features
+        penalty = problem.penalty_diagonal()
+        if problem.inert is not None and not loss.penalty.l2_strength > 0:
+            # Inert coefficients have no curvature and, exactly, no gradient
+            # without a penalty (ConditionedProblem): any positive pivot keeps
+            # their step at zero and the factor definite.
+            penalty[:n_coef][np.tile(problem.inert, loss.n_classes)] = 1.0
+        diagonal = np.arange(loss.n_params)
+        shift = 0.0
+        for _ in range(12):
+            # Factorised in place, in float32: one copy besides the kept one,
+            # and half the time of float64 (spotrf and strsv), with the same
+            # Newton iterations on the digits (raw, binarised at C=1e4) and
+            # the wine data: CG with exact Hessian products needs only an
+            # approximate preconditioner.
+            hessian = np.array(data_hessian, dtype=np.float32, order="F")
+            hessian[diagonal, diagonal] += penalty + shift
+            if null_weight:
+                # Shifting every intercept by one constant changes nothing, so
+                # H is singular along u = (0, 1/sqrt(K)); H + u u^T is not, and
+                # the Newton step for a gradient orthogonal to u is the same.
+                hessian[n_coef:, n_coef:] += null_weight
+            size = float(np.max(np.abs(np.diag(hessian))))
+            factor, info = lapack.spotrf(hessian, lower=0, clean=0, overwrite_a=1)
+            if info == 0:
+                return factor
+            # Not numerically positive definite (float32 rounding on an
+            # unpenalised, nearly separable problem): add a small ridge.
+            shift = max(10 * shift, 1e-10 * size or 1e-10)
+        return None
+
+    def for_problem(self, problem, null_weight):
+        """This data Hessian seen in ``problem``'s coordinates and with its penalty.
+
+        The feature scales may differ (they depend on the penalty): with
+        ``W = V / sigma = V' / sigma'`` the Hessian in ``V'`` is
+        ``D H D`` with ``D = sigma / sigma'`` on the coefficients (1 on the
+        intercepts). None if the Hessian was not kept, or the centre or the
+        shape differs. Consumes this preconditioner: its factor is dropped
+        and its Hessian rescaled in place and handed over, so that a path
+        holds one Hessian and one factor at a time.
+        """
+        loss = problem.loss
+        if self.data_hessian is None:
+            return None
+        if self.data_hessian.shape[0] != loss.n_params or not np.array_equal(
+            self.mean, problem.mean
+        ):
+            return None
+        ratio = np.ones(loss.n_params)
+        ratio[: loss.n_classes * loss.n_features] = np.tile(
+            self.scale / problem.scale, loss.n_classes
+        )
+        ratio = ratio.astype(np.float32)
+        data_hessian, self.data_hessian, self.factor = self.data_hessian, None, None
+        data_hessian *= ratio[:, None]
+        data_hessian *= ratio
+        return Preconditioner(problem, None, None, None, null_weight, data_hessian, keep=True)
+
+    def solve(self, residual):
+        """``H^-1 residual`` by two triangular solves with ``H = U^T U``."""
+        if self.factor is None:
+            return residual.copy()
+        # Two BLAS strsv calls cost a third of LAPACK spotrs's wrapper here.
+        solved = blas.strsv(
+            self.factor, blas.strsv(self.factor, residual.astype(np.float32), trans=1)
+        )
+        return solved.astype(np.float64)
+
+
+def conjugate_gradient(hessp, grad, preconditioner, rtol, max_steps):
+    """Preconditioned CG on ``H step = -grad``; returns ``(step, solved)``."""
+    step = np.zeros_like(grad)
+    residual = -grad
+    target = rtol * np.linalg.norm(grad)
+    direction = preconditioner.solve(residual)
+    rho = residual @ direction
+    for _ in range(max_steps):
+        product = hessp(direction)
+        curvature = direction @ product
+        if not curvature > 0:
+            # Only rounding can make a convex objective's curvature non-positive.
+            return step, False
+        alpha = rho / curvature
+        step += alpha * direction
+        residual = residual - alpha * product
+        if np.linalg.norm(residual) <= target:
+            return step, True
+        preconditioned = preconditioner.solve(residual)
+        rho, rho_old = residual @ preconditioned, rho
+        direction = preconditioned + (rho / rho_old) * direction
+    return step, False
+
+
+class NewtonCholesky:
+    """One run of the solver, each Newton step a small named method (see the module docstring).
+
+    Parameters
+    ----------
+    tracer : Tracer
+        The problem, wrapped by the driver for counting and reporting.
+    tol, max_iter : float, int
+        The driver's stopping rule: the largest gradient entry at most ``tol``.
+    previous : Preconditioner, optional
+        The last preconditioner of the previous fit on a path (same data).
+    keep_hessian : bool
+        Keep the data Hessian in the preconditioner for the next fit of a path.
+    """
+
+    def __init__(self, tracer, tol, max_iter, previous=None, keep_hessian=False):
+        self.tracer = tracer
+        self.problem = tracer.problem
+        loss = self.problem.loss
+        self.tol = tol
+        self.max_iter = max_iter
+        self.previous = previous
+        self.keep_hessian = keep_hessian
+        self.budget = hessian_budget(loss)
+        self.rng = np.random.default_rng(0)  # fits are reproducible
+        self.null_weight = 1.0 / loss.n_classes if loss.fit_intercept else 0.0
+        self.n_coef = loss.n_classes * loss.n_features
+        # Near the optimum a step's change of f is below f's rounding (of
+        # X's precision: float32 products make f noisy at ~1e-7).
+        self.rounding = 16 * float(np.finfo(loss.data.dtype).eps)
+
+    def setup(self, theta0):
+        """The starting point's objective and gradient, and a first preconditioner."""
+        self.theta = np.array(theta0, dtype=np.float64)
+        self.f, self.grad = self.tracer.loss_gradient(self.theta)
+        self.preconditioner = None
+        if self.previous is not None:
+            self.preconditioner = self.previous.for_problem(self.problem, self.null_weight)
+        if self.preconditioner is None:
+            self.update_preconditioner()
+        self.tracer.preconditioner = self.preconditioner
+
+    def update_preconditioner(self):
+        """Rebuild the factor at the current iterate."""
+        self.preconditioner = None  # freed before the next one is built
+        self.preconditioner = Preconditioner(
+            self.problem,
+            self.theta,
+            self.budget,
+            self.rng,
+            self.null_weight,
+            keep=self.keep_hessian,
+        )
+        self.tracer.preconditioner = self.preconditioner
+
+    def hessp(self, direction):
+        """The Hessian product, the intercepts' null direction filled in (see Preconditioner)."""
+        product = self.problem.hessp(self.theta, direction)
+        if self.null_weight:
+            product[self.n_coef :] += self.null_weight * direction[self.n_coef :].sum()
+        return product
+
+    def inner_solve(self):
+        """The Newton step by preconditioned CG: ``(step, slope, solved)``.
+
+        Falls back to the preconditioned gradient step if rounding makes the
+        CG step no descent.
+        """
+        grad_norm = np.linalg.norm(self.grad)
+        step, solved = conjugate_gradient(
+            self.hessp,
+            self.grad,
+            self.preconditioner,
+            min(0.5, np.sqrt(grad_norm)),
+            MAX_CG_PER_STEP,
+        )
+        slope = self.grad @ step
+        if not slope < 0:
+            step = -self.preconditioner.solve(self.grad)
+            slope = self.grad @ step
+        return step, slope, solved
+
+    def line_search(self, step, slope):
+        """Backtracking (Armijo) along ``step``: ``(theta, f, grad, within_rounding)`` or None.
+
+        Near the optimum the decrease drops below the rounding of f; then a
+        step that shrinks the gradient is progress.
+        """
+        grad_size = np.abs(self.grad).sum()
+        for _ in range(60):
+            candidate = self.theta + step
+            f_new, grad_new = self.tracer.loss_gradient(candidate)
+            within_rounding = abs(f_new - self.f) <= self.rounding * abs(self.f)
+            if f_new <= self.f + 1e-4 * slope:
+                return candidate, f_new, grad_new, within_rounding
+            if within_rounding and np.abs(grad_new).sum() < grad_size:
+                return candidate, f_new, grad_new, within_rounding
+            step *= 0.5
+            slope *= 0.5
+        return None
+
+    def converged(self):
+        """The driver's criterion: the largest gradient entry at most ``tol``."""
+        return not np.max(np.abs(self.grad), initial=0.0) > self.tol
+
+    def solve(self, theta0):
+        """Run from ``theta0``; a scipy-style result (``x``, ``nit``, ``message``)."""
+        self.setup(theta0)
+        message = "gradient tolerance met"
+        n_iter = 0
+        stale = False
+        in_rounding = 0
+        while not self.converged():
+            if n_iter >= self.max_iter:
+                message = "maximum number of iterations reached"
+                break
+            if stale:
+                self.update_preconditioner()
+            step, slope, solved = self.inner_solve()
+            accepted = self.line_search(step, slope)
+            if accepted is None:
+                message = "line search found no decrease: precision exhausted"
+                break
+            self.theta, self.f, self.grad, within_rounding = accepted
+            n_iter += 1
+            in_rounding = in_rounding + 1 if within_rounding else 0
+            self.tracer.callback(OptimizeResult(x=self.theta, fun=self.f))
+            # rebuilt at the next step, if there is one
+            stale = not solved
+            if in_rounding >= 5 and not self.converged():
+                # Five steps in a row that changed f by no more than its
+                # rounding: the gradient is at its noise floor, not converging.
+                message = "no decrease beyond rounding for 5 steps: precision exhausted"
+                break
+        return OptimizeResult(x=self.theta, nit=n_iter, message=message)
+
+
+def newton_cholesky(tracer, theta0, tol, max_iter, *, previous=None, keep_hessian=False):
+    """Run :class:`NewtonCholesky` from ``theta0`` (the driver's solver signature)."""
+    return NewtonCholesky(tracer, tol, max_iter, previous, keep_hessian).solve(theta0)
