@@ -6,7 +6,8 @@ derandomised (the same examples on every run, so a landing cannot fail by luck) 
 example database in the checkout; ``thorough`` draws 40x more examples, for bug hunts after a
 change to the solvers.
 
-The Dask page's example needs the ``dask`` extra; without it that page is not collected.
+The Dask page's example and the modules that import Dask need the ``dask`` extra; without it
+they are not collected.
 """
 
 import importlib.util
@@ -16,7 +17,9 @@ DASK_INSTALLED = all(importlib.util.find_spec(name) for name in ("dask", "distri
 
 
 def pytest_ignore_collect(collection_path, config):
-    if collection_path.name == "dask.rst" and not DASK_INSTALLED:
+    # The Dask page and the modules that import Dask (skmultilogit/_dask.py,
+    # skmultilogit/_backends/_dask.py: loaded only for Dask input) need the extra.
+    if collection_path.name in ("dask.rst", "_dask.py") and not DASK_INSTALLED:
         return True
     return None
 
