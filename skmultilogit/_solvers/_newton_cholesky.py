@@ -34,6 +34,20 @@ MIN_HESSIAN_ROWS_PER_PARAM = 3
 # declared stale and rebuilt at the next iterate.
 MAX_CG_PER_STEP = 6
 
+# Once tol is met, on problems whose products X W^T take fewer multiply-adds
+# than POLISH_BELOW: up to POLISH_STEPS further Newton steps solved closely
+# (CG to a relative residual of POLISH_RTOL, at most POLISH_MAX_CG products),
+# each kept if it shrinks the gradient POLISH_GAIN-fold (NewtonCholesky.polish).
+# Measured (1 BLAS thread, defaults): the 8x8 digits took 6-17 % longer and
+# ended at gradients of 1e-14 to 1e-17 instead of 1e-7; on 75 000 x 100, K = 10
+# and 22 500 x 40, K = 50 the same steps took 30-57 % longer, so larger
+# problems stop at tol as documented.
+POLISH_BELOW = 2e7
+POLISH_STEPS = 2
+POLISH_RTOL = 1e-6
+POLISH_MAX_CG = 10
+POLISH_GAIN = 10.0
+
 
 def hessian_budget(loss):
     """Rows the preconditioner may be built on.
@@ -302,6 +316,47 @@ class NewtonCholesky:
             slope *= 0.5
         return None
 
+    def polish(self):
+        """Newton steps past ``tol`` towards the gradient's floating-point floor (small problems).
+
+        ``tol`` bounds the gradient, not the distance to the optimum: where
+        the curvature is weak (a weak penalty on nearly separable data) a
+        gradient of ``tol`` leaves the coefficients about ``tol / curvature``
+        off, and two fits of one problem that differ only in rounding
+        (weighted rows against repeated ones, C = 1e4) end 5e-5 apart: the
+        inexact steps of an ill-conditioned problem amplify rounding
+        differences about 100-fold per iteration. Near the optimum Newton's
+        method converges quadratically when its steps are solved closely:
+        from a gradient of ``tol`` two such steps reach the rounding floor.
+        Each step is a CG solve to a relative residual of ``POLISH_RTOL`` (at
+        most ``POLISH_MAX_CG`` products) and one evaluation at the full step,
+        kept only if it shrinks the largest gradient entry
+        ``POLISH_GAIN``-fold without raising the objective beyond its
+        rounding. Only where the products are small (``POLISH_BELOW``; see
+        there for the measured cost). Returns the number of steps taken.
+        """
+        steps = 0
+        if self.problem.loss.product_size >= POLISH_BELOW:
+            return steps
+        for _ in range(POLISH_STEPS):
+            grad_max = np.max(np.abs(self.grad), initial=0.0)
+            step, _ = conjugate_gradient(
+                self.hessp, self.grad, self.preconditioner, POLISH_RTOL, POLISH_MAX_CG
+            )
+            if not self.grad @ step < 0:
+                break
+            candidate = self.theta + step
+            f_new, grad_new = self.tracer.loss_gradient(candidate)
+            if not (
+                f_new <= self.f + self.rounding * abs(self.f)
+                and POLISH_GAIN * np.max(np.abs(grad_new), initial=0.0) <= grad_max
+            ):
+                break
+            self.theta, self.f, self.grad = candidate, f_new, grad_new
+            steps += 1
+            self.tracer.callback(OptimizeResult(x=self.theta, fun=self.f))
+        return steps
+
     def converged(self):
         """The driver's criterion: the largest gradient entry at most ``tol``."""
         return not np.max(np.abs(self.grad), initial=0.0) > self.tol
@@ -335,6 +390,8 @@ class NewtonCholesky:
                 # rounding: the gradient is at its noise floor, not converging.
                 message = "no decrease beyond rounding for 5 steps: precision exhausted"
                 break
+        if self.converged():
+            n_iter += self.polish()
         return OptimizeResult(x=self.theta, nit=n_iter, message=message)
 
 

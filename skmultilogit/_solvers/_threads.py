@@ -21,6 +21,6 @@ def _thread_controller():
 
 def blas_thread_limit(loss):
     """A context limiting BLAS to 1 thread for small problems; for others, a no-op."""
-    if loss.data.stored_entries * loss.n_classes < SINGLE_THREAD_BELOW:
+    if loss.product_size < SINGLE_THREAD_BELOW:
         return _thread_controller().limit(limits=1, user_api="blas")
     return contextlib.nullcontext()
