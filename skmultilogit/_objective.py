@@ -114,11 +114,6 @@ class MultinomialLoss:
         """Length of the flat parameter vector."""
         return self.n_classes * (self.n_features + self.fit_intercept)
 
-    @property
-    def product_size(self):
-        """Multiply-adds of one product ``X W^T``: the unit in which the solvers size their work."""
-        return self.data.stored_entries * self.n_classes
-
     def unpack(self, w):
         """Split a flat vector into ``(coef, intercept)`` views.
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from ._conditioning import feature_mean_scale
 from ._objective import MultinomialLoss
-from ._solvers import minimize_loss
+from ._solvers import blas_thread_limit, minimize_loss
 
 
 def fit_coefficients(
@@ -107,7 +107,8 @@ def coefficient_path(
     coefs = np.empty((Cs.size, n_classes, n_features + fit_intercept))
     n_iter = np.empty(Cs.size, dtype=np.int32)
     results = [None] * Cs.size
-    feature_stats = feature_mean_scale(data, fit_intercept)
+    with blas_thread_limit(data):
+        feature_stats = feature_mean_scale(data, fit_intercept)
     coef = intercept = preconditioner = None
     for index in np.argsort(Cs, kind="stable"):
         coef, intercept, result = fit_coefficients(

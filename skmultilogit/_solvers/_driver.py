@@ -19,7 +19,6 @@ on most problems. Anything else is reported as not converged, whatever the
 optimiser said.
 """
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -278,19 +277,33 @@ def minimize_loss(
         for that reuse (4 bytes per entry on top of the factor's 4).
     """
     solver = resolve_solver(solver, loss)
-    if feature_stats is None:
-        feature_stats = feature_mean_scale(loss.data, loss.fit_intercept)
-    if not (loss.penalty.l2_strength > 0 or not loss.penalty.smooth):
-        check_representable(feature_stats[1], loss.data.dtype)
-    problem = conditioned_problem(loss, feature_stats)
+    with blas_thread_limit(loss.data):
+        if feature_stats is None:
+            feature_stats = feature_mean_scale(loss.data, loss.fit_intercept)
+        if not (loss.penalty.l2_strength > 0 or not loss.penalty.smooth):
+            check_representable(feature_stats[1], loss.data.dtype)
+        problem = conditioned_problem(loss, feature_stats)
+        return _run(
+            solver,
+            problem,
+            w0,
+            tol=tol,
+            max_iter=max_iter,
+            verbose=verbose,
+            preconditioner=preconditioner,
+            keep_hessian=keep_hessian,
+        )
+
+
+def _run(solver, problem, w0, *, tol, max_iter, verbose, preconditioner, keep_hessian):
+    """Run one solver on the conditioned ``problem`` and judge how it ended (module docstring)."""
+    run = SOLVER_RUNS[solver]
     tracer = Tracer(problem, verbose)
     theta0 = problem.to_conditioned(w0)
-    run = SOLVER_RUNS[solver]
-    with warnings.catch_warnings(), blas_thread_limit(loss):
-        # scipy's own warnings (e.g. "maximum iterations reached") become one
-        # ConvergenceWarning with advice in the estimator.
-        warnings.simplefilter("ignore", category=RuntimeWarning)
-        warnings.simplefilter("ignore", category=UserWarning)
+    # A line search's trial points may overflow; they are then rejected (inf
+    # and NaN compare false). np.errstate is per thread, where a warnings
+    # filter is process-wide and would swallow other threads' warnings.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         try:
             res = run(
                 tracer, theta0, tol, max_iter, previous=preconditioner, keep_hessian=keep_hessian

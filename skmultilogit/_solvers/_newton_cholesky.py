@@ -22,6 +22,8 @@ import numpy as np
 from scipy.linalg import blas, lapack
 from scipy.optimize import OptimizeResult
 
+from ._threads import product_size
+
 # A refresh of the preconditioner may cost about as many multiply-adds as
 # this many gradient evaluations; larger data sub-samples rows for it (the
 # Hessian-vector products in the CG solve stay exact)...
@@ -57,7 +59,7 @@ def hessian_budget(loss):
     multiply-adds per row, a gradient ``2 K`` per stored entry of X), and
     never fewer than ``MIN_HESSIAN_ROWS_PER_PARAM`` per parameter.
     """
-    gradient_work = 2 * loss.n_classes * loss.data.stored_entries
+    gradient_work = 2 * product_size(loss.data)
     per_row = loss.n_params**2 / 2 + loss.n_classes * (loss.n_features + 1) ** 2
     return max(
         HESSIAN_COST_IN_GRADIENTS * gradient_work / per_row,
@@ -336,7 +338,7 @@ class NewtonCholesky:
         there for the measured cost). Returns the number of steps taken.
         """
         steps = 0
-        if self.problem.loss.product_size >= POLISH_BELOW:
+        if product_size(self.problem.loss.data) >= POLISH_BELOW:
             return steps
         for _ in range(POLISH_STEPS):
             grad_max = np.max(np.abs(self.grad), initial=0.0)
