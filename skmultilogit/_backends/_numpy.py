@@ -60,7 +60,8 @@ class NumpyBackend:
         self.stored_entries = X.nnz if self.sparse else X.shape[0] * X.shape[1]
         self.total_weight = self.sample_weight.sum()
         self.weight = self.sample_weight
-        self._positions = np.arange(self.n_samples)
+        # 0, 1, 2, ... for the rows of the largest block (see _loss.residual_and_loss)
+        self._positions = np.arange(self._block_step())
         # sparse X is one row block (see row_blocks), so one transpose serves
         self._X_T = X.T if self.sparse else None
         self._proba_cache = None
@@ -90,15 +91,18 @@ class NumpyBackend:
         Sparse X is taken whole, since a row slice of a sparse matrix is a
         copy.
         """
+        step = self._block_step()
+        return [slice(start, start + step) for start in range(0, self.n_samples, step)]
+
+    def _block_step(self):
         if self.sparse:
-            return [slice(0, self.n_samples)]
+            return max(1, self.n_samples)
         step = min(
             BLOCK_BYTES // max(1, self.n_features * self.X.itemsize),
             # the float64 n_block x K temporaries stay a fraction of that
             (BLOCK_BYTES // 64) // (8 * self.n_classes),
         )
-        step = max(MIN_BLOCK_ROWS, step)
-        return [slice(start, start + step) for start in range(0, self.n_samples, step)]
+        return min(max(MIN_BLOCK_ROWS, step), max(1, self.n_samples))
 
     def loss_gradient(self, coef, intercept):
         """The data term and its gradient (see the backend protocol)."""
@@ -141,6 +145,9 @@ class NumpyBackend:
             or not np.array_equal(cache[0], coef)
             or not (intercept is None or np.array_equal(cache[1], intercept))
         ):
+            # the old n x K probabilities go before the new ones are made: two
+            # at once were 0.4 of a 1 000 000 x 50 float64 X at K = 10
+            self._proba_cache = cache = None
             kept_intercept = None if intercept is None else np.array(intercept, copy=True)
             cache = (np.array(coef, copy=True), kept_intercept, self._proba(coef, intercept))
             self._proba_cache = cache
@@ -216,19 +223,18 @@ class NumpyBackend:
         center = np.zeros(d) if center is None else np.asarray(center, dtype=np.float64)
         scale = np.ones(d) if scale is None else np.asarray(scale, dtype=np.float64)
         if rows is None:
-            rows = self._positions
-            weight = self.weight
+            n_rows, weight = self.n_samples, self.weight
         else:
             rows = np.asarray(rows, dtype=np.intp)
-            weight = self.weight[rows]
+            n_rows, weight = rows.size, self.weight[rows]
             if row_factor is not None:
                 weight = weight * row_factor
         step = HESSIAN_BLOCK_ROWS
-        blocks = [slice(start, start + step) for start in range(0, rows.size, step)]
+        blocks = [slice(start, start + step) for start in range(0, n_rows, step)]
         hess = np.zeros((n_params, n_params), dtype=dtype, order="F")
 
         def transformed(block):
-            X_block = self.X[rows[block]]
+            X_block = self.X[block if rows is None else rows[block]]
             if sp.issparse(X_block):
                 X_block = X_block.toarray()
             return X_block, (X_block - center) / scale
