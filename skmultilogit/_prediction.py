@@ -8,11 +8,20 @@ scores, labels and probabilities (lazily, block by block, for Dask input).
 import functools
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._backends import is_dask_collection
 from ._loss import log_softmax_in_place, softmax_in_place
 from ._validation import FLOAT_DTYPES
+
+# Bytes of float64 logits or cast features per row block of a prediction.
+PREDICT_BLOCK_BYTES = 1 << 22
+
+
+def _binary_score(raw):
+    """The logits; with two classes the 1-d score ``z_1 - z_0``."""
+    return raw[:, 1] - raw[:, 0] if raw.shape[1] == 2 else raw
 
 
 def _blockwise_on_dask(method):
@@ -37,17 +46,35 @@ class LinearPredictorMixin:
         tags.input_tags.sparse = True
         return tags
 
-    def _raw_prediction(self, X):
+    def _map_logits(self, X, finish):
+        """``finish(raw)`` for the logits ``X coef_^T + intercept_`` of each row block, joined.
+
+        The logits of a block at a time: prediction adds its output and one
+        block to memory. (float32 X against a float64 model is cast a block at
+        a time, where the whole product cast all of X.) Row slices of a CSC
+        matrix cost a pass over it each, so CSC X is one block.
+        """
         check_is_fitted(self)
         X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=FLOAT_DTYPES, reset=False)
-        raw = X @ self.coef_.T
-        raw = np.asarray(raw) + self.intercept_
-        if not np.all(np.isfinite(raw)):
-            # Only reachable with extreme inputs; softmax of +-inf is NaN.
-            limit = np.finfo(raw.dtype).max / 4
-            np.clip(raw, -limit, limit, out=raw)
-            np.nan_to_num(raw, copy=False, nan=0.0, posinf=limit, neginf=-limit)
-        return raw
+        n_samples = X.shape[0]
+        if sp.issparse(X) and X.format == "csc":
+            step = n_samples
+        else:
+            step = max(1, PREDICT_BLOCK_BYTES // (8 * max(X.shape[1], len(self.intercept_))))
+        out = None
+        for start in range(0, n_samples, step):
+            rows = slice(start, start + step)
+            raw = np.asarray(X[rows] @ self.coef_.T) + self.intercept_
+            if not np.all(np.isfinite(raw)):
+                # Only reachable with extreme inputs; softmax of +-inf is NaN.
+                limit = np.finfo(raw.dtype).max / 4
+                np.clip(raw, -limit, limit, out=raw)
+                np.nan_to_num(raw, copy=False, nan=0.0, posinf=limit, neginf=-limit)
+            result = finish(raw)
+            if out is None:
+                out = np.empty((n_samples, *result.shape[1:]), dtype=result.dtype)
+            out[rows] = result
+        return out
 
     @_blockwise_on_dask
     def decision_function(self, X):
@@ -64,10 +91,7 @@ class LinearPredictorMixin:
             The logits; with two classes the 1-d score ``z_1 - z_0``, positive
             where ``classes_[1]`` is predicted.
         """
-        raw = self._raw_prediction(X)
-        if raw.shape[1] == 2:
-            return raw[:, 1] - raw[:, 0]
-        return raw
+        return self._map_logits(X, _binary_score)
 
     @_blockwise_on_dask
     def predict(self, X):
@@ -83,8 +107,7 @@ class LinearPredictorMixin:
         y_pred : ndarray of shape (n_samples,)
             Labels from ``classes_``.
         """
-        raw = self._raw_prediction(X)
-        return self.classes_[np.argmax(raw, axis=1)]
+        return self._map_logits(X, lambda raw: self.classes_[np.argmax(raw, axis=1)])
 
     @_blockwise_on_dask
     def predict_proba(self, X):
@@ -100,7 +123,7 @@ class LinearPredictorMixin:
         proba : ndarray of shape (n_samples, n_classes)
             Columns in the order of ``classes_``; rows sum to one.
         """
-        return softmax_in_place(self._raw_prediction(X))
+        return self._map_logits(X, softmax_in_place)
 
     @_blockwise_on_dask
     def predict_log_proba(self, X):
@@ -116,4 +139,4 @@ class LinearPredictorMixin:
         log_proba : ndarray of shape (n_samples, n_classes)
             Computed as a log-softmax, not as the log of :meth:`predict_proba`.
         """
-        return log_softmax_in_place(self._raw_prediction(X))
+        return self._map_logits(X, log_softmax_in_place)

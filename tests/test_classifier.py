@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from scipy.special import softmax
 from sklearn.datasets import load_digits, load_iris, load_wine, make_classification
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
@@ -334,6 +335,43 @@ def test_fit_does_not_copy_X(params):
         clf = MultinomialLogitClassifier(max_iter=5, **params)
         peak = peak_fit_memory(clf, data, y, stopped_early=True)
         assert peak < 0.5 * data.nbytes, (peak, data.nbytes)
+
+
+def test_a_default_fit_on_large_dense_X_adds_the_probabilities_and_a_few_vectors():
+    # 200 000 x 50, K = 10: newton-cholesky keeps the n x K probabilities
+    # between Hessian products; beyond them only a few per-sample vectors
+    # (labels, weights, curvature) and blocks. Two copies of the probabilities
+    # at once (an old cache next to a new one) made 0.48 of X here.
+    rng = np.random.default_rng(0)
+    n, K = 200_000, 10
+    X = rng.normal(size=(n, 50))
+    y = rng.integers(0, K, size=n)
+    clf = MultinomialLogitClassifier(max_iter=5)
+    peak = peak_fit_memory(clf, X, y, stopped_early=True)
+    assert peak < 1.1 * (K + 5) * 8 * n, (peak / X.nbytes, peak / (8 * n))
+
+
+@pytest.mark.parametrize("method", ["predict_proba", "predict", "decision_function"])
+def test_prediction_adds_its_output_and_one_block(method):
+    # float32 X with a model fitted on float64 data: the product casts X a
+    # block at a time, not whole (which was 2 x X of float64).
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2000, 50))
+    clf = MultinomialLogitClassifier().fit(X, rng.integers(0, 4, size=2000))
+    X_large = rng.normal(size=(200_000, 50)).astype(np.float32)
+    tracemalloc.start()
+    try:
+        out = getattr(clf, method)(X_large)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out.dtype.kind != "f" or out.dtype == np.float64
+    assert peak < out.nbytes + 0.25 * X_large.nbytes, (peak / X_large.nbytes, out.nbytes)
+    np.testing.assert_allclose(
+        clf.predict_proba(X_large[:100]),
+        softmax(X_large[:100].astype(np.float64) @ clf.coef_.T + clf.intercept_, axis=1),
+        rtol=1e-12,
+    )
 
 
 @pytest.mark.parametrize("fmt", ["csr", "csc"])
