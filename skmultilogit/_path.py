@@ -9,9 +9,8 @@ nothing of where the rows live (the backend does).
 
 import numpy as np
 
-from ._conditioning import feature_mean_scale
 from ._objective import MultinomialLoss
-from ._solvers import blas_thread_limit, minimize_loss
+from ._solvers import minimize_loss
 
 
 def fit_coefficients(
@@ -107,9 +106,7 @@ def coefficient_path(
     coefs = np.empty((Cs.size, n_classes, n_features + fit_intercept))
     n_iter = np.empty(Cs.size, dtype=np.int32)
     results = [None] * Cs.size
-    with blas_thread_limit(data):
-        feature_stats = feature_mean_scale(data, fit_intercept)
-    coef = intercept = preconditioner = None
+    coef = intercept = preconditioner = feature_stats = None
     for index in np.argsort(Cs, kind="stable"):
         coef, intercept, result = fit_coefficients(
             data,
@@ -127,6 +124,7 @@ def coefficient_path(
         )
         # handed on to the next fit only: a path holds one Hessian at a time
         preconditioner, result.preconditioner = result.preconditioner, None
+        feature_stats = result.feature_stats
         coefs[index, :, :n_features] = coef
         if fit_intercept:
             coefs[index, :, n_features] = intercept

@@ -1,13 +1,15 @@
 """Bad input gets a clear error naming the problem; extreme input stays finite."""
 
+import tracemalloc
 import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from scipy.special import log_softmax as scipy_log_softmax
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
-from skmultilogit import MultinomialLogitClassifier
+from skmultilogit import MultinomialLogitClassifier, MultinomialLogitClassifierCV
 
 X_OK = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0], [2.0, 1.0], [1.0, 2.0]])
 Y_OK = np.array([0, 1, 0, 1, 0, 1])
@@ -144,3 +146,51 @@ def test_log_proba_finite_where_probabilities_underflow():
     assert np.all(np.isfinite(log_proba))
     reference = scipy_log_softmax(X_far @ clf.coef_.T + clf.intercept_, axis=1)
     np.testing.assert_allclose(log_proba, reference, rtol=1e-12)
+
+
+@pytest.mark.parametrize("estimator", ["classifier", "cv"])
+def test_a_hessian_that_cannot_fit_is_refused_before_anything_large_is_allocated(
+    monkeypatch, estimator
+):
+    # 20 000 x 5 000 sparse, K = 20: the Hessian is 100 020-square, 112 GiB at
+    # 12 bytes an entry; it used to die in numpy's MemoryError after a while.
+    monkeypatch.setattr("skmultilogit._memory.available_memory", lambda: 16 * 2**30)
+    X = sp.random(20000, 5000, density=0.005, format="csr", random_state=0)
+    y = np.arange(20000) % 20
+    model = (
+        MultinomialLogitClassifier(solver="newton-cholesky")
+        if estimator == "classifier"
+        else MultinomialLogitClassifierCV(Cs=[1.0], cv=2, solver="newton-cholesky")
+    )
+    tracemalloc.start()
+    try:
+        with pytest.raises(
+            ValueError,
+            match=r"100020-square matrix.*needs 111.8 GiB, more than the 16.0 GiB of memory "
+            r"available. Use solver='lbfgs'",
+        ):
+            model.fit(X, y)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20, peak  # X itself is 1.2 MiB of its 6 MiB
+
+
+def test_a_covariance_that_cannot_fit_is_refused(monkeypatch):
+    from skmultilogit import inference
+
+    X, y = X_OK, Y_OK
+    clf = MultinomialLogitClassifier().fit(X, y)
+    monkeypatch.setattr("skmultilogit._memory.available_memory", lambda: 400)
+    with pytest.raises(ValueError, match=r"inference forms the Hessian of the 6 parameters"):
+        inference(clf, X, y)
+    with pytest.raises(ValueError, match=r"newton-cholesky.*6-square matrix.*needs 432 B"):
+        MultinomialLogitClassifier(solver="newton-cholesky").fit(X, y)
+    MultinomialLogitClassifier(solver="lbfgs").fit(X, y)  # needs no Hessian
+
+
+def test_available_memory_is_read_from_the_machine():
+    from skmultilogit._memory import available_memory
+
+    available = available_memory()
+    assert available is None or 0 < available < 2**60

@@ -14,7 +14,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "skmultilogit"
 # Lowest first: a module may import from its own layer's package or from a
 # lower layer, never from a higher one (docs/layout.md).
 LAYERS = [
-    ["_loss", "_penalties", "_conditioning"],
+    ["_loss", "_penalties", "_conditioning", "_memory"],
     ["_backends"],
     ["_objective"],
     ["_solvers"],
@@ -30,7 +30,14 @@ LAYERS = [
 LAYER = {name: level for level, names in enumerate(LAYERS) for name in names}
 
 # The math, data and penalty layers know no optimiser and no estimator.
-NO_OPTIMISER_OR_ESTIMATOR = ["_loss", "_penalties", "_conditioning", "_backends", "_objective"]
+NO_OPTIMISER_OR_ESTIMATOR = [
+    "_loss",
+    "_penalties",
+    "_conditioning",
+    "_memory",
+    "_backends",
+    "_objective",
+]
 
 
 def modules():

@@ -83,7 +83,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._backends import NumpyBackend
 from .._validation import check_sample_weight, class_weight_vector
-from ._covariance import covariance
+from ._covariance import check_covariance_fits, covariance
 from ._design import rows_with_intercept, term_names, weighted_mean
 from ._identification import check_not_separated, collinear_columns, warn_if_not_at_optimum
 from ._results import InferenceResult, MarginalEffects
@@ -215,6 +215,7 @@ def inference(
     weight = weight * class_weight_vector(estimator.class_weight, classes, y_index, weight)[y_index]
     n_classes, n_features = len(classes), X.shape[1]
     fit_intercept = estimator.fit_intercept
+    check_covariance_fits(n_classes * (n_features + fit_intercept))
 
     # Everything below is computed for the centred features (b = c - W center),
     # where the intercept is not nearly collinear with features far from zero,

@@ -101,7 +101,10 @@ class InferenceResult:
         self.params = params
         self.cov = cov
         self.bse = np.sqrt(np.maximum(np.diag(cov), 0.0)).reshape(params.shape)
-        self.zvalues = params / self.bse
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # 0 / 0 for a coefficient the data do not touch under a sandwich (NaN, as in
+            # statsmodels)
+            self.zvalues = params / self.bse
         self.pvalues = 2 * norm.sf(np.abs(self.zvalues))
         self.cov_type = cov_type
         self._reference = reference

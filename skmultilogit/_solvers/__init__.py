@@ -13,13 +13,5 @@
 """
 
 from ._driver import SOLVERS, SolverResult, minimize_loss, resolve_solver, stationarity_max
-from ._threads import blas_thread_limit
 
-__all__ = [
-    "SOLVERS",
-    "SolverResult",
-    "blas_thread_limit",
-    "minimize_loss",
-    "resolve_solver",
-    "stationarity_max",
-]
+__all__ = ["SOLVERS", "SolverResult", "minimize_loss", "resolve_solver", "stationarity_max"]

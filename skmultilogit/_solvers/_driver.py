@@ -29,6 +29,7 @@ from .._conditioning import (
     feature_mean_scale,
     feature_scale,
 )
+from .._memory import check_fits
 from ._newton_cholesky import newton_cholesky
 from ._scipy import lbfgs, newton_cg
 from ._threads import blas_thread_limit
@@ -38,10 +39,11 @@ from ._threads import blas_thread_limit
 SOLVER_RUNS = {"lbfgs": lbfgs, "newton-cg": newton_cg, "newton-cholesky": newton_cholesky}
 SOLVERS = ("auto", *SOLVER_RUNS)
 
-# newton-cholesky forms the K (d + 1) square Hessian: "auto" uses it when that
-# matrix is small: at most 12 bytes per entry while it is built (the float32
-# accumulator, plus a float64 Kronecker product at a start from zero), then a
-# float32 factor (4 bytes).
+# newton-cholesky forms the K (d + 1) square Hessian: at most 12 bytes per
+# entry while it is built (the float32 accumulator, plus a float64 Kronecker
+# product at a start from zero), then a float32 factor (4 bytes). "auto" uses
+# it when that is at most 64 MiB.
+HESSIAN_BYTES_PER_ENTRY = 12
 AUTO_NEWTON_MAX_BYTES = 64 * 2**20
 
 # A stop forced by floating-point resolution (the objective no longer
@@ -75,6 +77,8 @@ class SolverResult:
         The solver that ran (what ``"auto"`` resolved to).
     preconditioner : object or None
         newton-cholesky's last preconditioner, for the next fit of a path.
+    feature_stats : tuple of ndarray or None
+        The feature statistics the run used, for the next fit of a path.
     projected : bool
         Whether ``grad_max`` is the largest entry of the projected gradient
         of a bound-constrained problem (the L1 split).
@@ -88,6 +92,7 @@ class SolverResult:
     grad_max: float
     solver: str
     preconditioner: object = None
+    feature_stats: tuple = None
     projected: bool = False
 
     def warning_message(self, tol, dtype):
@@ -194,15 +199,27 @@ def resolve_solver(solver, loss):
     problems, where a Hessian is out of reach and curvature pairs are what is
     affordable). The Hessian's memory does not grow with the number of
     samples, but on small data with many classes it can exceed X's own (on
-    the 30k x 40, K = 50 problem: 50 MB against 7 MB).
+    the 30k x 40, K = 50 problem: 50 MB against 7 MB). An explicit
+    ``"newton-cholesky"`` whose Hessian cannot fit in the memory available
+    is refused here, before anything is allocated.
     """
     penalty = loss.penalty
     penalty.check_solver(solver)
     if not penalty.smooth:
         return solver if solver != "auto" else penalty.solvers[0]
+    hessian_bytes = HESSIAN_BYTES_PER_ENTRY * loss.n_params**2
+    if solver == "newton-cholesky":
+        check_fits(
+            hessian_bytes,
+            f"solver='newton-cholesky' forms the Hessian of the {loss.n_params} parameters "
+            f"(n_classes x (n_features + 1)): a {loss.n_params}-square matrix, "
+            f"{HESSIAN_BYTES_PER_ENTRY} bytes an entry while it is built, which",
+            "Use solver='lbfgs' (memory for a few gradients) or solver='newton-cg' "
+            "(Hessian-vector products, no Hessian); solver='auto' picks 'lbfgs' here.",
+        )
     if solver != "auto":
         return solver
-    if loss.data.newton_by_default and 12 * loss.n_params**2 <= AUTO_NEWTON_MAX_BYTES:
+    if loss.data.newton_by_default and hessian_bytes <= AUTO_NEWTON_MAX_BYTES:
         return "newton-cholesky"
     return "lbfgs"
 
@@ -266,8 +283,9 @@ def minimize_loss(
         When positive, print the objective and gradient size per iteration.
     feature_stats : tuple of ndarray, optional
         ``feature_mean_scale(loss.data, loss.fit_intercept)`` when the caller
-        already has it (a regularisation path on one data set); computed
-        otherwise.
+        already has it (the ``feature_stats`` of an earlier result on the same
+        data: a regularisation path); computed otherwise, after the solver is
+        resolved and its memory checked.
     preconditioner : object, optional
         The ``preconditioner`` of an earlier result on the same data (a
         regularisation path): newton-cholesky starts from its Hessian with
@@ -287,6 +305,7 @@ def minimize_loss(
             solver,
             problem,
             w0,
+            feature_stats,
             tol=tol,
             max_iter=max_iter,
             verbose=verbose,
@@ -295,7 +314,9 @@ def minimize_loss(
         )
 
 
-def _run(solver, problem, w0, *, tol, max_iter, verbose, preconditioner, keep_hessian):
+def _run(
+    solver, problem, w0, feature_stats, *, tol, max_iter, verbose, preconditioner, keep_hessian
+):
     """Run one solver on the conditioned ``problem`` and judge how it ended (module docstring)."""
     run = SOLVER_RUNS[solver]
     tracer = Tracer(problem, verbose)
@@ -340,5 +361,6 @@ def _run(solver, problem, w0, *, tol, max_iter, verbose, preconditioner, keep_he
         grad_max=grad_max,
         solver=solver,
         preconditioner=tracer.preconditioner,
+        feature_stats=feature_stats,
         projected=problem.bounds is not None,
     )
