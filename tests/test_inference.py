@@ -322,6 +322,29 @@ def test_separated_classes_without_a_penalty_raise(name):
     assert np.all(np.isfinite(inference(penalised, X, y, sample_weight).bse))
 
 
+def test_a_failed_separation_check_is_not_read_as_no_separation(monkeypatch):
+    # The linear program that detects separation may fail (numerical trouble,
+    # iteration limit): inference must then refuse, not report standard errors.
+    import scipy.optimize
+    from scipy.optimize import OptimizeResult
+
+    X, y, _ = separated_problems()["overlapping"]
+    clf = MultinomialLogitClassifier(C=np.inf, **TIGHT).fit(X, y)
+    methods = []
+
+    def failing_linprog(*args, method, **kwargs):
+        methods.append(method)
+        return OptimizeResult(status=4, message="Numerical difficulties encountered.", fun=0.0)
+
+    monkeypatch.setattr(scipy.optimize, "linprog", failing_linprog)
+    with pytest.raises(ValueError, match=r"Could not tell whether the classes are separated.*"
+                       r"Numerical difficulties encountered.*finite C"):  # fmt: skip
+        inference(clf, X, y)
+    assert methods == ["highs", "highs-ds", "highs-ipm"]  # each of HiGHS's methods was tried
+    monkeypatch.undo()
+    assert np.all(np.isfinite(inference(clf, X, y).bse))
+
+
 def test_cross_validated_model_uses_its_chosen_C(anes):
     X, y = anes
     cv = MultinomialLogitClassifierCV(Cs=[0.01, 0.1], cv=3, tol=1e-10).fit(X, y)

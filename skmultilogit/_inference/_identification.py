@@ -97,14 +97,26 @@ def check_not_separated(X, y_index, weight, n_classes, fit_intercept):
         (np.concatenate(entries), (np.concatenate(rows), np.concatenate(columns))),
         shape=(n_constraints, (n_classes - 1) * p),
     )
-    result = linprog(
-        -np.asarray(margins.sum(axis=0)).ravel(),
-        A_ub=-margins,
-        b_ub=np.zeros(n_constraints),
-        bounds=(-1.0, 1.0),
-        method="highs",
-    )
-    if result.status == 0 and -result.fun > 1e-6 * n_rows:
+    # B = 0 is feasible and the box bounds the objective, so any status but
+    # success is a solver failure: try HiGHS's two methods in turn, and never read a
+    # failure as "not separated".
+    for method in ("highs", "highs-ds", "highs-ipm"):
+        result = linprog(
+            -np.asarray(margins.sum(axis=0)).ravel(),
+            A_ub=-margins,
+            b_ub=np.zeros(n_constraints),
+            bounds=(-1.0, 1.0),
+            method=method,
+        )
+        if result.status == 0:
+            break
+    else:
+        raise ValueError(
+            "Could not tell whether the classes are separated by the features: the linear "
+            f"program that decides it failed ({result.message}). Without a penalty "
+            "(C=np.inf) an infinite estimate cannot be ruled out; fit with a finite C."
+        )
+    if -result.fun > 1e-6 * n_rows:
         raise ValueError(
             "The classes are separated by the features (completely or quasi-completely): "
             "a direction of the coefficients raises the likelihood without bound, so the "
