@@ -391,6 +391,12 @@ def test_cross_validation_with_a_constant_column_a_tiny_class_and_zero_weights()
     assert np.all(cv.coef_[:, 1] == 0.0)
     assert np.all(np.isfinite(cv.scores_))
     assert_sane(cv, X)
+    # the refit at the chosen C is LogisticRegression's model on all the (weighted) rows
+    lr = LogisticRegression(C=cv.C_, solver="newton-cholesky", tol=1e-12, max_iter=10000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        lr.fit(X, y, sample_weight=sample_weight)
+    np.testing.assert_allclose(cv.predict_proba(X), lr.predict_proba(X), atol=1e-7)
 
 
 @pytest.mark.skipif(

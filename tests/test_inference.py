@@ -261,6 +261,11 @@ def test_standardised_digits_with_a_penalty_give_finite_positive_errors():
     assert result.params.shape == (9, 65)
     assert np.all(np.isfinite(result.bse)) and np.all(result.bse > 0)
     assert np.all(np.isfinite(result.pvalues))
+    # against the penalised Hessian by finite differences, written out independently
+    hessian = penalised_objective_hessian(clf.coef_, clf.intercept_, X, y, 1.0)
+    contrast = np.kron(np.hstack([-np.ones((9, 1)), np.eye(9)]), np.eye(65))
+    expected = contrast @ np.linalg.pinv(hessian, rcond=1e-10) @ contrast.T
+    np.testing.assert_allclose(result.bse.ravel(), np.sqrt(np.diag(expected)), rtol=1e-5)
     effects = result.marginal_effects()
     assert np.all(np.isfinite(effects.se))
     lower, upper = result.predict_proba_interval(X[:20])

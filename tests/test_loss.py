@@ -9,6 +9,8 @@ and scikit-learn's ``log_loss`` for the objective value.
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from scipy.special import logsumexp as scipy_logsumexp
+from scipy.special import softmax as scipy_softmax
 from sklearn.metrics import log_loss
 
 from skmultilogit import log_softmax, loss_gradient, softmax
@@ -180,6 +182,13 @@ def test_extreme_logits_stay_finite():
     loss, grad_coef, grad_intercept = loss_gradient(1e4 * coef, intercept, X, y)
     assert np.isfinite(loss) and loss > 0
     assert np.all(np.isfinite(grad_coef)) and np.all(np.isfinite(grad_intercept))
+    # and right: logits of 1e4 against scipy's log-sum-exp and softmax
+    logits = X @ (1e4 * coef).T + intercept
+    expected = np.sum(scipy_logsumexp(logits, axis=1) - logits[np.arange(len(y)), y])
+    np.testing.assert_allclose(loss, expected + 0.5 * np.sum((1e4 * coef) ** 2), rtol=1e-12)
+    residual = scipy_softmax(logits, axis=1) - np.eye(3)[y]
+    np.testing.assert_allclose(grad_coef, residual.T @ X + 1e4 * coef, rtol=1e-10)
+    np.testing.assert_allclose(grad_intercept, residual.sum(axis=0), rtol=1e-10, atol=1e-12)
     # Where the true class has probability far below the smallest double,
     # -log P is still computed exactly as logsumexp(z) - z_y.
     X = np.array([[1.0]])

@@ -12,7 +12,9 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from scipy.special import log_softmax as scipy_log_softmax
 from scipy.special import logsumexp
+from scipy.special import softmax as scipy_softmax
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
@@ -168,7 +170,13 @@ def test_probabilities_are_normalised_and_log_probabilities_finite(problem, X_ne
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
     log_proba = clf.predict_log_proba(X_new)
     assert np.all(np.isfinite(log_proba)) and np.all(log_proba <= 0.0)
-    assert np.all(np.isin(clf.predict(X_new), clf.classes_))
+    # against the model's definition, computed here (finite: |x| <= 1e200)
+    logits = X_new @ clf.coef_.T + clf.intercept_
+    np.testing.assert_allclose(proba, scipy_softmax(logits, axis=1), rtol=1e-9, atol=1e-300)
+    np.testing.assert_allclose(log_proba, scipy_log_softmax(logits, axis=1), rtol=1e-9, atol=1e-9)
+    predicted = np.searchsorted(clf.classes_, clf.predict(X_new))
+    best = logits.max(axis=1)  # the predicted class has the largest logit (up to rounding)
+    assert np.all(logits[np.arange(len(logits)), predicted] >= best - 1e-9 * np.abs(best))
 
 
 def logistic_regression_as_multinomial(lr, n_classes):

@@ -107,8 +107,17 @@ def test_no_warning_means_the_tolerance_was_met(name, X, y, C, solver, tol):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         clf.fit(X, y)
-    warned = any(issubclass(w.category, ConvergenceWarning) for w in caught)
-    if not warned:
+    messages = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
+    if name != "float32_offset":
+        # float64 problems: every solver meets both tolerances, without a warning
+        assert not messages, messages
+    elif tol == 1e-8:
+        # float32 cannot resolve a gradient of 1e-8 here: that must be said
+        assert messages and all("float32 precision" in m for m in messages), messages
+    else:
+        # 1e-4 is met, except by L-BFGS-B on scipy < 1.15, which stops at float32's floor
+        assert all("float32 precision" in m for m in messages), messages
+    if not messages:
         assert conditioned_gradient_max(clf, X, y) <= max(tol, PRECISION_GTOL) * (1 + 1e-6)
 
 
@@ -132,12 +141,17 @@ def test_columns_of_tiny_spread_do_not_break_the_fit(solver, column):
 
 @pytest.mark.parametrize("factor", [1e-100, 1e-150])
 @pytest.mark.parametrize("solver", ["lbfgs", "newton-cg", "newton-cholesky"])
-def test_tiny_features_terminate_with_a_finite_model(factor, solver):
+def test_tiny_features_give_the_class_prior_model(factor, solver):
+    # With C = 1 the penalty outweighs any effect of features of size 1e-100:
+    # the optimum is the intercepts-only model, probabilities = class shares.
     rng = np.random.default_rng(0)
     X = rng.normal(size=(100, 3))
     y = (X[:, 0] + X[:, 1] + rng.normal(scale=0.5, size=100) > 0).astype(int) + (X[:, 2] > 1)
     clf = MultinomialLogitClassifier(solver=solver).fit(X * factor, y)
-    assert np.all(np.isfinite(clf.coef_)) and np.all(np.isfinite(clf.predict_proba(X * factor)))
+    shares = np.bincount(y) / len(y)
+    np.testing.assert_allclose(clf.predict_proba(X * factor), np.tile(shares, (100, 1)), rtol=1e-6)
+    np.testing.assert_allclose(clf.intercept_, np.log(shares) - np.log(shares).mean(), atol=1e-6)
+    assert np.all(np.abs(clf.coef_) * factor < 1e-12)
 
 
 def test_huge_C_is_nearly_no_penalty_not_a_zero_model():
@@ -181,7 +195,9 @@ def test_a_runaway_inner_solve_is_reported_not_hidden(monkeypatch):
     X, y = load_iris(return_X_y=True)
     with pytest.warns(ConvergenceWarning, match="conjugate-gradient solve did not terminate"):
         clf = MultinomialLogitClassifier(solver="newton-cg").fit(X, y)
-    assert np.all(np.isfinite(clf.coef_))
+    # the model is the start (all zeros) or an accepted iterate: never worse than it
+    start = loss_gradient(np.zeros((3, 4)), np.zeros(3), X, y)[0]
+    assert loss_gradient(clf.coef_, clf.intercept_, X, y)[0] <= start
 
 
 def lr_optimum_objective(X, y, C):
