@@ -121,6 +121,18 @@ def test_no_warning_means_the_tolerance_was_met(name, X, y, C, solver, tol):
         assert conditioned_gradient_max(clf, X, y) <= max(tol, PRECISION_GTOL) * (1 + 1e-6)
 
 
+def test_newton_cg_goes_on_where_the_objective_can_no_longer_tell():
+    # Found by hypothesis (the thorough profile): trust-ncg stopped at a
+    # gradient of 1.8e-8, where decreases of the objective are below its
+    # rounding; closely solved Newton steps that shrink the gradient finish.
+    X = np.array([[0.0], [1.0], [1.0], [1.0], [1.0], [1.0], [1.0]])
+    y = np.array([0, 1, 1, 2, 2, 0, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = MultinomialLogitClassifier(C=0.1, solver="newton-cg", tol=1e-10).fit(X, y)
+    assert conditioned_gradient_max(clf, X, y) <= 1e-10
+
+
 @pytest.mark.parametrize("solver", ["lbfgs", "newton-cg", "newton-cholesky"])
 @pytest.mark.parametrize("column", ["tiny", "metres"])
 def test_columns_of_tiny_spread_do_not_break_the_fit(solver, column):

@@ -217,6 +217,56 @@ def conjugate_gradient(hessp, grad, preconditioner, rtol, max_steps):
     return step, False
 
 
+class _Identity:
+    """No preconditioner: ``solve`` returns its argument."""
+
+    factor = None
+
+    def solve(self, residual):
+        return residual.copy()
+
+
+IDENTITY = _Identity()
+
+
+def closely_solved_steps(
+    tracer, hessp, theta, f, grad, preconditioner, *, max_steps, gain, rounding
+):
+    """Newton steps solved closely, from where a bound on the objective's decrease stops.
+
+    Each step is a CG solve of ``H step = -grad`` to a relative residual of
+    ``POLISH_RTOL`` (at most ``POLISH_MAX_CG`` products of ``hessp(theta,
+    direction)``) and one evaluation at the full step, kept only if it
+    shrinks the largest gradient entry ``gain``-fold without raising the
+    objective beyond its ``rounding`` (relative): near the optimum the
+    objective's decrease is below its rounding and cannot tell progress,
+    the gradient still can. Returns ``(theta, f, grad, steps taken)``.
+    """
+    steps = 0
+    for _ in range(max_steps):
+        grad_max = np.max(np.abs(grad), initial=0.0)
+        step, _ = conjugate_gradient(
+            lambda direction, at=theta: hessp(at, direction),
+            grad,
+            preconditioner,
+            POLISH_RTOL,
+            POLISH_MAX_CG,
+        )
+        if not grad @ step < 0:
+            break
+        candidate = theta + step
+        f_new, grad_new = tracer.loss_gradient(candidate)
+        if not (
+            f_new <= f + rounding * abs(f)
+            and gain * np.max(np.abs(grad_new), initial=0.0) <= grad_max
+        ):
+            break
+        theta, f, grad = candidate, f_new, grad_new
+        steps += 1
+        tracer.callback(OptimizeResult(x=theta, fun=f))
+    return theta, f, grad, steps
+
+
 class NewtonCholesky:
     """One run of the solver, each Newton step a small named method (see the module docstring).
 
@@ -274,10 +324,7 @@ class NewtonCholesky:
 
     def hessp(self, direction):
         """The Hessian product, the intercepts' null direction filled in (see Preconditioner)."""
-        product = self.problem.hessp(self.theta, direction)
-        if self.null_weight:
-            product[self.n_coef :] += self.null_weight * direction[self.n_coef :].sum()
-        return product
+        return self._hessp_at(self.theta, direction)
 
     def inner_solve(self):
         """The Newton step by preconditioned CG: ``(step, slope, solved)``.
@@ -329,35 +376,32 @@ class NewtonCholesky:
         inexact steps of an ill-conditioned problem amplify rounding
         differences about 100-fold per iteration. Near the optimum Newton's
         method converges quadratically when its steps are solved closely:
-        from a gradient of ``tol`` two such steps reach the rounding floor.
-        Each step is a CG solve to a relative residual of ``POLISH_RTOL`` (at
-        most ``POLISH_MAX_CG`` products) and one evaluation at the full step,
-        kept only if it shrinks the largest gradient entry
-        ``POLISH_GAIN``-fold without raising the objective beyond its
-        rounding. Only where the products are small (``POLISH_BELOW``; see
-        there for the measured cost). Returns the number of steps taken.
+        from a gradient of ``tol`` two such steps reach the rounding floor
+        (:func:`closely_solved_steps`, each kept if it shrinks the largest
+        gradient entry ``POLISH_GAIN``-fold). Only where the products are
+        small (``POLISH_BELOW``; see there for the measured cost). Returns
+        the number of steps taken.
         """
-        steps = 0
         if product_size(self.problem.loss.data) >= POLISH_BELOW:
-            return steps
-        for _ in range(POLISH_STEPS):
-            grad_max = np.max(np.abs(self.grad), initial=0.0)
-            step, _ = conjugate_gradient(
-                self.hessp, self.grad, self.preconditioner, POLISH_RTOL, POLISH_MAX_CG
-            )
-            if not self.grad @ step < 0:
-                break
-            candidate = self.theta + step
-            f_new, grad_new = self.tracer.loss_gradient(candidate)
-            if not (
-                f_new <= self.f + self.rounding * abs(self.f)
-                and POLISH_GAIN * np.max(np.abs(grad_new), initial=0.0) <= grad_max
-            ):
-                break
-            self.theta, self.f, self.grad = candidate, f_new, grad_new
-            steps += 1
-            self.tracer.callback(OptimizeResult(x=self.theta, fun=self.f))
+            return 0
+        self.theta, self.f, self.grad, steps = closely_solved_steps(
+            self.tracer,
+            self._hessp_at,
+            self.theta,
+            self.f,
+            self.grad,
+            self.preconditioner,
+            max_steps=POLISH_STEPS,
+            gain=POLISH_GAIN,
+            rounding=self.rounding,
+        )
         return steps
+
+    def _hessp_at(self, theta, direction):
+        product = self.problem.hessp(theta, direction)
+        if self.null_weight:
+            product[self.n_coef :] += self.null_weight * direction[self.n_coef :].sum()
+        return product
 
     def converged(self):
         """The driver's criterion: the largest gradient entry at most ``tol``."""
