@@ -32,11 +32,13 @@ gradient in the old ones:
     \\nabla_V = (\\nabla_W - \\nabla_b \\mu^\\top) \\operatorname{diag}(\\sigma)^{-1},
     \\qquad \\nabla_c = \\nabla_b
 
-The statistics ``mu`` and the spreads are one reduction over row blocks
-(:func:`feature_mean_scale`), whatever holds the rows: the block functions
-here run on every block a backend has (in memory, or on the workers of a
-Dask cluster) and the backend combines their results.
+The statistics ``mu`` and the spreads are one pass over row blocks
+(:func:`feature_mean_scale`), whatever holds the rows: the block function
+here runs on every block a backend has (in memory, or on the workers of a
+Dask cluster, one round) and the results are combined on the client.
 """
+
+import functools
 
 import numpy as np
 import scipy.sparse as sp
@@ -101,34 +103,38 @@ def block_ranges(X_block, weight_block):
     return np.concatenate([col_max, -col_min, magnitude])
 
 
-def block_means(X_block, weight_block, *, magnitude, total):
-    """Per column, ``sum_i (s_i / total) x_i / m`` over the block (dense blocks)."""
-    return (weight_block / total) @ (X_block / magnitude)
+def block_statistics(X_block, weight_block):
+    """One block's part of the feature statistics, in one pass over it.
 
-
-def block_centred_squares(X_block, weight_block, *, magnitude, total, center):
-    """Per column, ``sum_i (s_i / total) (x_i / m - c)^2`` over the block (dense blocks)."""
-    block = X_block / magnitude
-    block -= center
-    block *= block
-    return (weight_block / total) @ block
-
-
-def block_raw_moments(X_block, weight_block, *, magnitude, total):
-    """Per column, ``[sum (s / total) x / m, sum (s / total) (x / m)^2]`` (sparse blocks).
-
-    Centring a sparse block would densify it, so its variance comes from raw
-    moments in one pass.
+    ``(ranges, magnitude, weight, mean, m2)``: the column ranges of
+    :func:`block_ranges`, the block's ``max |x|`` per column ``m_b``, its
+    total weight ``W_b``, and, in units of ``m_b``, its weighted column mean
+    and the weighted sum of squared deviations from that mean (sparse blocks:
+    from their raw moments, since centring would densify them).
     """
+    ranges = block_ranges(X_block, weight_block)
     n_features = X_block.shape[1]
-    weight = weight_block / total
-    mean, second = np.zeros(n_features), np.zeros(n_features)
-    for rows, columns, values in _stored_entries(X_block):
-        weighted_unit = weight[rows] * (values / magnitude[columns])
-        mean += np.bincount(columns, weights=weighted_unit, minlength=n_features)
-        weighted_unit *= values / magnitude[columns]
-        second += np.bincount(columns, weights=weighted_unit, minlength=n_features)
-    return np.concatenate([mean, second])
+    magnitude = ranges[2 * n_features :].copy()
+    magnitude[~(magnitude > 0) | ~np.isfinite(magnitude)] = 1.0
+    weight = float(weight_block.sum())
+    if not weight > 0:
+        return ranges, magnitude, 0.0, np.zeros(n_features), np.zeros(n_features)
+    unit = weight_block / weight
+    if sp.issparse(X_block):
+        mean, second = np.zeros(n_features), np.zeros(n_features)
+        for rows, columns, values in _stored_entries(X_block):
+            weighted_unit = unit[rows] * (values / magnitude[columns])
+            mean += np.bincount(columns, weights=weighted_unit, minlength=n_features)
+            weighted_unit *= values / magnitude[columns]
+            second += np.bincount(columns, weights=weighted_unit, minlength=n_features)
+        m2 = weight * np.maximum(second - mean**2, 0.0)
+    else:
+        scaled = X_block / magnitude
+        mean = unit @ scaled
+        scaled -= mean
+        scaled *= scaled
+        m2 = weight * (unit @ scaled)
+    return ranges, magnitude, weight, mean, m2
 
 
 def feature_mean_scale(data, fit_intercept):
@@ -139,29 +145,34 @@ def feature_mean_scale(data, fit_intercept):
     not a change of variables), ``spread`` the weighted column standard
     deviation about that centre (0 for constant columns). Weighting makes a
     row of weight 2 condition the problem exactly as two copies of it do.
-    ``data`` is a backend (see ``_backends``): X is read block by block where
-    it lives and never copied whole. Dense blocks take two passes for the
-    variance (``E[(x - mean)^2]``, exact for features far from zero); sparse
-    ones one pass of raw moments.
+
+    One pass over X, block by block where it lives (``data.map_blocks``,
+    see ``_backends``), and never a copy of it: each block gives its mean and
+    sum of squared deviations (:func:`block_statistics`), combined here by
+    the parallel formula ``M2 = sum_b [M2_b + W_b (mean_b - mean)^2]``, which
+    does not cancel for features far from zero as ``E[x^2] - E[x]^2`` does.
+    Each block works in units of its own ``max |x|``, so that squares of
+    huge features (1e160) cannot overflow.
     """
+    parts = data.map_blocks(block_statistics)
     d = data.n_features
-    total = data.total_weight
-    ranges = data.reduce_columns(block_ranges, "max")
-    col_max, col_min, magnitude = ranges[:d], -ranges[d : 2 * d], ranges[2 * d :]
-    # Work with x / max|x| so squares of huge features (1e160) cannot overflow.
-    magnitude[~(magnitude > 0) | ~np.isfinite(magnitude)] = 1.0
-    scaled = {"magnitude": magnitude, "total": total}
-    if data.sparse:
-        moments = data.reduce_columns(block_raw_moments, "sum", **scaled)
-        mean, second = moments[:d], moments[d:]
-        if not fit_intercept:
-            mean = np.zeros(d)
-        variance = np.maximum(second - mean**2, 0.0)
-    else:
+    ranges = functools.reduce(np.maximum, [part[0] for part in parts])
+    col_max, col_min = ranges[:d], -ranges[d : 2 * d]
+    magnitude = functools.reduce(np.maximum, [part[1] for part in parts])
+    total = sum(part[2] for part in parts)
+    mean, m2 = np.zeros(d), np.zeros(d)
+    for _, block_magnitude, weight, block_mean, _ in parts:
+        if weight > 0:
+            mean += (weight / total) * (block_mean * (block_magnitude / magnitude))
+    for _, block_magnitude, weight, block_mean, block_m2 in parts:
+        if weight > 0:
+            ratio = block_magnitude / magnitude
+            centre = mean if fit_intercept else 0.0
+            deviation = block_mean * ratio - centre
+            m2 += block_m2 * ratio**2 + weight * deviation**2
+    if not fit_intercept:
         mean = np.zeros(d)
-        if fit_intercept:
-            mean = data.reduce_columns(block_means, "sum", **scaled)
-        variance = data.reduce_columns(block_centred_squares, "sum", center=mean, **scaled)
+    variance = m2 / total
     mean, spread = mean * magnitude, np.sqrt(variance) * magnitude
     return pin_constant_columns(mean, spread, col_max, col_min, fit_intercept)
 
@@ -325,6 +336,20 @@ class ConditionedProblem:
         if self.inert is not None:
             product = self._penalty_only(product, direction)
         return product
+
+    def loss_gradient_hessian(self, theta, *, budget=None, seed=0):
+        """:meth:`loss_gradient` and :meth:`data_hessian` (float32) in one pass over the data.
+
+        One round on a cluster; the Hessian on a row sample of about
+        ``budget`` rows when that is fewer than the rows.
+        """
+        f, grad, hessian = self.loss.loss_gradient_hessian(
+            self.to_original(theta), center=self.mean, scale=self.scale, budget=budget, seed=seed
+        )
+        grad = self.pull_back(grad)
+        if self.inert is not None:
+            grad = self._penalty_only(grad, theta)
+        return f, grad, hessian
 
     def data_hessian(self, theta, *, rows=None, row_factor=None, dtype=np.float64):
         """The data term's Hessian in these coordinates (no penalty; see the backend protocol).

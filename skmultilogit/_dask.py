@@ -18,13 +18,18 @@ Predicting
 row blocks: lazy Dask arrays come back.
 """
 
+import functools
+
 import dask
 import dask.array as da
 import numpy as np
+import scipy.sparse as sp
+from dask.core import flatten
+from distributed import wait
 from sklearn.utils.multiclass import check_classification_targets
 
 from ._backends import is_dask_collection
-from ._backends._dask import DaskBackend
+from ._backends._dask import ClusterBlocks, DaskBackend, LocalBlocks, distributed_client
 from ._validation import (
     check_object_labels,
     check_two_classes,
@@ -77,8 +82,39 @@ def _aligned(values, X, name, dtype=None):
 # -- per-block functions (run on the workers) ----------------------------------
 
 
-def _encode_labels(y_block, *, classes):
-    return np.searchsorted(classes, y_block).astype(np.intp)
+def _block_summary(X_block, y_block, weight_block=None):
+    """What validation needs from one block, in one pass over it.
+
+    Its labels (checked as in the numpy fit) with their weighted counts,
+    whether its weights are finite, non-negative and somewhere positive,
+    whether X is finite, and how many entries X stores.
+    """
+    labels, inverse = np.unique(check_object_labels(y_block.ravel()), return_inverse=True)
+    weight = np.ones(len(inverse)) if weight_block is None else weight_block.ravel()
+    values = X_block.data if sp.issparse(X_block) else X_block
+    return {
+        "labels": labels,
+        "counts": np.bincount(inverse.ravel(), weights=weight, minlength=len(labels)),
+        "weight_finite": bool(np.isfinite(weight).all()),
+        "weight_non_negative": bool((weight >= 0).all()),
+        "weight_positive": bool((weight > 0).any()),
+        "X_finite": bool(np.isfinite(values).all()),
+        "stored_entries": int(X_block.nnz if sp.issparse(X_block) else X_block.size),
+    }
+
+
+def _aligned_block(X_block):
+    """X's block itself, or an aligned copy where its buffer is not aligned.
+
+    Blocks of ``da.from_array`` on a numpy array arrive at the workers at any
+    byte offset of a network buffer (42 and 43 mod 64 in one run), and on
+    such arrays numpy's and BLAS's loops ran a loss and gradient 1.9 times
+    slower (0.24 s against 0.125 s for 400 000 x 50): the slowdown of one
+    worker against memory. The copy holds such a block once more.
+    """
+    if sp.issparse(X_block) or X_block.flags.aligned:
+        return X_block
+    return np.require(X_block, requirements=["A", "C"])
 
 
 def _make_pair(X_block, y_block, weight_block=None, *, classes, class_factor):
@@ -88,56 +124,82 @@ def _make_pair(X_block, y_block, weight_block=None, *, classes, class_factor):
     return np.column_stack([index.astype(np.float64), weight * class_factor[index]])
 
 
+def _blocks_of(arrays, client):
+    """The row blocks of the persisted ``arrays`` (chunked alike), as futures or in memory."""
+    if client is None:
+        columns = [dask.compute(*array.to_delayed().ravel()) for array in arrays]
+        return LocalBlocks(list(zip(*columns, strict=True)))
+    futures = {future.key: future for array in arrays for future in client.futures_of(array)}
+    columns = [[futures[key] for key in flatten(array.__dask_keys__())] for array in arrays]
+    return ClusterBlocks(client, list(zip(*columns, strict=True)))
+
+
 def prepare_dask_data(estimator, X, y, sample_weight, class_weight):
     """Validate, encode labels, persist: ``(classes, data)``, data a :class:`DaskBackend`.
 
-    The backend's ``pair`` holds each row's class index and weight (sample
-    weight times class weight), chunked like X and persisted beside X's
-    blocks.
+    In four graph submissions: X, y and the weights persisted together (a
+    lazy X is computed once), a summary of every block for the checks of the
+    numpy fit, then X's blocks aligned where they are not, and each row's
+    class index and weight made beside X's block and kept there (every
+    evaluation then finds its inputs in place, and only labels and weights
+    move, once). The feature statistics of the fit take three rounds more.
     """
+    client = distributed_client()
     X = _rows_chunked(X)
     if X.dtype not in (np.float32, np.float64):
         X = X.astype(np.float64)
     y = _aligned(y, X, "y")
-    classes = np.unique(check_object_labels(da.unique(y).compute()))
+    arrays = [X, y]
+    if sample_weight is not None:
+        arrays.append(_aligned(sample_weight, X, "sample_weight", dtype=np.float64))
+    arrays = dask.persist(*arrays)
+    blocks = _blocks_of(arrays, client)
+    summaries = blocks.gather(_block_summary)
+    classes = np.unique(np.concatenate([summary["labels"] for summary in summaries]))
     check_classification_targets(classes)  # e.g. continuous values: not classes
     check_two_classes(estimator, classes)
-    y_index = y.map_blocks(_encode_labels, classes=classes, dtype=np.intp)
-    if sample_weight is None:
-        weight = da.ones(X.shape[0], chunks=(X.chunks[0],))
-    else:
-        weight = _aligned(sample_weight, X, "sample_weight", dtype=np.float64)
-    checks = da.stack([da.isfinite(weight).all(), (weight >= 0).all(), (weight > 0).any()])
-    finite, non_negative, positive = checks.compute()
-    if not (finite and non_negative and positive):
+    if not all(
+        summary["weight_finite"] and summary["weight_non_negative"] for summary in summaries
+    ) or not any(summary["weight_positive"] for summary in summaries):
         raise ValueError("sample_weight must be finite, non-negative and not all zero.")
-    counts = da.bincount(y_index, weights=weight, minlength=len(classes)).compute()
+    counts = np.zeros(len(classes))
+    for summary in summaries:
+        np.add.at(counts, np.searchsorted(classes, summary["labels"]), summary["counts"])
     table = np.ones(len(classes))
     if class_weight is not None:
         # one pseudo-row per class, weighted by its count: the same weights
         # as from all rows ("balanced" uses only the weighted counts)
         table = class_weight_vector(class_weight, classes, np.arange(len(classes)), counts)
     check_two_weighted_classes(classes, counts * table)
-    if not bool(da.isfinite(X).all().compute()):
+    if not all(summary["X_finite"] for summary in summaries):
         raise ValueError("Input X contains NaN or infinity.")
-    (X,) = dask.persist(X)
-    # Index and weight of each row, made by one task per block that reads X's
-    # block, so that it runs, and its result stays, on the worker holding
-    # that block: every evaluation then finds its inputs in place, and at
-    # most the labels and weights (not X) move, once.
-    pieces = [X, y[:, None]] + ([] if sample_weight is None else [weight[:, None]])
-    pair = da.map_blocks(
-        _make_pair,
-        *pieces,
-        classes=classes,
-        class_factor=table,
-        chunks=(X.chunks[0], (2,)),
-        dtype=np.float64,
-        meta=np.empty((0, 0)),
+    # X's blocks aligned where they are not, and each row's class index and
+    # weight made by a task that reads X's block, so that it runs, and its
+    # result stays, on the worker holding that block
+    X_blocks = [block[0] for block in blocks.blocks]
+    labels = list(zip(*[block[1:] for block in blocks.blocks], strict=True))
+    pair_args = {"classes": classes, "class_factor": table}
+    if client is None:
+        X_blocks = [_aligned_block(X_block) for X_block in X_blocks]
+        pairs = list(map(functools.partial(_make_pair, **pair_args), X_blocks, *labels))
+        data_blocks = LocalBlocks(list(zip(X_blocks, pairs, strict=True)))
+    else:
+        X_blocks = client.map(_aligned_block, X_blocks, pure=False)
+        pairs = client.map(_make_pair, X_blocks, *labels, pure=False, **pair_args)
+        wait(X_blocks + pairs)  # where they are decides how the Hessian's sums run
+        data_blocks = ClusterBlocks(client, list(zip(X_blocks, pairs, strict=True)))
+    data = DaskBackend(
+        data_blocks,
+        len(classes),
+        n_samples=X.shape[0],
+        n_features=X.shape[1],
+        dtype=X.dtype,
+        sparse=sp.issparse(X._meta),
+        stored_entries=sum(summary["stored_entries"] for summary in summaries),
+        # the weighted class counts sum to sum(s): no extra pass over the weights
+        total_weight=float((counts * table).sum()),
     )
-    (pair,) = dask.persist(pair)
-    # the weighted class counts sum to sum(s): no extra pass over the weights
-    return classes, DaskBackend(X, pair, len(classes), float((counts * table).sum()))
+    return classes, data
 
 
 def _predict_block(X_block, *, estimator, method):

@@ -298,3 +298,28 @@ def add_hessian(hess, X_hat, proba, weight_block, fit_intercept):
             hess[block_k, n_coef + k] += weighted.sum(axis=0)
             hess[n_coef + k, n_coef + k] += weighted_proba[:, k].sum()
     return hess
+
+
+def hessian_rows(curvature, budget, rng, total=None):
+    """A row sample for the Hessian: ``(rows, row_factor)``, or Nones for all rows.
+
+    Row i adds ``omega_i (diag(p_i) - p_i p_i^T) (x) x^_i x^_i^T``, whose size
+    is set by ``c_i = omega_i (1 - ||p_i||^2)`` (``curvature``, the trace of
+    the middle factor): near the optimum most rows are classified with
+    confidence and add almost nothing, while a few uncertain rows carry the
+    curvature. So rows are drawn by importance (Poisson sampling): row i is
+    kept with probability ``pi_i = min(1, budget * c_i / sum(c))`` and
+    weighted by ``1 / pi_i``, an unbiased estimate of the full sum in which
+    every row of large curvature is kept exactly. Uniform sampling misses
+    those rows and made a preconditioner several times worse on the digits.
+    ``total`` replaces ``sum(c)`` where the rows are drawn block by block
+    (on the workers of a cluster): any positive total keeps the estimate
+    unbiased, it only sets the size of the sample.
+    """
+    if total is None:
+        total = curvature.sum()
+    if not total > 0:
+        return None, None
+    keep = np.minimum(1.0, budget * curvature / total)
+    rows = np.flatnonzero(rng.random(curvature.size) < keep)
+    return rows, 1.0 / keep[rows]

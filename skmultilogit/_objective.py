@@ -162,6 +162,22 @@ class MultinomialLoss:
         self.penalty.add_gradient(dir_coef, product_coef)
         return self._flat(product_coef, product_intercept)
 
+    def loss_gradient_hessian(self, w, *, center, scale, budget=None, seed=0):
+        """:meth:`loss_gradient` with the data term's Hessian for ``[(x - center) / scale, 1]``.
+
+        In one evaluation of the backend (one round on a cluster); the
+        Hessian in float32, on a row sample of about ``budget`` rows when
+        that is fewer than the rows (see the backend protocol). The penalty is
+        in ``loss`` and ``grad``, not in the Hessian.
+        """
+        coef, intercept = self.unpack(w)
+        loss, grad_coef, grad_intercept, hessian = self.data.loss_gradient_hessian(
+            coef, intercept, center=center, scale=scale, budget=budget, seed=seed
+        )
+        loss += self.penalty.value(coef)
+        self.penalty.add_gradient(coef, grad_coef)
+        return float(loss), self._flat(grad_coef, grad_intercept), hessian
+
     def hessian(self, w, *, dtype=np.float64):
         """The full Hessian at ``w``, float64, in the upper triangle of a Fortran-ordered matrix.
 

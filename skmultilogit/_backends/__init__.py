@@ -25,14 +25,14 @@ A backend holds X's rows, their class indices ``y`` and sample weights
 Attributes
     ``n_samples``, ``n_features``, ``n_classes``; ``dtype`` (X's: float32 or
     float64, the precision of the matrix products); ``sparse`` (whether X's
-    blocks are sparse: the feature statistics then use one pass of raw
-    moments); ``total_weight`` (``sum(s)``); ``stored_entries`` (the
-    entries of X a pass reads: ``n d`` dense, ``nnz`` sparse; the cost unit
-    of the solvers' budgets); ``row_sampling`` (whether :meth:`curvature` and
-    ``hessian(rows=...)`` are available, for a Hessian on a row sample);
-    ``newton_by_default`` (whether ``solver="auto"`` may pick Newton's method
-    when its Hessian fits: False where one Hessian costs a round of
-    communication per block).
+    blocks are sparse); ``total_weight`` (``sum(s)``); ``stored_entries``
+    (the entries of X a pass reads: ``n d`` dense, ``nnz`` sparse; the cost
+    unit of the solvers' budgets); ``passes_are_rounds`` (whether every
+    evaluation is a round of communication: then Newton's method fuses a
+    gradient with a Hessian in one round and solves on the client, instead
+    of taking conjugate-gradient steps of a round each); ``newton_by_default``
+    (whether ``solver="auto"`` may pick Newton's method when its Hessian
+    fits).
 ``with_factor(multiplier, divisor)``
     The same data with ``omega = s * multiplier / divisor``; shares X.
 ``loss_gradient(coef, intercept)``
@@ -42,17 +42,22 @@ Attributes
 ``hessp(coef, intercept, dir_coef, dir_intercept)``
     ``(product_coef, product_intercept)``: the data term's Hessian times a
     direction. Products at one point reuse its probabilities.
-``curvature(coef, intercept)``
-    ``omega_i (1 - ||p_i||^2)`` for every row (only with ``row_sampling``).
 ``hessian(coef, intercept, *, center, scale, rows, row_factor, dtype)``
     The data term's Hessian for the design rows ``[(x - center) / scale, 1]``
     (the 1 only with an intercept), optionally on the rows ``rows`` with
-    their factors multiplied by ``row_factor``; the upper triangle of a
-    Fortran-ordered matrix in ``dtype``.
-``reduce_columns(function, combine, **kwargs)``
-    ``function(X_block, sample_weight_block, **kwargs)`` (a 1-d array) on
-    every row block, combined by ``"sum"`` or ``"max"``: the one traversal
-    the feature statistics of ``_conditioning`` need.
+    their factors multiplied by ``row_factor`` (in memory only); the upper
+    triangle of a Fortran-ordered matrix in ``dtype``.
+``loss_gradient_hessian(coef, intercept, *, center, scale, budget, seed, dtype)``
+    ``(loss, grad_coef, grad_intercept, hessian)`` in one evaluation (one
+    round on a cluster), the Hessian on a row sample of about ``budget`` rows
+    drawn by curvature where the rows live, when that is fewer than the rows.
+``curvature(coef, intercept)``
+    ``omega_i (1 - ||p_i||^2)`` for every row (in memory only: elsewhere it
+    would move an n-vector).
+``map_blocks(function, **kwargs)``
+    ``function(X_block, sample_weight_block, **kwargs)`` on every row block,
+    where it lives, the results in a list: the one traversal the feature
+    statistics of ``_conditioning`` need (one round on a cluster).
 """
 
 from ._numpy import NumpyBackend

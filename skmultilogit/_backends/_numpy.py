@@ -12,7 +12,7 @@ from .. import _loss
 BLOCK_BYTES = 1 << 22
 MIN_BLOCK_ROWS = 2048
 
-# Rows per block of the feature statistics, at most (see NumpyBackend.reduce_columns).
+# Rows per block of the feature statistics, at most (see NumpyBackend.map_blocks).
 STATS_BLOCK_ROWS = 1024
 
 # Rows densified and transformed at a time while a Hessian is built.
@@ -46,7 +46,7 @@ class NumpyBackend:
     True
     """
 
-    row_sampling = True
+    passes_are_rounds = False
     newton_by_default = True
 
     def __init__(self, X, y, n_classes, sample_weight):
@@ -257,8 +257,43 @@ class NumpyBackend:
             )
         return hess
 
-    def reduce_columns(self, function, combine, **kwargs):
-        """``function(X_block, sample_weight_block, **kwargs)`` over row blocks, summed or maxed.
+    def loss_gradient_hessian(
+        self,
+        coef,
+        intercept,
+        *,
+        center=None,
+        scale=None,
+        budget=None,
+        seed=0,
+        dtype=np.float32,
+    ):
+        """The data term, its gradient and its Hessian at one point, in one call.
+
+        ``(loss, grad_coef, grad_intercept, hessian)``; the Hessian as in
+        :meth:`hessian`, on a row sample drawn by curvature
+        (``_loss.hessian_rows``, seeded by ``seed``) of about ``budget`` rows
+        when that is fewer than the rows (and the coefficients are not all
+        zero: there the Kronecker form is exact and cheap).
+        """
+        loss, grad_coef, grad_intercept = self.loss_gradient(coef, intercept)
+        rows = row_factor = None
+        if budget is not None and budget < self.n_samples and coef.any():
+            rng = np.random.default_rng(seed)
+            rows, row_factor = _loss.hessian_rows(self.curvature(coef, intercept), budget, rng)
+        hessian = self.hessian(
+            coef,
+            intercept,
+            center=center,
+            scale=scale,
+            rows=rows,
+            row_factor=row_factor,
+            dtype=dtype,
+        )
+        return loss, grad_coef, grad_intercept, hessian
+
+    def map_blocks(self, function, **kwargs):
+        """``function(X_block, sample_weight_block, **kwargs)`` for each row block, in a list.
 
         Dense X is read in blocks of at most ``STATS_BLOCK_ROWS`` rows and a
         sixteenth of X (a 1024-row block was 3/4 of the digits and set the
@@ -270,13 +305,4 @@ class NumpyBackend:
         else:
             step = max(32, min(STATS_BLOCK_ROWS, self.n_samples // 16))
             blocks = [slice(start, start + step) for start in range(0, self.n_samples, step)]
-        total = None
-        for rows in blocks:
-            part = function(self.X[rows], self.sample_weight[rows], **kwargs)
-            if total is None:
-                total = part
-            elif combine == "sum":
-                total += part
-            else:
-                np.maximum(total, part, out=total)
-        return total
+        return [function(self.X[rows], self.sample_weight[rows], **kwargs) for rows in blocks]

@@ -160,6 +160,11 @@ class Tracer:
         self.last = (theta.copy(), f, g)
         return f, g
 
+    def loss_gradient_hessian(self, theta, **kwargs):
+        f, g, hessian = self.problem.loss_gradient_hessian(theta, **kwargs)
+        self.last = (theta.copy(), f, g)
+        return f, g, hessian
+
     def hessp(self, theta, direction):
         self.products_this_step += 1
         if self.products_this_step > self.max_products:

@@ -8,7 +8,7 @@ Hessian costs as much as many Hessian-vector products, so it is rebuilt only
 when a solve needs more than ``MAX_CG_PER_STEP`` iterations (the curvature
 has moved away from it). At a start with zero coefficients it is exact and
 cheap (the Kronecker form, see ``_loss.kronecker_hessian``); on large data it
-is estimated from a row sample drawn by curvature (:func:`hessian_rows`). A
+is estimated from a row sample drawn by curvature (``_loss.hessian_rows``). A
 backtracking line search (Armijo) on the objective makes every step a
 descent.
 
@@ -22,6 +22,7 @@ import numpy as np
 from scipy.linalg import blas, lapack
 from scipy.optimize import OptimizeResult
 
+from .._loss import hessian_rows
 from ._threads import product_size
 
 # A refresh of the preconditioner may cost about as many multiply-adds as
@@ -45,6 +46,15 @@ MAX_CG_PER_STEP = 6
 # and 22 500 x 40, K = 50 the same steps took 30-57 % longer, so larger
 # problems stop at tol as documented.
 POLISH_BELOW = 2e7
+
+# Where every pass is a round (NewtonInRounds): a step with the current
+# Hessian factor that shrinks the largest gradient entry less than this many
+# times asks for a fresh Hessian at the next evaluation; backtracking halves
+# a step at most MAX_HALVINGS times.
+REBUILD_GAIN = 10.0
+MAX_HALVINGS = 30
+# Its polish (small problems): at most this many steps, a round each.
+ROUNDS_POLISH_STEPS = 4
 POLISH_STEPS = 2
 POLISH_RTOL = 1e-6
 POLISH_MAX_CG = 10
@@ -65,27 +75,6 @@ def hessian_budget(loss):
         HESSIAN_COST_IN_GRADIENTS * gradient_work / per_row,
         MIN_HESSIAN_ROWS_PER_PARAM * loss.n_params,
     )
-
-
-def hessian_rows(curvature, budget, rng):
-    """A row sample for the Hessian: ``(rows, row_factor)``, or Nones for all rows.
-
-    Row i adds ``omega_i (diag(p_i) - p_i p_i^T) (x) x^_i x^_i^T``, whose size
-    is set by ``c_i = omega_i (1 - ||p_i||^2)`` (``curvature``, the trace of
-    the middle factor): near the optimum most rows are classified with
-    confidence and add almost nothing, while a few uncertain rows carry the
-    curvature. So rows are drawn by importance (Poisson sampling): row i is
-    kept with probability ``pi_i = min(1, budget * c_i / sum(c))`` and
-    weighted by ``1 / pi_i``, an unbiased estimate of the full sum in which
-    every row of large curvature is kept exactly. Uniform sampling misses
-    those rows and made a preconditioner several times worse on the digits.
-    """
-    total = curvature.sum()
-    if not total > 0:
-        return None, None
-    keep = np.minimum(1.0, budget * curvature / total)
-    rows = np.flatnonzero(rng.random(curvature.size) < keep)
-    return rows, 1.0 / keep[rows]
 
 
 class Preconditioner:
@@ -115,7 +104,7 @@ class Preconditioner:
         coef = loss.unpack(problem.to_original(theta))[0]
         # With zero coefficients the Kronecker form is exact and cheap; on a
         # cluster every row is used (sampling would move n numbers).
-        if coef.any() and loss.data.row_sampling and budget < loss.data.n_samples:
+        if coef.any() and budget < loss.data.n_samples:
             rows, row_factor = hessian_rows(problem.curvature(theta), budget, rng)
         # float32 like its accumulation: the kept copy costs 4 bytes an entry
         return problem.data_hessian(theta, rows=rows, row_factor=row_factor, dtype=np.float32)
@@ -441,6 +430,134 @@ class NewtonCholesky:
         return OptimizeResult(x=self.theta, nit=n_iter, message=message)
 
 
+class NewtonInRounds:
+    """newton-cholesky where every pass over the data is a round of communication (a cluster).
+
+    There a conjugate-gradient solve would cost a round per Hessian product.
+    Instead each evaluation returns the objective, the gradient and, when
+    asked, the Hessian (on a row sample drawn on the workers, as in memory)
+    in one round, and the Newton step is solved with its Cholesky factor on
+    the client. The factor is reused while a step with it still shrinks the
+    largest gradient entry ``REBUILD_GAIN``-fold (close to the optimum the
+    Hessian changes little, and the steps converge fast with an older one);
+    otherwise the next evaluation brings a fresh one. A backtracking line
+    search (Armijo, or a gradient that shrinks within the objective's
+    rounding) makes each step a descent. A unit step costs one round: from
+    zero coefficients ten or so rounds reach a gradient of 1e-8.
+    """
+
+    def __init__(self, tracer, tol, max_iter):
+        self.tracer = tracer
+        self.problem = tracer.problem
+        loss = self.problem.loss
+        self.tol = tol
+        self.max_iter = max_iter
+        self.budget = hessian_budget(loss)
+        self.null_weight = 1.0 / loss.n_classes if loss.fit_intercept else 0.0
+        self.rounding = 16 * float(np.finfo(loss.data.dtype).eps)
+        self.builds = 0
+
+    def evaluate(self, theta, with_hessian):
+        """``(f, grad, factor or None)`` at ``theta``: one round."""
+        if not with_hessian:
+            return (*self.tracer.loss_gradient(theta), None)
+        f, grad, hessian = self.tracer.loss_gradient_hessian(
+            theta, budget=self.budget, seed=self.builds
+        )
+        self.builds += 1
+        factor = Preconditioner(self.problem, theta, None, None, self.null_weight, hessian)
+        return f, grad, factor
+
+    def solve(self, theta0):
+        """Run from ``theta0``; a scipy-style result (``x``, ``nit``, ``message``)."""
+        theta = np.array(theta0, dtype=np.float64)
+        f, grad, factor = self.evaluate(theta, True)
+        message = "gradient tolerance met"
+        n_iter = in_rounding = 0
+        fresh = False
+        while np.max(np.abs(grad), initial=0.0) > self.tol:
+            if n_iter >= self.max_iter:
+                message = "maximum number of iterations reached"
+                break
+            step = -factor.solve(grad)
+            slope = grad @ step
+            if not slope < 0:
+                step, slope = -grad, -(grad @ grad)
+            grad_size = np.abs(grad).sum()
+            for _ in range(MAX_HALVINGS):
+                candidate = theta + step
+                f_new, grad_new, new_factor = self.evaluate(candidate, fresh)
+                within_rounding = abs(f_new - f) <= self.rounding * abs(f)
+                if f_new <= f + 1e-4 * slope or (
+                    within_rounding and np.abs(grad_new).sum() < grad_size
+                ):
+                    break
+                step *= 0.5
+                slope *= 0.5
+                factor = new_factor or factor
+                fresh = False  # one fresh Hessian per step is enough
+            else:
+                message = "line search found no decrease: precision exhausted"
+                break
+            gain = np.max(np.abs(grad), initial=0.0) / max(
+                np.max(np.abs(grad_new), initial=0.0), np.finfo(np.float64).tiny
+            )
+            theta, f, grad = candidate, f_new, grad_new
+            factor = new_factor or factor
+            n_iter += 1
+            in_rounding = in_rounding + 1 if within_rounding else 0
+            self.tracer.callback(OptimizeResult(x=theta, fun=f))
+            fresh = new_factor is None and gain < REBUILD_GAIN
+            if in_rounding >= 5 and np.max(np.abs(grad)) > self.tol:
+                message = "no decrease beyond rounding for 5 steps: precision exhausted"
+                break
+        if np.max(np.abs(grad), initial=0.0) <= self.tol:
+            theta, f, grad, steps = self.polish(theta, f, grad, factor)
+            n_iter += steps
+        # the final point's evaluation, for the driver (a rejected trial was the last)
+        self.tracer.last = (theta.copy(), f, grad)
+        return OptimizeResult(x=theta, nit=n_iter, message=message)
+
+    def polish(self, theta, f, grad, factor):
+        """Newton steps past ``tol`` on small problems, as NewtonCholesky.polish: a round each.
+
+        Each step is solved with the current Hessian factor; a step that
+        shrank the largest gradient entry less than ``REBUILD_GAIN``-fold
+        asks for a fresh one with the next evaluation, as in the main loop.
+        A step is kept if it shrinks that entry ``POLISH_GAIN``-fold without
+        raising the objective beyond its rounding; the first that does not
+        ends the polish.
+        """
+        steps = 0
+        if product_size(self.problem.loss.data) >= POLISH_BELOW:
+            return theta, f, grad, steps
+        fresh = False
+        for _ in range(ROUNDS_POLISH_STEPS):
+            step = -factor.solve(grad)
+            if not grad @ step < 0:
+                break
+            candidate = theta + step
+            f_new, grad_new, new_factor = self.evaluate(candidate, fresh)
+            gain = np.max(np.abs(grad), initial=0.0) / max(
+                np.max(np.abs(grad_new), initial=0.0), np.finfo(np.float64).tiny
+            )
+            if not (f_new <= f + self.rounding * abs(f) and gain >= POLISH_GAIN):
+                break
+            theta, f, grad = candidate, f_new, grad_new
+            factor = new_factor or factor
+            fresh = new_factor is None and gain < REBUILD_GAIN
+            steps += 1
+            self.tracer.callback(OptimizeResult(x=theta, fun=f))
+        return theta, f, grad, steps
+
+
 def newton_cholesky(tracer, theta0, tol, max_iter, *, previous=None, keep_hessian=False):
-    """Run :class:`NewtonCholesky` from ``theta0`` (the driver's solver signature)."""
+    """The driver's solver signature: :class:`NewtonCholesky`, or :class:`NewtonInRounds`.
+
+    The second where every pass over the data is a round of communication
+    (``passes_are_rounds``, a Dask cluster); a path's Hessian is not carried
+    there.
+    """
+    if tracer.problem.loss.data.passes_are_rounds:
+        return NewtonInRounds(tracer, tol, max_iter).solve(theta0)
     return NewtonCholesky(tracer, tol, max_iter, previous, keep_hessian).solve(theta0)
