@@ -7,6 +7,7 @@ import sys
 import joblib
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
 from skmultilogit import MultinomialLogitClassifier
@@ -332,3 +333,35 @@ def test_blocks_that_arrive_unaligned_are_aligned_once(client):
         client.map(lambda block: block.flags.aligned, [b[0] for b in data.blocks.blocks])
     )
     assert all(flags)
+
+
+# -- sparse chunks -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sparse_problem():
+    rng = np.random.default_rng(0)
+    X = sp.random(6000, 40, density=0.1, format="csr", random_state=1,
+                  data_rvs=lambda k: rng.lognormal(size=k))  # fmt: skip
+    signal = X[:, 0].toarray().ravel() + X[:, 1].toarray().ravel()
+    y = (signal + 0.5 * rng.normal(size=6000) > 0.5).astype(int) + (rng.random(6000) < 0.3)
+    return X, y, rng.uniform(0.5, 2.0, size=6000)
+
+
+@pytest.mark.parametrize("params", [dict(), dict(solver="lbfgs"), dict(class_weight="balanced")])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_sparse_chunks_fit_as_the_sparse_matrix_does(client, sparse_problem, params, weighted):
+    X, y, sample_weight = sparse_problem
+    sample_weight = sample_weight if weighted else None
+    X_dask = da.from_array(X, chunks=(1500, 40), asarray=False)
+    assert sp.issparse(X_dask._meta)
+    y_dask = da.from_array(y, chunks=1500)
+    weight_dask = None if sample_weight is None else da.from_array(sample_weight, chunks=1500)
+    in_memory = MultinomialLogitClassifier(**TIGHT, **params).fit(X, y, sample_weight=sample_weight)
+    on_cluster = MultinomialLogitClassifier(**TIGHT, **params)
+    on_cluster.fit(X_dask, y_dask, sample_weight=weight_dask)
+    assert_same_coef(on_cluster.coef_, in_memory.coef_)
+    assert_same_coef(on_cluster.intercept_, in_memory.intercept_)
+    np.testing.assert_allclose(
+        on_cluster.predict_proba(X_dask).compute(), in_memory.predict_proba(X), atol=1e-7
+    )

@@ -55,6 +55,9 @@ REBUILD_GAIN = 10.0
 MAX_HALVINGS = 30
 # Its polish (small problems): at most this many steps, a round each.
 ROUNDS_POLISH_STEPS = 4
+# Its Hessians are drawn from at least this many rows per parameter, per
+# share of the rows a feature fills (density): sampled Hessians make its steps.
+ROUNDS_HESSIAN_ROWS_PER_PARAM = 20
 POLISH_STEPS = 2
 POLISH_RTOL = 1e-6
 POLISH_MAX_CG = 10
@@ -452,7 +455,15 @@ class NewtonInRounds:
         loss = self.problem.loss
         self.tol = tol
         self.max_iter = max_iter
-        self.budget = hessian_budget(loss)
+        # The Hessian makes the steps here, not only their preconditioner: on
+        # 6 000 x 40 sparse rows (10 % filled, 123 parameters) a sample of 3
+        # rows per parameter took 62 steps, 20 took 28, all rows 13. A
+        # feature's entries are only in a share (density) of the rows.
+        data = loss.data
+        density = data.stored_entries / max(1, data.n_samples * data.n_features)
+        self.budget = max(
+            hessian_budget(loss), ROUNDS_HESSIAN_ROWS_PER_PARAM * loss.n_params / density
+        )
         self.null_weight = 1.0 / loss.n_classes if loss.fit_intercept else 0.0
         self.rounding = 16 * float(np.finfo(loss.data.dtype).eps)
         self.builds = 0
