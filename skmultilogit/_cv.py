@@ -10,10 +10,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import check_scoring, make_scorer
 from sklearn.model_selection import check_cv
 
-from ._backends import NumpyBackend
+from ._backends import NumpyBackend, is_dask_collection
 from ._classifier import MultinomialLogitClassifier
 from ._path import coefficient_path, fit_coefficients
 from ._prediction import LinearPredictorMixin
+from ._scoring import ON_THE_ROWS, neg_log_loss
 from ._validation import (
     check_bool,
     check_Cs,
@@ -32,19 +33,6 @@ def _scoring_view(classes, coef, intercept, fit_intercept):
     model.intercept_ = intercept
     model.n_features_in_ = coef.shape[1]
     return model
-
-
-def _neg_log_loss(proba, y_index, sample_weight=None):
-    """scikit-learn's ``neg_log_loss`` score, computed directly.
-
-    The same value as ``sklearn.metrics.log_loss`` (probabilities clipped to
-    ``[eps, 1 - eps]`` of their dtype, weighted mean of ``-log p[i, y_i]``),
-    negated, without the scorer's input validation, which costs about 8 ms a
-    call: as much as a whole warm-started fit on the 8x8 digits.
-    """
-    eps = np.finfo(proba.dtype).eps
-    true_proba = np.clip(proba[np.arange(len(y_index)), y_index], eps, 1 - eps)
-    return -float(np.average(-np.log(true_proba), weights=sample_weight))
 
 
 def _fold_scorer(scoring, classes):
@@ -103,7 +91,7 @@ def _fold_path(
         )
         if scorer is None:
             proba = model.predict_proba(X_test)
-            scores[index] = _neg_log_loss(proba, y_index_test, test_weight)
+            scores[index] = neg_log_loss(proba, y_index_test, test_weight)
         else:
             scores[index] = scorer(model, X_test, y_test, **score_kwargs)
     unconverged = [
@@ -272,37 +260,20 @@ class MultinomialLogitClassifierCV(ClassifierMixin, LinearPredictorMixin, BaseEs
         check_bool("refit", self.refit)
         check_scoring(MultinomialLogitClassifier(), scoring=self.scoring)  # fails early if invalid
 
-        classes, data = prepare_training_data(self, X, y, sample_weight, self.class_weight)
-        X = data.X
-        score_weight = (
-            None if sample_weight is None else check_sample_weight(sample_weight, X.shape[0])
-        )
-        y = classes[data.y]
-        folds = list(check_cv(self.cv, y, classifier=True).split(X, y, groups))
         params = {
             "fit_intercept": self.fit_intercept,
             "solver": self.solver,
             "tol": float(self.tol),
             "max_iter": self.max_iter,
         }
-        paths = Parallel(n_jobs=self.n_jobs, verbose=self.verbose, prefer="processes")(
-            delayed(_fold_path)(
-                X,
-                y,
-                data.y,
-                classes,
-                data.sample_weight,
-                score_weight,
-                train,
-                test,
-                Cs,
-                l1_ratio,
-                self.scoring,
-                params,
+        if is_dask_collection(X):
+            classes, data, folds, paths = self._dask_paths(
+                X, y, sample_weight, groups, Cs, l1_ratios, params
             )
-            for train, test in folds
-            for l1_ratio in l1_ratios
-        )
+        else:
+            classes, data, folds, paths = self._paths(
+                X, y, sample_weight, groups, Cs, l1_ratios, params
+            )
         n_folds, n_l1, n_cs = len(folds), len(l1_ratios), len(Cs)
         coefs, n_iter, scores, unconverged = zip(*paths, strict=True)
         shape = (n_folds, n_l1, n_cs)
@@ -320,7 +291,7 @@ class MultinomialLogitClassifierCV(ClassifierMixin, LinearPredictorMixin, BaseEs
                 stacklevel=2,
             )
 
-        n_features = X.shape[1]
+        n_features = data.n_features
         if self.refit:
             # Best summed score; ties go to the earlier value in Cs, then in
             # l1_ratios, as LogisticRegressionCV breaks them.
@@ -341,7 +312,7 @@ class MultinomialLogitClassifierCV(ClassifierMixin, LinearPredictorMixin, BaseEs
             )
             if not result.converged:
                 warnings.warn(
-                    "The refit on all the data: " + result.warning_message(self.tol, X.dtype),
+                    "The refit on all the data: " + result.warning_message(self.tol, data.dtype),
                     ConvergenceWarning,
                     stacklevel=2,
                 )
@@ -353,9 +324,63 @@ class MultinomialLogitClassifierCV(ClassifierMixin, LinearPredictorMixin, BaseEs
             self.C_ = float(Cs[best_c].mean())
             self.l1_ratio_ = float(l1_ratios[best_l1].mean())
         self.classes_ = classes
-        self.coef_ = coef.astype(X.dtype)
-        self.intercept_ = intercept.astype(X.dtype)
+        self.coef_ = coef.astype(data.dtype)
+        self.intercept_ = intercept.astype(data.dtype)
         return self
+
+    def _paths(self, X, y, sample_weight, groups, Cs, l1_ratios, params):
+        """The fold paths in memory, folds in parallel (joblib)."""
+        classes, data = prepare_training_data(self, X, y, sample_weight, self.class_weight)
+        X = data.X
+        score_weight = (
+            None if sample_weight is None else check_sample_weight(sample_weight, X.shape[0])
+        )
+        y = classes[data.y]
+        folds = list(check_cv(self.cv, y, classifier=True).split(X, y, groups))
+        paths = Parallel(n_jobs=self.n_jobs, verbose=self.verbose, prefer="processes")(
+            delayed(_fold_path)(
+                X,
+                y,
+                data.y,
+                classes,
+                data.sample_weight,
+                score_weight,
+                train,
+                test,
+                Cs,
+                l1_ratio,
+                self.scoring,
+                params,
+            )
+            for train, test in folds
+            for l1_ratio in l1_ratios
+        )
+        return classes, data, folds, paths
+
+    def _dask_paths(self, X, y, sample_weight, groups, Cs, l1_ratios, params):
+        """The fold paths on a Dask cluster: folds selected where the rows live (see ``_dask``)."""
+        from ._dask import class_indices, fold_path, prepare_dask_data
+
+        if self.scoring not in ON_THE_ROWS:
+            raise ValueError(
+                f"scoring={self.scoring!r} on Dask arrays: the held-out scores are computed "
+                "where the rows live, for 'neg_log_loss' and 'accuracy' (or None); use one "
+                "of them, or fit on data in memory."
+            )
+        classes, data = prepare_dask_data(self, X, y, sample_weight, self.class_weight)
+        self.n_features_in_ = data.n_features
+        if hasattr(self, "feature_names_in_"):  # a Dask array has no column names
+            del self.feature_names_in_
+        y = classes[class_indices(data)]
+        rows = np.empty((data.n_samples, 0))  # the splitter needs the rows, not X
+        folds = list(check_cv(self.cv, y, classifier=True).split(rows, y, groups))
+        scoring = "accuracy" if self.scoring is None else self.scoring
+        paths = [
+            fold_path(data, test, Cs, l1_ratio, scoring, params)
+            for _, test in folds
+            for l1_ratio in l1_ratios
+        ]
+        return classes, data, folds, paths
 
     def score(self, X, y, sample_weight=None):
         """Score of the fitted model on ``X, y`` with the ``scoring`` used to choose it.

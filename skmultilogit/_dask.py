@@ -18,6 +18,7 @@ Predicting
 row blocks: lazy Dask arrays come back.
 """
 
+import copy
 import functools
 
 import dask
@@ -30,6 +31,8 @@ from sklearn.utils.multiclass import check_classification_targets
 
 from ._backends import is_dask_collection
 from ._backends._dask import ClusterBlocks, DaskBackend, LocalBlocks, distributed_client
+from ._path import coefficient_path
+from ._scoring import score_from_sums, score_sums
 from ._validation import (
     check_object_labels,
     check_two_classes,
@@ -100,6 +103,7 @@ def _block_summary(X_block, y_block, weight_block=None):
         "weight_positive": bool((weight > 0).any()),
         "X_finite": bool(np.isfinite(values).all()),
         "stored_entries": int(X_block.nnz if sp.issparse(X_block) else X_block.size),
+        "rows": int(X_block.shape[0]),
     }
 
 
@@ -118,10 +122,15 @@ def _aligned_block(X_block):
 
 
 def _make_pair(X_block, y_block, weight_block=None, *, classes, class_factor):
-    """Class index and weight of each row; reads X's block only to run where it lives."""
+    """Class index, weight and sample weight of each row (the ``pair`` of the backend).
+
+    The weight is the sample weight times the class weight; the sample weight
+    alone weights held-out scores, as in the numpy cross-validation. Reads
+    X's block only to run where it lives.
+    """
     index = np.searchsorted(classes, y_block.ravel())
     weight = np.ones(len(index)) if weight_block is None else weight_block.ravel()
-    return np.column_stack([index.astype(np.float64), weight * class_factor[index]])
+    return np.column_stack([index.astype(np.float64), weight * class_factor[index], weight])
 
 
 def _blocks_of(arrays, client):
@@ -178,16 +187,17 @@ def prepare_dask_data(estimator, X, y, sample_weight, class_weight):
     # result stays, on the worker holding that block
     X_blocks = [block[0] for block in blocks.blocks]
     labels = list(zip(*[block[1:] for block in blocks.blocks], strict=True))
+    rows = [summary["rows"] for summary in summaries]
     pair_args = {"classes": classes, "class_factor": table}
     if client is None:
         X_blocks = [_aligned_block(X_block) for X_block in X_blocks]
         pairs = list(map(functools.partial(_make_pair, **pair_args), X_blocks, *labels))
-        data_blocks = LocalBlocks(list(zip(X_blocks, pairs, strict=True)))
+        data_blocks = LocalBlocks(list(zip(X_blocks, pairs, strict=True)), rows)
     else:
         X_blocks = client.map(_aligned_block, X_blocks, pure=False)
         pairs = client.map(_make_pair, X_blocks, *labels, pure=False, **pair_args)
         wait(X_blocks + pairs)  # where they are decides how the Hessian's sums run
-        data_blocks = ClusterBlocks(client, list(zip(X_blocks, pairs, strict=True)))
+        data_blocks = ClusterBlocks(client, list(zip(X_blocks, pairs, strict=True)), rows)
     data = DaskBackend(
         data_blocks,
         len(classes),
@@ -200,6 +210,82 @@ def prepare_dask_data(estimator, X, y, sample_weight, class_weight):
         total_weight=float((counts * table).sum()),
     )
     return classes, data
+
+
+# -- cross-validation on the cluster -------------------------------------------
+
+
+def _class_index(X_block, pair_block, *, dtype):
+    return pair_block[:, 0].astype(dtype)
+
+
+def class_indices(data):
+    """Every row's class index, gathered to the client (one round; X stays).
+
+    In the smallest integer type that holds them: a byte a row for up to
+    256 classes, where the float64 index column would move 8.
+    """
+    dtype = np.min_scalar_type(data.n_classes - 1)
+    return np.concatenate(data.blocks.gather(_class_index, dtype=dtype)).astype(np.intp)
+
+
+def _local_rows(rows, sizes):
+    """Positions ``rows`` of the whole array split into positions within each block."""
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    rows = np.sort(np.asarray(rows, dtype=np.intp))
+    return [
+        rows[(rows >= start) & (rows < stop)] - start
+        for start, stop in zip(offsets[:-1], offsets[1:], strict=True)
+    ]
+
+
+def _without_rows(X_block, pair_block, rows):
+    """The block's pair with the weights of ``rows`` (a fold's test part) set to 0."""
+    pair = np.array(pair_block, copy=True)
+    pair[rows, 1] = 0.0
+    return pair
+
+
+def _train_weight(X_block, pair_block):
+    return pair_block[:, 1].sum()
+
+
+def _held_out_sums(X_block, pair_block, rows, *, coefs, fit_intercept, scoring):
+    y_index = pair_block[rows, 0].astype(np.intp)
+    return score_sums(X_block[rows], y_index, pair_block[rows, 2], coefs, fit_intercept, scoring)
+
+
+def fold_path(data, test, Cs, l1_ratio, scoring, params):
+    """One fold, one l1_ratio, on the cluster: as ``_cv._fold_path`` does in memory.
+
+    The fold's training data are all rows with the test rows' weights at 0,
+    made where each block lives (a zero weight takes a row out of the loss,
+    the gradient, the Hessian and the feature statistics alike); the
+    held-out scores are summed block by block. Only the test rows'
+    positions go out, only sums come back.
+    """
+    test_rows = _local_rows(test, data.blocks.rows)
+    X_blocks = [block[0] for block in data.blocks.blocks]
+    pairs = data.blocks.map(_without_rows, test_rows)
+    fold_blocks = data.blocks.with_blocks(list(zip(X_blocks, pairs, strict=True)))
+    fold = copy.copy(data)
+    fold.blocks = fold_blocks
+    fold.total_weight = float(sum(fold_blocks.gather(_train_weight)))
+    coefs, n_iter, results = coefficient_path(fold, Cs, l1_ratio=l1_ratio, **params)
+    sums = data.blocks.gather(
+        _held_out_sums,
+        test_rows,
+        coefs=coefs,
+        fit_intercept=params["fit_intercept"],
+        scoring=scoring,
+    )
+    scores = score_from_sums(np.sum(sums, axis=0), scoring)
+    unconverged = [
+        result.warning_message(params["tol"], data.dtype) + f" (C={C:g})"
+        for C, result in zip(Cs, results, strict=True)
+        if not result.converged
+    ]
+    return coefs, n_iter, scores, unconverged
 
 
 def _predict_block(X_block, *, estimator, method):

@@ -129,6 +129,15 @@ def softmax(raw_prediction):
 # float64 logits took 12.6 ms and 14.5 ms against 8.4 ms and 10.0 ms here.
 
 
+def finite_logits(raw):
+    """Clip non-finite logits (only from extreme inputs) in place: softmax of +-inf is NaN."""
+    if not np.all(np.isfinite(raw)):
+        limit = np.finfo(raw.dtype).max / 4
+        np.clip(raw, -limit, limit, out=raw)
+        np.nan_to_num(raw, copy=False, nan=0.0, posinf=limit, neginf=-limit)
+    return raw
+
+
 def softmax_in_place(raw):
     """Row-wise softmax of (n, K) logits, overwriting them."""
     raw -= raw.max(axis=1, keepdims=True)

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._backends import is_dask_collection
-from ._loss import log_softmax_in_place, softmax_in_place
+from ._loss import finite_logits, log_softmax_in_place, softmax_in_place
 from ._validation import FLOAT_DTYPES
 
 # Bytes of float64 logits or cast features per row block of a prediction.
@@ -64,12 +64,7 @@ class LinearPredictorMixin:
         out = None
         for start in range(0, n_samples, step):
             rows = slice(start, start + step)
-            raw = np.asarray(X[rows] @ self.coef_.T) + self.intercept_
-            if not np.all(np.isfinite(raw)):
-                # Only reachable with extreme inputs; softmax of +-inf is NaN.
-                limit = np.finfo(raw.dtype).max / 4
-                np.clip(raw, -limit, limit, out=raw)
-                np.nan_to_num(raw, copy=False, nan=0.0, posinf=limit, neginf=-limit)
+            raw = finite_logits(np.asarray(X[rows] @ self.coef_.T) + self.intercept_)
             result = finish(raw)
             if out is None:
                 out = np.empty((n_samples, *result.shape[1:]), dtype=result.dtype)

@@ -15,7 +15,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "skmultilogit"
 # lower layer, never from a higher one (docs/layout.md).
 LAYERS = [
     ["_loss", "_penalties", "_conditioning", "_memory"],
-    ["_backends"],
+    ["_backends", "_scoring"],
     ["_objective"],
     ["_solvers"],
     ["_path"],

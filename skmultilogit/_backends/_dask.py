@@ -59,9 +59,10 @@ class ClusterBlocks:
         the per-block functions.
     """
 
-    def __init__(self, client, blocks):
+    def __init__(self, client, blocks, rows=None):
         self.client = client
         self.blocks = blocks
+        self.rows = rows
         who_has = client.who_has([block[0] for block in blocks])
         self.by_worker = {}
         for index, block in enumerate(blocks):
@@ -71,13 +72,21 @@ class ClusterBlocks:
     def __len__(self):
         return len(self.blocks)
 
-    def map(self, function, **kwargs):
-        """``function(*block, **kwargs)`` on every block, kept on the cluster (futures)."""
-        return self.client.map(function, *zip(*self.blocks, strict=True), pure=False, **kwargs)
+    def map(self, function, *per_block, **kwargs):
+        """``function(*block, *per_block[i], **kwargs)`` on every block, kept there (futures).
 
-    def gather(self, function, **kwargs):
-        """``function(*block, **kwargs)`` of every block, in block order: one round."""
-        return self.client.gather(self.map(function, **kwargs))
+        ``per_block`` are lists of one argument per block (block order).
+        """
+        columns = [*zip(*self.blocks, strict=True), *per_block]
+        return self.client.map(function, *columns, pure=False, **kwargs)
+
+    def gather(self, function, *per_block, **kwargs):
+        """``function(*block, *per_block[i], **kwargs)`` of every block, in order: one round."""
+        return self.client.gather(self.map(function, *per_block, **kwargs))
+
+    def with_blocks(self, blocks):
+        """The same cluster and rows per block, other block futures (of the same rows)."""
+        return ClusterBlocks(self.client, blocks, self.rows)
 
     def total(self, function, **kwargs):
         """The sum over blocks of ``function(*block, index=i, **kwargs)``: one round.
@@ -102,17 +111,26 @@ class ClusterBlocks:
 class LocalBlocks:
     """The blocks in this process's memory (no distributed client), rounds as loops."""
 
-    def __init__(self, blocks):
+    def __init__(self, blocks, rows=None):
         self.blocks = blocks
+        self.rows = rows
 
     def __len__(self):
         return len(self.blocks)
 
-    def map(self, function, **kwargs):
-        return [function(*block, **kwargs) for block in self.blocks]
+    def map(self, function, *per_block, **kwargs):
+        arguments = (
+            zip(self.blocks, *per_block, strict=True)
+            if per_block
+            else ((block,) for block in self.blocks)
+        )
+        return [function(*block, *extra, **kwargs) for block, *extra in arguments]
 
-    def gather(self, function, **kwargs):
-        return self.map(function, **kwargs)
+    def gather(self, function, *per_block, **kwargs):
+        return self.map(function, *per_block, **kwargs)
+
+    def with_blocks(self, blocks):
+        return LocalBlocks(blocks, self.rows)
 
     def total(self, function, **kwargs):
         return _add(

@@ -532,12 +532,11 @@ class NewtonInRounds:
     def polish(self, theta, f, grad, factor):
         """Newton steps past ``tol`` on small problems, as NewtonCholesky.polish: a round each.
 
-        Each step is solved with the current Hessian factor; a step that
-        shrank the largest gradient entry less than ``REBUILD_GAIN``-fold
-        asks for a fresh one with the next evaluation, as in the main loop.
-        A step is kept if it shrinks that entry ``POLISH_GAIN``-fold without
-        raising the objective beyond its rounding; the first that does not
-        ends the polish.
+        Each step is solved with the current Hessian factor and kept if it
+        shrinks the largest gradient entry without raising the objective
+        beyond its rounding. One that gains less than ``POLISH_GAIN``-fold
+        asks for a fresh Hessian with the next evaluation; if a step with a
+        fresh one gains less, the gradient is at its floor and the polish ends.
         """
         steps = 0
         if product_size(self.problem.loss.data) >= POLISH_BELOW:
@@ -552,13 +551,15 @@ class NewtonInRounds:
             gain = np.max(np.abs(grad), initial=0.0) / max(
                 np.max(np.abs(grad_new), initial=0.0), np.finfo(np.float64).tiny
             )
-            if not (f_new <= f + self.rounding * abs(f) and gain >= POLISH_GAIN):
+            if not (f_new <= f + self.rounding * abs(f) and gain > 1):
                 break
             theta, f, grad = candidate, f_new, grad_new
-            factor = new_factor or factor
-            fresh = new_factor is None and gain < REBUILD_GAIN
             steps += 1
             self.tracer.callback(OptimizeResult(x=theta, fun=f))
+            if gain < POLISH_GAIN and new_factor is not None:
+                break  # a fresh Hessian gained little: the floor
+            factor = new_factor or factor
+            fresh = gain < POLISH_GAIN
         return theta, f, grad, steps
 
 
