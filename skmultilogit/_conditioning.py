@@ -337,14 +337,19 @@ class ConditionedProblem:
             product = self._penalty_only(product, direction)
         return product
 
-    def loss_gradient_hessian(self, theta, *, budget=None, seed=0):
-        """:meth:`loss_gradient` and :meth:`data_hessian` (float32) in one pass over the data.
+    def loss_gradient_hessian(self, theta, *, budget=None, seed=0, dtype=np.float32):
+        """:meth:`loss_gradient` and :meth:`data_hessian` (in ``dtype``) in one pass over the data.
 
         One round on a cluster; the Hessian on a row sample of about
         ``budget`` rows when that is fewer than the rows.
         """
         f, grad, hessian = self.loss.loss_gradient_hessian(
-            self.to_original(theta), center=self.mean, scale=self.scale, budget=budget, seed=seed
+            self.to_original(theta),
+            center=self.mean,
+            scale=self.scale,
+            budget=budget,
+            seed=seed,
+            dtype=dtype,
         )
         grad = self.pull_back(grad)
         if self.inert is not None:

@@ -162,17 +162,17 @@ class MultinomialLoss:
         self.penalty.add_gradient(dir_coef, product_coef)
         return self._flat(product_coef, product_intercept)
 
-    def loss_gradient_hessian(self, w, *, center, scale, budget=None, seed=0):
+    def loss_gradient_hessian(self, w, *, center, scale, budget=None, seed=0, dtype=np.float32):
         """:meth:`loss_gradient` with the data term's Hessian for ``[(x - center) / scale, 1]``.
 
         In one evaluation of the backend (one round on a cluster); the
-        Hessian in float32, on a row sample of about ``budget`` rows when
+        Hessian in ``dtype``, on a row sample of about ``budget`` rows when
         that is fewer than the rows (see the backend protocol). The penalty is
         in ``loss`` and ``grad``, not in the Hessian.
         """
         coef, intercept = self.unpack(w)
         loss, grad_coef, grad_intercept, hessian = self.data.loss_gradient_hessian(
-            coef, intercept, center=center, scale=scale, budget=budget, seed=seed
+            coef, intercept, center=center, scale=scale, budget=budget, seed=seed, dtype=dtype
         )
         loss += self.penalty.value(coef)
         self.penalty.add_gradient(coef, grad_coef)

@@ -8,6 +8,9 @@
 ``_newton_cholesky``
     ``"newton-cholesky"``: Newton with a reused, row-sampled Cholesky
     preconditioner and conjugate-gradient steps.
+``_newton_rounds``
+    ``"newton-cholesky"`` where every pass over the data is a round of
+    communication (Dask): each step solved with a Cholesky factor.
 ``_threads``
     The BLAS thread limit a fit runs under.
 """

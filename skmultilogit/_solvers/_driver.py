@@ -30,9 +30,23 @@ from .._conditioning import (
     feature_scale,
 )
 from .._memory import check_fits
-from ._newton_cholesky import newton_cholesky
+from ._newton_cholesky import NewtonCholesky
+from ._newton_rounds import NewtonInRounds
 from ._scipy import lbfgs, newton_cg
 from ._threads import blas_thread_limit
+
+
+def newton_cholesky(tracer, theta0, tol, max_iter, *, previous=None, keep_hessian=False):
+    """:class:`NewtonCholesky`, or :class:`NewtonInRounds` where passes are rounds.
+
+    The second where every pass over the data is a round of communication
+    (``passes_are_rounds``, a Dask cluster); a path's Hessian is not carried
+    there.
+    """
+    if tracer.problem.loss.data.passes_are_rounds:
+        return NewtonInRounds(tracer, tol, max_iter).solve(theta0)
+    return NewtonCholesky(tracer, tol, max_iter, previous, keep_hessian).solve(theta0)
+
 
 # Every solver takes (tracer, theta0, tol, max_iter, previous=, keep_hessian=)
 # and returns a scipy OptimizeResult with x, nit and message.

@@ -47,17 +47,6 @@ MAX_CG_PER_STEP = 6
 # problems stop at tol as documented.
 POLISH_BELOW = 2e7
 
-# Where every pass is a round (NewtonInRounds): a step with the current
-# Hessian factor that shrinks the largest gradient entry less than this many
-# times asks for a fresh Hessian at the next evaluation; backtracking halves
-# a step at most MAX_HALVINGS times.
-REBUILD_GAIN = 10.0
-MAX_HALVINGS = 30
-# Its polish (small problems): at most this many steps, a round each.
-ROUNDS_POLISH_STEPS = 4
-# Its Hessians are drawn from at least this many rows per parameter, per
-# share of the rows a feature fills (density): sampled Hessians make its steps.
-ROUNDS_HESSIAN_ROWS_PER_PARAM = 20
 POLISH_STEPS = 2
 POLISH_RTOL = 1e-6
 POLISH_MAX_CG = 10
@@ -90,14 +79,26 @@ class Preconditioner:
     forming the Hessian again.
     """
 
-    def __init__(self, problem, theta, budget, rng, null_weight, data_hessian=None, keep=False):
+    def __init__(
+        self,
+        problem,
+        theta,
+        budget,
+        rng,
+        null_weight,
+        data_hessian=None,
+        keep=False,
+        dtype=np.float32,
+    ):
         if data_hessian is None:
             data_hessian = self._data_hessian(problem, theta, budget, rng)
         # kept only when asked: 4 bytes an entry on top of the factor's 4
         self.data_hessian = data_hessian if keep else None
         self.mean = problem.mean
         self.scale = problem.scale
-        self.factor = self._factorise(problem, data_hessian, null_weight)
+        self.dtype = np.dtype(dtype)
+        self._trsv = blas.get_blas_funcs("trsv", dtype=self.dtype)
+        self.factor = self._factorise(problem, data_hessian, null_weight, self.dtype)
 
     @staticmethod
     def _data_hessian(problem, theta, budget, rng):
@@ -113,7 +114,7 @@ class Preconditioner:
         return problem.data_hessian(theta, rows=rows, row_factor=row_factor, dtype=np.float32)
 
     @staticmethod
-    def _factorise(problem, data_hessian, null_weight):
+    def _factorise(problem, data_hessian, null_weight, dtype):
         loss = problem.loss
         n_coef = loss.n_classes * loss.n_features
         penalty = problem.penalty_diagonal()
@@ -129,8 +130,9 @@ class Preconditioner:
             # and half the time of float64 (spotrf and strsv), with the same
             # Newton iterations on the digits (raw, binarised at C=1e4) and
             # the wine data: CG with exact Hessian products needs only an
-            # approximate preconditioner.
-            hessian = np.array(data_hessian, dtype=np.float32, order="F")
+            # approximate preconditioner. (float64 where the factor makes the
+            # steps themselves: NewtonInRounds.polish.)
+            hessian = np.array(data_hessian, dtype=dtype, order="F")
             hessian[diagonal, diagonal] += penalty + shift
             if null_weight:
                 # Shifting every intercept by one constant changes nothing, so
@@ -138,7 +140,8 @@ class Preconditioner:
                 # the Newton step for a gradient orthogonal to u is the same.
                 hessian[n_coef:, n_coef:] += null_weight
             size = float(np.max(np.abs(np.diag(hessian))))
-            factor, info = lapack.spotrf(hessian, lower=0, clean=0, overwrite_a=1)
+            potrf = lapack.get_lapack_funcs("potrf", dtype=dtype)
+            factor, info = potrf(hessian, lower=0, clean=0, overwrite_a=1)
             if info == 0:
                 return factor
             # Not numerically positive definite (float32 rounding on an
@@ -178,10 +181,9 @@ class Preconditioner:
         """``H^-1 residual`` by two triangular solves with ``H = U^T U``."""
         if self.factor is None:
             return residual.copy()
-        # Two BLAS strsv calls cost a third of LAPACK spotrs's wrapper here.
-        solved = blas.strsv(
-            self.factor, blas.strsv(self.factor, residual.astype(np.float32), trans=1)
-        )
+        # Two BLAS trsv calls cost a third of LAPACK potrs's wrapper here.
+        trsv = self._trsv
+        solved = trsv(self.factor, trsv(self.factor, residual.astype(self.dtype), trans=1))
         return solved.astype(np.float64)
 
 
@@ -431,145 +433,3 @@ class NewtonCholesky:
         if self.converged():
             n_iter += self.polish()
         return OptimizeResult(x=self.theta, nit=n_iter, message=message)
-
-
-class NewtonInRounds:
-    """newton-cholesky where every pass over the data is a round of communication (a cluster).
-
-    There a conjugate-gradient solve would cost a round per Hessian product.
-    Instead each evaluation returns the objective, the gradient and, when
-    asked, the Hessian (on a row sample drawn on the workers, as in memory)
-    in one round, and the Newton step is solved with its Cholesky factor on
-    the client. The factor is reused while a step with it still shrinks the
-    largest gradient entry ``REBUILD_GAIN``-fold (close to the optimum the
-    Hessian changes little, and the steps converge fast with an older one);
-    otherwise the next evaluation brings a fresh one. A backtracking line
-    search (Armijo, or a gradient that shrinks within the objective's
-    rounding) makes each step a descent. A unit step costs one round: from
-    zero coefficients ten or so rounds reach a gradient of 1e-8.
-    """
-
-    def __init__(self, tracer, tol, max_iter):
-        self.tracer = tracer
-        self.problem = tracer.problem
-        loss = self.problem.loss
-        self.tol = tol
-        self.max_iter = max_iter
-        # The Hessian makes the steps here, not only their preconditioner: on
-        # 6 000 x 40 sparse rows (10 % filled, 123 parameters) a sample of 3
-        # rows per parameter took 62 steps, 20 took 28, all rows 13. A
-        # feature's entries are only in a share (density) of the rows.
-        data = loss.data
-        density = data.stored_entries / max(1, data.n_samples * data.n_features)
-        self.budget = max(
-            hessian_budget(loss), ROUNDS_HESSIAN_ROWS_PER_PARAM * loss.n_params / density
-        )
-        self.null_weight = 1.0 / loss.n_classes if loss.fit_intercept else 0.0
-        self.rounding = 16 * float(np.finfo(loss.data.dtype).eps)
-        self.builds = 0
-
-    def evaluate(self, theta, with_hessian):
-        """``(f, grad, factor or None)`` at ``theta``: one round."""
-        if not with_hessian:
-            return (*self.tracer.loss_gradient(theta), None)
-        f, grad, hessian = self.tracer.loss_gradient_hessian(
-            theta, budget=self.budget, seed=self.builds
-        )
-        self.builds += 1
-        factor = Preconditioner(self.problem, theta, None, None, self.null_weight, hessian)
-        return f, grad, factor
-
-    def solve(self, theta0):
-        """Run from ``theta0``; a scipy-style result (``x``, ``nit``, ``message``)."""
-        theta = np.array(theta0, dtype=np.float64)
-        f, grad, factor = self.evaluate(theta, True)
-        message = "gradient tolerance met"
-        n_iter = in_rounding = 0
-        fresh = False
-        while np.max(np.abs(grad), initial=0.0) > self.tol:
-            if n_iter >= self.max_iter:
-                message = "maximum number of iterations reached"
-                break
-            step = -factor.solve(grad)
-            slope = grad @ step
-            if not slope < 0:
-                step, slope = -grad, -(grad @ grad)
-            grad_size = np.abs(grad).sum()
-            for _ in range(MAX_HALVINGS):
-                candidate = theta + step
-                f_new, grad_new, new_factor = self.evaluate(candidate, fresh)
-                within_rounding = abs(f_new - f) <= self.rounding * abs(f)
-                if f_new <= f + 1e-4 * slope or (
-                    within_rounding and np.abs(grad_new).sum() < grad_size
-                ):
-                    break
-                step *= 0.5
-                slope *= 0.5
-                factor = new_factor or factor
-                fresh = False  # one fresh Hessian per step is enough
-            else:
-                message = "line search found no decrease: precision exhausted"
-                break
-            gain = np.max(np.abs(grad), initial=0.0) / max(
-                np.max(np.abs(grad_new), initial=0.0), np.finfo(np.float64).tiny
-            )
-            theta, f, grad = candidate, f_new, grad_new
-            factor = new_factor or factor
-            n_iter += 1
-            in_rounding = in_rounding + 1 if within_rounding else 0
-            self.tracer.callback(OptimizeResult(x=theta, fun=f))
-            fresh = new_factor is None and gain < REBUILD_GAIN
-            if in_rounding >= 5 and np.max(np.abs(grad)) > self.tol:
-                message = "no decrease beyond rounding for 5 steps: precision exhausted"
-                break
-        if np.max(np.abs(grad), initial=0.0) <= self.tol:
-            theta, f, grad, steps = self.polish(theta, f, grad, factor)
-            n_iter += steps
-        # the final point's evaluation, for the driver (a rejected trial was the last)
-        self.tracer.last = (theta.copy(), f, grad)
-        return OptimizeResult(x=theta, nit=n_iter, message=message)
-
-    def polish(self, theta, f, grad, factor):
-        """Newton steps past ``tol`` on small problems, as NewtonCholesky.polish: a round each.
-
-        Each step is solved with the current Hessian factor and kept if it
-        shrinks the largest gradient entry without raising the objective
-        beyond its rounding. One that gains less than ``POLISH_GAIN``-fold
-        asks for a fresh Hessian with the next evaluation; if a step with a
-        fresh one gains less, the gradient is at its floor and the polish ends.
-        """
-        steps = 0
-        if product_size(self.problem.loss.data) >= POLISH_BELOW:
-            return theta, f, grad, steps
-        fresh = False
-        for _ in range(ROUNDS_POLISH_STEPS):
-            step = -factor.solve(grad)
-            if not grad @ step < 0:
-                break
-            candidate = theta + step
-            f_new, grad_new, new_factor = self.evaluate(candidate, fresh)
-            gain = np.max(np.abs(grad), initial=0.0) / max(
-                np.max(np.abs(grad_new), initial=0.0), np.finfo(np.float64).tiny
-            )
-            if not (f_new <= f + self.rounding * abs(f) and gain > 1):
-                break
-            theta, f, grad = candidate, f_new, grad_new
-            steps += 1
-            self.tracer.callback(OptimizeResult(x=theta, fun=f))
-            if gain < POLISH_GAIN and new_factor is not None:
-                break  # a fresh Hessian gained little: the floor
-            factor = new_factor or factor
-            fresh = gain < POLISH_GAIN
-        return theta, f, grad, steps
-
-
-def newton_cholesky(tracer, theta0, tol, max_iter, *, previous=None, keep_hessian=False):
-    """The driver's solver signature: :class:`NewtonCholesky`, or :class:`NewtonInRounds`.
-
-    The second where every pass over the data is a round of communication
-    (``passes_are_rounds``, a Dask cluster); a path's Hessian is not carried
-    there.
-    """
-    if tracer.problem.loss.data.passes_are_rounds:
-        return NewtonInRounds(tracer, tol, max_iter).solve(theta0)
-    return NewtonCholesky(tracer, tol, max_iter, previous, keep_hessian).solve(theta0)
