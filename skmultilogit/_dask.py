@@ -26,7 +26,6 @@ import dask.array as da
 import numpy as np
 import scipy.sparse as sp
 from dask.core import flatten
-from distributed import wait
 from sklearn.utils.multiclass import check_classification_targets
 
 from ._backends import is_dask_collection
@@ -194,9 +193,9 @@ def prepare_dask_data(estimator, X, y, sample_weight, class_weight):
         pairs = list(map(functools.partial(_make_pair, **pair_args), X_blocks, *labels))
         data_blocks = LocalBlocks(list(zip(X_blocks, pairs, strict=True)), rows)
     else:
-        X_blocks = client.map(_aligned_block, X_blocks, pure=False)
-        pairs = client.map(_make_pair, X_blocks, *labels, pure=False, **pair_args)
-        wait(X_blocks + pairs)  # where they are decides how the Hessian's sums run
+        X_blocks = blocks.with_blocks([(X_block,) for X_block in X_blocks]).map(_aligned_block)
+        aligned = blocks.with_blocks([(X_block,) for X_block in X_blocks])
+        pairs = aligned.map(_make_pair, *labels, **pair_args)
         data_blocks = ClusterBlocks(client, list(zip(X_blocks, pairs, strict=True)), rows)
     data = DaskBackend(
         data_blocks,

@@ -438,3 +438,104 @@ def test_cross_validation_on_dask_refuses_scores_it_cannot_sum_where_the_rows_li
     X_dask, y_dask = as_dask(X, y)
     with pytest.raises(ValueError, match=r"scoring='roc_auc_ovr' on Dask arrays"):
         MultinomialLogitClassifierCV(Cs=2, scoring="roc_auc_ovr").fit(X_dask, y_dask)
+
+
+@pytest.fixture
+def own_cluster():
+    """A cluster of its own, for tests that pause or lose a worker.
+
+    Without a memory limit, so that no memory monitor resumes a paused worker.
+    """
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        memory_limit=0,
+    )
+    own_client = distributed.Client(cluster, set_as_default=False)
+    with own_client.as_current():
+        yield own_client
+    own_client.close()
+    cluster.close()
+
+
+def _set_paused(paused, dask_worker=None):
+    from distributed.core import Status
+
+    dask_worker.status = Status.paused if paused else Status.running
+
+
+async def _die():
+    import os
+
+    os._exit(1)
+
+
+def _prepared_on(own_client, seed):
+    from skmultilogit._backends import NumpyBackend
+    from skmultilogit._dask import prepare_dask_data
+
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(40_000, 10))
+    y = rng.integers(0, 3, size=len(X))
+    X_dask, y_dask = own_client.persist(as_dask(X, y, rows=5_000))
+    distributed.wait([X_dask, y_dask])
+    _, on_cluster = prepare_dask_data(MultinomialLogitClassifier(), X_dask, y_dask, None, None)
+    in_memory = NumpyBackend(X, y, 3, np.ones(len(y)))
+    coef, intercept = rng.normal(size=(3, 10)) * 0.3, rng.normal(size=3)
+    return X_dask, on_cluster, in_memory.loss_gradient(coef, intercept), (coef, intercept)
+
+
+def _assert_same_loss_gradient(actual, expected):
+    np.testing.assert_allclose(actual[0], expected[0], rtol=1e-12)
+    np.testing.assert_allclose(actual[1], expected[1], rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(actual[2], expected[2], rtol=1e-10, atol=1e-10)
+
+
+def test_a_round_waits_for_a_paused_worker_rather_than_move_its_blocks(own_cluster):
+    # A worker pauses at its memory limit; a task free to run elsewhere would
+    # take the paused worker's blocks of X to the other worker, adding to its
+    # memory. The round's tasks wait instead (saying so after a while), and
+    # nothing but results moves.
+    import threading
+
+    X, on_cluster, expected, parameters = _prepared_on(own_cluster, seed=0)
+    on_cluster.blocks.check_every, on_cluster.blocks.paused_warning_after = 0.25, 0.5
+    paused = sorted(own_cluster.scheduler_info()["workers"])[0]
+    before = bytes_sent_by_workers(own_cluster)
+    own_cluster.run(_set_paused, True, workers=[paused])
+    result = {}
+    round_ = threading.Thread(
+        target=lambda: result.update(out=on_cluster.loss_gradient(*parameters))
+    )
+    with pytest.warns(RuntimeWarning, match=f"waited .* for worker.*{paused}.*memory limit"):
+        round_.start()
+        round_.join(1.5)
+    assert "out" not in result  # waiting for the paused worker
+    assert bytes_sent_by_workers(own_cluster) == before
+    own_cluster.run(_set_paused, False, workers=[paused])
+    round_.join(60)
+    _assert_same_loss_gradient(result["out"], expected)
+    # the results alone: a vector per block (measured 0.07 % of X)
+    assert bytes_sent_by_workers(own_cluster) - before < 0.01 * X.nbytes
+
+
+def test_a_round_after_a_worker_is_lost_runs_where_its_blocks_are_remade(own_cluster):
+    # The lost worker's blocks (and what was made from them: aligned copies,
+    # class indices) are recomputed on the other worker; the round, bound to
+    # the lost worker, is submitted again there and gives the same sums.
+    import threading
+
+    _, on_cluster, expected, parameters = _prepared_on(own_cluster, seed=1)
+    lost = sorted(own_cluster.scheduler_info()["workers"])[0]
+    own_cluster.run(_die, workers=[lost], wait=False)
+    result = {}
+    round_ = threading.Thread(
+        target=lambda: result.update(out=on_cluster.loss_gradient(*parameters))
+    )
+    round_.start()
+    round_.join(60)
+    assert "out" in result, "the round never finished"
+    _assert_same_loss_gradient(result["out"], expected)

@@ -6,25 +6,28 @@ imports Dask otherwise.
 On a cluster the cost of a fit is its rounds: a round submits one graph,
 every block evaluates its rows where they live (a :class:`~._numpy.NumpyBackend`
 of the block), and the partial results come back. Only the parameters go
-out (``K (d + 1)`` numbers per block), and back come one such vector per
-block, or for a Hessian one matrix per worker (each worker sums its own
-blocks first). scipy's optimisers and the Newton steps run on the client.
+out, and back come the sums (``K (d + 1)`` numbers, with a Hessian the
+upper triangle of a ``K (d + 1)``-square matrix), one per worker thread,
+each over the blocks that worker holds. scipy's optimisers and the Newton
+steps run on the client.
 The data term is additive over rows, so the sums are the in-memory data
 term up to the order of floating-point additions.
 
-A round is ``client.map`` over the blocks' futures and one ``gather`` (the
-quickest the scheduler offers: 17-22 ms on a 2-worker local cluster, against
-47 ms for the same sum through ``dask.array``), or, when the results are
-large, one graph with a sum per worker. Without a distributed client the
-blocks are computed once into this process and the rounds are loops.
+A round is one task per worker thread, on the blocks that worker holds
+and restricted to it (see :class:`ClusterBlocks`), and one ``gather``.
+Without a distributed client the blocks are computed once into this
+process and the rounds are loops.
 """
 
 import copy
 import functools
+import threading
 import uuid
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
+from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 
 from ._numpy import NumpyBackend
 
@@ -51,38 +54,173 @@ def _add(*parts):
 class ClusterBlocks:
     """The blocks as futures on a distributed cluster, and rounds over them.
 
+    A round is a task per worker thread, each on a group of the blocks that
+    worker holds and restricted to it, and one ``gather``: 14-16 ms on a
+    2-worker local cluster, against 22-24 ms for an unrestricted task per
+    block (``client.map``) and 47 ms for the same sum through ``dask.array``.
+
+    The restriction keeps X where it is. Without it the scheduler moved
+    blocks: to balance load, for tasks it had not timed yet (it takes an
+    unknown task to last half a second), and away from a worker paused at
+    its memory limit, which sent all of that worker's X to the other one
+    (0.3 to 1.1 times X per fit of 200 000 x 50 on 2 workers of 400 MiB,
+    in three runs of four; with the restriction 0.02-0.05 times X, the
+    results alone). A restricted task waits for its worker instead, and
+    when a round has waited ``check_every`` seconds the blocks are looked
+    up again: if they moved (a worker was lost and its blocks recomputed
+    elsewhere, or the cluster was rebalanced), the round is submitted anew
+    where they are.
+
     Parameters
     ----------
     client : distributed.Client
     blocks : list of tuple of Future
         One tuple per row block, in order (X's block first): the arguments of
         the per-block functions.
+    rows : list of int, optional
+        Rows per block.
     """
+
+    # Where the blocks are is asked again every so many rounds, for blocks
+    # that moved. Asking costs about as much as the round it precedes (10 ms
+    # before a 15 ms round on 2 local workers), so not every round.
+    regroup_every = 10
+    check_every = 2.0
+    paused_warning_after = 60.0
 
     def __init__(self, client, blocks, rows=None):
         self.client = client
         self.blocks = blocks
         self.rows = rows
-        who_has = client.who_has([block[0] for block in blocks])
-        self.by_worker = {}
-        for index, block in enumerate(blocks):
-            holders = sorted(who_has.get(block[0].key, ())) or [None]
-            self.by_worker.setdefault(holders[0], []).append(index)
+        self._cached_groups = None
+        self._rounds_since_grouping = 0
 
     def __len__(self):
         return len(self.blocks)
 
+    def _current_groups(self):
+        """``(worker, block indices)`` pairs: a group per thread of the worker holding their X.
+
+        A block that no worker holds (being recomputed) is in a group of
+        worker None, unrestricted.
+        """
+        who_has = self.client.who_has([block[0] for block in self.blocks])
+        threads = self.client.nthreads()
+        by_worker = {}
+        for index, block in enumerate(self.blocks):
+            holders = sorted(who_has.get(block[0].key, ())) or [None]
+            by_worker.setdefault(holders[0], []).append(index)
+        groups = []
+        for worker, indices in by_worker.items():
+            n_groups = min(len(indices), max(1, threads.get(worker, 1)))
+            groups.extend((worker, part.tolist()) for part in np.array_split(indices, n_groups))
+        return groups
+
+    def _groups(self):
+        if self._cached_groups is None or self._rounds_since_grouping >= self.regroup_every:
+            self._cached_groups = self._current_groups()
+            self._rounds_since_grouping = 0
+        self._rounds_since_grouping += 1
+        return self._cached_groups
+
+    def _submit(self, name, layers, *, strict):
+        """Futures of one graph: ``layers`` are ``(worker, tasks)``, each layer on its worker.
+
+        ``strict``: only there (else there unless that worker cannot take it).
+        """
+        token = f"skmultilogit-{name}-{uuid.uuid4().hex}"
+        graph, keys = {}, []
+        for number, (worker, tasks) in enumerate(layers):
+            layer = {f"{token}-{number}-{i}": task for i, task in enumerate(tasks)}
+            restriction = (
+                {} if worker is None else {"workers": [worker], "allow_other_workers": not strict}
+            )
+            graph[f"{token}-{number}"] = MaterializedLayer(layer, annotations=restriction)
+            keys.extend(layer)
+        graph = HighLevelGraph(graph, {layer_name: set() for layer_name in graph})
+        return self.client.get(graph, keys, sync=False)
+
+    def _completed(self, name, tasks_of, *, strict=True):
+        """``(groups, futures)`` of the graph of ``tasks_of(indices)`` per group, once done.
+
+        Submitted anew where the blocks are when they moved while waiting.
+        """
+        groups = self._groups()
+        while True:
+            futures = self._submit(
+                name, [(worker, tasks_of(indices)) for worker, indices in groups], strict=strict
+            )
+            done = _all_done(futures)
+            moved, waited, warned = False, 0.0, False
+            while not moved and not done.wait(self.check_every):
+                waited += self.check_every
+                current = self._current_groups()
+                moved = current != groups
+                if not moved and not warned and waited >= self.paused_warning_after:
+                    warned = self._warn_if_paused(groups, waited)
+            if not moved:
+                return groups, futures
+            self.client.cancel(futures)
+            self._cached_groups, self._rounds_since_grouping = current, 1
+            groups = current
+
+    def _warn_if_paused(self, groups, waited):
+        """Say so when a round waits on workers paused at their memory limit."""
+        workers = self.client.scheduler_info().get("workers", {})
+        paused = sorted(
+            worker
+            for worker, _ in groups
+            if workers.get(worker, {}).get("status") in ("paused", "closing_gracefully")
+        )
+        if paused:
+            warnings.warn(
+                f"The fit has waited {waited:.0f} s for worker(s) {', '.join(paused)}, "
+                "paused at their memory limit. Their blocks of X stay where they are "
+                "(moving them would add to other workers' memory): give the workers "
+                "more memory, or add workers and rebalance the data.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return bool(paused)
+
+    def _group_round(self, function, per_block, kwargs, *, summed):
+        call = functools.partial(_run_group, function=function, kwargs=kwargs, summed=summed)
+
+        def tasks_of(indices):
+            group_blocks = [self.blocks[i] for i in indices]
+            group_extra = [[column[i] for column in per_block] for i in indices]
+            return [(call, group_blocks, group_extra, indices)]
+
+        return self._completed(function.__name__.lstrip("_"), tasks_of)
+
     def map(self, function, *per_block, **kwargs):
         """``function(*block, *per_block[i], **kwargs)`` on every block, kept there (futures).
 
-        ``per_block`` are lists of one argument per block (block order).
+        ``per_block`` are lists of one argument per block (block order). A
+        task per block, on the worker holding the block's X: for results that
+        stay beside their block (aligned copies, a fold's weights). Not
+        strictly there: a result that is lost with its worker must be made
+        again elsewhere, and a task bound to a lost worker would wait forever.
         """
-        columns = [*zip(*self.blocks, strict=True), *per_block]
-        return self.client.map(function, *columns, pure=False, **kwargs)
+        call = functools.partial(function, **kwargs)
+
+        def tasks_of(indices):
+            return [(call, *self.blocks[i], *(column[i] for column in per_block)) for i in indices]
+
+        groups, futures = self._completed(function.__name__.lstrip("_"), tasks_of, strict=False)
+        in_order = [None] * len(self.blocks)
+        for index, future in zip((i for _, group in groups for i in group), futures, strict=True):
+            in_order[index] = future
+        return in_order
 
     def gather(self, function, *per_block, **kwargs):
         """``function(*block, *per_block[i], **kwargs)`` of every block, in order: one round."""
-        return self.client.gather(self.map(function, *per_block, **kwargs))
+        groups, futures = self._group_round(function, per_block, kwargs, summed=False)
+        results = [None] * len(self.blocks)
+        for (_, indices), values in zip(groups, self.client.gather(futures), strict=True):
+            for index, value in zip(indices, values, strict=True):
+                results[index] = value
+        return results
 
     def with_blocks(self, blocks):
         """The same cluster and rows per block, other block futures (of the same rows)."""
@@ -91,21 +229,49 @@ class ClusterBlocks:
     def total(self, function, **kwargs):
         """The sum over blocks of ``function(*block, index=i, **kwargs)``: one round.
 
-        Each worker sums its own blocks' results first, so that one result
-        per worker travels: a graph of a task per block and a sum per worker.
+        Each group sums its own blocks' results first, so that one result per
+        worker thread travels.
         """
-        token = uuid.uuid4().hex
-        graph, outputs = {}, []
-        for worker, indices in self.by_worker.items():
-            keys = []
-            for index in indices:
-                key = f"skmultilogit-block-{token}-{index}"
-                call = functools.partial(function, index=index, **kwargs)
-                graph[key] = (call, *self.blocks[index])
-                keys.append(key)
-            outputs.append(f"skmultilogit-sum-{token}-{worker}")
-            graph[outputs[-1]] = (_add, *keys)
-        return _add(*self.client.get(graph, outputs, sync=True))
+        _, futures = self._group_round(function, (), kwargs, summed=True)
+        return _add(*self.client.gather(futures))
+
+
+def _all_done(futures):
+    """An event set once every one of ``futures`` is finished (done, erred or cancelled).
+
+    By the futures' own callbacks: ``distributed.wait`` would ask the default
+    client, which need not be theirs (another thread's, or none).
+    """
+    done = threading.Event()
+    pending = [len(futures)]
+    lock = threading.Lock()
+
+    def one_done(_):
+        with lock:
+            pending[0] -= 1
+            if pending[0] == 0:
+                done.set()
+
+    if not futures:
+        done.set()
+    for future in futures:
+        future.add_done_callback(one_done)
+    return done
+
+
+def _run_group(group_blocks, group_extra, indices, *, function, kwargs, summed):
+    """A group's blocks, evaluated in turn on their worker: their results, or their sum."""
+    if summed:
+        return _add(
+            *(
+                function(*block, *extra, index=index, **kwargs)
+                for block, extra, index in zip(group_blocks, group_extra, indices, strict=True)
+            )
+        )
+    return [
+        function(*block, *extra, **kwargs)
+        for block, extra in zip(group_blocks, group_extra, strict=True)
+    ]
 
 
 class LocalBlocks:
