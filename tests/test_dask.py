@@ -288,9 +288,9 @@ def written_out_gradient(X, y, coef, intercept, C=1.0):
 
 def test_a_default_fit_to_1e_8_takes_few_rounds_and_reaches_the_optimum(client, dense_problem):
     # Newton's method with the Hessian summed on the workers: each outer step
-    # is one round (measured: 17-19 steps, polish included, 23-25 rounds with
-    # the setup's persist, checks, labels and feature statistics). L-BFGS
-    # took 737. The problem is small, so the polish goes on to float64's
+    # is one round (measured: 18 steps, polish included, 24 rounds with the
+    # setup's persist, checks, labels and feature statistics). L-BFGS took
+    # 1 187 rounds (1 111 iterations). The problem is small, so the polish goes on to float64's
     # floor: a largest gradient entry of 3e-16 here (max |x| = 85), where
     # steps with sampled float32 Hessians stopped at 3e-13 to 1e-10 (and
     # 1e-6 from the optimum in the coefficients), depending on which worker

@@ -16,12 +16,14 @@ from ._threads import product_size
 # evaluation; backtracking halves a step at most MAX_HALVINGS times.
 REBUILD_GAIN = 10.0
 MAX_HALVINGS = 30
-# Its polish (small problems): at most this many steps, a round each, with
+# Its polish (small problems): at most this many steps, a round each (one
+# with the last sampled factor, two with the full Hessian: from a gradient of
+# 1e-6 or 1e-8 they reached 1e-16 to 1e-17, and a fourth gained nothing), with
 # one Hessian on all the rows, in float64 when its 24 bytes an entry (the
 # packed upper triangle arriving, the matrix, its factor's copy and the
 # float32 factor still held) fit in 64 MiB (about 1650 parameters), otherwise
 # in float32.
-ROUNDS_POLISH_STEPS = 4
+ROUNDS_POLISH_STEPS = 3
 ROUNDS_POLISH_BYTES_PER_ENTRY = 24
 ROUNDS_POLISH_FLOAT64_MAX_BYTES = 64 * 2**20
 # Its Hessians are drawn from at least this many rows per parameter, per
