@@ -698,6 +698,22 @@ LIBRARY_STYLES = {
 }
 
 
+def gap_time_axes(ax, target):
+    """Log-log axes of gap against time, with a dotted line at the ``target`` gap."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.axhline(target, color="grey", linestyle=":", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    # Ticks at 1, 2, 5 x 10^k labelled as plain numbers: time ranges often
+    # span less than a decade, where the default labels overlap.
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_ylabel("relative gap (F - f*) / |f*|")
+    ax.grid(True, which="major", alpha=0.3)
+
+
 def plot_gap_vs_time(rows, problems, path):
     """Log-log plot of relative gap against fit time, one subplot per problem.
 
@@ -712,7 +728,6 @@ def plot_gap_vs_time(rows, problems, path):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         from matplotlib.lines import Line2D
-        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
     except ImportError:
         return None
     n_cols = min(3, len(problems))
@@ -742,21 +757,12 @@ def plot_gap_vs_time(rows, problems, path):
             for r in mine:
                 if (r["library"], r["solver"], r["tol"]) == (library, solver, None):
                     ax.plot(r["time_s"], max(r["gap"], GAP_FLOOR), "x", color=style["color"], ms=9)
-        ax.axhline(GAP_TARGET, color="grey", linestyle=":", linewidth=1)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        # Ticks at 1, 2, 5 x 10^k labelled as plain numbers: time ranges often
-        # span less than a decade, where the default labels overlap.
-        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        gap_time_axes(ax, GAP_TARGET)
         ax.set_title(
             f"{problem['name']}: {problem['n_train']} x {problem['n_features']}, "
             f"K = {problem['n_classes']}"
         )
         ax.set_xlabel("fit time [s] (median)")
-        ax.set_ylabel("relative gap (F - f*) / |f*|")
-        ax.grid(True, which="major", alpha=0.3)
     for ax in list(axes.flat)[len(problems) :]:
         ax.set_visible(False)
     handles["class defaults"] = Line2D([], [], color="black", marker="x", linestyle="", ms=9)

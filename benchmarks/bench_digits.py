@@ -1,8 +1,19 @@
 """Time-to-accuracy benchmark on the 8x8 digits: skmultilogit vs LogisticRegression.
 
-The digits part of ``run_benchmarks.py`` (including the cross-validation
-benchmark, ``_cv_benchmark.py``), kept as its own command because it is
-quick and needs no generated data (``--quick``: about 40 seconds).
+The main job: ``python benchmarks/bench_digits.py`` takes about two minutes
+on a 2-core machine. For the raw, standardised and binarised digits it times
+both libraries' defaults and every deterministic solver of each on a ``tol``
+ladder that stops at the first fit reaching a relative objective gap of
+1e-8 (``_main_job.py``), shows a progress bar, and ends with the verdict:
+per problem, each library's fastest time to that gap, the ratio, and what
+the defaults reach. The plot (gap against time, a panel per problem), a
+markdown report and a JSON file of every run go to ``benchmarks/results/``.
+
+``--full`` runs the thorough benchmark of the digits instead (about four
+minutes): every solver of both libraries (SAG/SAGA too) over the ladder
+1e-2 .. 1e-8, the memory each fit adds, and the cross-validation comparison
+(``_harness.py``, ``_cv_benchmark.py``). ``--quick`` is its short smoke
+test for CI.
 
 What is measured
 ----------------
@@ -16,41 +27,85 @@ Reference optimum ``f*``
     tol=1e-12)`` and ``MultinomialLogitClassifier(solver="newton-cg",
     tol=1e-12)``, both evaluated with ``skmultilogit.loss_gradient``.
 Runs
-    Every solver of both libraries over a ladder of ``tol`` values, plus each
-    class's default constructor. For each run: the median wall time of
-    ``repeats`` fits after one untimed warm-up fit, the iteration count, the
-    relative gap ``(F - f*) / |f*|``, the test accuracy and whether a
-    ``ConvergenceWarning`` was raised.
+    For each run: the median wall time of ``repeats`` fits after one untimed
+    warm-up fit, the iteration count, the relative gap ``(F - f*) / |f*|``,
+    the test accuracy and whether a ``ConvergenceWarning`` was raised.
 
-The summary reports the fastest run of each library that reached a gap of at
-most 1e-8 (time-to-gap: ``tol`` means different things in different solvers),
-from times measured in one invocation with one BLAS thread, the fastest
-setting for every library at this size. The reasons for these choices are
-given in ``_harness.py``; the problems are built in ``_problems.py``.
+Time-to-gap, not time at a default ``tol``: ``tol`` means different things
+in different solvers. Times are measured in one invocation with one BLAS
+thread, the fastest setting for both libraries at this size.
 
 Usage
 -----
-``python benchmarks/bench_digits.py [--quick] [--problems NAME [NAME ...]]
-[--tols TOL [TOL ...]] [--repeats N] [--blas-threads N]
-[--max-seconds-per-run S] [--include-slow] [--output PATH] [--no-plot]``.
-Prints a markdown report to stdout (progress goes to stderr) and writes it to
-``<output>.md``, all rows and the environment to the JSON file ``--output``
-(default ``benchmarks/results/digits.json``) and, if matplotlib is installed,
-a plot of gap against time to ``<output>.png``. The full run takes about four
-minutes on a 2-core machine.
+``python benchmarks/bench_digits.py [--verbose] [--repeats N] [--output PATH]
+[--no-plot]``; ``python benchmarks/bench_digits.py --full [--quick] [...]``
+takes the options of ``run_benchmarks.py``.
 """
 
+import argparse
+import sys
 from pathlib import Path
 
-from _harness import main
+from _harness import main as full_main
+from _main_job import main as main_job
 from _problems import DIGITS_BUILDERS
 
-DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "digits.json"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse_main_job_args(argv):
+    parser = argparse.ArgumentParser(
+        description="The main job: the digits, ours against LogisticRegression, about two "
+        "minutes. --full for the thorough benchmark (about four minutes).",
+    )
+    parser.add_argument("--full", action="store_true", help="the thorough benchmark instead")
+    parser.add_argument("--verbose", action="store_true", help="a line per run")
+    parser.add_argument("--repeats", type=int, default=5, help="timed fits per run (5)")
+    parser.add_argument(
+        "--problems",
+        nargs="+",
+        choices=list(DIGITS_BUILDERS),
+        default=list(DIGITS_BUILDERS),
+        metavar="NAME",
+        help=f"which digits: {', '.join(DIGITS_BUILDERS)} (default: all)",
+    )
+    parser.add_argument(
+        "--blas-threads",
+        type=int,
+        default=1,
+        help="threadpoolctl limit for every fit; 0 leaves the libraries' defaults (1)",
+    )
+    parser.add_argument(
+        "--max-seconds-per-run",
+        type=float,
+        default=10.0,
+        help="time fewer repeats of runs whose warm-up shows they would exceed this (10)",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=RESULTS / "digits-main.json",
+        help="JSON of every run; the report (.md) and the plot (.png) go next to it",
+    )
+    parser.add_argument("--no-plot", action="store_true", help="do not draw the plot")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    if args.blas_threads < 0:
+        parser.error("--blas-threads must be 0 (library defaults) or positive")
+    args.blas_threads = args.blas_threads or None
+    return args
+
 
 if __name__ == "__main__":
-    main(
-        description=__doc__.splitlines()[0],
-        builders=DIGITS_BUILDERS,
-        default_problems=list(DIGITS_BUILDERS),
-        default_output=DEFAULT_OUTPUT,
-    )
+    argv = sys.argv[1:]
+    if "--full" in argv or "--quick" in argv:
+        full_main(
+            [a for a in argv if a != "--full"],
+            description="The thorough digits benchmark: " + __doc__.splitlines()[0],
+            builders=DIGITS_BUILDERS,
+            default_problems=list(DIGITS_BUILDERS),
+            default_output=RESULTS / "digits.json",
+        )
+    else:
+        main_job(parse_main_job_args(argv))
