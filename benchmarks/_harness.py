@@ -503,17 +503,53 @@ def thread_limit(blas_threads):
     return threadpoolctl.threadpool_limits(blas_threads)
 
 
+class Progress:
+    """A tqdm bar over the runs on stderr; per-run lines only when ``verbose``.
+
+    Without tqdm (the ``benchmarks`` extra) the lines are printed instead of
+    the bar.
+    """
+
+    def __init__(self, total, verbose):
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            tqdm = None
+        self.verbose = verbose or tqdm is None
+        self.bar = None if tqdm is None else tqdm(total=total, unit="run", leave=False)
+
+    def line(self, message):
+        if not self.verbose:
+            return
+        if self.bar is None:
+            print(message, file=sys.stderr, flush=True)
+        else:
+            self.bar.write(message, file=sys.stderr)
+
+    def step(self, description=None):
+        if self.bar is not None:
+            if description:
+                self.bar.set_description(description)
+            self.bar.update()
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
 def progress(message):
     print(message, file=sys.stderr, flush=True)
 
 
-def benchmark_problem(problem, specs, args):
-    """Run every spec on one problem. Returns (reference, rows, skipped)."""
+def benchmark_problem(problem, specs, args, reporter):
+    """Run every spec on one problem. Returns (reference, rows, skipped, memory)."""
     f_star, f_star_from, details = reference_optimum(problem, args.quick)
     reference = {"f_star": f_star, "f_star_from": f_star_from, "fits": details}
-    progress(f"[{problem.name}] f* = {f_star:.12g} ({', '.join(details)})")
+    reporter.step(f"{problem.name}: f*")
+    reporter.line(f"[{problem.name}] f* = {f_star:.12g} ({', '.join(details)})")
     rows, skipped = [], {}
     for spec in specs:
+        reporter.step(f"{problem.name}: {spec.library} {spec.solver}")
         reason = skip_reason(problem, spec.library, spec.solver, args.quick, args.include_slow)
         if reason is not None:
             skipped[f"{problem.name}: {spec.library} {spec.solver}"] = reason
@@ -533,13 +569,14 @@ def benchmark_problem(problem, specs, args):
         row["tol"] = spec.tol
         row.update(result)
         rows.append(row)
-        progress(
+        reporter.line(
             f"[{problem.name}] {spec.library} {spec.solver} tol={format_tol(spec.tol)}: "
             f"{result['time_s']:.3g} s, gap {result['gap']:.1e}"
         )
     lr_solvers = LR_QUICK_SOLVERS if args.quick else LR_SOLVERS
     memory = measure_memory(problem, memory_specs(lr_solvers), args)
-    progress(
+    reporter.step(f"{problem.name}: memory")
+    reporter.line(
         f"[{problem.name}] peak memory on top of X: "
         + ", ".join(f"{m['library']} {m['solver']} {m['peak_over_X']:.2f}" for m in memory)
     )
@@ -822,6 +859,7 @@ def parse_args(argv, *, description, builders, default_problems, default_output)
         f"(default: {default_output})",
     )
     parser.add_argument("--no-plot", action="store_true", help="do not draw the plot")
+    parser.add_argument("--verbose", action="store_true", help="a line per run")
     parser.add_argument(
         "--no-cv",
         action="store_true",
@@ -901,20 +939,25 @@ def main(argv=None, *, description, builders, default_problems, default_output):
         return memory_main(args, builders)
     specs = run_specs(args.quick, args.tols)
     rows, skipped, problems, memory = [], {}, [], []
+    reporter = Progress(len(args.problems) * (len(specs) + 2), args.verbose)
     with thread_limit(args.blas_threads):
         env = environment(args.blas_threads)
         for name in args.problems:
             problem = builders[name](quick=args.quick)
-            progress(f"[{name}] {problem.describe()}")
+            reporter.line(f"[{name}] {problem.describe()}")
             reference, problem_rows, problem_skipped, problem_memory = benchmark_problem(
-                problem, specs, args
+                problem, specs, args, reporter
             )
             problems.append(problem.describe() | {"reference": reference})
             rows.extend(problem_rows)
             memory.extend(problem_memory)
             skipped.update(problem_skipped)
             del problem
-        cv_result = None if args.no_cv else run_cv_benchmark(args.quick, args.repeats, progress)
+        reporter.close()
+        cv_reporter = Progress(None, args.verbose)
+        cv_progress = lambda message: (cv_reporter.step("cv"), cv_reporter.line(message))  # noqa: E731
+        cv_result = None if args.no_cv else run_cv_benchmark(args.quick, args.repeats, cv_progress)
+        cv_reporter.close()
     rows = sort_rows(rows, args.problems)
     summary = fastest_to_gap(rows, args.problems)
     text = report(problems, rows, summary, skipped, env)
@@ -939,7 +982,21 @@ def main(argv=None, *, description, builders, default_problems, default_output):
         )
     elapsed = time.perf_counter() - start
     text += f"\n{plot_note}\nTotal benchmark time: {elapsed:.1f} s. Results written to {output}"
-    print(text)
+    # The verdict last, on one screen, after the long tables.
+    verdict = "\n".join(
+        [
+            "",
+            f"## Verdict: the fastest run of each library to gap <= {GAP_TARGET:.0e}",
+            "",
+            summary_table(summary),
+            "",
+            f"{plot_note} Report: {output.with_suffix('.md')}. All runs: {output}.",
+            f"numpy {env['numpy']}, scipy {env['scipy']}, scikit-learn {env['sklearn']}, "
+            f"skmultilogit {env['skmultilogit']}; BLAS threads: {env['blas_threads']}; "
+            f"{elapsed:.0f} s.",
+        ]
+    )
+    print(text + "\n" + verdict)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.with_suffix(".md").write_text(text + "\n")
     settings = {

@@ -47,6 +47,10 @@ package versions, BLAS libraries and thread settings; and a PNG next to it
 with one log-log plot of gap against time per problem, one line per solver of
 each library joining its ``tol`` ladder (benchopt style). The plot needs
 matplotlib (the ``benchmarks`` extra); without it, a note replaces the plot.
+While it runs, a progress bar over the runs (tqdm, the same extra; without it,
+a line per run) on stderr, and with ``--verbose`` a line per run; the report
+ends with the verdict again (the time-to-gap summary, where the files went,
+the versions), so that it is on screen when the run ends.
 
 Usage
 -----
@@ -55,7 +59,7 @@ Usage
     python benchmarks/run_benchmarks.py [--quick] [--problems NAME [NAME ...]]
         [--tols TOL [TOL ...]] [--repeats N] [--blas-threads N]
         [--max-seconds-per-run S] [--include-slow] [--output PATH] [--no-plot]
-        [--no-cv]
+        [--no-cv] [--verbose]
 
 Runtime
 -------
