@@ -76,6 +76,11 @@ def _specs(tols, quick):
     return specs
 
 
+def n_runs(quick):
+    """How many runs :func:`run_cv_benchmark` times (for a progress bar)."""
+    return len(_specs(QUICK_TOLS if quick else TOLS, quick))
+
+
 def _fit(make, X, y, folds):
     model = make().set_params(cv=folds)
     with warnings.catch_warnings(record=True) as caught:

@@ -116,6 +116,7 @@ import scipy.sparse as sp
 import sklearn
 import threadpoolctl
 from _cv_benchmark import cv_report, run_cv_benchmark
+from _cv_benchmark import n_runs as cv_runs
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
@@ -954,7 +955,7 @@ def main(argv=None, *, description, builders, default_problems, default_output):
             skipped.update(problem_skipped)
             del problem
         reporter.close()
-        cv_reporter = Progress(None, args.verbose)
+        cv_reporter = Progress(0 if args.no_cv else cv_runs(args.quick), args.verbose)
         cv_progress = lambda message: (cv_reporter.step("cv"), cv_reporter.line(message))  # noqa: E731
         cv_result = None if args.no_cv else run_cv_benchmark(args.quick, args.repeats, cv_progress)
         cv_reporter.close()

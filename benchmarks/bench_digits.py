@@ -9,10 +9,11 @@ per problem, each library's fastest time to that gap, the ratio, and what
 the defaults reach. The plot (gap against time, a panel per problem), a
 markdown report and a JSON file of every run go to ``benchmarks/results/``.
 
-``--full`` runs the thorough benchmark of the digits instead (about four
-minutes): every solver of both libraries (SAG/SAGA too) over the ladder
-1e-2 .. 1e-8, the memory each fit adds, and the cross-validation comparison
-(``_harness.py``, ``_cv_benchmark.py``). ``--quick`` is its short smoke
+``--full`` runs the thorough benchmark of the digits instead (575 s in one
+run, 7 minutes of it the cross-validation comparison): every solver of both
+libraries (SAG/SAGA too) over the ladder 1e-2 .. 1e-8, the memory each fit
+adds, and the cross-validation comparison (``_harness.py``,
+``_cv_benchmark.py``). ``--quick`` is its short smoke
 test for CI.
 
 What is measured
@@ -56,7 +57,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def parse_main_job_args(argv):
     parser = argparse.ArgumentParser(
         description="The main job: the digits, ours against LogisticRegression, about two "
-        "minutes. --full for the thorough benchmark (about four minutes).",
+        "minutes. --full for the thorough benchmark (about ten minutes).",
     )
     parser.add_argument("--full", action="store_true", help="the thorough benchmark instead")
     parser.add_argument("--verbose", action="store_true", help="a line per run")
