@@ -111,6 +111,19 @@ def test_data_stay_on_the_workers(client):
     assert sent < 0.05 * X.nbytes, (sent, X.nbytes)
 
 
+def test_a_lazy_X_is_computed_where_it_stays(client):
+    # Not persisted, not waited for: the first rounds find blocks that no
+    # worker holds yet. Each must be made where the scheduler puts it, not
+    # gathered onto one worker (measured: 0.53 times X moved when all such
+    # blocks formed one task; 0.3 % now, in 3 fits).
+    X = da.random.default_rng(4).normal(size=(200_000, 20), chunks=(25_000, 20))
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5).astype(int)
+    before = bytes_sent_by_workers(client)
+    MultinomialLogitClassifier(solver="lbfgs").fit(X, y)
+    sent = bytes_sent_by_workers(client) - before
+    assert sent < 0.05 * X.nbytes, (sent, X.nbytes)
+
+
 def test_lazy_prediction_equals_numpy_prediction(client, problem):
     X, y, _ = problem
     clf = MultinomialLogitClassifier().fit(X, y)

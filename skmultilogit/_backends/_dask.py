@@ -101,16 +101,22 @@ class ClusterBlocks:
     def _current_groups(self):
         """``(worker, block indices)`` pairs: a group per thread of the worker holding their X.
 
-        A block that no worker holds (being recomputed) is in a group of
-        worker None, unrestricted.
+        A block that no worker holds yet (X persisted but not yet computed, or
+        recomputed after a worker was lost) is a group of its own, worker
+        None and unrestricted, so that its task runs where the scheduler
+        makes the block: one group of all such blocks was one task that
+        pulled every block onto one worker (0.39 times X moved for a lazy
+        200 000 x 20 X on 2 workers).
         """
         who_has = self.client.who_has([block[0] for block in self.blocks])
         threads = self.client.nthreads()
-        by_worker = {}
+        by_worker, groups = {}, []
         for index, block in enumerate(self.blocks):
-            holders = sorted(who_has.get(block[0].key, ())) or [None]
-            by_worker.setdefault(holders[0], []).append(index)
-        groups = []
+            holders = sorted(who_has.get(block[0].key, ()))
+            if holders:
+                by_worker.setdefault(holders[0], []).append(index)
+            else:
+                groups.append((None, [index]))
         for worker, indices in by_worker.items():
             n_groups = min(len(indices), max(1, threads.get(worker, 1)))
             groups.extend((worker, part.tolist()) for part in np.array_split(indices, n_groups))
