@@ -487,7 +487,7 @@ class DaskBackend:
             dtype=dtype,
             n_classes=self.n_classes,
         )
-        return self._unpack(self._scaled(packed), coef, intercept, dtype)
+        return self._unpack(packed, coef, intercept, dtype)
 
     def loss_gradient_hessian(
         self,
@@ -521,7 +521,7 @@ class DaskBackend:
             n_classes=K,
         )
         vector = self._scaled(vector)
-        hessian = self._unpack(self._scaled(packed), coef, intercept, dtype)
+        hessian = self._unpack(packed, coef, intercept, dtype)
         return float(vector[0]), vector[1 : 1 + K * d].reshape(K, d), vector[1 + K * d :], hessian
 
     def _transform(self, center, scale):
@@ -531,10 +531,21 @@ class DaskBackend:
         return center, scale
 
     def _unpack(self, packed, coef, intercept, dtype):
-        """The Fortran-ordered matrix whose upper triangle ``packed`` holds."""
+        """The Fortran-ordered matrix whose upper triangle ``packed`` (a sum) holds, scaled.
+
+        Scaled in place and copied a row at a time: a scaled copy of the
+        triangle and ``np.triu_indices``'s two index arrays would add 12 bytes
+        an entry to what the client holds.
+        """
         n_params = self.n_classes * (self.n_features + (intercept is not None))
+        if not packed.flags.writeable:  # a lone result, as it arrived
+            packed = packed.copy()
+        packed *= self.multiplier / self.divisor
         hessian = np.zeros((n_params, n_params), dtype=dtype, order="F")
-        hessian[np.triu_indices(n_params)] = packed
+        start = 0
+        for row in range(n_params):
+            hessian[row, row:] = packed[start : start + n_params - row]
+            start += n_params - row
         return hessian
 
     def map_blocks(self, function, **kwargs):
