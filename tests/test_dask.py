@@ -3,6 +3,7 @@
 import pickle
 import subprocess
 import sys
+import warnings
 
 import joblib
 import numpy as np
@@ -552,3 +553,17 @@ def test_a_round_after_a_worker_is_lost_runs_where_its_blocks_are_remade(own_clu
     round_.join(60)
     assert "out" in result, "the round never finished"
     _assert_same_loss_gradient(result["out"], expected)
+
+
+def test_n_iter_never_exceeds_max_iter_on_the_cluster(client, problem):
+    # Newton's method in rounds: its polish stops at max_iter too.
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, y, _ = problem
+    X_dask, y_dask = as_dask(X, y)
+    n = int(MultinomialLogitClassifier(tol=1e-6).fit(X_dask, y_dask).n_iter_[0])
+    for max_iter in range(max(1, n - 3), n + 1):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf = MultinomialLogitClassifier(tol=1e-6, max_iter=max_iter).fit(X_dask, y_dask)
+        assert clf.n_iter_[0] <= max_iter, (max_iter, clf.n_iter_)

@@ -399,3 +399,19 @@ def test_a_path_holds_one_hessian_at_a_time():
         NumpyBackend(X, y_index, 3, np.ones(len(y))), [0.01, 0.1, 1.0], solver="newton-cholesky"
     )
     assert all(result.preconditioner is None for result in results)
+
+
+@pytest.mark.parametrize("solver", ["newton-cholesky", "lbfgs", "newton-cg"])
+def test_n_iter_never_exceeds_max_iter(solver):
+    # The steps past tol (newton-cholesky's polish, the finishing steps after
+    # L-BFGS-B or trust-ncg) count as iterations and stop at max_iter: the
+    # polish used to add its two steps to a fit that had used max_iter up.
+    X, y = load_digits(return_X_y=True)
+    X = (X - X.mean(axis=0)) / np.maximum(X.std(axis=0), 1e-12)
+    unlimited = MultinomialLogitClassifier(solver=solver, tol=1e-6, max_iter=1000).fit(X, y)
+    n = int(unlimited.n_iter_[0])
+    for max_iter in range(max(1, n - 4), n + 1):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf = MultinomialLogitClassifier(solver=solver, tol=1e-6, max_iter=max_iter).fit(X, y)
+        assert clf.n_iter_[0] <= max_iter, (max_iter, clf.n_iter_)

@@ -359,7 +359,7 @@ class NewtonCholesky:
             slope *= 0.5
         return None
 
-    def polish(self):
+    def polish(self, max_steps):
         """Newton steps past ``tol`` towards the gradient's floating-point floor (small problems).
 
         ``tol`` bounds the gradient, not the distance to the optimum: where
@@ -373,10 +373,11 @@ class NewtonCholesky:
         from a gradient of ``tol`` two such steps reach the rounding floor
         (:func:`closely_solved_steps`, each kept if it shrinks the largest
         gradient entry ``POLISH_GAIN``-fold). Only where the products are
-        small (``POLISH_BELOW``; see there for the measured cost). Returns
-        the number of steps taken.
+        small (``POLISH_BELOW``; see there for the measured cost), and no
+        more than ``max_steps`` (what ``max_iter`` leaves). Returns the
+        number of steps taken.
         """
-        if product_size(self.problem.loss.data) >= POLISH_BELOW:
+        if product_size(self.problem.loss.data) >= POLISH_BELOW or max_steps < 1:
             return 0
         self.theta, self.f, self.grad, steps = closely_solved_steps(
             self.tracer,
@@ -385,7 +386,7 @@ class NewtonCholesky:
             self.f,
             self.grad,
             self.preconditioner,
-            max_steps=POLISH_STEPS,
+            max_steps=min(POLISH_STEPS, max_steps),
             gain=POLISH_GAIN,
             rounding=self.rounding,
         )
@@ -431,5 +432,5 @@ class NewtonCholesky:
                 message = "no decrease beyond rounding for 5 steps: precision exhausted"
                 break
         if self.converged():
-            n_iter += self.polish()
+            n_iter += self.polish(self.max_iter - n_iter)
         return OptimizeResult(x=self.theta, nit=n_iter, message=message)
