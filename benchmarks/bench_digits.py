@@ -56,6 +56,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def parse_main_job_args(argv):
     parser = argparse.ArgumentParser(
+        # no abbreviations: "--fu" would be taken for --full here, which the
+        # routing below (on the exact flag) does not see
+        allow_abbrev=False,
         description="The main job: the digits, ours against LogisticRegression, about two "
         "minutes. --full for the thorough benchmark (about ten minutes).",
     )
@@ -95,6 +98,7 @@ def parse_main_job_args(argv):
     if args.blas_threads < 0:
         parser.error("--blas-threads must be 0 (library defaults) or positive")
     args.blas_threads = args.blas_threads or None
+    args.problems = list(dict.fromkeys(args.problems))
     return args
 
 
