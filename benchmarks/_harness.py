@@ -497,6 +497,18 @@ def environment(blas_threads):
     }
 
 
+def environment_line(env):
+    """The versions and thread settings of :func:`environment`, in one line."""
+    threads = ", ".join(
+        f"{pool.get('internal_api')}: {pool.get('num_threads')}" for pool in env["threadpool_info"]
+    )
+    return (
+        f"numpy {env['numpy']}, scipy {env['scipy']}, scikit-learn {env['sklearn']}, "
+        f"skmultilogit {env['skmultilogit']}; threads per pool limited to "
+        f"{env['blas_threads']} ({threads}); {env['cpu_count']} cores."
+    )
+
+
 def thread_limit(blas_threads):
     """Context manager limiting BLAS/OpenMP threads, or doing nothing."""
     if blas_threads is None:
@@ -813,8 +825,8 @@ def plot_gap_vs_time(rows, problems, path):
     return path
 
 
-def parse_args(argv, *, description, builders, default_problems, default_output):
-    parser = argparse.ArgumentParser(description=description)
+def add_run_arguments(parser, *, builders, default_problems, default_output, max_seconds):
+    """The options every benchmark command shares: problems, repeats, threads, output."""
     parser.add_argument(
         "--problems",
         nargs="+",
@@ -823,15 +835,6 @@ def parse_args(argv, *, description, builders, default_problems, default_output)
         metavar="NAME",
         help=f"problems to run, in this order: {', '.join(builders)} (default: "
         f"{' '.join(default_problems)})",
-    )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="small synthetic problems, one repeat, tol in (1e-4, 1e-8), LogisticRegression "
-        "solvers lbfgs/newton-cg/newton-cholesky only (newton-cholesky on the digits only)",
-    )
-    parser.add_argument(
-        "--tols", nargs="+", type=float, metavar="TOL", help="tol ladder (default: 1e-2 .. 1e-8)"
     )
     parser.add_argument("--repeats", type=int, default=None, help="timed fits per run (5)")
     parser.add_argument(
@@ -844,13 +847,9 @@ def parse_args(argv, *, description, builders, default_problems, default_output)
     parser.add_argument(
         "--max-seconds-per-run",
         type=float,
-        default=60.0,
-        help="time fewer repeats of runs whose warm-up fit shows they would exceed this (60)",
-    )
-    parser.add_argument(
-        "--include-slow",
-        action="store_true",
-        help="also run sag/saga on the raw (unscaled) digits",
+        default=max_seconds,
+        help="time fewer repeats of runs whose warm-up fit shows they would exceed this "
+        f"({max_seconds:g})",
     )
     parser.add_argument(
         "--output",
@@ -861,6 +860,43 @@ def parse_args(argv, *, description, builders, default_problems, default_output)
     )
     parser.add_argument("--no-plot", action="store_true", help="do not draw the plot")
     parser.add_argument("--verbose", action="store_true", help="a line per run")
+
+
+def check_run_arguments(parser, args, *, default_repeats):
+    """Validate and normalise what :func:`add_run_arguments` parsed (in place)."""
+    if args.repeats is None:
+        args.repeats = default_repeats
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    if args.blas_threads < 0:
+        parser.error("--blas-threads must be 0 (library defaults) or positive")
+    args.blas_threads = args.blas_threads or None
+    args.problems = list(dict.fromkeys(args.problems))
+
+
+def parse_args(argv, *, description, builders, default_problems, default_output):
+    parser = argparse.ArgumentParser(description=description)
+    add_run_arguments(
+        parser,
+        builders=builders,
+        default_problems=default_problems,
+        default_output=default_output,
+        max_seconds=60.0,
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small synthetic problems, one repeat, tol in (1e-4, 1e-8), LogisticRegression "
+        "solvers lbfgs/newton-cg/newton-cholesky only (newton-cholesky on the digits only)",
+    )
+    parser.add_argument(
+        "--tols", nargs="+", type=float, metavar="TOL", help="tol ladder (default: 1e-2 .. 1e-8)"
+    )
+    parser.add_argument(
+        "--include-slow",
+        action="store_true",
+        help="also run sag/saga on the raw (unscaled) digits",
+    )
     parser.add_argument(
         "--no-cv",
         action="store_true",
@@ -874,16 +910,9 @@ def parse_args(argv, *, description, builders, default_problems, default_output)
         "CV): minutes, and unaffected by other load on the machine",
     )
     args = parser.parse_args(argv)
-    if args.repeats is None:
-        args.repeats = 1 if args.quick else 5
-    if args.repeats < 1:
-        parser.error("--repeats must be at least 1")
-    if args.blas_threads < 0:
-        parser.error("--blas-threads must be 0 (library defaults) or positive")
+    check_run_arguments(parser, args, default_repeats=1 if args.quick else 5)
     if args.tols is not None and any(not tol > 0 for tol in args.tols):
         parser.error("--tols must be positive")
-    args.blas_threads = args.blas_threads or None
-    args.problems = list(dict.fromkeys(args.problems))
     return args
 
 
@@ -992,9 +1021,7 @@ def main(argv=None, *, description, builders, default_problems, default_output):
             summary_table(summary),
             "",
             f"{plot_note} Report: {output.with_suffix('.md')}. All runs: {output}.",
-            f"numpy {env['numpy']}, scipy {env['scipy']}, scikit-learn {env['sklearn']}, "
-            f"skmultilogit {env['skmultilogit']}; BLAS threads: {env['blas_threads']}; "
-            f"{elapsed:.0f} s.",
+            f"{environment_line(env)} {elapsed:.0f} s.",
         ]
     )
     print(text + "\n" + verdict)

@@ -22,7 +22,6 @@ the report and the JSON went, and the versions and thread settings.
 """
 
 import functools
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,10 @@ from _harness import (
     OURS,
     SKLEARN,
     C,
+    Progress,
     environment,
+    environment_line,
+    fastest_to_gap,
     gap_time_axes,
     markdown_table,
     reference_optimum,
@@ -80,38 +82,10 @@ def defaults(library):
     return MultinomialLogitClassifier() if library == OURS else LogisticRegression()
 
 
-def progress_bar(total, disable):
-    """A tqdm bar on stderr, or a stand-in that prints nothing when tqdm is missing."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        print(
-            "tqdm is not installed (the 'benchmarks' extra): no progress bar.",
-            file=sys.stderr,
-        )
-        return _NoBar()
-    return tqdm(total=total, disable=disable, unit="ladder", file=sys.stderr, leave=False)
-
-
-class _NoBar:
-    def update(self, n=1):
-        pass
-
-    def set_description(self, text):
-        pass
-
-    def write(self, text):
-        print(text, file=sys.stderr, flush=True)
-
-    def close(self):
-        pass
-
-
-def run_problem(problem, args, bar):
+def run_problem(problem, args, reporter):
     """The reference, the defaults and the ladders of one problem: its rows."""
-    bar.set_description(f"{problem.name}: f*")
+    reporter.step(f"{problem.name}: f*")
     f_star, f_star_from, details = reference_optimum(problem)
-    bar.update()
     data = (problem.X_train, problem.y_train, problem.X_test, problem.y_test)
     measure = functools.partial(
         run_one, f_star=f_star, C=C, repeats=args.repeats, time_budget=args.max_seconds_per_run
@@ -121,61 +95,44 @@ def run_problem(problem, args, bar):
     def record(library, solver, tol, result):
         row = {"problem": problem.name, "library": library, "solver": solver, "tol": tol}
         rows.append(row | result)
-        if args.verbose:
-            bar.write(
-                f"[{problem.name}] {library} {solver} tol={'default' if tol is None else tol}: "
-                f"{result['time_s']:.3g} s, gap {result['gap']:.1e}"
-                + (", ConvergenceWarning" if result["warned"] else "")
-            )
+        reporter.line(
+            f"[{problem.name}] {library} {solver} tol={'default' if tol is None else tol}: "
+            f"{result['time_s']:.3g} s, gap {result['gap']:.1e}"
+            + (", ConvergenceWarning" if result["warned"] else "")
+        )
 
-    bar.set_description(f"{problem.name}: defaults")
+    reporter.step(f"{problem.name}: defaults")
     for library in (OURS, SKLEARN):
         estimator = defaults(library)
         record(library, estimator.solver, None, measure(functools.partial(clone, estimator), *data))
-    bar.update()
     for ladder in ladders():
-        bar.set_description(f"{problem.name}: {LIBRARY_NAMES[ladder.library]} {ladder.solver}")
+        reporter.step(f"{problem.name}: {LIBRARY_NAMES[ladder.library]} {ladder.solver}")
         for tol in LADDER:
             result = measure(functools.partial(ladder.estimator, tol), *data)
             record(ladder.library, ladder.solver, tol, result)
             if result["gap"] <= GAP_TARGET:
                 break
-        bar.update()
     reference = {"f_star": f_star, "f_star_from": f_star_from, "fits": details}
     return problem.describe() | {"reference": reference}, rows
 
 
-def fastest(rows, problem, library):
-    """The quickest ladder run of ``library`` on ``problem`` reaching the gap, or None."""
-    reached = [
-        r
-        for r in rows
-        if r["problem"] == problem
-        and r["library"] == library
-        and r["tol"] is not None
-        and r["gap"] <= GAP_TARGET
-    ]
-    return min(reached, key=lambda r: r["time_s"]) if reached else None
-
-
 def verdict(problems, rows):
-    """Per problem: each library's time to the gap, the ratio, and its defaults."""
-    entries = []
-    for problem in problems:
-        name = problem["name"]
-        entry = {"problem": name, "shape": problem}
+    """Per problem: each library's fastest ladder run to the gap, the ratio, and its defaults."""
+    ladder_rows = [r for r in rows if r["tol"] is not None]
+    entries = fastest_to_gap(ladder_rows, [p["name"] for p in problems], GAP_TARGET)
+    for entry, problem in zip(entries, problems, strict=True):
+        entry["shape"] = problem
         for library in (OURS, SKLEARN):
             entry[library] = {
-                "fastest": fastest(rows, name, library),
+                "fastest": entry[library],
                 "defaults": next(
                     r
                     for r in rows
-                    if r["problem"] == name and r["library"] == library and r["tol"] is None
+                    if r["problem"] == problem["name"]
+                    and r["library"] == library
+                    and r["tol"] is None
                 ),
             }
-        ours, theirs = entry[OURS]["fastest"], entry[SKLEARN]["fastest"]
-        entry["ratio"] = ours["time_s"] / theirs["time_s"] if ours and theirs else None
-        entries.append(entry)
     return entries
 
 
@@ -218,17 +175,6 @@ def verdict_text(entries):
         out.append(f"Time to the gap, ours / LogisticRegression's: {comparison}")
         out.append("")
     return "\n".join(out)
-
-
-def environment_line(env):
-    threads = ", ".join(
-        f"{pool.get('internal_api')}: {pool.get('num_threads')}" for pool in env["threadpool_info"]
-    )
-    return (
-        f"numpy {env['numpy']}, scipy {env['scipy']}, scikit-learn {env['sklearn']}, "
-        f"skmultilogit {env['skmultilogit']}; threads per pool limited to "
-        f"{env['blas_threads']} ({threads}); {env['cpu_count']} cores."
-    )
 
 
 def plot(problems, rows, path):
@@ -312,14 +258,14 @@ def main(args):
     problems, rows = [], []
     names = args.problems
     total = len(names) * (2 + len(ladders()))
-    bar = progress_bar(total, disable=False)
+    reporter = Progress(total, args.verbose)
     with thread_limit(args.blas_threads):
         env = environment(args.blas_threads)
         for name in names:
-            described, problem_rows = run_problem(DIGITS_BUILDERS[name](), args, bar)
+            described, problem_rows = run_problem(DIGITS_BUILDERS[name](), args, reporter)
             problems.append(described)
             rows.extend(problem_rows)
-    bar.close()
+    reporter.close()
     entries = verdict(problems, rows)
     output = Path(args.output)
     plot_path = None if args.no_plot else plot(problems, rows, output.with_suffix(".png"))

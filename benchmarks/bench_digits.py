@@ -47,6 +47,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from _harness import add_run_arguments, check_run_arguments
 from _harness import main as full_main
 from _main_job import main as main_job
 from _problems import DIGITS_BUILDERS
@@ -63,42 +64,15 @@ def parse_main_job_args(argv):
         "minutes. --full for the thorough benchmark (about ten minutes).",
     )
     parser.add_argument("--full", action="store_true", help="the thorough benchmark instead")
-    parser.add_argument("--verbose", action="store_true", help="a line per run")
-    parser.add_argument("--repeats", type=int, default=5, help="timed fits per run (5)")
-    parser.add_argument(
-        "--problems",
-        nargs="+",
-        choices=list(DIGITS_BUILDERS),
-        default=list(DIGITS_BUILDERS),
-        metavar="NAME",
-        help=f"which digits: {', '.join(DIGITS_BUILDERS)} (default: all)",
+    add_run_arguments(
+        parser,
+        builders=DIGITS_BUILDERS,
+        default_problems=list(DIGITS_BUILDERS),
+        default_output=RESULTS / "digits-main.json",
+        max_seconds=10.0,
     )
-    parser.add_argument(
-        "--blas-threads",
-        type=int,
-        default=1,
-        help="threadpoolctl limit for every fit; 0 leaves the libraries' defaults (1)",
-    )
-    parser.add_argument(
-        "--max-seconds-per-run",
-        type=float,
-        default=10.0,
-        help="time fewer repeats of runs whose warm-up shows they would exceed this (10)",
-    )
-    parser.add_argument(
-        "--output",
-        type=Path,
-        default=RESULTS / "digits-main.json",
-        help="JSON of every run; the report (.md) and the plot (.png) go next to it",
-    )
-    parser.add_argument("--no-plot", action="store_true", help="do not draw the plot")
     args = parser.parse_args(argv)
-    if args.repeats < 1:
-        parser.error("--repeats must be at least 1")
-    if args.blas_threads < 0:
-        parser.error("--blas-threads must be 0 (library defaults) or positive")
-    args.blas_threads = args.blas_threads or None
-    args.problems = list(dict.fromkeys(args.problems))
+    check_run_arguments(parser, args, default_repeats=5)
     return args
 
 
