@@ -20,15 +20,21 @@ distributed = pytest.importorskip("distributed")
 TIGHT = dict(tol=1e-10, max_iter=1000)
 
 
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(
+def two_local_workers(**kwargs):
+    """Two worker processes of one thread on this machine, no dashboard."""
+    return distributed.LocalCluster(
         n_workers=2,
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
         dashboard_address=None,
+        **kwargs,
     )
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = two_local_workers()
     client = distributed.Client(cluster)
     yield client
     client.close()
@@ -460,14 +466,7 @@ def own_cluster():
 
     Without a memory limit, so that no memory monitor resumes a paused worker.
     """
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        memory_limit=0,
-    )
+    cluster = two_local_workers(memory_limit=0)
     own_client = distributed.Client(cluster, set_as_default=False)
     with own_client.as_current():
         yield own_client
