@@ -124,6 +124,7 @@ class Preconditioner:
             # their step at zero and the factor definite.
             penalty[:n_coef][np.tile(problem.inert, loss.n_classes)] = 1.0
         diagonal = np.arange(loss.n_params)
+        potrf = lapack.get_lapack_funcs("potrf", dtype=dtype)
         shift = 0.0
         for _ in range(12):
             # Factorised in place, in float32: one copy besides the kept one,
@@ -140,7 +141,6 @@ class Preconditioner:
                 # the Newton step for a gradient orthogonal to u is the same.
                 hessian[n_coef:, n_coef:] += null_weight
             size = float(np.max(np.abs(np.diag(hessian))))
-            potrf = lapack.get_lapack_funcs("potrf", dtype=dtype)
             factor, info = potrf(hessian, lower=0, clean=0, overwrite_a=1)
             if info == 0:
                 return factor
