@@ -261,8 +261,8 @@ def add_gram(gram, X_hat, weight_block):
     gram[d, d] += weight_block.sum()
 
 
-def kronecker_hessian(hess, proba, gram, n_classes, fit_intercept):
-    """Write the Hessian when every row has the same ``p`` (all coefficients zero).
+def kronecker_hessian(hess, gram, intercept, n_classes):
+    """Write the Hessian when every row has the same ``p = softmax(b)`` (all coefficients zero).
 
     The data part is then ``(diag(p) - p p^T) (x) sum_i omega_i x^_i x^_i^T``,
     which costs ``n (d + 1)^2`` to accumulate (:func:`add_gram`) instead of
@@ -270,6 +270,8 @@ def kronecker_hessian(hess, proba, gram, n_classes, fit_intercept):
     """
     d = gram.shape[0] - 1
     n_coef = n_classes * d
+    fit_intercept = intercept is not None
+    proba = softmax((np.zeros(n_classes) if intercept is None else intercept)[None, :])[0]
     factor = np.diag(proba) - np.outer(proba, proba)
     hess[:n_coef, :n_coef] = np.kron(factor, gram[:d, :d])
     if fit_intercept:
@@ -332,3 +334,81 @@ def hessian_rows(curvature, budget, rng, total=None):
     keep = np.minimum(1.0, budget * curvature / total)
     rows = np.flatnonzero(rng.random(curvature.size) < keep)
     return rows, 1.0 / keep[rows]
+
+
+def pack_class_pairs(hess, n_classes, fit_intercept):
+    """The entries that determine the Hessian: the upper triangles of its class pairs ``k < l``.
+
+    With ``x^_i = [x^_i, 1]``, the Hessian's ``(k, l)`` block is
+    ``M_kl = sum_i omega_i p_ik (delta_kl - p_il) x^_i x^_i^T`` (the parameters
+    of class k are its coefficients and its intercept). Every block is
+    symmetric, ``M_lk = M_kl``, and, since each row of ``diag(p) - p p^T``
+    sums to zero, ``M_kk = -sum_{l != k} M_kl``. So the ``K (K - 1) / 2``
+    blocks above the diagonal, ``(d + 1)(d + 2) / 2`` entries each, give the
+    whole matrix: 43 % of its upper triangle at K = 6, d = 30, 25 % at K = 2.
+    The diagonal blocks :func:`unpack_class_pairs` rebuilds are sums of
+    positive semidefinite ``omega_i p_ik p_il x^_i x^_i^T``; the direct ones
+    subtract ``p_k^2`` terms from ``p_k`` terms, which loses digits where a
+    class is nearly certain.
+
+    ``hess`` is what :func:`add_hessian` accumulates (its upper triangle is
+    read). Returns a 1-d array in ``hess``'s dtype: for each ``k``, the
+    blocks ``l = k + 1, ..., K - 1``, each its upper triangle row by row.
+    """
+    d = hess.shape[0] // n_classes - fit_intercept
+    n_coef = n_classes * d
+    upper = np.triu_indices(d + fit_intercept)
+    parts = []
+    for k in range(n_classes - 1):
+        others = n_classes - k - 1
+        blocks = np.empty((others, d + fit_intercept, d + fit_intercept), dtype=hess.dtype)
+        coef_k = slice(k * d, (k + 1) * d)
+        # coefficient rows of class k against the coefficients of classes > k
+        pairs = hess[coef_k, (k + 1) * d : n_coef].reshape(d, others, d)
+        blocks[:, :d, :d] = pairs.transpose(1, 0, 2)
+        if fit_intercept:
+            blocks[:, :d, d] = hess[coef_k, n_coef + k + 1 :].T
+            blocks[:, d, d] = hess[n_coef + k, n_coef + k + 1 :]
+        parts.append(blocks[:, upper[0], upper[1]].ravel())
+    return np.concatenate(parts) if parts else np.empty(0, dtype=hess.dtype)
+
+
+def unpack_class_pairs(packed, n_classes, n_features, fit_intercept, dtype):
+    """The Fortran-ordered Hessian from :func:`pack_class_pairs`'s entries (upper triangle).
+
+    Works one class at a time, so that beside the result it holds about
+    ``1 / K`` of it: the blocks of pairs ``(k, l > k)`` and the diagonal
+    blocks being summed.
+    """
+    K, d = n_classes, n_features
+    size = d + fit_intercept
+    n_coef = K * d
+    n_params = K * size
+    upper = np.triu_indices(size)
+    per_block = upper[0].size
+    hess = np.zeros((n_params, n_params), dtype=dtype, order="F")
+    diagonal = np.zeros((K, size, size), dtype=dtype)
+    start = 0
+    for k in range(K - 1):
+        others = K - k - 1
+        blocks = np.empty((others, size, size), dtype=dtype)
+        triangles = packed[start : start + others * per_block].reshape(others, per_block)
+        start += others * per_block
+        blocks[:, upper[0], upper[1]] = triangles
+        blocks[:, upper[1], upper[0]] = triangles
+        coef_k = slice(k * d, (k + 1) * d)
+        hess[coef_k, (k + 1) * d : n_coef] = blocks[:, :d, :d].transpose(1, 0, 2).reshape(d, -1)
+        if fit_intercept:
+            hess[coef_k, n_coef + k + 1 :] = blocks[:, :d, d].T
+            hess[n_coef + k, n_coef + k + 1 :] = blocks[:, d, d]
+            # M_lk = M_kl: class l's coefficients against class k's intercept
+            hess[(k + 1) * d : n_coef, n_coef + k] = blocks[:, :d, d].ravel()
+        diagonal[k] -= blocks.sum(axis=0)
+        diagonal[k + 1 :] -= blocks
+    for k in range(K):
+        coef_k = slice(k * d, (k + 1) * d)
+        hess[coef_k, coef_k] = diagonal[k, :d, :d]
+        if fit_intercept:
+            hess[coef_k, n_coef + k] = diagonal[k, :d, d]
+            hess[n_coef + k, n_coef + k] = diagonal[k, d, d]
+    return hess

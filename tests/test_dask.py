@@ -328,9 +328,15 @@ def test_a_default_fit_to_1e_8_takes_few_rounds_and_reaches_the_optimum(client, 
     assert_same_coef(clf.intercept_, optimum.intercept_, rtol=1e-7)
 
 
-def test_one_round_gives_what_the_numpy_backend_gives(client, dense_problem):
-    # the fused loss, gradient and Hessian of a round against the in-memory
-    # backend's separate evaluations (the Hessian in float32 both ways)
+@pytest.mark.parametrize("zero_coef", [False, True])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_one_round_gives_what_the_numpy_backend_gives(
+    client, dense_problem, zero_coef, fit_intercept
+):
+    # the Hessian and the fused loss, gradient and (float32) Hessian of a
+    # round against the in-memory backend's float64 evaluations. The
+    # workers send only the class pairs above the diagonal, or at zero
+    # coefficients the Gram matrix, and the client rebuilds the rest.
     from skmultilogit._backends import NumpyBackend
     from skmultilogit._dask import prepare_dask_data
 
@@ -341,6 +347,16 @@ def test_one_round_gives_what_the_numpy_backend_gives(client, dense_problem):
     rng = np.random.default_rng(3)
     coef, intercept = rng.normal(size=(5, 12)) * 0.3, rng.normal(size=5)
     center, scale = rng.normal(size=12), rng.uniform(0.5, 2.0, size=12)
+    if zero_coef:
+        coef = np.zeros_like(coef)
+    if not fit_intercept:
+        intercept = None
+    exact = on_cluster.hessian(coef, intercept, center=center, scale=scale, dtype=np.float64)
+    reference = in_memory.hessian(coef, intercept, center=center, scale=scale, dtype=np.float64)
+    upper = np.triu(np.ones_like(reference, dtype=bool))
+    np.testing.assert_allclose(
+        exact[upper], reference[upper], rtol=0, atol=1e-13 * np.abs(reference).max()
+    )
     loss, grad_coef, grad_intercept, hessian = on_cluster.loss_gradient_hessian(
         coef, intercept, center=center, scale=scale
     )
@@ -348,8 +364,6 @@ def test_one_round_gives_what_the_numpy_backend_gives(client, dense_problem):
     np.testing.assert_allclose(loss, expected[0], rtol=1e-12)
     np.testing.assert_allclose(grad_coef, expected[1], rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(grad_intercept, expected[2], rtol=1e-10, atol=1e-10)
-    reference = in_memory.hessian(coef, intercept, center=center, scale=scale)
-    upper = np.triu(np.ones_like(reference, dtype=bool))
     np.testing.assert_allclose(
         hessian[upper], reference[upper], rtol=0, atol=1e-5 * np.abs(reference).max()
     )

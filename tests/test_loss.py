@@ -329,6 +329,31 @@ def test_hessian_for_transformed_features_matches_the_transformed_problem(fit_in
     np.testing.assert_allclose(hessian, reference, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("n_classes", [2, 3, 5])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("zero_coef", [False, True])
+def test_class_pairs_above_the_diagonal_rebuild_the_hessian(n_classes, fit_intercept, zero_coef):
+    # What a Dask worker sends: the blocks (k, l > k) alone. The reference is
+    # the Hessian accumulated directly (checked against finite differences
+    # above); its diagonal blocks are rebuilt from the identity
+    # M_kk = -sum_{l != k} M_kl, which only the math guarantees.
+    from skmultilogit._loss import pack_class_pairs, unpack_class_pairs
+
+    X, y, coef, intercept, weights = make_problem(n_classes, n_samples=80, n_features=4, seed=9)
+    loss = MultinomialLoss.from_arrays(X, y, n_classes, weights, 1.5, fit_intercept=fit_intercept)
+    if zero_coef:  # the Kronecker shortcut
+        coef = np.zeros_like(coef)
+    direct = loss.data.hessian(coef, intercept if fit_intercept else None)
+    packed = pack_class_pairs(direct, n_classes, fit_intercept)
+    size = X.shape[1] + fit_intercept
+    assert packed.size == n_classes * (n_classes - 1) // 2 * size * (size + 1) // 2
+    rebuilt = unpack_class_pairs(packed, n_classes, X.shape[1], fit_intercept, np.float64)
+    assert rebuilt.flags.f_contiguous
+    np.testing.assert_allclose(
+        full_hessian(rebuilt), full_hessian(direct), rtol=0, atol=1e-13 * np.abs(direct).max()
+    )
+
+
 def test_sub_sampled_hessian_is_the_hessian_of_the_reweighted_rows():
     X, y, coef, intercept, weights = make_problem(3, n_samples=60, seed=6)
     loss = MultinomialLoss.from_arrays(X, y, 3, weights, 2.0)

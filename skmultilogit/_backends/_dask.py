@@ -7,7 +7,8 @@ On a cluster the cost of a fit is its rounds: a round submits one graph,
 every block evaluates its rows where they live (a :class:`~._numpy.NumpyBackend`
 of the block), and the partial results come back. Only the parameters go
 out, and back come the sums (``K (d + 1)`` numbers, with a Hessian the
-upper triangle of a ``K (d + 1)``-square matrix), one per worker thread,
+upper triangles of its ``K (K - 1) / 2`` class pairs, see
+``_loss.pack_class_pairs``), one per worker thread,
 each over the blocks that worker holds. scipy's optimisers and the Newton
 steps run on the client.
 The data term is additive over rows, so the sums are the in-memory data
@@ -29,6 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 
+from .. import _loss
 from ._numpy import NumpyBackend
 
 
@@ -332,11 +334,27 @@ def _block_hessp(X_block, pair_block, *, coef, intercept, dir_coef, dir_intercep
     return np.concatenate([product_coef.ravel(), product_intercept])
 
 
+def _packed_hessian(data, coef, intercept, hessian, center, scale):
+    """What a block sends of its Hessian (:meth:`DaskBackend._unpack` reads it).
+
+    At all coefficients zero the Kronecker form: the upper triangle of the
+    Gram matrix, ``(d + 1)(d + 2) / 2`` numbers (``hessian`` is not used
+    and may be None). Otherwise the upper triangles of ``hessian``'s class
+    pairs above the diagonal (``_loss.pack_class_pairs``), under half of
+    its triangle.
+    """
+    if not coef.any():
+        gram = data.gram(center=center, scale=scale)
+        return gram[np.triu_indices(gram.shape[0])]
+    return _loss.pack_class_pairs(hessian, data.n_classes, intercept is not None)
+
+
 def _block_hessian(X_block, pair_block, *, coef, intercept, center, scale, dtype, n_classes, index):
-    hessian = _block_data(X_block, pair_block, n_classes).hessian(
-        coef, intercept, center=center, scale=scale, dtype=dtype
-    )
-    return hessian[np.triu_indices(hessian.shape[0])]  # the upper triangle travels
+    data = _block_data(X_block, pair_block, n_classes)
+    hessian = None
+    if coef.any():
+        hessian = data.hessian(coef, intercept, center=center, scale=scale, dtype=dtype)
+    return _packed_hessian(data, coef, intercept, hessian, center, scale)
 
 
 def _block_loss_gradient_hessian(
@@ -360,18 +378,20 @@ def _block_loss_gradient_hessian(
     the estimate of the Hessian stays unbiased, and no n-vector travels.
     """
     data = _block_data(X_block, pair_block, n_classes)
-    n_rows = X_block.shape[0]
-    loss, grad_coef, grad_intercept, hessian = data.loss_gradient_hessian(
-        coef,
-        intercept,
-        center=center,
-        scale=scale,
-        budget=None if budget_share is None else budget_share * n_rows,
-        seed=(seed, index),
-        dtype=dtype,
-    )
+    if coef.any():
+        loss, grad_coef, grad_intercept, hessian = data.loss_gradient_hessian(
+            coef,
+            intercept,
+            center=center,
+            scale=scale,
+            budget=None if budget_share is None else budget_share * X_block.shape[0],
+            seed=(seed, index),
+            dtype=dtype,
+        )
+    else:
+        (loss, grad_coef, grad_intercept), hessian = data.loss_gradient(coef, intercept), None
     vector = np.concatenate([[loss], grad_coef.ravel(), grad_intercept])
-    return vector, hessian[np.triu_indices(hessian.shape[0])]
+    return vector, _packed_hessian(data, coef, intercept, hessian, center, scale)
 
 
 def _block_reduction(X_block, pair_block, *, statistic, kwargs):
@@ -503,8 +523,8 @@ class DaskBackend:
         """The data term, its gradient and its Hessian in one round (see NumpyBackend's).
 
         Each block draws about ``budget * n_block / n`` rows by curvature on
-        its worker when ``budget`` is below the number of rows; the upper
-        triangle of each worker's sum travels, in ``dtype``.
+        its worker when ``budget`` is below the number of rows; the class
+        pairs of each worker's sum travel, in ``dtype``.
         """
         K, d = self.n_classes, self.n_features
         center, scale = self._transform(center, scale)
@@ -531,21 +551,19 @@ class DaskBackend:
         return center, scale
 
     def _unpack(self, packed, coef, intercept, dtype):
-        """The Fortran-ordered matrix whose upper triangle ``packed`` (a sum) holds, scaled.
-
-        Scaled in place and copied a row at a time: a scaled copy of the
-        triangle and ``np.triu_indices``'s two index arrays would add 12 bytes
-        an entry to what the client holds.
-        """
-        n_params = self.n_classes * (self.n_features + (intercept is not None))
+        """The Fortran-ordered Hessian from the blocks' summed ``_packed_hessian``, scaled."""
         if not packed.flags.writeable:  # a lone result, as it arrived
             packed = packed.copy()
         packed *= self.multiplier / self.divisor
-        hessian = np.zeros((n_params, n_params), dtype=dtype, order="F")
-        start = 0
-        for row in range(n_params):
-            hessian[row, row:] = packed[start : start + n_params - row]
-            start += n_params - row
+        K, d, fit_intercept = self.n_classes, self.n_features, intercept is not None
+        if np.any(coef):
+            return _loss.unpack_class_pairs(packed, K, d, fit_intercept, dtype)
+        upper = np.triu_indices(d + 1)
+        gram = np.zeros((d + 1, d + 1))
+        gram[upper] = packed
+        gram[upper[::-1]] = packed
+        hessian = np.zeros((K * (d + fit_intercept),) * 2, dtype=dtype, order="F")
+        _loss.kronecker_hessian(hessian, gram, intercept, K)
         return hessian
 
     def map_blocks(self, function, **kwargs):

@@ -220,6 +220,39 @@ class NumpyBackend:
         K, d = self.n_classes, self.n_features
         fit_intercept = intercept is not None
         n_params = K * (d + fit_intercept)
+        hess = np.zeros((n_params, n_params), dtype=dtype, order="F")
+        if not coef.any():
+            # Every row has p = softmax(b): the Kronecker form.
+            gram = self.gram(center=center, scale=scale, rows=rows, row_factor=row_factor)
+            _loss.kronecker_hessian(hess, gram, intercept, K)
+            return hess
+        blocks, weight, transformed = self._hessian_blocks(center, scale, rows, row_factor)
+        for block in blocks:
+            X_block, X_hat = transformed(block)
+            proba = _loss.softmax_in_place(
+                _loss.logits(X_block, coef.astype(X_block.dtype), intercept)
+            )
+            hess = _loss.add_hessian(
+                hess, X_hat.astype(dtype, copy=False), proba, weight[block], fit_intercept
+            )
+        return hess
+
+    def gram(self, *, center=None, scale=None, rows=None, row_factor=None):
+        """``sum_i omega_i [x^_i, 1] [x^_i, 1]^T``, float64, (d + 1)-square (``_loss.add_gram``).
+
+        ``x^_i = (x_i - center) / scale``; ``rows`` and ``row_factor`` as in
+        :meth:`hessian`, which at all coefficients zero is this matrix in
+        Kronecker form.
+        """
+        blocks, weight, transformed = self._hessian_blocks(center, scale, rows, row_factor)
+        gram = np.zeros((self.n_features + 1, self.n_features + 1))
+        for block in blocks:
+            _loss.add_gram(gram, transformed(block)[1], weight[block])
+        return gram
+
+    def _hessian_blocks(self, center, scale, rows, row_factor):
+        """Row blocks, the per-sample factors and the transform of a Hessian pass."""
+        d = self.n_features
         center = np.zeros(d) if center is None else np.asarray(center, dtype=np.float64)
         scale = np.ones(d) if scale is None else np.asarray(scale, dtype=np.float64)
         if rows is None:
@@ -231,7 +264,6 @@ class NumpyBackend:
                 weight = weight * row_factor
         step = HESSIAN_BLOCK_ROWS
         blocks = [slice(start, start + step) for start in range(0, n_rows, step)]
-        hess = np.zeros((n_params, n_params), dtype=dtype, order="F")
 
         def transformed(block):
             X_block = self.X[block if rows is None else rows[block]]
@@ -239,23 +271,7 @@ class NumpyBackend:
                 X_block = X_block.toarray()
             return X_block, (X_block - center) / scale
 
-        if not coef.any():
-            # Every row has p = softmax(b): the Kronecker form.
-            proba = _loss.softmax((np.zeros(K) if intercept is None else intercept)[None, :])[0]
-            gram = np.zeros((d + 1, d + 1))
-            for block in blocks:
-                _loss.add_gram(gram, transformed(block)[1], weight[block])
-            _loss.kronecker_hessian(hess, proba, gram, K, fit_intercept)
-            return hess
-        for block in blocks:
-            X_block, X_hat = transformed(block)
-            proba = _loss.softmax_in_place(
-                _loss.logits(X_block, coef.astype(X_block.dtype), intercept)
-            )
-            hess = _loss.add_hessian(
-                hess, X_hat.astype(dtype, copy=False), proba, weight[block], fit_intercept
-            )
-        return hess
+        return blocks, weight, transformed
 
     def loss_gradient_hessian(
         self,
