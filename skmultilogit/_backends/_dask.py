@@ -320,14 +320,16 @@ def _block_data(X_block, pair_block, n_classes):
     return NumpyBackend(X_block, pair_block[:, 0].astype(np.intp), n_classes, pair_block[:, 1])
 
 
-def _block_loss_gradient(X_block, pair_block, *, coef, intercept, n_classes):
+def _block_loss_gradient(X_block, pair_block, *, coef, intercept, n_classes, index):
     loss, grad_coef, grad_intercept = _block_data(X_block, pair_block, n_classes).loss_gradient(
         coef, intercept
     )
     return np.concatenate([[loss], grad_coef.ravel(), grad_intercept])
 
 
-def _block_hessp(X_block, pair_block, *, coef, intercept, dir_coef, dir_intercept, n_classes):
+def _block_hessp(
+    X_block, pair_block, *, coef, intercept, dir_coef, dir_intercept, n_classes, index
+):
     product_coef, product_intercept = _block_data(X_block, pair_block, n_classes).hessp(
         coef, intercept, dir_coef, dir_intercept
     )
@@ -459,23 +461,25 @@ class DaskBackend:
 
     def loss_gradient(self, coef, intercept):
         K, d = self.n_classes, self.n_features
-        parts = self.blocks.gather(
-            _block_loss_gradient, coef=np.asarray(coef), intercept=intercept, n_classes=K
+        summed = self._scaled(
+            self.blocks.total(
+                _block_loss_gradient, coef=np.asarray(coef), intercept=intercept, n_classes=K
+            )
         )
-        summed = self._scaled(_add(*parts))
         return float(summed[0]), summed[1 : 1 + K * d].reshape(K, d), summed[1 + K * d :]
 
     def hessp(self, coef, intercept, dir_coef, dir_intercept):
         K, d = self.n_classes, self.n_features
-        parts = self.blocks.gather(
-            _block_hessp,
-            coef=np.asarray(coef),
-            intercept=intercept,
-            dir_coef=np.asarray(dir_coef),
-            dir_intercept=dir_intercept,
-            n_classes=K,
+        summed = self._scaled(
+            self.blocks.total(
+                _block_hessp,
+                coef=np.asarray(coef),
+                intercept=intercept,
+                dir_coef=np.asarray(dir_coef),
+                dir_intercept=dir_intercept,
+                n_classes=K,
+            )
         )
-        summed = self._scaled(_add(*parts))
         return summed[: K * d].reshape(K, d), summed[K * d :]
 
     def curvature(self, coef, intercept):
