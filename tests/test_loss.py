@@ -329,29 +329,55 @@ def test_hessian_for_transformed_features_matches_the_transformed_problem(fit_in
     np.testing.assert_allclose(hessian, reference, rtol=1e-6, atol=1e-6)
 
 
+def textbook_hessian(X, y, n_classes, weights, C, coef, intercept):
+    """``C sum_i s_i (diag(p_i) - p_i p_i^T) (x) x^_i x^_i^T``, one sample at a time."""
+    design = X if intercept is None else np.hstack([X, np.ones((len(X), 1))])
+    d = X.shape[1]
+    proba = scipy_softmax(X @ coef.T + (0.0 if intercept is None else intercept), axis=1)
+    size = design.shape[1]
+    full = np.zeros((n_classes * size, n_classes * size))
+    for x, p, s in zip(design, proba, weights, strict=True):
+        full += C * s * np.kron(np.diag(p) - np.outer(p, p), np.outer(x, x))
+    if intercept is None:
+        return full
+    # from class-major [w_k, b_k] blocks to the flat order: all coefficients, then intercepts
+    order = [k * size + j for k in range(n_classes) for j in range(d)]
+    order += [k * size + d for k in range(n_classes)]
+    return full[np.ix_(order, order)]
+
+
 @pytest.mark.parametrize("n_classes", [2, 3, 5])
 @pytest.mark.parametrize("fit_intercept", [True, False])
-@pytest.mark.parametrize("zero_coef", [False, True])
-def test_class_pairs_above_the_diagonal_rebuild_the_hessian(n_classes, fit_intercept, zero_coef):
-    # What a Dask worker sends: the blocks (k, l > k) alone. The reference is
-    # the Hessian accumulated directly (checked against finite differences
-    # above); its diagonal blocks are rebuilt from the identity
-    # M_kk = -sum_{l != k} M_kl, which only the math guarantees.
-    from skmultilogit._loss import pack_class_pairs, unpack_class_pairs
-
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("fmt", ["dense", "csr"])
+def test_hessian_from_class_pairs_equals_the_textbook_sum(n_classes, fit_intercept, dtype, fmt):
+    # The Hessian is built from its blocks above the diagonal alone, the
+    # diagonal blocks from M_kk = -sum_{l != k} M_kl (which only the math
+    # guarantees); the reference is the per-sample Kronecker sum.
     X, y, coef, intercept, weights = make_problem(n_classes, n_samples=80, n_features=4, seed=9)
-    loss = MultinomialLoss.from_arrays(X, y, n_classes, weights, 1.5, fit_intercept=fit_intercept)
-    if zero_coef:  # the Kronecker shortcut
-        coef = np.zeros_like(coef)
-    direct = loss.data.hessian(coef, intercept if fit_intercept else None)
-    packed = pack_class_pairs(direct, n_classes, fit_intercept)
-    size = X.shape[1] + fit_intercept
-    assert packed.size == n_classes * (n_classes - 1) // 2 * size * (size + 1) // 2
-    rebuilt = unpack_class_pairs(packed, n_classes, X.shape[1], fit_intercept, np.float64)
-    assert rebuilt.flags.f_contiguous
-    np.testing.assert_allclose(
-        full_hessian(rebuilt), full_hessian(direct), rtol=0, atol=1e-13 * np.abs(direct).max()
+    intercept = intercept if fit_intercept else None
+    loss = MultinomialLoss.from_arrays(
+        as_format(X, fmt), y, n_classes, weights, 1.5, fit_intercept=fit_intercept
     )
+    hessian = loss.data.hessian(coef, intercept, dtype=dtype)
+    assert hessian.dtype == dtype and hessian.flags.f_contiguous
+    expected = textbook_hessian(X, y, n_classes, weights, 1.5, coef, intercept)
+    atol = (1e-13 if dtype == np.float64 else 1e-6) * np.abs(expected).max()
+    np.testing.assert_allclose(full_hessian(hessian), expected, rtol=0, atol=atol)
+
+
+def test_class_pairs_travel_as_their_triangles():
+    # What a Dask worker sends: each pair's upper triangle, unpacked on the client.
+    from skmultilogit._loss import class_pair_hessian, pack_class_pairs, unpack_class_pairs
+
+    X, y, coef, intercept, weights = make_problem(4, n_samples=60, n_features=3, seed=10)
+    loss = MultinomialLoss.from_arrays(X, y, 4, weights, 1.0)
+    pairs = loss.data.class_pairs(coef, intercept)
+    packed = pack_class_pairs(pairs)
+    assert packed.shape == (4 * 3 // 2 * 4 * 5 // 2,)
+    rebuilt = class_pair_hessian(unpack_class_pairs(packed, 4, 4, np.float64), 4, 3, True)
+    expected = textbook_hessian(X, y, 4, weights, 1.0, coef, intercept)
+    np.testing.assert_allclose(full_hessian(rebuilt), expected, rtol=0, atol=1e-13)
 
 
 def test_sub_sampled_hessian_is_the_hessian_of_the_reweighted_rows():

@@ -8,7 +8,7 @@ every block evaluates its rows where they live (a :class:`~._numpy.NumpyBackend`
 of the block), and the partial results come back. Only the parameters go
 out, and back come the sums (``K (d + 1)`` numbers, with a Hessian the
 upper triangles of its ``K (K - 1) / 2`` class pairs, see
-``_loss.pack_class_pairs``), one per worker thread,
+``_loss.add_class_pairs``), one per worker thread,
 each over the blocks that worker holds. scipy's optimisers and the Newton
 steps run on the client.
 The data term is additive over rows, so the sums are the in-memory data
@@ -336,27 +336,26 @@ def _block_hessp(
     return np.concatenate([product_coef.ravel(), product_intercept])
 
 
-def _packed_hessian(data, coef, intercept, hessian, center, scale):
+def _packed_hessian(data, coef, intercept, *, center, scale, dtype, rows=None, row_factor=None):
     """What a block sends of its Hessian (:meth:`DaskBackend._unpack` reads it).
 
     At all coefficients zero the Kronecker form: the upper triangle of the
-    Gram matrix, ``(d + 1)(d + 2) / 2`` numbers (``hessian`` is not used
-    and may be None). Otherwise the upper triangles of ``hessian``'s class
-    pairs above the diagonal (``_loss.pack_class_pairs``), under half of
-    its triangle.
+    Gram matrix, ``(d + 1)(d + 2) / 2`` numbers. Otherwise the upper
+    triangles of the sums ``S_kl``, ``k < l``, that make the Hessian
+    (``_loss.add_class_pairs``): under half of its own triangle.
     """
     if not coef.any():
         gram = data.gram(center=center, scale=scale)
         return gram[np.triu_indices(gram.shape[0])]
-    return _loss.pack_class_pairs(hessian, data.n_classes, intercept is not None)
+    pairs = data.class_pairs(
+        coef, intercept, center=center, scale=scale, rows=rows, row_factor=row_factor, dtype=dtype
+    )
+    return _loss.pack_class_pairs(pairs)
 
 
 def _block_hessian(X_block, pair_block, *, coef, intercept, center, scale, dtype, n_classes, index):
     data = _block_data(X_block, pair_block, n_classes)
-    hessian = None
-    if coef.any():
-        hessian = data.hessian(coef, intercept, center=center, scale=scale, dtype=dtype)
-    return _packed_hessian(data, coef, intercept, hessian, center, scale)
+    return _packed_hessian(data, coef, intercept, center=center, scale=scale, dtype=dtype)
 
 
 def _block_loss_gradient_hessian(
@@ -380,20 +379,20 @@ def _block_loss_gradient_hessian(
     the estimate of the Hessian stays unbiased, and no n-vector travels.
     """
     data = _block_data(X_block, pair_block, n_classes)
-    if coef.any():
-        loss, grad_coef, grad_intercept, hessian = data.loss_gradient_hessian(
-            coef,
-            intercept,
-            center=center,
-            scale=scale,
-            budget=None if budget_share is None else budget_share * X_block.shape[0],
-            seed=(seed, index),
-            dtype=dtype,
-        )
-    else:
-        (loss, grad_coef, grad_intercept), hessian = data.loss_gradient(coef, intercept), None
-    vector = np.concatenate([[loss], grad_coef.ravel(), grad_intercept])
-    return vector, _packed_hessian(data, coef, intercept, hessian, center, scale)
+    loss, grad_coef, grad_intercept = data.loss_gradient(coef, intercept)
+    budget = None if budget_share is None else budget_share * X_block.shape[0]
+    rows, row_factor = data.hessian_sample(coef, intercept, budget, (seed, index))
+    packed = _packed_hessian(
+        data,
+        coef,
+        intercept,
+        center=center,
+        scale=scale,
+        dtype=dtype,
+        rows=rows,
+        row_factor=row_factor,
+    )
+    return np.concatenate([[loss], grad_coef.ravel(), grad_intercept]), packed
 
 
 def _block_reduction(X_block, pair_block, *, statistic, kwargs):
@@ -561,7 +560,8 @@ class DaskBackend:
         packed *= self.multiplier / self.divisor
         K, d, fit_intercept = self.n_classes, self.n_features, intercept is not None
         if np.any(coef):
-            return _loss.unpack_class_pairs(packed, K, d, fit_intercept, dtype)
+            pairs = _loss.unpack_class_pairs(packed, K, d + fit_intercept, dtype)
+            return _loss.class_pair_hessian(pairs, K, d, fit_intercept)
         upper = np.triu_indices(d + 1)
         gram = np.zeros((d + 1, d + 1))
         gram[upper] = packed

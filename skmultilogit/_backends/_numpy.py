@@ -15,7 +15,11 @@ MIN_BLOCK_ROWS = 2048
 # Rows per block of the feature statistics, at most (see NumpyBackend.map_blocks).
 STATS_BLOCK_ROWS = 1024
 
-# Rows densified and transformed at a time while a Hessian is built.
+# Rows densified and transformed at a time while a Hessian is built: blocks
+# of about this many bytes of float64 rows, and at least that many rows. A
+# Hessian makes K (K - 1) / 2 BLAS calls per block (two blocks on the
+# digits); larger blocks raised a fit's peak memory above half of X.
+HESSIAN_BLOCK_BYTES = 1 << 19
 HESSIAN_BLOCK_ROWS = 256
 
 
@@ -219,23 +223,52 @@ class NumpyBackend:
         """
         K, d = self.n_classes, self.n_features
         fit_intercept = intercept is not None
-        n_params = K * (d + fit_intercept)
-        hess = np.zeros((n_params, n_params), dtype=dtype, order="F")
         if not coef.any():
             # Every row has p = softmax(b): the Kronecker form.
+            n_params = K * (d + fit_intercept)
+            hess = np.zeros((n_params, n_params), dtype=dtype, order="F")
             gram = self.gram(center=center, scale=scale, rows=rows, row_factor=row_factor)
             _loss.kronecker_hessian(hess, gram, intercept, K)
             return hess
+        pairs = self.class_pairs(
+            coef,
+            intercept,
+            center=center,
+            scale=scale,
+            rows=rows,
+            row_factor=row_factor,
+            dtype=dtype,
+        )
+        return _loss.class_pair_hessian(pairs, K, d, fit_intercept)
+
+    def class_pairs(
+        self,
+        coef,
+        intercept,
+        *,
+        center=None,
+        scale=None,
+        rows=None,
+        row_factor=None,
+        dtype=np.float64,
+    ):
+        """The sums ``S_kl``, ``k < l``, that make the Hessian (``_loss.add_class_pairs``).
+
+        Arguments as in :meth:`hessian`, which is
+        ``_loss.class_pair_hessian`` of them away from the zero point.
+        """
+        fit_intercept = intercept is not None
+        pairs = _loss.class_pairs_buffer(self.n_classes, self.n_features + fit_intercept, dtype)
         blocks, weight, transformed = self._hessian_blocks(center, scale, rows, row_factor)
         for block in blocks:
             X_block, X_hat = transformed(block)
             proba = _loss.softmax_in_place(
                 _loss.logits(X_block, coef.astype(X_block.dtype), intercept)
             )
-            hess = _loss.add_hessian(
-                hess, X_hat.astype(dtype, copy=False), proba, weight[block], fit_intercept
+            _loss.add_class_pairs(
+                pairs, X_hat.astype(dtype, copy=False), proba, weight[block], fit_intercept
             )
-        return hess
+        return pairs
 
     def gram(self, *, center=None, scale=None, rows=None, row_factor=None):
         """``sum_i omega_i [x^_i, 1] [x^_i, 1]^T``, float64, (d + 1)-square (``_loss.add_gram``).
@@ -262,14 +295,16 @@ class NumpyBackend:
             n_rows, weight = rows.size, self.weight[rows]
             if row_factor is not None:
                 weight = weight * row_factor
-        step = HESSIAN_BLOCK_ROWS
+        step = max(HESSIAN_BLOCK_ROWS, HESSIAN_BLOCK_BYTES // (8 * (d + 1)))
         blocks = [slice(start, start + step) for start in range(0, n_rows, step)]
 
         def transformed(block):
             X_block = self.X[block if rows is None else rows[block]]
             if sp.issparse(X_block):
                 X_block = X_block.toarray()
-            return X_block, (X_block - center) / scale
+            X_hat = X_block - center
+            X_hat /= scale
+            return X_block, X_hat
 
         return blocks, weight, transformed
 
@@ -293,10 +328,7 @@ class NumpyBackend:
         zero: there the Kronecker form is exact and cheap).
         """
         loss, grad_coef, grad_intercept = self.loss_gradient(coef, intercept)
-        rows = row_factor = None
-        if budget is not None and budget < self.n_samples and coef.any():
-            rng = np.random.default_rng(seed)
-            rows, row_factor = _loss.hessian_rows(self.curvature(coef, intercept), budget, rng)
+        rows, row_factor = self.hessian_sample(coef, intercept, budget, seed)
         hessian = self.hessian(
             coef,
             intercept,
@@ -307,6 +339,13 @@ class NumpyBackend:
             dtype=dtype,
         )
         return loss, grad_coef, grad_intercept, hessian
+
+    def hessian_sample(self, coef, intercept, budget, seed):
+        """``(rows, row_factor)`` of :meth:`loss_gradient_hessian`'s sample, or Nones: all rows."""
+        if budget is None or budget >= self.n_samples or not coef.any():
+            return None, None
+        rng = np.random.default_rng(seed)
+        return _loss.hessian_rows(self.curvature(coef, intercept), budget, rng)
 
     def map_blocks(self, function, **kwargs):
         """``function(X_block, sample_weight_block, **kwargs)`` for each row block, in a list.
