@@ -266,7 +266,8 @@ def kronecker_hessian(hess, gram, intercept, n_classes):
 
     The data part is then ``(diag(p) - p p^T) (x) sum_i omega_i x^_i x^_i^T``,
     which costs ``n (d + 1)^2`` to accumulate (:func:`add_gram`) instead of
-    ``n K^2 (d + 1)^2 / 2``. Fills the upper triangle of ``hess``.
+    ``n K (K - 1) (d + 1)^2 / 4`` (:func:`add_class_pairs`). Fills the upper
+    triangle of ``hess``.
     """
     d = gram.shape[0] - 1
     n_coef = n_classes * d
