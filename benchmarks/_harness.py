@@ -13,6 +13,11 @@ Both ``skmultilogit.MultinomialLogitClassifier`` and ``LogisticRegression``
 so their fits can be compared on one scale: the relative objective gap
 ``(F - f*) / |f*|`` to a reference optimum ``f*``, with ``F`` evaluated by
 ``skmultilogit.loss_gradient`` for the coefficients of either library.
+Where cyanure is installed (the ``benchmarks`` extra) its multinomial
+solvers join the ladder on the same objective (``_cyanure``: ``lambda =
+1 / (C n)``, intercept unpenalised), judged by the same gap. The summary
+gives the fastest run of each library to a gap of ``1e-8`` and to ``1e-4``
+(a prediction-grade fit).
 
 What is measured
 ----------------
@@ -117,6 +122,13 @@ import sklearn
 import threadpoolctl
 from _cv_benchmark import cv_report, run_cv_benchmark
 from _cv_benchmark import n_runs as cv_runs
+from _cyanure import (
+    CYANURE,
+    CYANURE_QUICK_SOLVERS,
+    CYANURE_SOLVERS,
+    CyanureMultinomial,
+)
+from _cyanure import available as cyanure_available
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
@@ -126,6 +138,8 @@ from skmultilogit import MultinomialLogitClassifier, loss_gradient
 
 C = 1.0
 GAP_TARGET = 1e-8
+# A prediction-grade fit: the summary also reports the fastest run to this gap.
+COARSE_GAP = 1e-4
 GAP_FLOOR = 1e-16  # gaps are clipped to this in the plot
 TOLS = (1e-2, 1e-4, 1e-6, 1e-8)
 QUICK_TOLS = (1e-4, 1e-8)
@@ -136,7 +150,7 @@ REFERENCE_MAX_ITER = 1_000
 
 OURS = "skmultilogit"
 SKLEARN = "sklearn"
-LIBRARIES = (OURS, SKLEARN)
+LIBRARIES = (OURS, SKLEARN, CYANURE)
 OUR_SOLVERS = ("lbfgs", "newton-cg", "newton-cholesky")
 LR_SOLVERS = ("lbfgs", "newton-cg", "newton-cholesky", "sag", "saga")
 LR_QUICK_SOLVERS = ("lbfgs", "newton-cg", "newton-cholesky")
@@ -464,12 +478,34 @@ def sklearn_specs(solvers, tols):
     return specs
 
 
-def run_specs(quick, tols=None):
-    """All run configurations for the full or the quick benchmark."""
+def cyanure_specs(solvers, tols, blas_threads):
+    """Ladder runs of cyanure (no default run: it is not a drop-in for the others).
+
+    Its own OpenMP threads follow ``--blas-threads`` (0: all cores).
+    """
+    n_threads = -1 if blas_threads == 0 else blas_threads
+    return [
+        RunSpec(
+            CYANURE,
+            solver,
+            tol,
+            functools.partial(CyanureMultinomial, C=C, solver=solver, tol=tol, n_threads=n_threads),
+        )
+        for solver in solvers
+        for tol in tols
+    ]
+
+
+def run_specs(quick, tols=None, blas_threads=1):
+    """All run configurations for the full or the quick benchmark (cyanure where installed)."""
     if tols is None:
         tols = QUICK_TOLS if quick else TOLS
     lr_solvers = LR_QUICK_SOLVERS if quick else LR_SOLVERS
-    return our_specs(tols) + sklearn_specs(lr_solvers, tols)
+    specs = our_specs(tols) + sklearn_specs(lr_solvers, tols)
+    if cyanure_available():
+        solvers = CYANURE_QUICK_SOLVERS if quick else CYANURE_SOLVERS
+        specs += cyanure_specs(solvers, tols, blas_threads)
+    return specs
 
 
 # --------------------------------------------------------------------------
@@ -618,8 +654,9 @@ def fastest_to_gap(rows, problem_names, target=GAP_TARGET):
                 if r["problem"] == name and r["library"] == library and r["gap"] <= target
             ]
             entry[library] = min(reached, key=lambda r: r["time_s"]) if reached else None
-        ours, lr = entry[OURS], entry[SKLEARN]
+        ours, lr, cyanure = entry[OURS], entry[SKLEARN], entry[CYANURE]
         entry["ratio"] = ours["time_s"] / lr["time_s"] if ours and lr else None
+        entry["ratio_cyanure"] = ours["time_s"] / cyanure["time_s"] if ours and cyanure else None
         summary.append(entry)
     return summary
 
@@ -693,17 +730,28 @@ def describe_run(row):
     return f"{row['solver']} tol={format_tol(row['tol'])} ({row['time_s']:.3g} s)"
 
 
-def summary_table(summary):
+def summary_table(summary, with_cyanure=False):
+    """The fastest run of each library per problem, and our time over theirs."""
+    ratio = lambda value: "n/a" if value is None else f"{value:.2f}"  # noqa: E731
     records = [
         {
             "problem": e["problem"],
             "skmultilogit": describe_run(e[OURS]),
             "sklearn": describe_run(e[SKLEARN]),
-            "ours/LR": "n/a" if e["ratio"] is None else f"{e['ratio']:.2f}",
+            "ours/LR": ratio(e["ratio"]),
+            "cyanure": describe_run(e[CYANURE]),
+            "ours/cyanure": ratio(e["ratio_cyanure"]),
         }
         for e in summary
     ]
-    return markdown_table(records, ("problem", "skmultilogit", "sklearn", "ours/LR"))
+    columns = ("problem", "skmultilogit", "sklearn", "ours/LR")
+    if with_cyanure:
+        columns += ("cyanure", "ours/cyanure")
+    return markdown_table(records, columns)
+
+
+def has_cyanure(rows):
+    return any(r["library"] == CYANURE for r in rows)
 
 
 def report(problems, rows, summary, skipped, env):
@@ -713,8 +761,12 @@ def report(problems, rows, summary, skipped, env):
         "",
         markdown_table([format_row(r) for r in rows], TABLE_COLUMNS),
     ]
+    with_cyanure = has_cyanure(rows)
     out += ["", f"Fastest run reaching gap <= {GAP_TARGET:.0e} per problem (same invocation):", ""]
-    out.append(summary_table(summary))
+    out.append(summary_table(summary, with_cyanure))
+    coarse = fastest_to_gap(rows, [p["name"] for p in problems], COARSE_GAP)
+    out += ["", f"Fastest run reaching gap <= {COARSE_GAP:.0e} (a prediction-grade fit):", ""]
+    out.append(summary_table(coarse, with_cyanure))
     out.append("")
     threads = ", ".join(
         f"{i.get('internal_api')} {i.get('num_threads')} threads" for i in env["threadpool_info"]
@@ -741,10 +793,15 @@ SOLVER_COLOURS = {
     "newton-cholesky": "tab:green",
     "sag": "tab:red",
     "saga": "tab:purple",
+    "auto": "tab:brown",
+    "qning-miso": "tab:pink",
+    "qning-svrg": "tab:olive",
+    "catalyst-miso": "tab:cyan",
 }
 LIBRARY_STYLES = {
     OURS: {"linestyle": "-", "marker": "o"},
     SKLEARN: {"linestyle": "--", "marker": "s"},
+    CYANURE: {"linestyle": ":", "marker": "^"},
 }
 
 
@@ -967,7 +1024,7 @@ def main(argv=None, *, description, builders, default_problems, default_output):
     start = time.perf_counter()
     if args.memory_only:
         return memory_main(args, builders)
-    specs = run_specs(args.quick, args.tols)
+    specs = run_specs(args.quick, args.tols, args.blas_threads)
     rows, skipped, problems, memory = [], {}, [], []
     reporter = Progress(len(args.problems) * (len(specs) + 2), args.verbose)
     with thread_limit(args.blas_threads):
@@ -1018,7 +1075,7 @@ def main(argv=None, *, description, builders, default_problems, default_output):
             "",
             f"## Verdict: the fastest run of each library to gap <= {GAP_TARGET:.0e}",
             "",
-            summary_table(summary),
+            summary_table(summary, has_cyanure(rows)),
             "",
             f"{plot_note} Report: {output.with_suffix('.md')}. All runs: {output}.",
             f"{environment_line(env)} {elapsed:.0f} s.",
@@ -1047,10 +1104,26 @@ def main(argv=None, *, description, builders, default_problems, default_output):
             "problems": problems,
             "rows": rows,
             "fastest_to_gap": [
-                {"problem": e["problem"], "ratio_ours_over_sklearn": e["ratio"]}
+                {
+                    "problem": e["problem"],
+                    "ratio_ours_over_sklearn": e["ratio"],
+                    "ratio_ours_over_cyanure": e["ratio_cyanure"],
+                }
                 | {lib: e[lib] for lib in LIBRARIES}
                 for e in summary
             ],
+            "fastest_to_coarse_gap": {
+                "gap": COARSE_GAP,
+                "runs": [
+                    {
+                        "problem": e["problem"],
+                        "ratio_ours_over_sklearn": e["ratio"],
+                        "ratio_ours_over_cyanure": e["ratio_cyanure"],
+                    }
+                    | {lib: e[lib] for lib in LIBRARIES}
+                    for e in fastest_to_gap(rows, args.problems, COARSE_GAP)
+                ],
+            },
             "not_reaching_gap_target": not_reaching_target(rows),
             "skipped": skipped,
             "memory": memory,
