@@ -289,31 +289,50 @@ def class_pairs_buffer(n_classes, size, dtype):
     return np.zeros((size, size, n_classes * (n_classes - 1) // 2), dtype=dtype, order="F")
 
 
-def add_class_pairs(pairs, X_hat, proba, weight_block, fit_intercept):
-    """Add a dense block's ``S_kl = sum_i omega_i p_ik p_il x^_i x^_i^T`` for every ``k < l``.
+# Below this many columns per class (d + 1), a pair's rank update is too
+# small a BLAS call: the pairs of a class are then one matrix product.
+# Measured at K = 60, d = 20 (5000 rows, float32): 298 ms with a syrk per
+# pair against 152 ms forming the whole triangle; the product per class
+# does the work of the latter in K calls instead of K (K - 1) / 2.
+PAIR_SYRK_MIN_COLUMNS = 48
+# Above this many classes the K (K - 1) / 2 small updates cost more than the
+# products per class (2000 x 50, K = 100, float32: 984 ms against 615 ms
+# for the whole triangle at once).
+PAIR_SYRK_MAX_CLASSES = 20
+
+
+def add_class_pairs(pairs, design, proba, weight_block):
+    """Add a block's ``S_kl = sum_i omega_i p_ik p_il x^_i x^_i^T`` for every ``k < l``.
 
     These sums are the whole Hessian (:func:`class_pair_hessian`): its
     ``(k, l)`` block is ``-S_kl`` and its diagonal blocks ``sum_{l != k}
-    S_kl``. ``X_hat`` (m, d) holds the block's design rows without the
-    intercept's 1, ``proba`` (m, K) the probabilities at the point. Each pair
-    is one rank-m update ``B^T B`` (BLAS syrk) with rows
-    ``sqrt(omega_i p_ik p_il) x^_i``: ``m K (K - 1) (d + 1)^2 / 4``
-    multiply-adds, under half of the ``m K^2 (d + 1)^2 / 2`` that forming the
-    matrix's triangle directly takes (36.8 ms against 13.9 ms on the
-    standardised digits at K = 10, one thread). Fills the upper triangles of
-    ``pairs`` (from :func:`class_pairs_buffer`), in its dtype.
+    S_kl``. ``design`` (m, d + 1) holds the block's design rows ``x^_i``
+    (with the intercept's 1 where there is one) in ``pairs``' dtype,
+    Fortran-ordered; ``proba`` (m, K) the probabilities at the point.
+
+    With at least :data:`PAIR_SYRK_MIN_COLUMNS` columns each pair is one
+    rank-m update ``B^T B`` (BLAS syrk) with rows ``sqrt(omega_i p_ik p_il)
+    x^_i``: ``m K (K - 1) (d + 1)^2 / 4`` multiply-adds, half of what forming
+    the Hessian's triangle directly takes (on the standardised digits at
+    K = 10, one thread: 13.9 ms here, 36.8 ms directly). Narrower blocks take
+    one product per class, ``(omega p_k x^)^T [p_l x^]_{l > k}``, which fills
+    whole blocks. Fills at least the upper triangle of each ``pairs[:, :, p]``
+    (from :func:`class_pairs_buffer`).
     """
     dtype = pairs.dtype
-    m, d = X_hat.shape
+    m, size = design.shape
     n_classes = proba.shape[1]
+    if size < PAIR_SYRK_MIN_COLUMNS or n_classes > PAIR_SYRK_MAX_CLASSES:
+        # [p_il x^_i]_l for 256 rows at a time, or 2 MiB of them
+        step = max(256, (1 << 21) // (n_classes * size * pairs.itemsize))
+        for first in range(0, m, step):
+            rows = slice(first, first + step)
+            _add_pairs_by_class(pairs, design[rows], proba[rows], weight_block[rows])
+        return pairs
     syrk = blas.ssyrk if dtype == np.float32 else blas.dsyrk
-    design = np.empty((m, d + fit_intercept), dtype=dtype, order="F")
-    design[:, :d] = X_hat
-    if fit_intercept:
-        design[:, d] = 1.0
     root_proba = np.sqrt(proba)
     root_weighted = np.sqrt(weight_block)[:, None] * root_proba
-    scaled = np.empty_like(design)
+    scaled = np.empty_like(design, order="F")
     pair = 0
     for k in range(n_classes - 1):
         for other in range(k + 1, n_classes):
@@ -324,6 +343,23 @@ def add_class_pairs(pairs, X_hat, proba, weight_block, fit_intercept):
             )
             pair += 1
     return pairs
+
+
+def _add_pairs_by_class(pairs, design, proba, weight_block):
+    """:func:`add_class_pairs` as one product per class: ``(omega p_k x^)^T [p_l x^]_{l > k}``."""
+    dtype = pairs.dtype
+    m, size = design.shape
+    n_classes = proba.shape[1]
+    # [p_il x^_i]_l for every class once: (m, K size)
+    outer = (proba.astype(dtype)[:, :, None] * design[:, None, :]).reshape(m, -1)
+    weighted = (weight_block[:, None] * proba).astype(dtype)
+    start = 0
+    for k in range(n_classes - 1):
+        count = n_classes - k - 1
+        product = (weighted[:, k, None] * design).T @ outer[:, (k + 1) * size :]
+        # column l * size + b of the product is S_{k, k + 1 + l}[:, b]
+        pairs[:, :, start : start + count] += product.reshape(size, size, count, order="F")
+        start += count
 
 
 def class_pair_hessian(pairs, n_classes, n_features, fit_intercept):
@@ -340,38 +376,46 @@ def class_pair_hessian(pairs, n_classes, n_features, fit_intercept):
     nearly certain (in float32, 3-10 times the error, and the class-shift
     null space lost: smallest eigenvalue -1e-3 against -5e-13 at K = 2).
 
-    Returns the (n_params, n_params) Fortran-ordered matrix in ``pairs``'
-    dtype with the Hessian in its upper triangle. Works one class at a time,
-    so that beside the result it holds about ``1 / K`` of it.
+    ``pairs`` is overwritten (each matrix made symmetric in place). Returns
+    the (n_params, n_params) Fortran-ordered matrix in ``pairs``' dtype with
+    the Hessian in its upper triangle; beside it and ``pairs`` (half its
+    size) this holds the K diagonal blocks, ``1 / K`` of it.
     """
     K, d = n_classes, n_features
     size = d + fit_intercept
     n_coef = K * d
     dtype = pairs.dtype
-    hess = np.zeros((K * size, K * size), dtype=dtype, order="F")
-    diagonal = np.zeros((K, size, size), dtype=dtype)
-    start = 0
+    lower = np.tril_indices(size, -1)
+    for first in range(0, pairs.shape[2], 256):  # each upper triangle to the lower one
+        group = slice(first, first + 256)
+        pairs[lower[0], lower[1], group] = pairs[lower[1], lower[0], group]
+    # Zeroed by a write, not np.zeros: its pages would then be faulted in
+    # one by one by the block writes below (419 ms against 40 ms at K = 100,
+    # d = 50).
+    hess = np.empty((K * size, K * size), dtype=dtype, order="F")
+    hess.fill(0)
+    diagonal = np.zeros((size, size, K), dtype=dtype, order="F")
+    # One pair at a time, each a contiguous Fortran matrix written into
+    # Fortran columns.
+    pair = 0
     for k in range(K - 1):
-        others = K - k - 1
-        upper = np.moveaxis(pairs[:, :, start : start + others], 2, 0)
-        start += others
-        blocks = np.triu(upper) + np.swapaxes(np.triu(upper, 1), 1, 2)  # S_kl, l > k
-        diagonal[k] += blocks.sum(axis=0)
-        diagonal[k + 1 :] += blocks
-        np.negative(blocks, out=blocks)  # M_kl
-        coef_k = slice(k * d, (k + 1) * d)
-        hess[coef_k, (k + 1) * d : n_coef] = blocks[:, :d, :d].transpose(1, 0, 2).reshape(d, -1)
-        if fit_intercept:
-            hess[coef_k, n_coef + k + 1 :] = blocks[:, :d, d].T
-            hess[n_coef + k, n_coef + k + 1 :] = blocks[:, d, d]
-            # M_lk = M_kl: class l's coefficients against class k's intercept
-            hess[(k + 1) * d : n_coef, n_coef + k] = blocks[:, :d, d].ravel()
+        for other in range(k + 1, K):
+            block = pairs[:, :, pair]  # S_kl
+            pair += 1
+            diagonal[:, :, k] += block
+            diagonal[:, :, other] += block
+            hess[k * d : (k + 1) * d, other * d : (other + 1) * d] = -block[:d, :d]
+            if fit_intercept:
+                hess[k * d : (k + 1) * d, n_coef + other] = -block[:d, d]
+                # M_lk = M_kl: class l's coefficients against class k's intercept
+                hess[other * d : (other + 1) * d, n_coef + k] = -block[:d, d]
+                hess[n_coef + k, n_coef + other] = -block[d, d]
     for k in range(K):
         coef_k = slice(k * d, (k + 1) * d)
-        hess[coef_k, coef_k] = diagonal[k, :d, :d]
+        hess[coef_k, coef_k] = diagonal[:d, :d, k]
         if fit_intercept:
-            hess[coef_k, n_coef + k] = diagonal[k, :d, d]
-            hess[n_coef + k, n_coef + k] = diagonal[k, d, d]
+            hess[coef_k, n_coef + k] = diagonal[:d, d, k]
+            hess[n_coef + k, n_coef + k] = diagonal[d, d, k]
     return hess
 
 
@@ -404,8 +448,9 @@ def pack_class_pairs(pairs):
     """The upper triangles of :func:`add_class_pairs`' sums, one pair after another (1-d).
 
     What a worker of a cluster sends of its Hessian: ``K (K - 1) / 2``
-    triangles of ``(d + 1)(d + 2) / 2`` numbers, 43 % of the Hessian's own
-    upper triangle at K = 6, d = 30, 25 % at K = 2.
+    triangles of ``s (s + 1) / 2`` numbers (``s = d + 1`` with an intercept,
+    ``d`` without), 43 % of the Hessian's own upper triangle at K = 6,
+    d = 30, 25 % at K = 2.
     """
     upper = np.triu_indices(pairs.shape[0])
     return np.ascontiguousarray(pairs[upper[0], upper[1], :].T).ravel()

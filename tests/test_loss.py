@@ -350,11 +350,18 @@ def textbook_hessian(X, y, n_classes, weights, C, coef, intercept):
 @pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("fmt", ["dense", "csr"])
-def test_hessian_from_class_pairs_equals_the_textbook_sum(n_classes, fit_intercept, dtype, fmt):
+@pytest.mark.parametrize("n_features", [4, 60])
+def test_hessian_from_class_pairs_equals_the_textbook_sum(
+    n_classes, fit_intercept, dtype, fmt, n_features
+):
     # The Hessian is built from its blocks above the diagonal alone, the
     # diagonal blocks from M_kk = -sum_{l != k} M_kl (which only the math
-    # guarantees); the reference is the per-sample Kronecker sum.
-    X, y, coef, intercept, weights = make_problem(n_classes, n_samples=80, n_features=4, seed=9)
+    # guarantees); the reference is the per-sample Kronecker sum. Both ways
+    # of forming the pairs: a product per class (4 features), a rank update
+    # per pair (60).
+    X, y, coef, intercept, weights = make_problem(
+        n_classes, n_samples=80, n_features=n_features, seed=9
+    )
     intercept = intercept if fit_intercept else None
     loss = MultinomialLoss.from_arrays(
         as_format(X, fmt), y, n_classes, weights, 1.5, fit_intercept=fit_intercept
