@@ -291,14 +291,14 @@ def class_pairs_buffer(n_classes, size, dtype):
 
 # Below this many columns per class (d + 1), a pair's rank update is too
 # small a BLAS call: the pairs of a class are then one matrix product.
-# Measured at K = 60, d = 20 (5000 rows, float32): 298 ms with a syrk per
-# pair against 152 ms forming the whole triangle; the product per class
-# does the work of the latter in K calls instead of K (K - 1) / 2.
+# Measured, one float32 Hessian on one thread: 5000 x 20, K = 60, 298 ms
+# with a syrk per pair, 159 ms with a product per class (144 ms forming the
+# whole triangle at once, as before the pairs); 1797 x 64, K = 10, 10 ms
+# against 13 ms (21 ms). With many classes and wide blocks both are slower
+# than the whole triangle (2000 x 50, K = 100: 984 ms per pair, 1057 ms per
+# class, 615 ms): one syrk of [p_l x^]_l copied out into the pairs would
+# not be, at the cost of a Hessian-sized temporary.
 PAIR_SYRK_MIN_COLUMNS = 48
-# Above this many classes the K (K - 1) / 2 small updates cost more than the
-# products per class (2000 x 50, K = 100, float32: 984 ms against 615 ms
-# for the whole triangle at once).
-PAIR_SYRK_MAX_CLASSES = 20
 
 
 def add_class_pairs(pairs, design, proba, weight_block):
@@ -322,7 +322,7 @@ def add_class_pairs(pairs, design, proba, weight_block):
     dtype = pairs.dtype
     m, size = design.shape
     n_classes = proba.shape[1]
-    if size < PAIR_SYRK_MIN_COLUMNS or n_classes > PAIR_SYRK_MAX_CLASSES:
+    if size < PAIR_SYRK_MIN_COLUMNS:
         # [p_il x^_i]_l for 256 rows at a time, or 2 MiB of them
         step = max(256, (1 << 21) // (n_classes * size * pairs.itemsize))
         for first in range(0, m, step):
