@@ -261,23 +261,26 @@ def add_gram(gram, X_hat, weight_block):
     gram[d, d] += weight_block.sum()
 
 
-def kronecker_hessian(hess, gram, intercept, n_classes):
-    """Write the Hessian when every row has the same ``p = softmax(b)`` (all coefficients zero).
+def kronecker_hessian(gram, intercept, n_classes, dtype):
+    """The Hessian when every row has the same ``p = softmax(b)`` (all coefficients zero).
 
     The data part is then ``(diag(p) - p p^T) (x) sum_i omega_i x^_i x^_i^T``,
     which costs ``n (d + 1)^2`` to accumulate (:func:`add_gram`) instead of
-    ``n K (K - 1) (d + 1)^2 / 4`` (:func:`add_class_pairs`). Fills the upper
-    triangle of ``hess``.
+    ``n K (K - 1) (d + 1)^2 / 4`` (:func:`add_class_pairs`). Returns a
+    Fortran-ordered matrix in ``dtype`` whose upper triangle holds it.
     """
     d = gram.shape[0] - 1
     n_coef = n_classes * d
     fit_intercept = intercept is not None
+    n_params = n_classes * (d + fit_intercept)
+    hess = np.zeros((n_params, n_params), dtype=dtype, order="F")
     proba = softmax((np.zeros(n_classes) if intercept is None else intercept)[None, :])[0]
     factor = np.diag(proba) - np.outer(proba, proba)
     hess[:n_coef, :n_coef] = np.kron(factor, gram[:d, :d])
     if fit_intercept:
         hess[:n_coef, n_coef:] = np.kron(factor, gram[:d, d : d + 1])
         hess[n_coef:, n_coef:] = factor * gram[d, d]
+    return hess
 
 
 def class_pairs_buffer(n_classes, size, dtype):

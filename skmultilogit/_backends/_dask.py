@@ -566,9 +566,7 @@ class DaskBackend:
         gram = np.zeros((d + 1, d + 1))
         gram[upper] = packed
         gram[upper[::-1]] = packed
-        hessian = np.zeros((K * (d + fit_intercept),) * 2, dtype=dtype, order="F")
-        _loss.kronecker_hessian(hessian, gram, intercept, K)
-        return hessian
+        return _loss.kronecker_hessian(gram, intercept, K, dtype)
 
     def map_blocks(self, function, **kwargs):
         """``function(X_block, sample_weight_block, **kwargs)`` of every block, where it lives."""

@@ -226,11 +226,8 @@ class NumpyBackend:
         fit_intercept = intercept is not None
         if not coef.any():
             # Every row has p = softmax(b): the Kronecker form.
-            n_params = K * (d + fit_intercept)
-            hess = np.zeros((n_params, n_params), dtype=dtype, order="F")
             gram = self.gram(center=center, scale=scale, rows=rows, row_factor=row_factor)
-            _loss.kronecker_hessian(hess, gram, intercept, K)
-            return hess
+            return _loss.kronecker_hessian(gram, intercept, K, dtype)
         pairs = self.class_pairs(
             coef,
             intercept,
