@@ -754,7 +754,20 @@ def has_cyanure(rows):
     return any(r["library"] == CYANURE for r in rows)
 
 
-def report(problems, rows, summary, skipped, env):
+def summary_records(summary):
+    """The JSON form of :func:`fastest_to_gap`'s entries."""
+    return [
+        {
+            "problem": e["problem"],
+            "ratio_ours_over_sklearn": e["ratio"],
+            "ratio_ours_over_cyanure": e["ratio_cyanure"],
+        }
+        | {lib: e[lib] for lib in LIBRARIES}
+        for e in summary
+    ]
+
+
+def report(problems, rows, summary, coarse, skipped, env):
     """The results as markdown: problems, all runs, the summary and notes."""
     out = [
         problems_table(problems),
@@ -764,7 +777,6 @@ def report(problems, rows, summary, skipped, env):
     with_cyanure = has_cyanure(rows)
     out += ["", f"Fastest run reaching gap <= {GAP_TARGET:.0e} per problem (same invocation):", ""]
     out.append(summary_table(summary, with_cyanure))
-    coarse = fastest_to_gap(rows, [p["name"] for p in problems], COARSE_GAP)
     out += ["", f"Fastest run reaching gap <= {COARSE_GAP:.0e} (a prediction-grade fit):", ""]
     out.append(summary_table(coarse, with_cyanure))
     out.append("")
@@ -1047,7 +1059,8 @@ def main(argv=None, *, description, builders, default_problems, default_output):
         cv_reporter.close()
     rows = sort_rows(rows, args.problems)
     summary = fastest_to_gap(rows, args.problems)
-    text = report(problems, rows, summary, skipped, env)
+    coarse = fastest_to_gap(rows, args.problems, COARSE_GAP)
+    text = report(problems, rows, summary, coarse, skipped, env)
     text += (
         "\n\nPeak memory of one fit on top of X, as a multiple of X (MiB in brackets): "
         "tracemalloc's peak of what Python and numpy allocate during fit, default tol:\n\n"
@@ -1103,27 +1116,8 @@ def main(argv=None, *, description, builders, default_problems, default_output):
             "environment": env,
             "problems": problems,
             "rows": rows,
-            "fastest_to_gap": [
-                {
-                    "problem": e["problem"],
-                    "ratio_ours_over_sklearn": e["ratio"],
-                    "ratio_ours_over_cyanure": e["ratio_cyanure"],
-                }
-                | {lib: e[lib] for lib in LIBRARIES}
-                for e in summary
-            ],
-            "fastest_to_coarse_gap": {
-                "gap": COARSE_GAP,
-                "runs": [
-                    {
-                        "problem": e["problem"],
-                        "ratio_ours_over_sklearn": e["ratio"],
-                        "ratio_ours_over_cyanure": e["ratio_cyanure"],
-                    }
-                    | {lib: e[lib] for lib in LIBRARIES}
-                    for e in fastest_to_gap(rows, args.problems, COARSE_GAP)
-                ],
-            },
+            "fastest_to_gap": summary_records(summary),
+            "fastest_to_coarse_gap": {"gap": COARSE_GAP, "runs": summary_records(coarse)},
             "not_reaching_gap_target": not_reaching_target(rows),
             "skipped": skipped,
             "memory": memory,
