@@ -68,6 +68,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import blas
 
+from ._scratch import FRESH
+
 __all__ = ["log_softmax", "softmax"]
 
 
@@ -161,28 +163,47 @@ def softmax_class_major(raw):
     return raw
 
 
-def logits(X_block, coef_x, intercept):
+def _product(left, right, name, scratch):
+    """``left @ right`` (dense) as float64 in ``scratch``'s array ``name``.
+
+    The product runs in the operands' dtype; a float32 one is written to its
+    own temporary first (a float64 output would make numpy cast X up).
+    """
+    shape = (left.shape[0], right.shape[1])
+    out = scratch.empty(name, shape, np.float64)
+    if left.dtype == np.float64:
+        return np.matmul(left, right, out=out)
+    product = np.matmul(left, right, out=scratch.empty(name + "-cast", shape, left.dtype))
+    np.copyto(out, product)
+    return out
+
+
+def logits(X_block, coef_x, intercept, scratch=FRESH):
     """Logits of a block row-major, ``X W^T + b``: (n_block, K) float64.
 
-    The product runs in X's dtype (``coef_x`` is already cast to it).
+    The product runs in X's dtype (``coef_x`` is already cast to it). The
+    result is ``scratch``'s (see ``_scratch``).
     """
-    raw = np.asarray(X_block @ coef_x.T).astype(np.float64, copy=False)
+    if sp.issparse(X_block):
+        raw = np.asarray(X_block @ coef_x.T).astype(np.float64, copy=False)
+    else:
+        raw = _product(X_block, coef_x.T, "logits", scratch)
     if intercept is not None:
         raw += intercept
     return raw
 
 
-def class_major_logits(X_block, coef_x, intercept):
+def class_major_logits(X_block, coef_x, intercept, scratch=FRESH):
     """Logits of a block class-major, ``Z^T = W X^T + b``: (K, n_block), float64.
 
-    C-ordered for dense X; for sparse X a Fortran-ordered view (sparse @
-    dense gives (n_block, K), and a C-ordered copy would cost n x K more
-    memory).
+    C-ordered for dense X (in ``scratch``, see ``_scratch``); for sparse X a
+    Fortran-ordered view (sparse @ dense gives (n_block, K), and a C-ordered
+    copy would cost n x K more memory).
     """
     if sp.issparse(X_block):
         raw = np.asarray(X_block @ coef_x.T).astype(np.float64, copy=False).T
     else:
-        raw = (coef_x @ X_block.T).astype(np.float64, copy=False)
+        raw = _product(coef_x, X_block.T, "logits", scratch)
     if intercept is not None:
         raw += intercept[:, None]
     return raw
@@ -214,32 +235,39 @@ def residual_and_loss(raw, y_block, weight_block, positions):
     return weight_block @ (np.log(sum_exp) - raw_true)
 
 
-def hessp_residual(direction_logits, proba, weight_block):
+def hessp_residual(direction_logits, proba, weight_block, scratch=FRESH):
     """Turn a block's ``U^T`` (class-major) into the Hessian product's ``R^T`` in place.
 
     ``R = omega * (P * U - P * rowsum(P * U))``; this order kept trust-ncg
     converging on float32 data where ``P * (U - rowsum)`` did not.
     """
     direction_logits *= proba
-    direction_logits -= proba * direction_logits.sum(axis=0)
+    rowsum = direction_logits.sum(axis=0)
+    direction_logits -= np.multiply(
+        proba, rowsum, out=scratch.empty("hessp", direction_logits.shape, np.float64)
+    )
     direction_logits *= weight_block
     return direction_logits
 
 
-def add_transposed_products(X_block, residual, grad_coef, grad_intercept, X_T=None):
+def add_transposed_products(X_block, residual, grad_coef, grad_intercept, X_T=None, scratch=FRESH):
     """Add a block's ``R^T X`` and ``R^T 1`` (``residual`` is ``R^T``, class-major).
 
     The product runs in X's dtype, the sums across blocks in float64.
     ``X_T`` may pass a sparse block's transpose, built once: constructing
     the transposed matrix object costs as much as a small product.
     """
-    residual_x = residual.astype(X_block.dtype, copy=False)
     if sp.issparse(X_block):
+        residual_x = residual.astype(X_block.dtype, copy=False)
         # (X^T R)^T: X^T of a CSR is a CSC (and vice versa) without a copy,
         # and sparse @ dense returns a dense array.
         transposed = X_block.T if X_T is None else X_T
         grad_coef += np.ascontiguousarray((transposed @ residual_x.T).T)
     else:
+        residual_x = residual
+        if residual.dtype != X_block.dtype:
+            residual_x = scratch.empty("residual-cast", residual.shape, X_block.dtype)
+            np.copyto(residual_x, residual, casting="same_kind")
         grad_coef += residual_x @ X_block
     grad_intercept += residual.sum(axis=1)
 
@@ -252,10 +280,12 @@ def curvature(proba, weight_block):
     return weight_block * (1.0 - np.einsum("ki,ki->i", proba, proba))
 
 
-def add_gram(gram, X_hat, weight_block):
+def add_gram(gram, X_hat, weight_block, scratch=FRESH):
     """Add a block's ``sum_i omega_i [x^_i, 1] [x^_i, 1]^T`` to the (d + 1)-square ``gram``."""
     d = X_hat.shape[1]
-    weighted = weight_block[:, None] * X_hat
+    weighted = np.multiply(
+        weight_block[:, None], X_hat, out=scratch.empty("weighted", X_hat.shape, np.float64)
+    )
     gram[:d, :d] += X_hat.T @ weighted
     gram[:d, d] += weighted.sum(axis=0)
     gram[d, d] += weight_block.sum()
@@ -304,7 +334,7 @@ def class_pairs_buffer(n_classes, size, dtype):
 PAIR_SYRK_MIN_COLUMNS = 48
 
 
-def add_class_pairs(pairs, design, proba, weight_block):
+def add_class_pairs(pairs, design, proba, weight_block, scratch=FRESH):
     """Add a block's ``S_kl = sum_i omega_i p_ik p_il x^_i x^_i^T`` for every ``k < l``.
 
     These sums are the whole Hessian (:func:`class_pair_hessian`): its
@@ -320,7 +350,8 @@ def add_class_pairs(pairs, design, proba, weight_block):
     K = 10, one thread: 13.9 ms here, 36.8 ms directly). Narrower blocks take
     one product per class, ``(omega p_k x^)^T [p_l x^]_{l > k}``, which fills
     whole blocks. Fills at least the upper triangle of each ``pairs[:, :, p]``
-    (from :func:`class_pairs_buffer`).
+    (from :func:`class_pairs_buffer`). Temporaries come from ``scratch``
+    (see ``_scratch``).
     """
     dtype = pairs.dtype
     m, size = design.shape
@@ -330,12 +361,16 @@ def add_class_pairs(pairs, design, proba, weight_block):
         step = max(256, (1 << 21) // (n_classes * size * pairs.itemsize))
         for first in range(0, m, step):
             rows = slice(first, first + step)
-            _add_pairs_by_class(pairs, design[rows], proba[rows], weight_block[rows])
+            _add_pairs_by_class(pairs, design[rows], proba[rows], weight_block[rows], scratch)
         return pairs
     syrk = blas.ssyrk if dtype == np.float32 else blas.dsyrk
-    root_proba = np.sqrt(proba)
-    root_weighted = np.sqrt(weight_block)[:, None] * root_proba
-    scaled = np.empty_like(design, order="F")
+    root_proba = np.sqrt(proba, out=scratch.empty("root-proba", proba.shape, np.float64))
+    root_weighted = np.multiply(
+        np.sqrt(weight_block)[:, None],
+        root_proba,
+        out=scratch.empty("root-weighted", proba.shape, np.float64),
+    )
+    scaled = scratch.empty("scaled", design.shape, dtype, order="F")
     pair = 0
     for k in range(n_classes - 1):
         for other in range(k + 1, n_classes):
@@ -348,13 +383,15 @@ def add_class_pairs(pairs, design, proba, weight_block):
     return pairs
 
 
-def _add_pairs_by_class(pairs, design, proba, weight_block):
+def _add_pairs_by_class(pairs, design, proba, weight_block, scratch):
     """:func:`add_class_pairs` as one product per class: ``(omega p_k x^)^T [p_l x^]_{l > k}``."""
     dtype = pairs.dtype
     m, size = design.shape
     n_classes = proba.shape[1]
     # [p_il x^_i]_l for every class once: (m, K size)
-    outer = (proba.astype(dtype)[:, :, None] * design[:, None, :]).reshape(m, -1)
+    outer = scratch.empty("outer", (m, n_classes, size), dtype)
+    np.multiply(proba[:, :, None], design[:, None, :], out=outer, casting="same_kind")
+    outer = outer.reshape(m, -1)
     weighted = (weight_block[:, None] * proba).astype(dtype)
     start = 0
     for k in range(n_classes - 1):

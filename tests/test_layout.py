@@ -14,6 +14,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "skmultilogit"
 # Lowest first: a module may import from its own layer's package or from a
 # lower layer, never from a higher one (docs/layout.md).
 LAYERS = [
+    ["_scratch"],
     ["_loss", "_penalties", "_conditioning", "_memory"],
     ["_backends", "_scoring"],
     ["_objective"],
@@ -31,6 +32,7 @@ LAYER = {name: level for level, names in enumerate(LAYERS) for name in names}
 
 # The math, data and penalty layers know no optimiser and no estimator.
 NO_OPTIMISER_OR_ESTIMATOR = [
+    "_scratch",
     "_loss",
     "_penalties",
     "_conditioning",

@@ -6,6 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .. import _loss
+from .._scratch import Scratch
 
 # Bytes of dense X evaluated per row block, and the fewest rows in a block
 # (see NumpyBackend.row_blocks).
@@ -115,13 +116,16 @@ class NumpyBackend:
         grad_coef = np.zeros((self.n_classes, self.n_features))
         grad_intercept = np.zeros(self.n_classes)
         loss = 0.0
+        scratch = Scratch()
         for rows in self.row_blocks():
             X_block = self.X[rows]
-            residual = _loss.class_major_logits(X_block, coef_x, intercept)
+            residual = _loss.class_major_logits(X_block, coef_x, intercept, scratch)
             loss += _loss.residual_and_loss(
                 residual, self.y[rows], self.weight[rows], self._positions
             )
-            _loss.add_transposed_products(X_block, residual, grad_coef, grad_intercept, self._X_T)
+            _loss.add_transposed_products(
+                X_block, residual, grad_coef, grad_intercept, self._X_T, scratch
+            )
         return loss, grad_coef, grad_intercept
 
     def _proba(self, coef, intercept):
@@ -132,9 +136,10 @@ class NumpyBackend:
         """
         coef_x = coef.astype(self.dtype, copy=False)
         proba = np.empty((self.n_classes, self.n_samples), dtype=self.dtype)
+        scratch = Scratch()
         for rows in self.row_blocks():
             proba[:, rows] = _loss.softmax_class_major(
-                _loss.class_major_logits(self.X[rows], coef_x, intercept)
+                _loss.class_major_logits(self.X[rows], coef_x, intercept, scratch)
             )
         return proba
 
@@ -164,15 +169,17 @@ class NumpyBackend:
         dir_x = dir_coef.astype(self.dtype, copy=False)
         product_coef = np.zeros((self.n_classes, self.n_features))
         product_intercept = np.zeros(self.n_classes)
+        scratch = Scratch()
         for rows in self.row_blocks():
             X_block = self.X[rows]
             residual = _loss.hessp_residual(
-                _loss.class_major_logits(X_block, dir_x, dir_intercept),
+                _loss.class_major_logits(X_block, dir_x, dir_intercept, scratch),
                 proba[:, rows],
                 self.weight[rows],
+                scratch,
             )
             _loss.add_transposed_products(
-                X_block, residual, product_coef, product_intercept, self._X_T
+                X_block, residual, product_coef, product_intercept, self._X_T, scratch
             )
         return product_coef, product_intercept
 
@@ -180,9 +187,10 @@ class NumpyBackend:
         """``omega_i (1 - ||p_i||^2)`` for every row, block by block (no n x K array kept)."""
         coef_x = coef.astype(self.dtype, copy=False)
         curvature = np.empty(self.n_samples)
+        scratch = Scratch()
         for rows in self.row_blocks():
             proba = _loss.softmax_class_major(
-                _loss.class_major_logits(self.X[rows], coef_x, intercept)
+                _loss.class_major_logits(self.X[rows], coef_x, intercept, scratch)
             )
             curvature[rows] = _loss.curvature(proba, self.weight[rows])
         return curvature
@@ -257,15 +265,15 @@ class NumpyBackend:
         """
         fit_intercept = intercept is not None
         pairs = _loss.class_pairs_buffer(self.n_classes, self.n_features + fit_intercept, dtype)
+        scratch = Scratch()
         blocks, weight, transformed = self._hessian_blocks(
-            center, scale, rows, row_factor, dtype=dtype, intercept_column=fit_intercept
+            center, scale, rows, row_factor, scratch, dtype=dtype, intercept_column=fit_intercept
         )
+        coef_x = coef.astype(self.dtype)
         for block in blocks:
             X_block, design = transformed(block)
-            proba = _loss.softmax_in_place(
-                _loss.logits(X_block, coef.astype(X_block.dtype), intercept)
-            )
-            _loss.add_class_pairs(pairs, design, proba, weight[block])
+            proba = _loss.softmax_in_place(_loss.logits(X_block, coef_x, intercept, scratch))
+            _loss.add_class_pairs(pairs, design, proba, weight[block], scratch)
         return pairs
 
     def gram(self, *, center=None, scale=None, rows=None, row_factor=None):
@@ -275,21 +283,22 @@ class NumpyBackend:
         :meth:`hessian`, which at all coefficients zero is this matrix in
         Kronecker form.
         """
-        blocks, weight, transformed = self._hessian_blocks(center, scale, rows, row_factor)
+        scratch = Scratch()
+        blocks, weight, transformed = self._hessian_blocks(center, scale, rows, row_factor, scratch)
         gram = np.zeros((self.n_features + 1, self.n_features + 1))
         for block in blocks:
-            _loss.add_gram(gram, transformed(block)[1], weight[block])
+            _loss.add_gram(gram, transformed(block)[1], weight[block], scratch)
         return gram
 
     def _hessian_blocks(
-        self, center, scale, rows, row_factor, *, dtype=np.float64, intercept_column=False
+        self, center, scale, rows, row_factor, scratch, *, dtype=np.float64, intercept_column=False
     ):
         """Row blocks, the per-sample factors and the transform of a Hessian pass.
 
         ``transformed(block)`` gives the block's rows of X (dense) and its
         design rows ``(x - center) / scale``, with a column of ones when
-        ``intercept_column``, Fortran-ordered in ``dtype``: the one copy a
-        block's Hessian needs.
+        ``intercept_column``, Fortran-ordered in ``dtype`` (``scratch``'s,
+        valid until the next block): the one copy a block's Hessian needs.
         """
         d = self.n_features
         center = np.zeros(d) if center is None else np.asarray(center, dtype=np.float64)
@@ -305,10 +314,19 @@ class NumpyBackend:
         blocks = [slice(start, start + step) for start in range(0, n_rows, step)]
 
         def transformed(block):
-            X_block = self.X[block if rows is None else rows[block]]
+            if rows is None:
+                X_block = self.X[block]
+            elif sp.issparse(self.X):
+                X_block = self.X[rows[block]]
+            else:
+                # the sampled rows gathered into a reused block (fancy
+                # indexing would allocate one per block)
+                taken = rows[block]
+                X_block = scratch.empty("rows", (taken.size, d), self.dtype)
+                np.take(self.X, taken, axis=0, out=X_block)
             if sp.issparse(X_block):
                 X_block = X_block.toarray()
-            design = np.empty((X_block.shape[0], d + intercept_column), dtype=dtype, order="F")
+            design = scratch.empty("design", (X_block.shape[0], d + intercept_column), dtype, "F")
             np.subtract(X_block, center, out=design[:, :d], casting="unsafe")
             design[:, :d] /= scale
             if intercept_column:
