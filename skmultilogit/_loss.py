@@ -170,12 +170,8 @@ def _product(left, right, name, scratch):
     own temporary first (a float64 output would make numpy cast X up).
     """
     shape = (left.shape[0], right.shape[1])
-    out = scratch.empty(name, shape, np.float64)
-    if left.dtype == np.float64:
-        return np.matmul(left, right, out=out)
-    product = np.matmul(left, right, out=scratch.empty(name + "-cast", shape, left.dtype))
-    np.copyto(out, product)
-    return out
+    product = np.matmul(left, right, out=scratch.empty(name + "-product", shape, left.dtype))
+    return scratch.cast(name, product, np.float64)
 
 
 def logits(X_block, coef_x, intercept, scratch=FRESH):
@@ -264,11 +260,7 @@ def add_transposed_products(X_block, residual, grad_coef, grad_intercept, X_T=No
         transposed = X_block.T if X_T is None else X_T
         grad_coef += np.ascontiguousarray((transposed @ residual_x.T).T)
     else:
-        residual_x = residual
-        if residual.dtype != X_block.dtype:
-            residual_x = scratch.empty("residual-cast", residual.shape, X_block.dtype)
-            np.copyto(residual_x, residual, casting="same_kind")
-        grad_coef += residual_x @ X_block
+        grad_coef += scratch.cast("residual-cast", residual, X_block.dtype) @ X_block
     grad_intercept += residual.sum(axis=1)
 
 
@@ -391,10 +383,7 @@ def _add_pairs_by_class(pairs, design, proba, weight_block, scratch):
     # [p_il x^_i]_l for every class once: (m, K size)
     # in pairs' dtype throughout: a float64 proba times float32 rows ran a
     # float64 loop with casts, 1.3 times the time of the whole Hessian
-    proba_x = proba
-    if proba.dtype != dtype:
-        proba_x = scratch.empty("proba-cast", proba.shape, dtype)
-        np.copyto(proba_x, proba, casting="same_kind")
+    proba_x = scratch.cast("proba-cast", proba, dtype)
     outer = scratch.empty("outer", (m, n_classes, size), dtype)
     np.multiply(proba_x[:, :, None], design[:, None, :], out=outer)
     outer = outer.reshape(m, -1)

@@ -23,6 +23,13 @@ import numpy as np
 class Scratch:
     """Named temporaries, each allocated once at the largest size asked and then reused.
 
+    Parameters
+    ----------
+    reuse : bool, default=True
+        False hands out a new array every time: the default of the block
+        functions in ``_loss`` (:data:`FRESH`), for callers that evaluate one
+        block.
+
     Examples
     --------
     >>> import numpy as np
@@ -33,13 +40,21 @@ class Scratch:
     (True, True)
     >>> scratch.empty("design", (4, 2), np.float32, order="F").flags.f_contiguous
     True
+    >>> values = np.arange(3.0)
+    >>> scratch.cast("values", values, np.float64) is values
+    True
+    >>> scratch.cast("values", values, np.float32).dtype
+    dtype('float32')
     """
 
-    def __init__(self):
+    def __init__(self, reuse=True):
+        self.reuse = reuse
         self._buffers = {}
 
     def empty(self, name, shape, dtype, order="C"):
         """An uninitialised contiguous array of ``shape`` and ``dtype``, in ``order``."""
+        if not self.reuse:
+            return np.empty(shape, dtype=dtype, order=order)
         dtype = np.dtype(dtype)
         size = math.prod(shape)
         buffer = self._buffers.get(name)
@@ -47,17 +62,13 @@ class Scratch:
             buffer = self._buffers[name] = np.empty(size, dtype=dtype)
         return buffer[:size].reshape(shape, order=order)
 
-
-class FreshArrays:
-    """The :class:`Scratch` interface without reuse: every request is a new array.
-
-    The default of the block functions in ``_loss``, for callers that
-    evaluate one block (a test, a single small product).
-    """
-
-    def empty(self, name, shape, dtype, order="C"):
-        """A new uninitialised array (``name`` is ignored)."""
-        return np.empty(shape, dtype=dtype, order=order)
+    def cast(self, name, array, dtype):
+        """``array`` in ``dtype``: itself when it is already, else a copy in the array ``name``."""
+        if array.dtype == dtype:
+            return array
+        out = self.empty(name, array.shape, dtype)
+        np.copyto(out, array, casting="same_kind")
+        return out
 
 
-FRESH = FreshArrays()
+FRESH = Scratch(reuse=False)
