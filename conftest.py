@@ -7,19 +7,36 @@ example database in the checkout; ``thorough`` draws 40x more examples, for bug 
 change to the solvers.
 
 The Dask page's example and the modules that import Dask need the ``dask`` extra; without it
-they are not collected.
+they are not collected. So for the ``onnx`` extra (skl2onnx, onnxruntime) and skops: the
+deployment page and ``skmultilogit/onnx.py`` are collected only where they can run.
 """
 
 import importlib.util
 import os
 
-DASK_INSTALLED = all(importlib.util.find_spec(name) for name in ("dask", "distributed"))
+
+def _installed(*names):
+    return all(importlib.util.find_spec(name) for name in names)
+
+
+DASK_INSTALLED = _installed("dask", "distributed")
+# docs/deploying.rst runs ONNX and skops examples; skmultilogit/onnx.py imports skl2onnx.
+ONNX_INSTALLED = _installed("skl2onnx", "onnxruntime")
+SKOPS_INSTALLED = _installed("skops")
 
 
 def pytest_ignore_collect(collection_path, config):
     # The Dask page and the modules that import Dask (skmultilogit/_dask.py,
     # skmultilogit/_backends/_dask.py: loaded only for Dask input) need the extra.
     if collection_path.name in ("dask.rst", "_dask.py") and not DASK_INSTALLED:
+        return True
+    if (
+        collection_path.name == "onnx.py"
+        and collection_path.parent.name == "skmultilogit"
+        and not ONNX_INSTALLED
+    ):
+        return True
+    if collection_path.name == "deploying.rst" and not (ONNX_INSTALLED and SKOPS_INSTALLED):
         return True
     return None
 

@@ -27,6 +27,7 @@ LAYERS = [
     ["_cv"],
     ["_inference"],
     [""],  # skmultilogit/__init__.py
+    ["onnx"],  # imported by users only (it needs the onnx extra), on top of the estimators
 ]
 LAYER = {name: level for level, names in enumerate(LAYERS) for name in names}
 
