@@ -76,7 +76,8 @@ class Preconditioner:
     penalty's diagonal: with the normalised objective the data term does not
     depend on C, so along a path of C values the next fit can start from
     :meth:`for_problem`, one factorisation with the new penalty, instead of
-    forming the Hessian again.
+    forming the Hessian again. ``damping`` (absolute) is added to the
+    diagonal too: NewtonInRounds's Levenberg-Marquardt steps.
     """
 
     def __init__(
@@ -89,6 +90,7 @@ class Preconditioner:
         data_hessian=None,
         keep=False,
         dtype=np.float32,
+        damping=0.0,
     ):
         if data_hessian is None:
             data_hessian = self._data_hessian(problem, theta, budget, rng)
@@ -98,7 +100,7 @@ class Preconditioner:
         self.scale = problem.scale
         self.dtype = np.dtype(dtype)
         self._trsv = blas.get_blas_funcs("trsv", dtype=self.dtype)
-        self.factor = self._factorise(problem, data_hessian, null_weight, self.dtype)
+        self.factor = self._factorise(problem, data_hessian, null_weight, self.dtype, damping)
 
     @staticmethod
     def _data_hessian(problem, theta, budget, rng):
@@ -114,7 +116,7 @@ class Preconditioner:
         return problem.data_hessian(theta, rows=rows, row_factor=row_factor, dtype=np.float32)
 
     @staticmethod
-    def _factorise(problem, data_hessian, null_weight, dtype):
+    def _factorise(problem, data_hessian, null_weight, dtype, damping=0.0):
         loss = problem.loss
         n_coef = loss.n_classes * loss.n_features
         penalty = problem.penalty_diagonal()
@@ -134,7 +136,7 @@ class Preconditioner:
             # approximate preconditioner. (float64 where the factor makes the
             # steps themselves: NewtonInRounds.polish.)
             hessian = np.array(data_hessian, dtype=dtype, order="F")
-            hessian[diagonal, diagonal] += penalty + shift
+            hessian[diagonal, diagonal] += penalty + (shift + damping)
             if null_weight:
                 # Shifting every intercept by one constant changes nothing, so
                 # H is singular along u = (0, 1/sqrt(K)); H + u u^T is not, and
