@@ -8,7 +8,8 @@ change to the solvers.
 
 The Dask page's example and the modules that import Dask need the ``dask`` extra; without it
 they are not collected. So for the ``onnx`` extra (skl2onnx, onnxruntime) and skops: the
-deployment page and ``skmultilogit/onnx.py`` are collected only where they can run.
+deployment page and ``skmultilogit/onnx.py`` are collected only where they can run, and the
+callbacks page only with scikit-learn >= 1.9.
 """
 
 import importlib.util
@@ -23,6 +24,8 @@ DASK_INSTALLED = _installed("dask", "distributed")
 # docs/deploying.rst runs ONNX and skops examples; skmultilogit/onnx.py imports skl2onnx.
 ONNX_INSTALLED = _installed("skl2onnx", "onnxruntime")
 SKOPS_INSTALLED = _installed("skops")
+# docs/callbacks.rst runs scikit-learn's callbacks (scikit-learn >= 1.9).
+CALLBACKS_INSTALLED = _installed("sklearn.callback")
 
 
 def pytest_ignore_collect(collection_path, config):
@@ -37,6 +40,8 @@ def pytest_ignore_collect(collection_path, config):
     ):
         return True
     if collection_path.name == "deploying.rst" and not (ONNX_INSTALLED and SKOPS_INSTALLED):
+        return True
+    if collection_path.name == "callbacks.rst" and not CALLBACKS_INSTALLED:
         return True
     return None
 

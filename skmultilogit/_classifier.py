@@ -13,6 +13,13 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 
 from ._backends import is_dask_collection
+from ._callbacks import (
+    CALLBACK_MIXINS,
+    WRAPPER_FRAMES,
+    Task,
+    fitted_attributes,
+    with_callbacks,
+)
 from ._path import fit_coefficients
 from ._prediction import LinearPredictorMixin
 from ._validation import (
@@ -24,7 +31,9 @@ from ._validation import (
 )
 
 
-class MultinomialLogitClassifier(ClassifierMixin, LinearPredictorMixin, BaseEstimator):
+class MultinomialLogitClassifier(
+    ClassifierMixin, LinearPredictorMixin, *CALLBACK_MIXINS, BaseEstimator
+):
     """Multinomial (softmax) logistic regression with an L2, L1 or elastic-net penalty.
 
     Fits ``P(y = k | x) = softmax(W x + b)_k`` with one weight vector per class
@@ -183,8 +192,15 @@ class MultinomialLogitClassifier(ClassifierMixin, LinearPredictorMixin, BaseEsti
         check_l1_ratio("l1_ratio", self.l1_ratio, self.solver if np.isfinite(C) else None)
         check_bool("warm_start", self.warm_start)
 
+    @with_callbacks
     def fit(self, X, y, sample_weight=None):
         """Fit the model to X, y.
+
+        With scikit-learn >= 1.9, callbacks set by ``set_callbacks`` (such
+        as ``sklearn.callback.ProgressBar`` or ``ScoringMonitor``) see one
+        task per solver iteration, whichever the solver, on Dask too; one
+        that asks to stop ends the fit at that iterate (see
+        :ref:`callbacks`).
 
         Parameters
         ----------
@@ -214,6 +230,15 @@ class MultinomialLogitClassifier(ClassifierMixin, LinearPredictorMixin, BaseEsti
         coef_init = intercept_init = None
         if self.warm_start and self._can_warm_start(classes, data.n_features):
             coef_init, intercept_init = self.coef_, self.intercept_
+        task = Task.root(
+            self,
+            X,
+            y,
+            sample_weight,
+            fitted_attributes(classes, data.dtype),
+            max_subtasks=self.max_iter + 1,
+        )
+        iterations = task.iterations(self._start(coef_init, intercept_init, classes, data))
         coef, intercept, result = fit_coefficients(
             data,
             C=float(self.C),
@@ -225,12 +250,27 @@ class MultinomialLogitClassifier(ClassifierMixin, LinearPredictorMixin, BaseEsti
             verbose=self.verbose,
             coef_init=coef_init,
             intercept_init=intercept_init,
+            on_iterate=iterations.on_iterate,
         )
-        return self._set_fitted(classes, coef, intercept, result, data.dtype)
+        iterations.close()
+        self._set_fitted(classes, coef, intercept, result, data.dtype)
+        task.end(fitted=True)
+        return self
+
+    def _start(self, coef_init, intercept_init, classes, data):
+        """The fit's starting ``(coef, intercept)``, as a function (for the callbacks)."""
+        n_classes = len(classes)
+        if coef_init is None:
+            return lambda: (np.zeros((n_classes, data.n_features)), np.zeros(n_classes))
+        return lambda: (np.asarray(coef_init), np.asarray(intercept_init))
 
     def _set_fitted(self, classes, coef, intercept, result, dtype):
         if not result.converged:
-            warnings.warn(result.warning_message(self.tol, dtype), ConvergenceWarning, stacklevel=3)
+            warnings.warn(
+                result.warning_message(self.tol, dtype),
+                ConvergenceWarning,
+                stacklevel=3 + WRAPPER_FRAMES,
+            )
         self.classes_ = classes
         self.coef_ = coef.astype(dtype)
         self.intercept_ = intercept.astype(dtype)

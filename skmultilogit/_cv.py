@@ -11,6 +11,15 @@ from sklearn.metrics import check_scoring, make_scorer
 from sklearn.model_selection import check_cv
 
 from ._backends import NumpyBackend, is_dask_collection
+from ._callbacks import (
+    CALLBACK_MIXINS,
+    NO_TASK,
+    WRAPPER_FRAMES,
+    Task,
+    fit_hooks,
+    fitted_attributes,
+    with_callbacks,
+)
 from ._classifier import MultinomialLogitClassifier
 from ._path import coefficient_path, fit_coefficients
 from ._prediction import LinearPredictorMixin
@@ -72,11 +81,23 @@ def _split_path_coef(path_coef, n_features, fit_intercept):
 
 
 def _fold_path(
-    X, y, y_index, classes, weight, score_weight, train, test, Cs, l1_ratio, scoring, params
+    X, y, y_index, classes, weight, score_weight, train, test, Cs, l1_ratio, scoring, params, task
 ):
-    """One fold, one l1_ratio: the coefficient path on train and its scores on test."""
+    """One fold, one l1_ratio: the coefficient path on train and its scores on test.
+
+    ``task`` is the fold path's callback task (``_callbacks``), not begun.
+    """
     train_data = NumpyBackend(X[train], y_index[train], len(classes), weight[train])
-    coefs, n_iter, results = coefficient_path(train_data, Cs, l1_ratio=l1_ratio, **params)
+    train_weight = None if score_weight is None else score_weight[train]
+    task = task.on_data(train_data.X, y[train], train_weight).begin()
+    coefs, n_iter, results = coefficient_path(
+        train_data,
+        Cs,
+        l1_ratio=l1_ratio,
+        fit_hooks=fit_hooks(task, params["max_iter"]),
+        **params,
+    )
+    task.end()
     n_features = X.shape[1]
     test_weight = None if score_weight is None else score_weight[test]
     score_kwargs = {} if test_weight is None else {"sample_weight": test_weight}
@@ -102,7 +123,9 @@ def _fold_path(
     return coefs, n_iter, scores, unconverged
 
 
-class MultinomialLogitClassifierCV(ClassifierMixin, LinearPredictorMixin, BaseEstimator):
+class MultinomialLogitClassifierCV(
+    ClassifierMixin, LinearPredictorMixin, *CALLBACK_MIXINS, BaseEstimator
+):
     """Multinomial logistic regression with C (and l1_ratio) chosen by cross-validation.
 
     For every fold and every value of ``l1_ratio`` the model is fitted for
@@ -234,8 +257,14 @@ class MultinomialLogitClassifierCV(ClassifierMixin, LinearPredictorMixin, BaseEs
         self.verbose = verbose
         self.refit = refit
 
+    @with_callbacks
     def fit(self, X, y, sample_weight=None, groups=None):
         """Cross-validate the path of C (and l1_ratio) values, then fit the chosen model.
+
+        With scikit-learn >= 1.9, callbacks set by ``set_callbacks`` see a
+        task per fold path (fold and l1_ratio), under it one per value of C,
+        under each one per solver iteration, and the refit with its
+        iterations (see :ref:`callbacks`).
 
         Parameters
         ----------
@@ -267,11 +296,11 @@ class MultinomialLogitClassifierCV(ClassifierMixin, LinearPredictorMixin, BaseEs
             "max_iter": self.max_iter,
         }
         if is_dask_collection(X):
-            classes, data, folds, paths = self._dask_paths(
+            classes, data, folds, paths, task = self._dask_paths(
                 X, y, sample_weight, groups, Cs, l1_ratios, params
             )
         else:
-            classes, data, folds, paths = self._paths(
+            classes, data, folds, paths, task = self._paths(
                 X, y, sample_weight, groups, Cs, l1_ratios, params
             )
         n_folds, n_l1, n_cs = len(folds), len(l1_ratios), len(Cs)
@@ -288,7 +317,7 @@ class MultinomialLogitClassifierCV(ClassifierMixin, LinearPredictorMixin, BaseEs
                 f"{len(messages)} of {n_folds * n_l1 * n_cs} cross-validation fits did not "
                 f"converge; the first: {messages[0]}",
                 ConvergenceWarning,
-                stacklevel=2,
+                stacklevel=2 + WRAPPER_FRAMES,
             )
 
         n_features = data.n_features
@@ -302,19 +331,26 @@ class MultinomialLogitClassifierCV(ClassifierMixin, LinearPredictorMixin, BaseEs
             start_coef, start_intercept = _split_path_coef(
                 self.coefs_paths_[:, best_l1, best_c].mean(axis=0), n_features, self.fit_intercept
             )
+            hooks = fit_hooks(task, self.max_iter, name="refit")
+            on_iterate, done = (
+                (None, None) if hooks is None else hooks(lambda: (start_coef, start_intercept))
+            )
             coef, intercept, result = fit_coefficients(
                 data,
                 C=self.C_,
                 l1_ratio=self.l1_ratio_,
                 coef_init=start_coef,
                 intercept_init=start_intercept,
+                on_iterate=on_iterate,
                 **params,
             )
+            if done is not None:
+                done(coef, intercept)
             if not result.converged:
                 warnings.warn(
                     "The refit on all the data: " + result.warning_message(self.tol, data.dtype),
                     ConvergenceWarning,
-                    stacklevel=2,
+                    stacklevel=2 + WRAPPER_FRAMES,
                 )
         else:
             per_fold = self.scores_.transpose(0, 2, 1).reshape(n_folds, -1)
@@ -326,7 +362,23 @@ class MultinomialLogitClassifierCV(ClassifierMixin, LinearPredictorMixin, BaseEs
         self.classes_ = classes
         self.coef_ = coef.astype(data.dtype)
         self.intercept_ = intercept.astype(data.dtype)
+        task.end(fitted=True)
         return self
+
+    def _root_task(self, X, y, sample_weight, classes, dtype, n_paths, n_cs):
+        """The fit's callback task, begun, and its fold paths' tasks (not begun)."""
+        task = Task.root(
+            self,
+            X,
+            y,
+            sample_weight,
+            fitted_attributes(classes, dtype),
+            max_subtasks=n_paths + bool(self.refit),
+        )
+        if not task.has_callbacks:
+            return task, [NO_TASK] * n_paths
+        # made here, before the parallel loop sends them to its workers
+        return task, [task.subtask("fold path", max_subtasks=n_cs) for _ in range(n_paths)]
 
     def _paths(self, X, y, sample_weight, groups, Cs, l1_ratios, params):
         """The fold paths in memory, folds in parallel (joblib)."""
@@ -335,8 +387,12 @@ class MultinomialLogitClassifierCV(ClassifierMixin, LinearPredictorMixin, BaseEs
         score_weight = (
             None if sample_weight is None else check_sample_weight(sample_weight, X.shape[0])
         )
+        y_labels = y
         y = classes[data.y]
         folds = list(check_cv(self.cv, y, classifier=True).split(X, y, groups))
+        task, fold_tasks = self._root_task(
+            X, y_labels, sample_weight, classes, X.dtype, len(folds) * len(l1_ratios), len(Cs)
+        )
         paths = Parallel(n_jobs=self.n_jobs, verbose=self.verbose, prefer="processes")(
             delayed(_fold_path)(
                 X,
@@ -351,11 +407,15 @@ class MultinomialLogitClassifierCV(ClassifierMixin, LinearPredictorMixin, BaseEs
                 l1_ratio,
                 self.scoring,
                 params,
+                fold_task,
             )
-            for train, test in folds
-            for l1_ratio in l1_ratios
+            for (train, test, l1_ratio), fold_task in zip(
+                ((train, test, l1_ratio) for train, test in folds for l1_ratio in l1_ratios),
+                fold_tasks,
+                strict=True,
+            )
         )
-        return classes, data, folds, paths
+        return classes, data, folds, paths, task
 
     def _dask_paths(self, X, y, sample_weight, groups, Cs, l1_ratios, params):
         """The fold paths on a Dask cluster: folds selected where the rows live (see ``_dask``)."""
@@ -371,16 +431,20 @@ class MultinomialLogitClassifierCV(ClassifierMixin, LinearPredictorMixin, BaseEs
         self.n_features_in_ = data.n_features
         if hasattr(self, "feature_names_in_"):  # a Dask array has no column names
             del self.feature_names_in_
+        y_labels = y
         y = classes[class_indices(data)]
         rows = np.empty((data.n_samples, 0))  # the splitter needs the rows, not X
         folds = list(check_cv(self.cv, y, classifier=True).split(rows, y, groups))
         scoring = "accuracy" if self.scoring is None else self.scoring
+        task, fold_tasks = self._root_task(
+            X, y_labels, sample_weight, classes, data.dtype, len(folds) * len(l1_ratios), len(Cs)
+        )
+        pairs = ((test, l1_ratio) for _, test in folds for l1_ratio in l1_ratios)
         paths = [
-            fold_path(data, test, Cs, l1_ratio, scoring, params)
-            for _, test in folds
-            for l1_ratio in l1_ratios
+            fold_path(data, test, Cs, l1_ratio, scoring, params, fold_task)
+            for (test, l1_ratio), fold_task in zip(pairs, fold_tasks, strict=True)
         ]
-        return classes, data, folds, paths
+        return classes, data, folds, paths, task
 
     def score(self, X, y, sample_weight=None):
         """Score of the fitted model on ``X, y`` with the ``scoring`` used to choose it.

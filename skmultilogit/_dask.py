@@ -30,6 +30,7 @@ from sklearn.utils.multiclass import check_classification_targets
 
 from ._backends import is_dask_collection
 from ._backends._dask import ClusterBlocks, DaskBackend, LocalBlocks, distributed_client
+from ._callbacks import fit_hooks
 from ._path import coefficient_path
 from ._scoring import score_from_sums, score_sums
 from ._validation import (
@@ -254,14 +255,16 @@ def _held_out_sums(X_block, pair_block, rows, *, coefs, fit_intercept, scoring):
     return score_sums(X_block[rows], y_index, pair_block[rows, 2], coefs, fit_intercept, scoring)
 
 
-def fold_path(data, test, Cs, l1_ratio, scoring, params):
+def fold_path(data, test, Cs, l1_ratio, scoring, params, task):
     """One fold, one l1_ratio, on the cluster: as ``_cv._fold_path`` does in memory.
 
     The fold's training data are all rows with the test rows' weights at 0,
     made where each block lives (a zero weight takes a row out of the loss,
     the gradient, the Hessian and the feature statistics alike); the
     held-out scores are summed block by block. Only the test rows'
-    positions go out, only sums come back.
+    positions go out, only sums come back. ``task``'s hooks (``_callbacks``)
+    are told no data: the fold's training rows exist only as weights on
+    the cluster.
     """
     test_rows = _local_rows(test, data.blocks.rows)
     X_blocks = [block[0] for block in data.blocks.blocks]
@@ -270,7 +273,11 @@ def fold_path(data, test, Cs, l1_ratio, scoring, params):
     fold = copy.copy(data)
     fold.blocks = fold_blocks
     fold.total_weight = float(sum(fold_blocks.gather(_train_weight)))
-    coefs, n_iter, results = coefficient_path(fold, Cs, l1_ratio=l1_ratio, **params)
+    task = task.on_data(None, None).begin()
+    coefs, n_iter, results = coefficient_path(
+        fold, Cs, l1_ratio=l1_ratio, fit_hooks=fit_hooks(task, params["max_iter"]), **params
+    )
+    task.end()
     sums = data.blocks.gather(
         _held_out_sums,
         test_rows,

@@ -28,6 +28,7 @@ def fit_coefficients(
     feature_stats=None,
     preconditioner=None,
     keep_hessian=False,
+    on_iterate=None,
 ):
     """Minimise the objective for one ``C``; return ``(coef, intercept, result)``.
 
@@ -38,6 +39,9 @@ def fit_coefficients(
     ``intercept_init`` give a warm start (zeros when None); ``feature_stats``,
     ``preconditioner`` and ``keep_hessian`` pass on what an earlier fit on
     the same data computed (see :func:`~skmultilogit._solvers.minimize_loss`).
+    ``on_iterate``, if given, is called after each solver iteration with a
+    function that returns that iterate's ``(coef, intercept)``, centred as
+    the result is; if it returns True the fit stops there.
 
     Adding one vector to every row of W (or one constant to b) leaves every
     probability unchanged. The intercept is unpenalised, so it is centred
@@ -55,6 +59,12 @@ def fit_coefficients(
     else:
         intercept = np.zeros(n_classes) if intercept_init is None else intercept_init
         w0 = loss.pack(coef_init, intercept)
+    hook = None
+    if on_iterate is not None:
+
+        def hook(iterate):
+            return on_iterate(lambda: _coef_intercept(loss, iterate()))
+
     result = minimize_loss(
         loss,
         w0,
@@ -65,12 +75,19 @@ def fit_coefficients(
         feature_stats=feature_stats,
         preconditioner=preconditioner,
         keep_hessian=keep_hessian,
+        on_iterate=hook,
     )
-    coef, intercept = loss.unpack(result.w)
+    return (*_coef_intercept(loss, result.w), result)
+
+
+def _coef_intercept(loss, w):
+    """``(coef, intercept)`` of ``w``, centred over classes (see fit_coefficients)."""
+    coef, intercept = loss.unpack(w)
     if loss.penalty.smooth:
         coef = coef - coef.mean(axis=0)
-    intercept = np.zeros(n_classes) if intercept is None else intercept - intercept.mean()
-    return np.array(coef), intercept, result
+    if intercept is None:
+        return np.array(coef), np.zeros(loss.n_classes)
+    return np.array(coef), intercept - intercept.mean()
 
 
 def coefficient_path(
@@ -82,6 +99,7 @@ def coefficient_path(
     solver="auto",
     tol=1e-6,
     max_iter=100,
+    fit_hooks=None,
 ):
     """Fit every C in ``Cs`` on the backend ``data``, each fit warm-started from the previous.
 
@@ -92,6 +110,11 @@ def coefficient_path(
     change of variables are computed once for the whole path, and
     newton-cholesky reuses the previous fit's Hessian (its data term does
     not depend on C) until its conjugate-gradient solves say it is stale.
+
+    ``fit_hooks``, if given, is called before each fit with a function that
+    returns the fit's starting ``(coef, intercept)``, and returns
+    ``(on_iterate, done)``: the fit's ``on_iterate`` (see
+    :func:`fit_coefficients`), and ``done(coef, intercept)``, called after it.
 
     Returns
     -------
@@ -108,6 +131,13 @@ def coefficient_path(
     results = [None] * Cs.size
     coef = intercept = preconditioner = feature_stats = None
     for index in np.argsort(Cs, kind="stable"):
+        on_iterate = done = None
+        if fit_hooks is not None:
+            if coef is None:
+                start = (np.zeros((n_classes, n_features)), np.zeros(n_classes))
+            else:
+                start = (coef, intercept)
+            on_iterate, done = fit_hooks(lambda start=start: start)
         coef, intercept, result = fit_coefficients(
             data,
             C=Cs[index],
@@ -121,7 +151,10 @@ def coefficient_path(
             feature_stats=feature_stats,
             preconditioner=preconditioner,
             keep_hessian=True,
+            on_iterate=on_iterate,
         )
+        if done is not None:
+            done(coef, intercept)
         # handed on to the next fit only: a path holds one Hessian at a time
         preconditioner, result.preconditioner = result.preconditioner, None
         feature_stats = result.feature_stats

@@ -210,7 +210,19 @@ def test_ties_are_broken_as_logistic_regression_cv_breaks_them(monkeypatch):
     import skmultilogit._cv as cv_module
 
     def tied_path(
-        X, y, y_index, classes, weight, score_weight, train, test, Cs, l1_ratio, scoring, params
+        X,
+        y,
+        y_index,
+        classes,
+        weight,
+        score_weight,
+        train,
+        test,
+        Cs,
+        l1_ratio,
+        scoring,
+        params,
+        task,
     ):
         coefs = np.zeros((len(Cs), len(classes), X.shape[1] + 1))
         coefs[:, :, 0] = np.arange(len(Cs))[:, None] + 10 * l1_ratio  # to tell them apart

@@ -13,7 +13,7 @@ import scipy.special
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
-from skmultilogit import MultinomialLogitClassifier
+from skmultilogit import MultinomialLogitClassifier, MultinomialLogitClassifierCV
 
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
@@ -607,3 +607,53 @@ def test_n_iter_never_exceeds_max_iter_on_the_cluster(client, problem):
             warnings.simplefilter("ignore", ConvergenceWarning)
             clf = MultinomialLogitClassifier(tol=1e-6, max_iter=max_iter).fit(X_dask, y_dask)
         assert clf.n_iter_[0] <= max_iter, (max_iter, clf.n_iter_)
+
+
+@pytest.mark.skipif(
+    not hasattr(MultinomialLogitClassifier(), "set_callbacks"), reason="scikit-learn < 1.9"
+)
+def test_callbacks_see_each_iteration_of_a_fit_on_the_cluster(client, problem):
+    X, y, _ = problem
+
+    class Iterates:
+        def __init__(self, stop_at=None):
+            self.stop_at = stop_at
+            self.coefs, self.names = [], []
+
+        def setup(self, estimator, context):
+            pass
+
+        def teardown(self, estimator, context):
+            pass
+
+        def on_fit_task_begin(self, estimator, context):
+            pass
+
+        def on_fit_task_end(self, estimator, context, *, fitted_estimator=None):
+            self.names.append(context.task_name)
+            if context.task_name == "iteration" and fitted_estimator is not None:
+                self.coefs.append(fitted_estimator.coef_.copy())
+            return len(self.coefs) == self.stop_at
+
+    for solver, stop_at in [("newton-cholesky", None), ("lbfgs", None), ("lbfgs", 4)]:
+        iterates = Iterates(stop_at)
+        clf = MultinomialLogitClassifier(solver=solver).set_callbacks(iterates)
+        X_dask, y_dask = as_dask(X, y)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.fit(X_dask, y_dask)
+        assert len(iterates.coefs) == clf.n_iter_[0] == (stop_at or clf.n_iter_[0])
+        np.testing.assert_array_equal(iterates.coefs[-1], clf.coef_)
+        # lbfgs: the same iterates as in memory (one algorithm); newton-cholesky
+        # (rounds on the cluster, CG in memory): the same optimum
+        memory = MultinomialLogitClassifier(solver=solver, max_iter=clf.n_iter_[0])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            memory.fit(X, y)
+        assert_same_coef(clf.coef_, memory.coef_, rtol=1e-6 if stop_at is None else 1e-8)
+
+    cv = MultinomialLogitClassifierCV(Cs=[0.1, 1.0], cv=2).set_callbacks(iterates := Iterates())
+    cv.fit(*as_dask(X, y))
+    assert iterates.names.count("fold path") == 2
+    assert iterates.names.count("C") == 4
+    assert iterates.names.count("refit") == 1

@@ -19,7 +19,7 @@ LAYERS = [
     ["_backends", "_scoring"],
     ["_objective"],
     ["_solvers"],
-    ["_path"],
+    ["_path", "_callbacks"],
     ["_validation"],
     ["_dask"],
     ["_prediction"],

@@ -199,8 +199,8 @@ def test_feature_statistics_match_their_definition(fit_intercept, fmt, monkeypat
 def test_a_runaway_inner_solve_is_reported_not_hidden(monkeypatch):
     original = driver.Tracer.__init__
 
-    def tiny_budget(self, problem, verbose):
-        original(self, problem, verbose)
+    def tiny_budget(self, problem, verbose, on_iterate=None):
+        original(self, problem, verbose, on_iterate)
         self.max_products = 1  # any real CG solve needs more
 
     monkeypatch.setattr(driver.Tracer, "__init__", tiny_budget)

@@ -80,9 +80,9 @@ class SolverResult:
         Whether the gradient tolerance was met (see the module docstring).
     reason : str
         Why it stopped when not converged: ``"max_iter"``, ``"precision"``
-        (the objective no longer decreases in floating point) or
-        ``"inner_solve"`` (a conjugate-gradient solve ran away); ``""`` when
-        converged.
+        (the objective no longer decreases in floating point),
+        ``"inner_solve"`` (a conjugate-gradient solve ran away) or
+        ``"callback"`` (``on_iterate`` asked to stop); ``""`` when converged.
     message : str
         The optimiser's own words on why it stopped.
     grad_max : float
@@ -117,7 +117,9 @@ class SolverResult:
             f"above tol={tol}"
         )
         newton_helps = self.solver == "lbfgs" and not self.projected
-        if self.reason == "max_iter":
+        if self.reason == "callback":
+            advice = "A callback stopped the fit early; the model is the iterate it stopped at."
+        elif self.reason == "max_iter":
             advice = "Increase max_iter" + (
                 ", or use solver='newton-cholesky', which needs far fewer iterations "
                 "on badly scaled data or weak penalties."
@@ -155,12 +157,17 @@ class InnerSolveRunaway(Exception):
     """More Hessian products in one Newton step than CG can ever need."""
 
 
+class StopRequested(Exception):
+    """The ``on_iterate`` hook asked to stop at the iterate just accepted."""
+
+
 class Tracer:
     """Wraps the problem for the solvers: remembers evaluations, counts, reports."""
 
-    def __init__(self, problem, verbose):
+    def __init__(self, problem, verbose, on_iterate=None):
         self.problem = problem
         self.verbose = verbose
+        self.on_iterate = on_iterate
         self.last = None
         self.accepted = None
         self.iteration = 0
@@ -203,6 +210,10 @@ class Tracer:
                 f"  |grad|_max {np.max(np.abs(stationarity), initial=0.0):.3e}",
                 flush=True,
             )
+        if self.on_iterate is not None:
+            accepted, to_original = self.accepted, self.problem.to_original
+            if self.on_iterate(lambda: to_original(accepted)):
+                raise StopRequested
 
 
 def resolve_solver(solver, loss):
@@ -274,6 +285,7 @@ def minimize_loss(
     feature_stats=None,
     preconditioner=None,
     keep_hessian=False,
+    on_iterate=None,
 ):
     """Minimise ``loss`` from ``w0`` and return a :class:`SolverResult`.
 
@@ -312,6 +324,12 @@ def minimize_loss(
     keep_hessian : bool
         Keep newton-cholesky's Hessian in the result's ``preconditioner``
         for that reuse (4 bytes per entry on top of the factor's 4).
+    on_iterate : callable, optional
+        Called after each outer iteration of any solver with one argument,
+        a function that returns the iterate in user coordinates (so that a
+        hook that does not look costs nothing). If it returns True the run
+        stops there: the result is that iterate, unconverged unless it meets
+        ``tol``, with ``reason="callback"``.
     """
     solver = resolve_solver(solver, loss)
     with blas_thread_limit(loss.data):
@@ -330,15 +348,26 @@ def minimize_loss(
             verbose=verbose,
             preconditioner=preconditioner,
             keep_hessian=keep_hessian,
+            on_iterate=on_iterate,
         )
 
 
 def _run(
-    solver, problem, w0, feature_stats, *, tol, max_iter, verbose, preconditioner, keep_hessian
+    solver,
+    problem,
+    w0,
+    feature_stats,
+    *,
+    tol,
+    max_iter,
+    verbose,
+    preconditioner,
+    keep_hessian,
+    on_iterate=None,
 ):
     """Run one solver on the conditioned ``problem`` and judge how it ended (module docstring)."""
     run = SOLVER_RUNS[solver]
-    tracer = Tracer(problem, verbose)
+    tracer = Tracer(problem, verbose, on_iterate)
     theta0 = problem.to_conditioned(w0)
     # A line search's trial points may overflow; they are then rejected (inf
     # and NaN compare false). np.errstate is per thread, where a warnings
@@ -349,18 +378,25 @@ def _run(
                 tracer, theta0, tol, max_iter, previous=preconditioner, keep_hessian=keep_hessian
             )
             theta, n_iter, message = res.x, int(res.nit), str(res.message)
-            runaway = False
+            runaway = stopped = False
         except InnerSolveRunaway:
             theta = theta0 if tracer.accepted is None else tracer.accepted
             n_iter, message, runaway = tracer.iteration, "inner CG solve did not terminate", True
+            stopped = False
+        except StopRequested:
+            # the model is the iterate the hook saw, unpolished
+            theta, n_iter, message = tracer.accepted, tracer.iteration, "a callback asked to stop"
+            runaway, stopped = False, True
     f, grad = tracer.evaluate(theta)
-    polished = problem.polish(theta, f, grad)
+    polished = theta if stopped else problem.polish(theta, f, grad)
     if polished is not theta:
         theta = polished
         _, grad = problem.loss_gradient(theta)
     grad_max = float(np.max(np.abs(problem.stationarity(theta, grad)), initial=0.0))
     if grad_max <= tol:
         converged, reason = True, ""
+    elif stopped:
+        converged, reason = False, "callback"
     elif runaway:
         converged, reason = False, "inner_solve"
     elif n_iter >= max_iter:

@@ -1,0 +1,218 @@
+"""scikit-learn's fit callbacks (``sklearn.callback``, scikit-learn >= 1.9) on every fit.
+
+Every solver reports each accepted iterate through one hook (the solver
+driver's ``on_iterate``); this module turns those reports into the task tree
+of scikit-learn's callback protocol::
+
+    fit                              the estimator's root task
+    └── iteration 0, 1, ...          one per outer iteration of the solver
+
+and, for :class:`~skmultilogit.MultinomialLogitClassifierCV`::
+
+    fit
+    ├── fold path 0, 1, ...          one per (fold, l1_ratio), as cv and l1_ratios list them
+    │   └── C 0, 1, ...              its warm-started fits, in increasing C
+    │       └── iteration 0, 1, ...
+    └── refit                        (refit=True) the chosen C on all the data
+        └── iteration 0, 1, ...
+
+Each iteration task begins before the iteration runs and ends after it, with
+the iterate as a ready-to-predict estimator (``fitted_estimator``, built only
+when a callback asks for it). As in scikit-learn, the last iteration task a
+solver begins never runs: it ends empty. A callback whose
+``on_fit_task_end`` returns True at an iteration stops that fit there; the
+model is that iterate, and the fit warns that it stopped before ``tol``.
+
+On older scikit-learn nothing here imports ``sklearn.callback``: the
+estimators have no ``set_callbacks``, as scikit-learn's own have none, and
+the functions below do nothing.
+"""
+
+try:
+    from sklearn.callback import CallbackSupportMixin, with_callbacks
+except ImportError:  # scikit-learn < 1.9: no callbacks
+    CallbackSupportMixin = None
+
+    def with_callbacks(method):
+        return method
+
+
+#: The base classes an estimator adds for callback support (none before 1.9).
+CALLBACK_MIXINS = () if CallbackSupportMixin is None else (CallbackSupportMixin,)
+#: The frames ``with_callbacks`` puts between a user's ``fit`` call and ``fit``:
+#: added to a warning's ``stacklevel`` so that it names the user's line.
+WRAPPER_FRAMES = 0 if CallbackSupportMixin is None else 1
+
+
+def fitted_attributes(classes, dtype):
+    """``(coef, intercept) ->`` the fitted attributes that make a model of the estimator."""
+
+    def attributes(coef, intercept):
+        return {
+            "classes_": classes,
+            "coef_": coef.astype(dtype),
+            "intercept_": intercept.astype(dtype),
+        }
+
+    return attributes
+
+
+class _NoTask:
+    """What a task is where there are no callbacks: every report is dropped."""
+
+    on_iterate = None
+    has_callbacks = False
+
+    def subtask(self, *args, **kwargs):
+        return self
+
+    def on_data(self, *args, **kwargs):
+        return self
+
+    def begin(self, **kwargs):
+        return self
+
+    def end(self, **kwargs):
+        return False
+
+    def iterations(self, *args, **kwargs):
+        return self
+
+    def close(self):
+        pass
+
+
+NO_TASK = _NoTask()
+
+
+class Task:
+    """One task of the tree: its context and what its hooks are told.
+
+    ``X``, ``y`` and ``metadata`` (``{"sample_weight": ...}`` or None) are
+    the data of this task, passed to the hooks (a scorer such as
+    ``ScoringMonitor``'s evaluates the iterates on them); ``attributes`` maps
+    ``(coef, intercept)`` to the fitted attributes that make a copy of
+    ``estimator`` predict (``fitted_estimator``).
+    """
+
+    def __init__(self, context, estimator, X, y, metadata, attributes):
+        self.context = context
+        self.estimator = estimator
+        self.X = X
+        self.y = y
+        self.metadata = metadata
+        self.attributes = attributes
+
+    @classmethod
+    def root(cls, estimator, X, y, sample_weight, attributes, max_subtasks):
+        """The estimator's root task, begun; :data:`NO_TASK` before scikit-learn 1.9."""
+        if CallbackSupportMixin is None:
+            return NO_TASK
+        context = estimator._init_callback_context(max_subtasks=max_subtasks)
+        metadata = None if sample_weight is None else {"sample_weight": sample_weight}
+        return cls(context, estimator, X, y, metadata, attributes).begin()
+
+    @property
+    def has_callbacks(self):
+        return bool(getattr(self.estimator, "_skl_callbacks", None))
+
+    def subtask(self, name, max_subtasks=0):
+        """A child task, not begun, on this task's data."""
+        context = self.context.subcontext(task_name=name, max_subtasks=max_subtasks)
+        return Task(context, self.estimator, self.X, self.y, self.metadata, self.attributes)
+
+    def on_data(self, X, y, sample_weight=None):
+        """This task on other data (a fold's training rows; None: none to tell)."""
+        metadata = None if sample_weight is None else {"sample_weight": sample_weight}
+        return Task(self.context, self.estimator, X, y, metadata, self.attributes)
+
+    def _hook_arguments(self, coef_intercept):
+        if coef_intercept is None:
+            attributes = None
+        else:
+
+            def attributes():
+                return self.attributes(*coef_intercept())
+
+        return {
+            "estimator": self.estimator,
+            "X": self.X,
+            "y": self.y,
+            "metadata": self.metadata,
+            "reconstruction_attributes": attributes,
+        }
+
+    def begin(self, coef_intercept=None):
+        """Call ``on_fit_task_begin``; ``coef_intercept()`` gives the state it begins from."""
+        self.context.call_on_fit_task_begin(**self._hook_arguments(coef_intercept))
+        return self
+
+    def end(self, coef_intercept=None, *, fitted=False, empty=False):
+        """Call ``on_fit_task_end``; whether a callback asks to stop.
+
+        ``coef_intercept()`` gives the model at the end of the task;
+        ``fitted``: the estimator itself is (the end of its fit); neither: the
+        task has no one model (a fold's path). ``empty`` ends a task that
+        never ran, telling the hooks nothing but the estimator.
+        """
+        if empty:
+            return bool(self.context.call_on_fit_task_end(estimator=self.estimator))
+        arguments = self._hook_arguments(coef_intercept)
+        if fitted:
+            arguments["reconstruction_attributes"] = {}
+        return bool(self.context.call_on_fit_task_end(**arguments))
+
+    def iterations(self, coef_intercept0):
+        """The iteration subtasks of this (fit) task: an :class:`Iterations`.
+
+        Without callbacks set on the estimator, :data:`NO_TASK`: no
+        iteration contexts are made (a meta-estimator's task tree still gets
+        this fit's root task).
+        """
+        if not self.has_callbacks:
+            return NO_TASK
+        return Iterations(self, coef_intercept0)
+
+
+def fit_hooks(task, max_iter, name="C"):
+    """The ``fit_hooks`` of ``_path.coefficient_path``: a subtask ``name`` per fit of the path.
+
+    None when there are no callbacks (``task`` is :data:`NO_TASK`, or the
+    estimator has none).
+    """
+    if not task.has_callbacks:
+        return None
+
+    def hooks(start):
+        fit_task = task.subtask(name, max_subtasks=max_iter + 1).begin(start)
+        iterations = fit_task.iterations(start)
+
+        def done(coef, intercept):
+            iterations.close()
+            fit_task.end(lambda: (coef, intercept))
+
+        return iterations.on_iterate, done
+
+    return hooks
+
+
+class Iterations:
+    """The iteration subtasks of one fit: :meth:`on_iterate` is the solver's hook."""
+
+    def __init__(self, task, coef_intercept0):
+        self.task = task
+        self.current = task.subtask("iteration").begin(coef_intercept0)
+
+    def on_iterate(self, coef_intercept):
+        """End the iteration that gave ``coef_intercept()``; True if a callback asks to stop."""
+        if self.current.end(coef_intercept):
+            self.current = None
+            return True
+        self.current = self.task.subtask("iteration").begin(coef_intercept)
+        return False
+
+    def close(self):
+        """End the iteration task begun after the last iterate: it never ran."""
+        if self.current is not None:
+            self.current.end(empty=True)
+            self.current = None
