@@ -15,6 +15,11 @@ callbacks page only with scikit-learn >= 1.9.
 import importlib.util
 import os
 
+# scikit-learn's array-API dispatch (tests/test_array_api.py, and the array-API
+# estimator checks) needs scipy's array-API mode, read when scipy is imported:
+# set before any test module imports it.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
 
 def _installed(*names):
     return all(importlib.util.find_spec(name) for name in names)
@@ -42,6 +47,8 @@ def pytest_ignore_collect(collection_path, config):
     if collection_path.name == "deploying.rst" and not (ONNX_INSTALLED and SKOPS_INSTALLED):
         return True
     if collection_path.name == "callbacks.rst" and not CALLBACKS_INSTALLED:
+        return True
+    if collection_path.name == "array_api.rst" and not _installed("array_api_strict"):
         return True
     return None
 

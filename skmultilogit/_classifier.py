@@ -12,6 +12,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 
+from ._array_api import to_namespace
 from ._backends import is_dask_collection
 from ._callbacks import (
     CALLBACK_MIXINS,
@@ -253,7 +254,9 @@ class MultinomialLogitClassifier(
             on_iterate=iterations.on_iterate,
         )
         iterations.close()
-        self._set_fitted(classes, coef, intercept, result, data.dtype)
+        self._set_fitted(
+            classes, coef, intercept, result, data.dtype, getattr(data, "namespace", None)
+        )
         task.end(fitted=True)
         return self
 
@@ -264,7 +267,7 @@ class MultinomialLogitClassifier(
             return lambda: (np.zeros((n_classes, data.n_features)), np.zeros(n_classes))
         return lambda: (np.asarray(coef_init), np.asarray(intercept_init))
 
-    def _set_fitted(self, classes, coef, intercept, result, dtype):
+    def _set_fitted(self, classes, coef, intercept, result, dtype, data_namespace=None):
         if not result.converged:
             warnings.warn(
                 result.warning_message(self.tol, dtype),
@@ -275,6 +278,11 @@ class MultinomialLogitClassifier(
         self.coef_ = coef.astype(dtype)
         self.intercept_ = intercept.astype(dtype)
         self.n_iter_ = np.array([result.n_iter], dtype=np.int32)
+        if data_namespace is not None:
+            # fitted in another array namespace: the model lives there, on that device
+            self.classes_, self.coef_, self.intercept_, self.n_iter_ = to_namespace(
+                (self.classes_, self.coef_, self.intercept_, self.n_iter_), *data_namespace
+            )
         return self
 
     def _can_warm_start(self, classes, n_features):

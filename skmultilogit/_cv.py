@@ -4,13 +4,14 @@ import inspect
 import warnings
 
 import numpy as np
-from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import check_scoring, make_scorer
 from sklearn.model_selection import check_cv
+from sklearn.utils.parallel import Parallel, delayed
 
-from ._backends import NumpyBackend, is_dask_collection
+from ._array_api import input_namespace, to_namespace, to_numpy
+from ._backends import is_dask_collection
 from ._callbacks import (
     CALLBACK_MIXINS,
     NO_TASK,
@@ -34,9 +35,14 @@ from ._validation import (
 )
 
 
-def _scoring_view(classes, coef, intercept, fit_intercept):
-    """A fitted MultinomialLogitClassifier holding given coefficients, for a scorer."""
+def _scoring_view(classes, coef, intercept, fit_intercept, namespace=None):
+    """A fitted MultinomialLogitClassifier holding given coefficients, for a scorer.
+
+    ``namespace``: ``(xp, device)`` of array-API data, where the model then lives.
+    """
     model = MultinomialLogitClassifier(fit_intercept=fit_intercept)
+    if namespace is not None:
+        classes, coef, intercept = to_namespace((classes, coef, intercept), *namespace)
     model.classes_ = classes
     model.coef_ = coef
     model.intercept_ = intercept
@@ -80,14 +86,15 @@ def _split_path_coef(path_coef, n_features, fit_intercept):
     return path_coef[:, :n_features], np.zeros(path_coef.shape[0])
 
 
-def _fold_path(
-    X, y, y_index, classes, weight, score_weight, train, test, Cs, l1_ratio, scoring, params, task
-):
+def _fold_path(data, y, classes, score_weight, train, test, Cs, l1_ratio, scoring, params, task):
     """One fold, one l1_ratio: the coefficient path on train and its scores on test.
 
-    ``task`` is the fold path's callback task (``_callbacks``), not begun.
+    ``data`` is the backend of all the rows (numpy or array-API), ``y`` their
+    labels; ``task`` is the fold path's callback task (``_callbacks``), not
+    begun.
     """
-    train_data = NumpyBackend(X[train], y_index[train], len(classes), weight[train])
+    X, y_index = data.X, data.y
+    train_data = data.rows(train)
     train_weight = None if score_weight is None else score_weight[train]
     task = task.on_data(train_data.X, y[train], train_weight).begin()
     coefs, n_iter, results = coefficient_path(
@@ -103,20 +110,29 @@ def _fold_path(
     score_kwargs = {} if test_weight is None else {"sample_weight": test_weight}
     scorer = None if scoring == "neg_log_loss" else _fold_scorer(scoring, classes)
     # the test rows are sliced (copied) once, not once per C
-    X_test, y_test, y_index_test = X[test], y[test], y_index[test]
+    X_test, y_test, y_index_test = data.rows(test).X, y[test], y_index[test]
+    namespace = getattr(data, "namespace", None)
+    if namespace is not None:
+        (y_test,) = to_namespace((y_test,), *namespace)
     scores = np.empty(len(Cs))
     for index, path_coef in enumerate(coefs):
         coef, intercept = _split_path_coef(path_coef, n_features, params["fit_intercept"])
         model = _scoring_view(
-            classes, coef.astype(X.dtype), intercept.astype(X.dtype), params["fit_intercept"]
+            classes,
+            coef.astype(data.dtype),
+            intercept.astype(data.dtype),
+            params["fit_intercept"],
+            namespace,
         )
         if scorer is None:
             proba = model.predict_proba(X_test)
+            if namespace is not None:
+                proba = to_numpy(proba, namespace[0])
             scores[index] = neg_log_loss(proba, y_index_test, test_weight)
         else:
             scores[index] = scorer(model, X_test, y_test, **score_kwargs)
     unconverged = [
-        result.warning_message(params["tol"], X.dtype) + f" (C={C:g})"
+        result.warning_message(params["tol"], data.dtype) + f" (C={C:g})"
         for C, result in zip(Cs, results, strict=True)
         if not result.converged
     ]
@@ -362,6 +378,14 @@ class MultinomialLogitClassifierCV(
         self.classes_ = classes
         self.coef_ = coef.astype(data.dtype)
         self.intercept_ = intercept.astype(data.dtype)
+        namespace = getattr(data, "namespace", None)
+        if namespace is not None:
+            # fitted on array-API data: every array attribute lives in its namespace
+            names = ("classes_", "coef_", "intercept_", "coefs_paths_", "n_iter_", "scores_")
+            converted = to_namespace(tuple(getattr(self, name) for name in names), *namespace)
+            for name, value in zip(names, converted, strict=True):
+                setattr(self, name, value)
+            self.Cs_, self.l1_ratios_ = to_namespace((self.Cs_, self.l1_ratios_), *namespace)
         task.end(fitted=True)
         return self
 
@@ -383,23 +407,32 @@ class MultinomialLogitClassifierCV(
     def _paths(self, X, y, sample_weight, groups, Cs, l1_ratios, params):
         """The fold paths in memory, folds in parallel (joblib)."""
         classes, data = prepare_training_data(self, X, y, sample_weight, self.class_weight)
-        X = data.X
+        namespace = getattr(data, "namespace", None)
+        if namespace is not None and sample_weight is not None:
+            sample_weight = to_numpy(sample_weight, namespace[0])
         score_weight = (
-            None if sample_weight is None else check_sample_weight(sample_weight, X.shape[0])
+            None if sample_weight is None else check_sample_weight(sample_weight, data.n_samples)
         )
         y_labels = y
         y = classes[data.y]
-        folds = list(check_cv(self.cv, y, classifier=True).split(X, y, groups))
+        rows = np.empty((data.n_samples, 0))  # the splitter needs the rows, not X
+        folds = list(check_cv(self.cv, y, classifier=True).split(rows, y, groups))
         task, fold_tasks = self._root_task(
-            X, y_labels, sample_weight, classes, X.dtype, len(folds) * len(l1_ratios), len(Cs)
+            data.X,
+            y_labels,
+            sample_weight,
+            classes,
+            data.dtype,
+            len(folds) * len(l1_ratios),
+            len(Cs),
         )
-        paths = Parallel(n_jobs=self.n_jobs, verbose=self.verbose, prefer="processes")(
+        # array-API data stay on their device: folds in threads, not processes
+        prefer = "processes" if namespace is None else "threads"
+        paths = Parallel(n_jobs=self.n_jobs, verbose=self.verbose, prefer=prefer)(
             delayed(_fold_path)(
-                X,
+                data,
                 y,
-                data.y,
                 classes,
-                data.sample_weight,
                 score_weight,
                 train,
                 test,
@@ -466,6 +499,20 @@ class MultinomialLogitClassifierCV(
         if self.scoring is None:
             # check_scoring would hand back this very method
             return super().score(X, y, sample_weight=sample_weight)
+        namespace = input_namespace(self.coef_)
+        if self.scoring == "neg_log_loss" and namespace is not None:
+            # scikit-learn's log-loss scorer indexes classes_ with numpy, which an
+            # array on another device refuses: the n x K probabilities come over
+            xp = namespace[0]
+            proba = to_numpy(self.predict_proba(X), xp)
+            classes = to_numpy(self.classes_, xp)
+            if input_namespace(y) is not None:
+                y = to_numpy(y, input_namespace(y)[0])
+            if sample_weight is not None and input_namespace(sample_weight) is not None:
+                sample_weight = to_numpy(sample_weight, input_namespace(sample_weight)[0])
+            labels = np.searchsorted(classes, np.asarray(y))
+            weight = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
+            return neg_log_loss(proba, labels, weight)
         scorer = check_scoring(self, scoring=self.scoring)
         kwargs = {} if sample_weight is None else {"sample_weight": sample_weight}
         return scorer(self, X, y, **kwargs)

@@ -11,6 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from . import _array_api
 from ._backends import is_dask_collection
 from ._loss import finite_logits, log_softmax_in_place, softmax_in_place
 from ._validation import FLOAT_DTYPES
@@ -44,9 +45,10 @@ class LinearPredictorMixin:
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
+        tags.array_api_support = True
         return tags
 
-    def _map_logits(self, X, finish):
+    def _map_logits(self, X, finish, finish_xp, method):
         """``finish(raw)`` for the logits ``X coef_^T + intercept_`` of each row block, joined.
 
         The logits of a block at a time: prediction adds its output and one
@@ -55,6 +57,10 @@ class LinearPredictorMixin:
         matrix cost a pass over it each, so CSC X is one block.
         """
         check_is_fitted(self)
+        namespace = _array_api.input_namespace(X)
+        model_namespace = _array_api.input_namespace(self.coef_)
+        if namespace is not None or model_namespace is not None:
+            return self._array_api_logits(X, namespace, model_namespace, finish_xp, method)
         X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=FLOAT_DTYPES, reset=False)
         n_samples = X.shape[0]
         if sp.issparse(X) and X.format == "csc":
@@ -71,6 +77,33 @@ class LinearPredictorMixin:
             out[rows] = result
         return out
 
+    def _labels_in_namespace(self, raw, xp):
+        """``classes_`` of the row maxima: in ``xp``, or numpy for labels that are not numbers."""
+        best = xp.argmax(raw, axis=1)
+        if isinstance(self.classes_, np.ndarray):
+            return self.classes_[_array_api.to_numpy(best, xp)]
+        return xp.take(self.classes_, best, axis=0)
+
+    def _array_api_logits(self, X, namespace, model_namespace, finish_xp, method):
+        """``finish_xp(raw, xp)`` of the logits, in the namespace and on the device of the fit."""
+        if namespace is None or model_namespace is None or namespace != model_namespace:
+
+            def described(pair):
+                return "numpy arrays" if pair is None else f"{pair[0].__name__} arrays on {pair[1]}"
+
+            raise ValueError(
+                f"Inputs passed to {type(self).__name__}.{method}() must use the same "
+                "namespace and the same device as those passed to fit(): fitted on "
+                f"{described(model_namespace)}, given {described(namespace)}. Convert X "
+                "(with sklearn.config_context(array_api_dispatch=True) for both), or fit "
+                "again on arrays like it."
+            )
+        xp = namespace[0]
+        X = validate_data(self, X, dtype=[xp.float64, xp.float32], reset=False)
+        coef = xp.astype(self.coef_, X.dtype)
+        raw = X @ xp.permute_dims(coef, (1, 0)) + xp.astype(self.intercept_, X.dtype)
+        return finish_xp(_array_api.finite_logits(raw, xp), xp)
+
     @_blockwise_on_dask
     def decision_function(self, X):
         """Raw scores ``X coef_^T + intercept_``.
@@ -86,7 +119,9 @@ class LinearPredictorMixin:
             The logits; with two classes the 1-d score ``z_1 - z_0``, positive
             where ``classes_[1]`` is predicted.
         """
-        return self._map_logits(X, _binary_score)
+        return self._map_logits(
+            X, _binary_score, lambda raw, xp: _binary_score(raw), "decision_function"
+        )
 
     @_blockwise_on_dask
     def predict(self, X):
@@ -102,7 +137,12 @@ class LinearPredictorMixin:
         y_pred : ndarray of shape (n_samples,)
             Labels from ``classes_``.
         """
-        return self._map_logits(X, lambda raw: self.classes_[np.argmax(raw, axis=1)])
+        return self._map_logits(
+            X,
+            lambda raw: self.classes_[np.argmax(raw, axis=1)],
+            self._labels_in_namespace,
+            "predict",
+        )
 
     @_blockwise_on_dask
     def predict_proba(self, X):
@@ -118,7 +158,7 @@ class LinearPredictorMixin:
         proba : ndarray of shape (n_samples, n_classes)
             Columns in the order of ``classes_``; rows sum to one.
         """
-        return self._map_logits(X, softmax_in_place)
+        return self._map_logits(X, softmax_in_place, _array_api.softmax, "predict_proba")
 
     @_blockwise_on_dask
     def predict_log_proba(self, X):
@@ -134,4 +174,6 @@ class LinearPredictorMixin:
         log_proba : ndarray of shape (n_samples, n_classes)
             Computed as a log-softmax, not as the log of :meth:`predict_proba`.
         """
-        return self._map_logits(X, log_softmax_in_place)
+        return self._map_logits(
+            X, log_softmax_in_place, _array_api.log_softmax, "predict_log_proba"
+        )

@@ -14,9 +14,11 @@ import numbers
 import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import validate_data
+from sklearn.utils.validation import check_consistent_length, column_or_1d, validate_data
 
+from ._array_api import input_namespace, to_numpy
 from ._backends import NumpyBackend
+from ._backends._array_api import ArrayAPIBackend
 from ._penalties import check_l1_solver
 from ._solvers import SOLVERS
 
@@ -215,6 +217,9 @@ def prepare_training_data(estimator, X, y, sample_weight, class_weight):
     multiplied by the class weights. Raises ValueError unless at least two
     classes have positive weight.
     """
+    namespace = input_namespace(X)
+    if namespace is not None:
+        return _prepare_array_api_data(estimator, X, y, sample_weight, class_weight, *namespace)
     y = check_object_labels(y)
     X, y = validate_data(
         estimator,
@@ -240,6 +245,35 @@ def prepare_training_data(estimator, X, y, sample_weight, class_weight):
         classes, np.bincount(y_index, weights=sample_weight, minlength=len(classes))
     )
     return classes, NumpyBackend(X, y_index, len(classes), sample_weight)
+
+
+def _prepare_array_api_data(estimator, X, y, sample_weight, class_weight, xp, device):
+    """:func:`prepare_training_data` for an array-API X: an ``ArrayAPIBackend`` on its device.
+
+    X is validated in its namespace (float32 stays float32, other dtypes
+    become float64 where the device has it); the labels and the weights,
+    n numbers each, are encoded in numpy and moved to the device.
+    """
+    float_dtypes = [xp.float64, xp.float32]
+    X = validate_data(estimator, X, dtype=float_dtypes, ensure_min_samples=1, ensure_min_features=1)
+    y_namespace = input_namespace(y)
+    if y_namespace is not None:
+        y = to_numpy(y, y_namespace[0])
+    y = check_object_labels(y)
+    y = column_or_1d(y, warn=True)
+    check_consistent_length(X, y)
+    check_classification_targets(y)
+    classes, y_index = np.unique(y, return_inverse=True)
+    check_two_classes(estimator, classes)
+    if sample_weight is not None and input_namespace(sample_weight) is not None:
+        sample_weight = to_numpy(sample_weight, input_namespace(sample_weight)[0])
+    sample_weight = check_sample_weight(sample_weight, X.shape[0])
+    class_weight = class_weight_vector(class_weight, classes, y_index, sample_weight)
+    sample_weight = sample_weight * class_weight[y_index]
+    check_two_weighted_classes(
+        classes, np.bincount(y_index, weights=sample_weight, minlength=len(classes))
+    )
+    return classes, ArrayAPIBackend(X, y_index, len(classes), sample_weight, xp, device)
 
 
 def check_two_classes(estimator, classes):

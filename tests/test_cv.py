@@ -209,22 +209,8 @@ def test_ties_are_broken_as_logistic_regression_cv_breaks_them(monkeypatch):
     # earlier C wins, then the earlier l1_ratio. Two pairs tie here.
     import skmultilogit._cv as cv_module
 
-    def tied_path(
-        X,
-        y,
-        y_index,
-        classes,
-        weight,
-        score_weight,
-        train,
-        test,
-        Cs,
-        l1_ratio,
-        scoring,
-        params,
-        task,
-    ):
-        coefs = np.zeros((len(Cs), len(classes), X.shape[1] + 1))
+    def tied_path(data, y, classes, score_weight, train, test, Cs, l1_ratio, scoring, params, task):
+        coefs = np.zeros((len(Cs), len(classes), data.n_features + 1))
         coefs[:, :, 0] = np.arange(len(Cs))[:, None] + 10 * l1_ratio  # to tell them apart
         scores = {0.0: [0.0, -1.0, 2.0], 1.0: [0.0, 2.0, -1.0]}[l1_ratio]
         return coefs, np.ones(len(Cs), dtype=np.int32), np.array(scores), []

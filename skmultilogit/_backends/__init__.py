@@ -9,10 +9,12 @@ backend only through the protocol below, so a new backend (a compiled
 kernel, an array-API namespace) is one new class here and nothing else.
 
 Backends today: :class:`NumpyBackend` (dense or CSR/CSC X in this process,
-evaluated block by block while a block is in cache) and
+evaluated block by block while a block is in cache),
 ``_backends._dask.DaskBackend`` (row blocks of a Dask array on the workers of
 a cluster, each evaluated by a :class:`NumpyBackend` where it lives and
-summed by Dask's tree reduction; imported only for Dask input).
+summed by Dask's tree reduction; imported only for Dask input) and
+``_backends._array_api.ArrayAPIBackend`` (an array of another array-API
+namespace, PyTorch or CuPy say, evaluated in that namespace on its device).
 
 The protocol
 ------------
@@ -35,6 +37,9 @@ Attributes
     fits).
 ``with_factor(multiplier, divisor)``
     The same data with ``omega = s * multiplier / divisor``; shares X.
+``rows(index)``
+    A backend of the same kind on the rows ``index`` (a cross-validation
+    fold; in memory only).
 ``loss_gradient(coef, intercept)``
     ``(loss, grad_coef, grad_intercept)``: the data term and its gradient,
     float64, ``grad_intercept`` of shape (K,) even when ``intercept`` is

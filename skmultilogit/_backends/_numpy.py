@@ -72,6 +72,10 @@ class NumpyBackend:
         self._X_T = X.T if self.sparse else None
         self._proba_cache = None
 
+    def rows(self, index):
+        """A backend on the rows ``index`` of this one (a cross-validation fold)."""
+        return NumpyBackend(self.X[index], self.y[index], self.n_classes, self.sample_weight[index])
+
     def with_factor(self, multiplier=1.0, divisor=1.0):
         """This data with per-sample factors ``omega = s * multiplier / divisor``.
 
@@ -354,25 +358,13 @@ class NumpyBackend:
         when that is fewer than the rows (and the coefficients are not all
         zero: there the Kronecker form is exact and cheap).
         """
-        loss, grad_coef, grad_intercept = self.loss_gradient(coef, intercept)
-        rows, row_factor = self.hessian_sample(coef, intercept, budget, seed)
-        hessian = self.hessian(
-            coef,
-            intercept,
-            center=center,
-            scale=scale,
-            rows=rows,
-            row_factor=row_factor,
-            dtype=dtype,
+        return sampled_loss_gradient_hessian(
+            self, coef, intercept, center=center, scale=scale, budget=budget, seed=seed, dtype=dtype
         )
-        return loss, grad_coef, grad_intercept, hessian
 
     def hessian_sample(self, coef, intercept, budget, seed):
         """``(rows, row_factor)`` of :meth:`loss_gradient_hessian`'s sample, or Nones: all rows."""
-        if budget is None or budget >= self.n_samples or not coef.any():
-            return None, None
-        rng = np.random.default_rng(seed)
-        return _loss.hessian_rows(self.curvature(coef, intercept), budget, rng)
+        return hessian_sample(self, coef, intercept, budget, seed)
 
     def map_blocks(self, function, **kwargs):
         """``function(X_block, sample_weight_block, **kwargs)`` for each row block, in a list.
@@ -388,3 +380,32 @@ class NumpyBackend:
             step = max(32, min(STATS_BLOCK_ROWS, self.n_samples // 16))
             blocks = [slice(start, start + step) for start in range(0, self.n_samples, step)]
         return [function(self.X[rows], self.sample_weight[rows], **kwargs) for rows in blocks]
+
+
+def hessian_sample(data, coef, intercept, budget, seed):
+    """``(rows, row_factor)`` of a Hessian on about ``budget`` rows drawn by curvature, or Nones.
+
+    All rows (Nones) when the budget covers them or the coefficients are all
+    zero (there the Hessian's Kronecker form is exact and cheap). ``data`` is
+    an in-memory backend, which can give every row's curvature.
+    """
+    if budget is None or budget >= data.n_samples or not coef.any():
+        return None, None
+    rng = np.random.default_rng(seed)
+    return _loss.hessian_rows(data.curvature(coef, intercept), budget, rng)
+
+
+def sampled_loss_gradient_hessian(data, coef, intercept, *, center, scale, budget, seed, dtype):
+    """An in-memory backend's ``loss_gradient_hessian``: the Hessian on :func:`hessian_sample`."""
+    loss, grad_coef, grad_intercept = data.loss_gradient(coef, intercept)
+    rows, row_factor = hessian_sample(data, coef, intercept, budget, seed)
+    hessian = data.hessian(
+        coef,
+        intercept,
+        center=center,
+        scale=scale,
+        rows=rows,
+        row_factor=row_factor,
+        dtype=dtype,
+    )
+    return loss, grad_coef, grad_intercept, hessian

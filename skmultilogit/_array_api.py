@@ -1,0 +1,73 @@
+"""Array-API inputs (PyTorch, CuPy, array-api-strict): which namespace, and the softmax in it.
+
+With ``sklearn.config_context(array_api_dispatch=True)`` an estimator fitted
+on, or predicting for, an array of another namespace than numpy computes in
+that namespace and on that array's device (the backend
+``_backends._array_api.ArrayAPIBackend`` for the fit, the estimators'
+predict methods), as scikit-learn's array-API estimators do. This module
+holds what both need: the namespace of an input, the conversion of small
+results to numpy, and the row-wise softmax in any namespace.
+
+The math is the one of ``_loss``, written with the array-API standard's
+functions only (``xp.max``, ``xp.exp``, ``xp.log``, ``xp.sum``).
+"""
+
+import numpy as np
+from sklearn import get_config
+
+
+def input_namespace(*arrays):
+    """``(xp, device)`` of the arrays when they are array-API arrays to compute on, else None.
+
+    None for numpy (and array-likes, sparse matrices, Dask), and whenever
+    ``array_api_dispatch`` is off: then everything runs in numpy as before.
+    """
+    if not get_config().get("array_api_dispatch", False):
+        return None
+    from sklearn.utils._array_api import _is_numpy_namespace, device, get_namespace
+
+    xp, is_array_api = get_namespace(*arrays)
+    if not is_array_api or _is_numpy_namespace(xp):
+        return None
+    return xp, device(*arrays)
+
+
+def to_numpy(array, xp):
+    """``array`` (of namespace ``xp``) as a numpy array on the CPU."""
+    from sklearn.utils._array_api import _convert_to_numpy
+
+    return _convert_to_numpy(array, xp)
+
+
+def to_namespace(arrays, xp, device):
+    """numpy ``arrays`` in ``xp`` on ``device``; labels that are not numbers stay numpy."""
+    return tuple(
+        xp.asarray(array, device=device) if array.dtype.kind in "biuf" else array
+        for array in arrays
+    )
+
+
+def numpy_dtype(xp_dtype, xp):
+    """numpy's float32 or float64 for the namespace's floating dtype."""
+    return np.dtype(np.float32) if xp_dtype == xp.float32 else np.dtype(np.float64)
+
+
+def log_softmax(raw, xp):
+    """Row-wise log-softmax of (n, K) logits: ``z - m - log sum exp(z - m)``, ``m`` the row max."""
+    shifted = raw - xp.max(raw, axis=1, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+
+
+def softmax(raw, xp):
+    """Row-wise softmax of (n, K) logits, without overflow."""
+    exps = xp.exp(raw - xp.max(raw, axis=1, keepdims=True))
+    return exps / xp.sum(exps, axis=1, keepdims=True)
+
+
+def finite_logits(raw, xp):
+    """Non-finite logits (only from extreme inputs) clipped: softmax of +-inf is NaN."""
+    limit = float(xp.finfo(raw.dtype).max) / 4
+    if bool(xp.all(xp.isfinite(raw))):
+        return raw
+    raw = xp.where(xp.isnan(raw), xp.zeros_like(raw), raw)
+    return xp.clip(raw, -limit, limit)

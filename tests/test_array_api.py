@@ -1,0 +1,199 @@
+"""Array-API inputs (array-api-strict; PyTorch where installed): the same model as numpy's.
+
+scikit-learn's own array-API estimator checks run on both estimators in
+tests/test_estimator_checks.py (``check_array_api_input``,
+``check_array_api_same_namespace``); here each solver's fit is compared with
+the numpy fit, and the predictions, the errors and the CV estimator.
+"""
+
+import os
+
+import numpy as np
+import pytest
+import sklearn
+from sklearn.datasets import load_digits, load_iris
+
+from skmultilogit import MultinomialLogitClassifier, MultinomialLogitClassifierCV
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("SCIPY_ARRAY_API") != "1",
+    reason="scikit-learn's array API dispatch needs SCIPY_ARRAY_API=1 before scipy is imported",
+)
+
+
+def namespaces():
+    """(xp, device, name) for every installed namespace worth testing."""
+    found = []
+    try:
+        import array_api_strict
+
+        found.append((array_api_strict, array_api_strict.Device("CPU_DEVICE"), "strict-cpu"))
+        found.append((array_api_strict, array_api_strict.Device("device1"), "strict-device1"))
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        found.append((torch, torch.device("cpu"), "torch-cpu"))
+        if torch.cuda.is_available():  # pragma: no cover (a GPU machine)
+            found.append((torch, torch.device("cuda"), "torch-cuda"))
+    except ImportError:
+        pass
+    return found
+
+
+NAMESPACES = namespaces()
+if not NAMESPACES:  # pragma: no cover
+    pytestmark = pytest.mark.skip(reason="no array-API namespace installed")
+
+
+def to_numpy(array):
+    from sklearn.utils._array_api import _convert_to_numpy, get_namespace
+
+    with sklearn.config_context(array_api_dispatch=True):
+        xp, _ = get_namespace(array)
+        return np.asarray(_convert_to_numpy(array, xp))
+
+
+@pytest.fixture(scope="module")
+def standardised_digits():
+    X, y = load_digits(return_X_y=True)
+    X = (X - X.mean(axis=0)) / np.maximum(X.std(axis=0), 1e-12)
+    return X[:800], y[:800]
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES, ids=lambda n: n[2])
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(solver="lbfgs"),
+        dict(solver="newton-cg"),
+        dict(solver="newton-cholesky"),
+        dict(solver="newton-cholesky", fit_intercept=False, C=0.1),
+        dict(solver="lbfgs", l1_ratio=0.5, C=0.3),
+        dict(solver="auto", class_weight="balanced"),
+    ],
+    ids=["lbfgs", "newton-cg", "newton-cholesky", "no-intercept", "elastic-net", "weighted"],
+)
+def test_every_solver_fits_the_numpy_model(standardised_digits, namespace, params):
+    xp, device, _ = namespace
+    X, y = standardised_digits
+    sample_weight = np.random.default_rng(0).uniform(0.5, 2.0, size=len(y))
+    tight = dict(tol=1e-10, max_iter=2000)
+    reference = MultinomialLogitClassifier(**params, **tight).fit(X, y, sample_weight)
+    X_xp, y_xp = xp.asarray(X, device=device), xp.asarray(y, device=device)
+    weight_xp = xp.asarray(sample_weight, device=device)
+    with sklearn.config_context(array_api_dispatch=True):
+        clf = MultinomialLogitClassifier(**params, **tight).fit(X_xp, y_xp, weight_xp)
+        outputs = {
+            method: getattr(clf, method)(X_xp)
+            for method in ("predict", "predict_proba", "predict_log_proba", "decision_function")
+        }
+        score = clf.score(X_xp, y_xp)
+    for name in ("coef_", "intercept_"):
+        value = getattr(clf, name)
+        assert value.device == device and value.dtype == xp.float64
+        scale = np.abs(getattr(reference, name)).max() or 1.0
+        np.testing.assert_allclose(
+            to_numpy(value), getattr(reference, name), rtol=0, atol=1e-6 * scale
+        )
+    for method, output in outputs.items():
+        assert output.device == device, method
+        expected = getattr(reference, method)(X)
+        if method == "predict":
+            np.testing.assert_array_equal(to_numpy(output), expected)
+        else:
+            scale = max(1.0, np.abs(expected).max())  # logits and log-probabilities reach 20
+            np.testing.assert_allclose(to_numpy(output), expected, rtol=0, atol=1e-6 * scale)
+    assert score == pytest.approx(reference.score(X, y))
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES, ids=lambda n: n[2])
+def test_float32_stays_float32(namespace):
+    xp, device, _ = namespace
+    X, y = load_iris(return_X_y=True)
+    X32 = X.astype(np.float32)
+    reference = MultinomialLogitClassifier().fit(X32, y)
+    with sklearn.config_context(array_api_dispatch=True):
+        clf = MultinomialLogitClassifier().fit(
+            xp.asarray(X32, device=device), xp.asarray(y, device=device)
+        )
+        proba = clf.predict_proba(xp.asarray(X32, device=device))
+    assert clf.coef_.dtype == xp.float32 and proba.dtype == xp.float32
+    # float32 data: the same optimum to float32's resolution of the objective
+    np.testing.assert_allclose(to_numpy(clf.coef_), reference.coef_, rtol=0, atol=1e-3)
+    np.testing.assert_allclose(to_numpy(proba), reference.predict_proba(X32), atol=1e-4)
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES, ids=lambda n: n[2])
+def test_the_cv_estimator_chooses_and_fits_as_in_numpy(namespace):
+    xp, device, _ = namespace
+    X, y = load_iris(return_X_y=True)
+    params = dict(Cs=[0.01, 0.1, 1.0, 10.0], cv=3, tol=1e-10, max_iter=1000)
+    reference = MultinomialLogitClassifierCV(**params).fit(X, y)
+    with sklearn.config_context(array_api_dispatch=True):
+        clf = MultinomialLogitClassifierCV(**params, n_jobs=2).fit(
+            xp.asarray(X, device=device), xp.asarray(y, device=device)
+        )
+        proba = clf.predict_proba(xp.asarray(X, device=device))
+    assert clf.C_ == reference.C_
+    np.testing.assert_allclose(to_numpy(clf.scores_), reference.scores_, rtol=1e-8)
+    np.testing.assert_allclose(to_numpy(clf.coef_), reference.coef_, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(proba), reference.predict_proba(X), atol=1e-6)
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES[:1], ids=lambda n: n[2])
+def test_predicting_for_another_namespace_says_so(namespace):
+    xp, device, _ = namespace
+    X, y = load_iris(return_X_y=True)
+    with sklearn.config_context(array_api_dispatch=True):
+        on_device = MultinomialLogitClassifier().fit(
+            xp.asarray(X, device=device), xp.asarray(y, device=device)
+        )
+        with pytest.raises(ValueError, match=r"predict_proba\(\) must use the same namespace"):
+            on_device.predict_proba(X)
+        in_numpy = MultinomialLogitClassifier().fit(X, y)
+        with pytest.raises(ValueError, match=r"fitted on numpy arrays"):
+            in_numpy.predict(xp.asarray(X, device=device))
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES, ids=lambda n: n[2])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_the_backend_computes_what_the_numpy_backend_computes(namespace, fit_intercept):
+    # A wrong Hessian would still let newton-cholesky converge (it only
+    # preconditions CG there): each protocol method is compared directly with
+    # the numpy backend's, itself tested against finite differences.
+    from skmultilogit._backends import NumpyBackend
+    from skmultilogit._backends._array_api import ArrayAPIBackend
+
+    xp, device, _ = namespace
+    rng = np.random.default_rng(1)
+    n, d, K = 300, 5, 4
+    X = rng.normal(size=(n, d)) * [1.0, 3.0, 0.2, 1.0, 5.0] + [0.0, 1.0, 0.0, -2.0, 0.0]
+    y = rng.integers(0, K, size=n)
+    weight = rng.uniform(0.5, 2.0, size=n)
+    numpy_data = NumpyBackend(X, y, K, weight).with_factor(2.0, 3.0)
+    xp_data = ArrayAPIBackend(xp.asarray(X, device=device), y, K, weight, xp, device)
+    xp_data = xp_data.with_factor(2.0, 3.0)
+    coef, direction = rng.normal(size=(K, d)), rng.normal(size=(K, d))
+    intercept = rng.normal(size=K) if fit_intercept else None
+    dir_intercept = rng.normal(size=K) if fit_intercept else None
+    for ours, reference in [
+        (xp_data.loss_gradient(coef, intercept), numpy_data.loss_gradient(coef, intercept)),
+        (
+            xp_data.hessp(coef, intercept, direction, dir_intercept),
+            numpy_data.hessp(coef, intercept, direction, dir_intercept),
+        ),
+        ((xp_data.curvature(coef, intercept),), (numpy_data.curvature(coef, intercept),)),
+    ]:
+        for mine, theirs in zip(ours, reference, strict=True):
+            np.testing.assert_allclose(mine, theirs, rtol=1e-12, atol=1e-12)
+    rows = rng.choice(n, size=120, replace=False)
+    row_factor = rng.uniform(1.0, 3.0, size=rows.size)
+    transform = dict(center=X.mean(axis=0), scale=X.std(axis=0))
+    for rows_kwargs in [{}, dict(rows=rows, row_factor=row_factor)]:
+        mine = xp_data.hessian(coef, intercept, **transform, **rows_kwargs)
+        theirs = numpy_data.hessian(coef, intercept, **transform, **rows_kwargs)
+        upper = np.triu_indices_from(theirs)  # the numpy backend fills the upper triangle
+        np.testing.assert_allclose(mine[upper], theirs[upper], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(mine, mine.T, rtol=0, atol=1e-13 * np.abs(mine).max())
