@@ -26,14 +26,20 @@ REBUILD_GAIN = 10.0
 # the objective is retried with DAMPING_GROWTH-fold more damping (at least
 # MIN_DAMPING); after a step whose decrease is below LOW_RATIO of what the
 # quadratic model predicts it grows LOW_RATIO_GROWTH-fold, after one above
-# HIGH_RATIO it shrinks HIGH_RATIO_SHRINK-fold, and below MIN_DAMPING it is
-# zero (Newton's own steps, quadratic convergence, near the optimum). A
-# damping change costs a factorisation on the client, no round. On three
+# HIGH_RATIO (or within the objective's rounding, where the ratio is noise)
+# it shrinks HIGH_RATIO_SHRINK-fold, and below ZERO_DAMPING_BELOW it is zero
+# (Newton's own steps, quadratic convergence, near the optimum). That is
+# MIN_DAMPING / 30, not MIN_DAMPING: with MIN_DAMPING itself one good damped
+# step reset it to zero and the next full step overshot again, a wasted
+# round per iteration (30 x 3, K = 17, C = 1000: 518 iterations and 1004
+# rounds; 46 and 54 with the lower threshold). A damping change costs a
+# factorisation on the client, no round. On three
 # such problems (3000 x 20 K = 30, 5000 x 20 K = 50, 8000 x 30 K = 50) these
 # constants took 27, 32 and 41 rounds to tol 1e-4; overshoot growth 4 or 3,
 # or shrinking by 2 or 1.5, were no better on all three. MAX_TRIALS bounds
 # the trials of one step.
 MIN_DAMPING = 1e-3
+ZERO_DAMPING_BELOW = MIN_DAMPING / 30
 MAX_DAMPING = 1e6
 DAMPING_GROWTH = 10.0
 LOW_RATIO = 0.25
@@ -42,12 +48,12 @@ LOW_RATIO_GROWTH = 2.0
 HIGH_RATIO_SHRINK = 3.0
 MAX_TRIALS = 40
 # Its polish (small problems): at most this many steps, a round each (one
-# with the last sampled factor, two with the full Hessian: from a gradient of
+# with the last sampled Hessian, two with the full one: from a gradient of
 # 1e-6 or 1e-8 they reached 1e-16 to 1e-17, and a fourth gained nothing), with
 # one Hessian on all the rows, in float64 when its 24 bytes an entry (the
-# packed upper triangle arriving, the matrix, its factor's copy and the
-# float32 factor still held) fit in 64 MiB (about 1650 parameters), otherwise
-# in float32.
+# packed upper triangle arriving, the matrix and its factor's copy; the
+# sampled Hessian is released first) fit in 64 MiB (about 1650 parameters),
+# otherwise in float32.
 ROUNDS_POLISH_STEPS = 3
 ROUNDS_POLISH_BYTES_PER_ENTRY = 24
 ROUNDS_POLISH_FLOAT64_MAX_BYTES = 64 * 2**20
@@ -163,6 +169,7 @@ class NewtonInRounds:
                     # An overshoot: a more damped step, turned towards the
                     # gradient. The Hessian at the overshoot is dropped: the
                     # softmax is saturated there.
+                    new_hessian = None
                     damping = max(DAMPING_GROWTH * damping, MIN_DAMPING)
                     factor = None
                     factor, factor_damping = self.factorise(hessian, damping), damping
@@ -173,11 +180,16 @@ class NewtonInRounds:
                         # Not an overshoot: by convexity the shorter trials
                         # stay between here and there; its Hessian is the next.
                         hessian, factor, renewed = new_hessian, None, True
+                        new_hessian = None
                     length *= 0.5
             else:
                 message = "line search found no decrease: precision exhausted"
                 break
-            if not within_rounding:
+            if within_rounding:
+                # the decrease is rounding noise, not a measure of the model:
+                # counted as a good step, so noise cannot keep a damping up
+                damping = self.next_damping(damping, 1.0)
+            else:
                 predicted = -length * slope - 0.5 * length**2 * model_curvature
                 damping = self.next_damping(damping, (f - f_new) / predicted)
             gain = np.max(np.abs(grad), initial=0.0) / max(
@@ -186,6 +198,7 @@ class NewtonInRounds:
             theta, f, grad = candidate, f_new, grad_new
             if new_hessian is not None:
                 hessian, factor, renewed = new_hessian, None, True
+                new_hessian = None
             n_iter += 1
             in_rounding = in_rounding + 1 if within_rounding else 0
             self.tracer.callback(OptimizeResult(x=theta, fun=f))
@@ -194,7 +207,7 @@ class NewtonInRounds:
                 message = "no decrease beyond rounding for 5 steps: precision exhausted"
                 break
         small = product_size(self.problem.loss.data) < POLISH_BELOW
-        if small and np.max(np.abs(grad), initial=0.0) <= self.tol:
+        if small and n_iter < self.max_iter and np.max(np.abs(grad), initial=0.0) <= self.tol:
             if factor is None or factor_damping:
                 factor = None
                 factor = self.factorise(hessian)
@@ -229,10 +242,10 @@ class NewtonInRounds:
     def next_damping(damping, ratio):
         """The damping after a step whose decrease was ``ratio`` times the predicted one."""
         if ratio < LOW_RATIO:
-            return max(LOW_RATIO_GROWTH * damping, MIN_DAMPING)
+            return min(max(LOW_RATIO_GROWTH * damping, MIN_DAMPING), MAX_DAMPING)
         if ratio > HIGH_RATIO:
             damping /= HIGH_RATIO_SHRINK
-        return damping if damping >= MIN_DAMPING else 0.0
+        return damping if damping >= ZERO_DAMPING_BELOW else 0.0
 
     def polish(self, theta, f, grad, step, max_steps):
         """Newton steps past ``tol`` on small problems, as NewtonCholesky.polish: a round each.
