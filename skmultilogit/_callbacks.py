@@ -28,6 +28,8 @@ estimators have no ``set_callbacks``, as scikit-learn's own have none, and
 the functions below do nothing.
 """
 
+import contextlib
+
 try:
     from sklearn.callback import CallbackSupportMixin, with_callbacks
 except ImportError:  # scikit-learn < 1.9: no callbacks
@@ -44,17 +46,38 @@ CALLBACK_MIXINS = () if CallbackSupportMixin is None else (CallbackSupportMixin,
 WRAPPER_FRAMES = 0 if CallbackSupportMixin is None else 1
 
 
-def fitted_attributes(classes, dtype):
-    """``(coef, intercept) ->`` the fitted attributes that make a model of the estimator."""
+class FittedAttributes:
+    """``(coef, intercept) ->`` the fitted attributes that make a model of the estimator.
 
-    def attributes(coef, intercept):
-        return {
-            "classes_": classes,
-            "coef_": coef.astype(dtype),
-            "intercept_": intercept.astype(dtype),
+    A class, not a closure: a fold path's task travels to joblib's worker
+    processes with it, and the standard pickler of the ``multiprocessing``
+    backend refuses local functions. ``feature_names=False`` gives the model
+    no feature names, for tasks whose hooks get X as an array while the
+    estimator was fitted on a DataFrame (a fold's training rows).
+    """
+
+    def __init__(self, classes, dtype, feature_names=True):
+        self.classes = classes
+        self.dtype = dtype
+        self.feature_names = feature_names
+
+    def __call__(self, coef, intercept):
+        attributes = {
+            "classes_": self.classes,
+            "coef_": coef.astype(self.dtype),
+            "intercept_": intercept.astype(self.dtype),
         }
+        if not self.feature_names:
+            attributes["feature_names_in_"] = None
+        return attributes
 
-    return attributes
+    def without_feature_names(self):
+        return FittedAttributes(self.classes, self.dtype, feature_names=False)
+
+
+def fitted_attributes(classes, dtype):
+    """The :class:`FittedAttributes` of a model with these classes and dtype."""
+    return FittedAttributes(classes, dtype)
 
 
 class _NoTask:
@@ -68,6 +91,10 @@ class _NoTask:
 
     def on_data(self, *args, **kwargs):
         return self
+
+    @contextlib.contextmanager
+    def ending_open_tasks_on_error(self):
+        yield
 
     def begin(self, **kwargs):
         return self
@@ -95,13 +122,19 @@ class Task:
     ``estimator`` predict (``fitted_estimator``).
     """
 
-    def __init__(self, context, estimator, X, y, metadata, attributes):
+    def __init__(self, context, estimator, X, y, metadata, attributes, open_tasks=None):
         self.context = context
         self.estimator = estimator
         self.X = X
         self.y = y
         self.metadata = metadata
         self.attributes = attributes
+        # the tasks of this tree begun and not yet ended, shared by all of them
+        self.open_tasks = [] if open_tasks is None else open_tasks
+
+    def __getstate__(self):
+        # (a fold path's task sent to a worker process: it begins its own list)
+        return {**self.__dict__, "open_tasks": []}
 
     @classmethod
     def root(cls, estimator, X, y, sample_weight, attributes, max_subtasks):
@@ -119,12 +152,42 @@ class Task:
     def subtask(self, name, max_subtasks=0):
         """A child task, not begun, on this task's data."""
         context = self.context.subcontext(task_name=name, max_subtasks=max_subtasks)
-        return Task(context, self.estimator, self.X, self.y, self.metadata, self.attributes)
+        return Task(
+            context,
+            self.estimator,
+            self.X,
+            self.y,
+            self.metadata,
+            self.attributes,
+            self.open_tasks,
+        )
 
     def on_data(self, X, y, sample_weight=None):
-        """This task on other data (a fold's training rows; None: none to tell)."""
+        """This task (not begun) on other data: a fold's training rows, as an array.
+
+        None: no data to tell. The models its hooks get have no feature
+        names, as the rows have none.
+        """
         metadata = None if sample_weight is None else {"sample_weight": sample_weight}
-        return Task(self.context, self.estimator, X, y, metadata, self.attributes)
+        attributes = self.attributes.without_feature_names()
+        return Task(self.context, self.estimator, X, y, metadata, attributes, self.open_tasks)
+
+    @contextlib.contextmanager
+    def ending_open_tasks_on_error(self):
+        """A context in which an exception first ends every task begun in it, innermost first.
+
+        Each begin then has its end (an empty one), whatever stopped the fit:
+        a validation error raised by the solver layer, or a callback's own.
+        """
+        try:
+            yield
+        except BaseException:
+            for task in reversed(list(self.open_tasks)):
+                # the error that stopped the fit is the one to see, not a
+                # hook's failing on the way out
+                with contextlib.suppress(BaseException):
+                    task.end(empty=True)
+            raise
 
     def _hook_arguments(self, coef_intercept):
         if coef_intercept is None:
@@ -144,6 +207,7 @@ class Task:
 
     def begin(self, coef_intercept=None):
         """Call ``on_fit_task_begin``; ``coef_intercept()`` gives the state it begins from."""
+        self.open_tasks.append(self)
         self.context.call_on_fit_task_begin(**self._hook_arguments(coef_intercept))
         return self
 
@@ -155,6 +219,8 @@ class Task:
         task has no one model (a fold's path). ``empty`` ends a task that
         never ran, telling the hooks nothing but the estimator.
         """
+        if self in self.open_tasks:
+            self.open_tasks.remove(self)
         if empty:
             return bool(self.context.call_on_fit_task_end(estimator=self.estimator))
         arguments = self._hook_arguments(coef_intercept)

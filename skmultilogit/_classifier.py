@@ -239,24 +239,25 @@ class MultinomialLogitClassifier(
             fitted_attributes(classes, data.dtype),
             max_subtasks=self.max_iter + 1,
         )
-        iterations = task.iterations(self._start(coef_init, intercept_init, classes, data))
-        coef, intercept, result = fit_coefficients(
-            data,
-            C=float(self.C),
-            l1_ratio=float(self.l1_ratio),
-            fit_intercept=self.fit_intercept,
-            solver=self.solver,
-            tol=float(self.tol),
-            max_iter=self.max_iter,
-            verbose=self.verbose,
-            coef_init=coef_init,
-            intercept_init=intercept_init,
-            on_iterate=iterations.on_iterate,
-        )
-        iterations.close()
-        self._set_fitted(
-            classes, coef, intercept, result, data.dtype, getattr(data, "namespace", None)
-        )
+        with task.ending_open_tasks_on_error():
+            iterations = task.iterations(self._start(coef_init, intercept_init, classes, data))
+            coef, intercept, result = fit_coefficients(
+                data,
+                C=float(self.C),
+                l1_ratio=float(self.l1_ratio),
+                fit_intercept=self.fit_intercept,
+                solver=self.solver,
+                tol=float(self.tol),
+                max_iter=self.max_iter,
+                verbose=self.verbose,
+                coef_init=coef_init,
+                intercept_init=intercept_init,
+                on_iterate=iterations.on_iterate,
+            )
+            iterations.close()
+            self._set_fitted(
+                classes, coef, intercept, result, data.dtype, getattr(data, "namespace", None)
+            )
         task.end(fitted=True)
         return self
 

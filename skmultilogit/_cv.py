@@ -319,33 +319,55 @@ class MultinomialLogitClassifierCV(
             classes, data, folds, paths, task = self._paths(
                 X, y, sample_weight, groups, Cs, l1_ratios, params
             )
+        with task.ending_open_tasks_on_error():
+            fitted = self._choose_and_refit(
+                classes, data, folds, paths, task, Cs, l1_ratios, params
+            )
+        namespace = getattr(data, "namespace", None)
+        if namespace is not None:
+            # fitted on array-API data: every array attribute lives in its namespace
+            arrays = ("classes_", "coef_", "intercept_", "coefs_paths_", "n_iter_", "scores_")
+            arrays += ("Cs_", "l1_ratios_")
+            converted = to_namespace(tuple(fitted[name] for name in arrays), *namespace)
+            fitted.update(zip(arrays, converted, strict=True))
+        # all at once: a fit stopped midway (an error, a callback's) changes none of them
+        for name, value in fitted.items():
+            setattr(self, name, value)
+        task.end(fitted=True)
+        return self
+
+    def _choose_and_refit(self, classes, data, folds, paths, task, Cs, l1_ratios, params):
+        """The fitted attributes, as a dict: the paths' scores, the chosen pair, the model."""
         n_folds, n_l1, n_cs = len(folds), len(l1_ratios), len(Cs)
         coefs, n_iter, scores, unconverged = zip(*paths, strict=True)
         shape = (n_folds, n_l1, n_cs)
-        self.coefs_paths_ = np.reshape(coefs, shape + np.shape(coefs[0])[1:])
-        self.n_iter_ = np.reshape(n_iter, shape)
-        self.scores_ = np.reshape(scores, shape)
-        self.Cs_ = Cs
-        self.l1_ratios_ = l1_ratios
+        coefs_paths = np.reshape(coefs, shape + np.shape(coefs[0])[1:])
+        scores = np.reshape(scores, shape)
+        fitted = {
+            "coefs_paths_": coefs_paths,
+            "n_iter_": np.reshape(n_iter, shape),
+            "scores_": scores,
+            "Cs_": Cs,
+            "l1_ratios_": l1_ratios,
+        }
         messages = [message for fold in unconverged for message in fold]
         if messages:
             warnings.warn(
                 f"{len(messages)} of {n_folds * n_l1 * n_cs} cross-validation fits did not "
                 f"converge; the first: {messages[0]}",
                 ConvergenceWarning,
-                stacklevel=2 + WRAPPER_FRAMES,
+                stacklevel=3 + WRAPPER_FRAMES,
             )
 
         n_features = data.n_features
         if self.refit:
             # Best summed score; ties go to the earlier value in Cs, then in
             # l1_ratios, as LogisticRegressionCV breaks them.
-            total = self.scores_.sum(axis=0).T  # (n_cs, n_l1)
+            total = scores.sum(axis=0).T  # (n_cs, n_l1)
             best_c, best_l1 = np.unravel_index(np.argmax(total), total.shape)
-            self.C_ = float(Cs[best_c])
-            self.l1_ratio_ = float(l1_ratios[best_l1])
+            C, l1_ratio = float(Cs[best_c]), float(l1_ratios[best_l1])
             start_coef, start_intercept = _split_path_coef(
-                self.coefs_paths_[:, best_l1, best_c].mean(axis=0), n_features, self.fit_intercept
+                coefs_paths[:, best_l1, best_c].mean(axis=0), n_features, self.fit_intercept
             )
             hooks = fit_hooks(task, self.max_iter, name="refit")
             on_iterate, done = (
@@ -353,8 +375,8 @@ class MultinomialLogitClassifierCV(
             )
             coef, intercept, result = fit_coefficients(
                 data,
-                C=self.C_,
-                l1_ratio=self.l1_ratio_,
+                C=C,
+                l1_ratio=l1_ratio,
                 coef_init=start_coef,
                 intercept_init=start_intercept,
                 on_iterate=on_iterate,
@@ -366,28 +388,22 @@ class MultinomialLogitClassifierCV(
                 warnings.warn(
                     "The refit on all the data: " + result.warning_message(self.tol, data.dtype),
                     ConvergenceWarning,
-                    stacklevel=2 + WRAPPER_FRAMES,
+                    stacklevel=3 + WRAPPER_FRAMES,
                 )
         else:
-            per_fold = self.scores_.transpose(0, 2, 1).reshape(n_folds, -1)
+            per_fold = scores.transpose(0, 2, 1).reshape(n_folds, -1)
             best_c, best_l1 = np.unravel_index(np.argmax(per_fold, axis=1), (n_cs, n_l1))
-            chosen = self.coefs_paths_[np.arange(n_folds), best_l1, best_c].mean(axis=0)
+            chosen = coefs_paths[np.arange(n_folds), best_l1, best_c].mean(axis=0)
             coef, intercept = _split_path_coef(chosen, n_features, self.fit_intercept)
-            self.C_ = float(Cs[best_c].mean())
-            self.l1_ratio_ = float(l1_ratios[best_l1].mean())
-        self.classes_ = classes
-        self.coef_ = coef.astype(data.dtype)
-        self.intercept_ = intercept.astype(data.dtype)
-        namespace = getattr(data, "namespace", None)
-        if namespace is not None:
-            # fitted on array-API data: every array attribute lives in its namespace
-            names = ("classes_", "coef_", "intercept_", "coefs_paths_", "n_iter_", "scores_")
-            converted = to_namespace(tuple(getattr(self, name) for name in names), *namespace)
-            for name, value in zip(names, converted, strict=True):
-                setattr(self, name, value)
-            self.Cs_, self.l1_ratios_ = to_namespace((self.Cs_, self.l1_ratios_), *namespace)
-        task.end(fitted=True)
-        return self
+            C, l1_ratio = float(Cs[best_c].mean()), float(l1_ratios[best_l1].mean())
+        fitted.update(
+            C_=C,
+            l1_ratio_=l1_ratio,
+            classes_=classes,
+            coef_=coef.astype(data.dtype),
+            intercept_=intercept.astype(data.dtype),
+        )
+        return fitted
 
     def _root_task(self, X, y, sample_weight, classes, dtype, n_paths, n_cs):
         """The fit's callback task, begun, and its fold paths' tasks (not begun)."""
@@ -401,8 +417,11 @@ class MultinomialLogitClassifierCV(
         )
         if not task.has_callbacks:
             return task, [NO_TASK] * n_paths
-        # made here, before the parallel loop sends them to its workers
-        return task, [task.subtask("fold path", max_subtasks=n_cs) for _ in range(n_paths)]
+        # made here, before the parallel loop sends them to its workers (without
+        # this task's data: each is given its fold's rows there)
+        return task, [
+            task.subtask("fold path", max_subtasks=n_cs).on_data(None, None) for _ in range(n_paths)
+        ]
 
     def _paths(self, X, y, sample_weight, groups, Cs, l1_ratios, params):
         """The fold paths in memory, folds in parallel (joblib)."""
@@ -418,7 +437,7 @@ class MultinomialLogitClassifierCV(
         rows = np.empty((data.n_samples, 0))  # the splitter needs the rows, not X
         folds = list(check_cv(self.cv, y, classifier=True).split(rows, y, groups))
         task, fold_tasks = self._root_task(
-            data.X,
+            X,
             y_labels,
             sample_weight,
             classes,
@@ -428,7 +447,17 @@ class MultinomialLogitClassifierCV(
         )
         # array-API data stay on their device: folds in threads, not processes
         prefer = "processes" if namespace is None else "threads"
-        paths = Parallel(n_jobs=self.n_jobs, verbose=self.verbose, prefer=prefer)(
+        with task.ending_open_tasks_on_error():
+            paths = self._run_paths(
+                data, y, classes, score_weight, folds, Cs, l1_ratios, params, fold_tasks, prefer
+            )
+        return classes, data, folds, paths, task
+
+    def _run_paths(
+        self, data, y, classes, score_weight, folds, Cs, l1_ratios, params, fold_tasks, prefer
+    ):
+        """Every (fold, l1_ratio) path of ``_fold_path``, in parallel with joblib."""
+        return Parallel(n_jobs=self.n_jobs, verbose=self.verbose, prefer=prefer)(
             delayed(_fold_path)(
                 data,
                 y,
@@ -448,7 +477,6 @@ class MultinomialLogitClassifierCV(
                 strict=True,
             )
         )
-        return classes, data, folds, paths, task
 
     def _dask_paths(self, X, y, sample_weight, groups, Cs, l1_ratios, params):
         """The fold paths on a Dask cluster: folds selected where the rows live (see ``_dask``)."""
@@ -473,10 +501,11 @@ class MultinomialLogitClassifierCV(
             X, y_labels, sample_weight, classes, data.dtype, len(folds) * len(l1_ratios), len(Cs)
         )
         pairs = ((test, l1_ratio) for _, test in folds for l1_ratio in l1_ratios)
-        paths = [
-            fold_path(data, test, Cs, l1_ratio, scoring, params, fold_task)
-            for (test, l1_ratio), fold_task in zip(pairs, fold_tasks, strict=True)
-        ]
+        with task.ending_open_tasks_on_error():
+            paths = [
+                fold_path(data, test, Cs, l1_ratio, scoring, params, fold_task)
+                for (test, l1_ratio), fold_task in zip(pairs, fold_tasks, strict=True)
+            ]
         return classes, data, folds, paths, task
 
     def score(self, X, y, sample_weight=None):

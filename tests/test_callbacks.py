@@ -267,3 +267,71 @@ def test_callbacks_leave_no_state_behind(digits):
         clf.fit(X, y)
     assert not hasattr(clf, "_callback_fit_ctx")
     assert not hasattr(clf, "_skl_callbacks_to_teardown")
+
+
+class RaiseAt(Recorder):
+    """A recorder whose hook raises at the end of its ``at``-th iteration."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at = at
+
+    def on_fit_task_end(
+        self, estimator, context, *, X=None, y=None, metadata=None, fitted_estimator=None
+    ):
+        super().on_fit_task_end(
+            estimator, context, X=X, y=y, metadata=metadata, fitted_estimator=fitted_estimator
+        )
+        if len(self.iterates) == self.at and fitted_estimator is not None:
+            raise KeyboardInterrupt("stop here")
+
+
+@needs_callbacks
+def test_every_task_ends_when_a_fit_fails(digits):
+    X, y = digits
+    # a solver-layer error after the tasks began: a Hessian too large to form
+    too_wide = Recorder()
+    wide = np.random.default_rng(0).normal(size=(20, 200_000))
+    with pytest.raises(ValueError, match="newton-cholesky"):
+        MultinomialLogitClassifier(solver="newton-cholesky").set_callbacks(too_wide).fit(
+            wide, np.arange(20) % 10
+        )
+    assert_begins_and_ends_pair(too_wide.events)
+    # a callback's own error, in a fit and in a CV path and its refit
+    for estimator, at in [
+        (MultinomialLogitClassifier(), 2),
+        (MultinomialLogitClassifierCV(Cs=[0.1, 1.0], cv=2), 3),
+        (MultinomialLogitClassifierCV(Cs=[0.1, 1.0], cv=2), 10**9),  # none: completes
+    ]:
+        raising = RaiseAt(at)
+        estimator.set_callbacks(raising)
+        if at < 10**9:
+            with pytest.raises(KeyboardInterrupt):
+                estimator.fit(X, y)
+        else:
+            estimator.fit(X, y)
+        assert_begins_and_ends_pair(raising.events)
+        assert raising.events[-1][0] == "teardown"
+
+
+@needs_callbacks
+def test_cv_callbacks_with_a_dataframe_and_the_multiprocessing_backend(digits):
+    # The fold tasks travel to worker processes by the standard pickler, and
+    # their models carry no feature names (the hooks get the fold's rows as
+    # an array): no warning about them.
+    import joblib
+    import pandas as pd
+    from sklearn.callback import ScoringMonitor
+
+    X, y = digits
+    frame = pd.DataFrame(X, columns=[f"pixel{j}" for j in range(X.shape[1])])
+    monitor = ScoringMonitor(scoring="accuracy")
+    cv = MultinomialLogitClassifierCV(Cs=[0.1, 1.0], cv=2, n_jobs=2).set_callbacks(monitor)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        with joblib.parallel_backend("multiprocessing"):
+            cv.fit(frame, y)
+    # (scikit-learn's ScoringMonitor brings rows back from loky's workers, see
+    # above, but not from the multiprocessing backend's: only the refit's here)
+    rows = monitor.get_logs().data
+    assert any(row["task_name"] == "iteration" for row in rows)
