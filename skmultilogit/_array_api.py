@@ -26,10 +26,23 @@ def input_namespace(*arrays):
         return None
     from sklearn.utils._array_api import _is_numpy_namespace, device, get_namespace
 
-    xp, is_array_api = get_namespace(*arrays)
+    try:
+        xp, is_array_api = get_namespace(*arrays)
+    except (TypeError, ValueError):  # lists, tuples, objects of no namespace: numpy's
+        return None
     if not is_array_api or _is_numpy_namespace(xp):
         return None
     return xp, device(*arrays)
+
+
+def to_host(array):
+    """``array`` as numpy if it is an array of another namespace (needs dispatch on); else as is.
+
+    For what a fit reads back from its own fitted arrays or the user's
+    labels and weights: n numbers, or K (d + 1).
+    """
+    namespace = None if array is None else input_namespace(array)
+    return array if namespace is None else to_numpy(array, namespace[0])
 
 
 def to_numpy(array, xp):

@@ -30,6 +30,8 @@ the functions below do nothing.
 
 import contextlib
 
+from ._array_api import to_namespace
+
 try:
     from sklearn.callback import CallbackSupportMixin, with_callbacks
 except ImportError:  # scikit-learn < 1.9: no callbacks
@@ -56,9 +58,10 @@ class FittedAttributes:
     estimator was fitted on a DataFrame (a fold's training rows).
     """
 
-    def __init__(self, classes, dtype, feature_names=True):
+    def __init__(self, classes, dtype, namespace=None, feature_names=True):
         self.classes = classes
         self.dtype = dtype
+        self.namespace = namespace  # (xp, device) of array-API data: the model's
         self.feature_names = feature_names
 
     def __call__(self, coef, intercept):
@@ -67,17 +70,21 @@ class FittedAttributes:
             "coef_": coef.astype(self.dtype),
             "intercept_": intercept.astype(self.dtype),
         }
+        if self.namespace is not None:
+            names = ("classes_", "coef_", "intercept_")
+            converted = to_namespace(tuple(attributes[name] for name in names), *self.namespace)
+            attributes.update(zip(names, converted, strict=True))
         if not self.feature_names:
             attributes["feature_names_in_"] = None
         return attributes
 
     def without_feature_names(self):
-        return FittedAttributes(self.classes, self.dtype, feature_names=False)
+        return FittedAttributes(self.classes, self.dtype, self.namespace, feature_names=False)
 
 
-def fitted_attributes(classes, dtype):
-    """The :class:`FittedAttributes` of a model with these classes and dtype."""
-    return FittedAttributes(classes, dtype)
+def fitted_attributes(classes, dtype, namespace=None):
+    """The :class:`FittedAttributes` of a model with these classes and dtype (and namespace)."""
+    return FittedAttributes(classes, dtype, namespace)
 
 
 class _NoTask:

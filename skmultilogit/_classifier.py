@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 
-from ._array_api import to_namespace
+from ._array_api import to_host, to_namespace
 from ._backends import is_dask_collection
 from ._callbacks import (
     CALLBACK_MIXINS,
@@ -229,14 +229,16 @@ class MultinomialLogitClassifier(
         else:
             classes, data = prepare_training_data(self, X, y, sample_weight, self.class_weight)
         coef_init = intercept_init = None
+        namespace = getattr(data, "namespace", None)
         if self.warm_start and self._can_warm_start(classes, data.n_features):
-            coef_init, intercept_init = self.coef_, self.intercept_
+            # (a model fitted on array-API data holds them there: read back)
+            coef_init, intercept_init = to_host(self.coef_), to_host(self.intercept_)
         task = Task.root(
             self,
             X,
             y,
             sample_weight,
-            fitted_attributes(classes, data.dtype),
+            fitted_attributes(classes, data.dtype, namespace),
             max_subtasks=self.max_iter + 1,
         )
         with task.ending_open_tasks_on_error():
@@ -255,9 +257,7 @@ class MultinomialLogitClassifier(
                 on_iterate=iterations.on_iterate,
             )
             iterations.close()
-            self._set_fitted(
-                classes, coef, intercept, result, data.dtype, getattr(data, "namespace", None)
-            )
+            self._set_fitted(classes, coef, intercept, result, data.dtype, namespace)
         task.end(fitted=True)
         return self
 
@@ -289,6 +289,6 @@ class MultinomialLogitClassifier(
     def _can_warm_start(self, classes, n_features):
         return (
             hasattr(self, "coef_")
-            and np.array_equal(getattr(self, "classes_", None), classes)
+            and np.array_equal(to_host(getattr(self, "classes_", None)), classes)
             and self.coef_.shape == (len(classes), n_features)
         )

@@ -10,7 +10,7 @@ from sklearn.metrics import check_scoring, make_scorer
 from sklearn.model_selection import check_cv
 from sklearn.utils.parallel import Parallel, delayed
 
-from ._array_api import input_namespace, to_namespace, to_numpy
+from ._array_api import input_namespace, to_host, to_namespace, to_numpy
 from ._backends import is_dask_collection
 from ._callbacks import (
     CALLBACK_MIXINS,
@@ -68,7 +68,7 @@ def _fold_scorer(scoring, classes):
     if "labels" not in parameters:
         return scorer
     kwargs = {"labels": classes}
-    if len(classes) == 2 and "pos_label" in parameters:
+    if classes.shape[0] == 2 and "pos_label" in parameters:
         kwargs["pos_label"] = classes[-1]
     kwargs.update(getattr(scorer, "_kwargs", {}))
     return make_scorer(
@@ -93,7 +93,7 @@ def _fold_path(data, y, classes, score_weight, train, test, Cs, l1_ratio, scorin
     labels; ``task`` is the fold path's callback task (``_callbacks``), not
     begun.
     """
-    X, y_index = data.X, data.y
+    y_index = data.y
     train_data = data.rows(train)
     train_weight = None if score_weight is None else score_weight[train]
     task = task.on_data(train_data.X, y[train], train_weight).begin()
@@ -105,13 +105,15 @@ def _fold_path(data, y, classes, score_weight, train, test, Cs, l1_ratio, scorin
         **params,
     )
     task.end()
-    n_features = X.shape[1]
+    n_features = data.n_features
     test_weight = None if score_weight is None else score_weight[test]
     score_kwargs = {} if test_weight is None else {"sample_weight": test_weight}
-    scorer = None if scoring == "neg_log_loss" else _fold_scorer(scoring, classes)
+    namespace = getattr(data, "namespace", None)
+    # an array-API metric wants its labels in the data's namespace
+    labels = classes if namespace is None else to_namespace((classes,), *namespace)[0]
+    scorer = None if scoring == "neg_log_loss" else _fold_scorer(scoring, labels)
     # the test rows are sliced (copied) once, not once per C
     X_test, y_test, y_index_test = data.rows(test).X, y[test], y_index[test]
-    namespace = getattr(data, "namespace", None)
     if namespace is not None:
         (y_test,) = to_namespace((y_test,), *namespace)
     scores = np.empty(len(Cs))
@@ -405,14 +407,14 @@ class MultinomialLogitClassifierCV(
         )
         return fitted
 
-    def _root_task(self, X, y, sample_weight, classes, dtype, n_paths, n_cs):
+    def _root_task(self, X, y, sample_weight, classes, dtype, n_paths, n_cs, namespace=None):
         """The fit's callback task, begun, and its fold paths' tasks (not begun)."""
         task = Task.root(
             self,
             X,
             y,
             sample_weight,
-            fitted_attributes(classes, dtype),
+            fitted_attributes(classes, dtype, namespace),
             max_subtasks=n_paths + bool(self.refit),
         )
         if not task.has_callbacks:
@@ -427,14 +429,16 @@ class MultinomialLogitClassifierCV(
         """The fold paths in memory, folds in parallel (joblib)."""
         classes, data = prepare_training_data(self, X, y, sample_weight, self.class_weight)
         namespace = getattr(data, "namespace", None)
-        if namespace is not None and sample_weight is not None:
-            sample_weight = to_numpy(sample_weight, namespace[0])
+        if namespace is not None:
+            sample_weight = to_host(sample_weight)
         score_weight = (
             None if sample_weight is None else check_sample_weight(sample_weight, data.n_samples)
         )
         y_labels = y
         y = classes[data.y]
-        rows = np.empty((data.n_samples, 0))  # the splitter needs the rows, not X
+        # a splitter may use X's values (blocked or spatial splits); array-API
+        # rows stay on their device, and the splitter gets positions only
+        rows = data.X if namespace is None else np.empty((data.n_samples, 0))
         folds = list(check_cv(self.cv, y, classifier=True).split(rows, y, groups))
         task, fold_tasks = self._root_task(
             X,
@@ -444,6 +448,7 @@ class MultinomialLogitClassifierCV(
             data.dtype,
             len(folds) * len(l1_ratios),
             len(Cs),
+            namespace,
         )
         # array-API data stay on their device: folds in threads, not processes
         prefer = "processes" if namespace is None else "threads"
@@ -532,14 +537,18 @@ class MultinomialLogitClassifierCV(
         if self.scoring == "neg_log_loss" and namespace is not None:
             # scikit-learn's log-loss scorer indexes classes_ with numpy, which an
             # array on another device refuses: the n x K probabilities come over
-            xp = namespace[0]
-            proba = to_numpy(self.predict_proba(X), xp)
-            classes = to_numpy(self.classes_, xp)
-            if input_namespace(y) is not None:
-                y = to_numpy(y, input_namespace(y)[0])
-            if sample_weight is not None and input_namespace(sample_weight) is not None:
-                sample_weight = to_numpy(sample_weight, input_namespace(sample_weight)[0])
-            labels = np.searchsorted(classes, np.asarray(y))
+            proba = to_numpy(self.predict_proba(X), namespace[0])
+            classes, y, sample_weight = (
+                to_host(array) for array in (self.classes_, y, sample_weight)
+            )
+            y = np.asarray(y)
+            unknown = np.setdiff1d(y, classes)
+            if unknown.size:
+                raise ValueError(
+                    f"y contains labels the model was not fitted on: {unknown[:5].tolist()}; "
+                    "the log-loss needs a probability for each."
+                )
+            labels = np.searchsorted(classes, y)
             weight = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
             return neg_log_loss(proba, labels, weight)
         scorer = check_scoring(self, scoring=self.scoring)

@@ -61,6 +61,13 @@ class LinearPredictorMixin:
         model_namespace = _array_api.input_namespace(self.coef_)
         if namespace is not None or model_namespace is not None:
             return self._array_api_logits(X, namespace, model_namespace, finish_xp, method)
+        if not isinstance(self.coef_, np.ndarray):
+            raise ValueError(
+                f"{type(self).__name__}.{method}(): the model was fitted on arrays of "
+                f"another namespace ({type(self.coef_).__module__}); predict under "
+                "sklearn.config_context(array_api_dispatch=True) with arrays of that "
+                "namespace and device, or fit again on numpy arrays."
+            )
         X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=FLOAT_DTYPES, reset=False)
         n_samples = X.shape[0]
         if sp.issparse(X) and X.format == "csc":

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, column_or_1d, validate_data
 
-from ._array_api import input_namespace, to_numpy
+from ._array_api import input_namespace, to_host
 from ._backends import NumpyBackend
 from ._backends._array_api import ArrayAPIBackend
 from ._penalties import check_l1_solver
@@ -220,6 +220,12 @@ def prepare_training_data(estimator, X, y, sample_weight, class_weight):
     namespace = input_namespace(X)
     if namespace is not None:
         return _prepare_array_api_data(estimator, X, y, sample_weight, class_weight, *namespace)
+    for name, array in (("y", y), ("sample_weight", sample_weight)):
+        if array is not None and input_namespace(array) is not None:
+            raise ValueError(
+                f"{name} is an array of {input_namespace(array)[0].__name__} while X is "
+                "not: give X, y and sample_weight in one array namespace, on one device."
+            )
     y = check_object_labels(y)
     X, y = validate_data(
         estimator,
@@ -256,18 +262,21 @@ def _prepare_array_api_data(estimator, X, y, sample_weight, class_weight, xp, de
     """
     float_dtypes = [xp.float64, xp.float32]
     X = validate_data(estimator, X, dtype=float_dtypes, ensure_min_samples=1, ensure_min_features=1)
-    y_namespace = input_namespace(y)
-    if y_namespace is not None:
-        y = to_numpy(y, y_namespace[0])
+    for name, array in (("y", y), ("sample_weight", sample_weight)):
+        given = None if array is None else input_namespace(array)
+        if given is not None and (given[0] is not xp or given[1] != device):
+            raise ValueError(
+                f"{name} is an array of {given[0].__name__} on {given[1]}, X of "
+                f"{xp.__name__} on {device}: give them in one namespace, on one device."
+            )
+    y = to_host(y)
     y = check_object_labels(y)
     y = column_or_1d(y, warn=True)
     check_consistent_length(X, y)
     check_classification_targets(y)
     classes, y_index = np.unique(y, return_inverse=True)
     check_two_classes(estimator, classes)
-    if sample_weight is not None and input_namespace(sample_weight) is not None:
-        sample_weight = to_numpy(sample_weight, input_namespace(sample_weight)[0])
-    sample_weight = check_sample_weight(sample_weight, X.shape[0])
+    sample_weight = check_sample_weight(to_host(sample_weight), X.shape[0])
     class_weight = class_weight_vector(class_weight, classes, y_index, sample_weight)
     sample_weight = sample_weight * class_weight[y_index]
     check_two_weighted_classes(

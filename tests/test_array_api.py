@@ -208,3 +208,89 @@ def test_the_backend_computes_what_the_numpy_backend_computes(namespace, fit_int
         upper = np.triu_indices_from(theirs)  # the numpy backend fills the upper triangle
         np.testing.assert_allclose(mine[upper], theirs[upper], rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(mine, mine.T, rtol=0, atol=1e-13 * np.abs(mine).max())
+
+
+DEVICE1 = [n for n in NAMESPACES if n[2] == "strict-device1"]
+
+
+@pytest.mark.parametrize("namespace", DEVICE1, ids=lambda n: n[2])
+@pytest.mark.parametrize("labels", ["numbers", "strings"])
+def test_warm_start_on_a_device_starts_from_the_model(namespace, labels):
+    # device1 refuses numpy conversion, as a CUDA tensor does: the model is
+    # read back explicitly, or a warm start silently started from zero
+    xp, device, _ = namespace
+    X, y = load_iris(return_X_y=True)
+    y_given = np.array(["setosa", "versicolor", "virginica"])[y] if labels == "strings" else y
+    y_xp = y_given if labels == "strings" else xp.asarray(y, device=device)
+    with sklearn.config_context(array_api_dispatch=True):
+        clf = MultinomialLogitClassifier(warm_start=True).fit(xp.asarray(X, device=device), y_xp)
+        first = to_numpy(clf.coef_)
+        clf.fit(xp.asarray(X, device=device), y_xp)
+    assert int(to_numpy(clf.n_iter_)[0]) == 0  # it starts at the optimum
+    np.testing.assert_allclose(to_numpy(clf.coef_), first, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("namespace", DEVICE1, ids=lambda n: n[2])
+def test_mixed_namespaces_and_devices_are_refused(namespace):
+    import array_api_strict
+
+    xp, device, _ = namespace
+    X, y = load_iris(return_X_y=True)
+    cpu = array_api_strict.Device("CPU_DEVICE")
+    with sklearn.config_context(array_api_dispatch=True):
+        with pytest.raises(ValueError, match="y is an array of array_api_strict on"):
+            MultinomialLogitClassifier().fit(
+                xp.asarray(X, device=device), xp.asarray(y, device=cpu)
+            )
+        with pytest.raises(ValueError, match="sample_weight is an array of"):
+            MultinomialLogitClassifier().fit(X, y, sample_weight=xp.ones(150, device=device))
+        fitted = MultinomialLogitClassifier().fit(xp.asarray(X, device=device), y)
+    # outside the dispatch context a model on a device cannot predict numpy X
+    with pytest.raises(ValueError, match=r"predict_proba\(\): the model was fitted on arrays"):
+        fitted.predict_proba(X)
+
+
+@pytest.mark.parametrize("namespace", DEVICE1, ids=lambda n: n[2])
+def test_cv_scores_and_scorers_on_a_device(namespace):
+    xp, device, _ = namespace
+    X, y = load_iris(return_X_y=True)
+    names = np.array(["setosa", "versicolor", "virginica"])
+    X_xp = xp.asarray(X, device=device)
+    reference = MultinomialLogitClassifierCV(Cs=[0.1, 1.0], cv=3).fit(X, names[y])
+    with sklearn.config_context(array_api_dispatch=True):
+        clf = MultinomialLogitClassifierCV(Cs=[0.1, 1.0], cv=3).fit(X_xp, names[y])
+        assert clf.score(X_xp, names[y]) == pytest.approx(reference.score(X, names[y]))
+        with pytest.raises(ValueError, match="labels the model was not fitted on"):
+            clf.score(X_xp, np.where(y == 0, "other", names[y]))
+        brier = MultinomialLogitClassifierCV(Cs=[0.1, 1.0], cv=3, scoring="neg_brier_score")
+        brier.fit(X_xp, xp.asarray(y, device=device))
+    numpy_brier = MultinomialLogitClassifierCV(Cs=[0.1, 1.0], cv=3, scoring="neg_brier_score")
+    numpy_brier.fit(X, y)
+    np.testing.assert_allclose(to_numpy(brier.scores_), numpy_brier.scores_, rtol=1e-8)
+
+
+@pytest.mark.parametrize("namespace", DEVICE1, ids=lambda n: n[2])
+def test_callbacks_score_iterates_on_the_device(namespace):
+    pytest.importorskip("sklearn.callback")
+    from sklearn.callback import ScoringMonitor
+
+    xp, device, _ = namespace
+    X, y = load_iris(return_X_y=True)
+    monitor = ScoringMonitor(scoring="neg_log_loss")
+    with sklearn.config_context(array_api_dispatch=True):
+        clf = MultinomialLogitClassifier().set_callbacks(monitor)
+        clf.fit(xp.asarray(X, device=device), xp.asarray(y, device=device))
+    rows = [row for row in monitor.get_logs().data if row["task_name"] == "iteration"]
+    assert len(rows) == int(to_numpy(clf.n_iter_)[0])
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES[:1], ids=lambda n: n[2])
+def test_inference_asks_for_a_numpy_model(namespace):
+    from skmultilogit import inference
+
+    xp, device, _ = namespace
+    X, y = load_iris(return_X_y=True)
+    with sklearn.config_context(array_api_dispatch=True):
+        clf = MultinomialLogitClassifier().fit(xp.asarray(X, device=device), y)
+    with pytest.raises(ValueError, match="inference\\(\\) needs a model fitted on numpy"):
+        inference(clf, X, y)

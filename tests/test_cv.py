@@ -261,3 +261,22 @@ def test_groups_reach_a_group_splitter():
     explicit = list(GroupKFold(4).split(X, y, groups))
     by_splits = MultinomialLogitClassifierCV(Cs=3, cv=explicit).fit(X, y)
     np.testing.assert_array_equal(by_groups.scores_, by_splits.scores_)
+
+
+def test_a_splitter_that_reads_x_gets_the_rows():
+    # blocked or spatial splitters read X's values, not only its length
+    class FirstColumnHalves:
+        def split(self, X, y=None, groups=None):
+            order = np.argsort(np.asarray(X)[:, 0], kind="stable")
+            half = len(order) // 2
+            yield order[:half], order[half:]
+            yield order[half:], order[:half]
+
+        def get_n_splits(self, X=None, y=None, groups=None):
+            return 2
+
+    X, y = load_iris(return_X_y=True)
+    cv = MultinomialLogitClassifierCV(Cs=[0.1, 1.0], cv=FirstColumnHalves()).fit(X, y)
+    order = np.argsort(X[:, 0], kind="stable")
+    first = MultinomialLogitClassifier(C=0.1, tol=cv.tol).fit(X[order[:75]], y[order[:75]])
+    np.testing.assert_allclose(cv.coefs_paths_[0, 0, 0][:, :4], first.coef_, atol=1e-6)

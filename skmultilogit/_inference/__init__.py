@@ -182,6 +182,11 @@ def inference(
     True
     """
     check_is_fitted(estimator)
+    if not isinstance(estimator.coef_, np.ndarray):
+        raise ValueError(
+            "inference() needs a model fitted on numpy arrays; this one was fitted on "
+            f"arrays of {type(estimator.coef_).__module__}: fit it again on numpy arrays."
+        )
     if not isinstance(cov_type, str) or cov_type not in COV_TYPES:
         raise ValueError(f"cov_type must be one of {list(COV_TYPES)}; got {cov_type!r}.")
     if (cov_type == "cluster") != (groups is not None):
