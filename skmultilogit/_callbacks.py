@@ -82,11 +82,6 @@ class FittedAttributes:
         return FittedAttributes(self.classes, self.dtype, self.namespace, feature_names=False)
 
 
-def fitted_attributes(classes, dtype, namespace=None):
-    """The :class:`FittedAttributes` of a model with these classes and dtype (and namespace)."""
-    return FittedAttributes(classes, dtype, namespace)
-
-
 class _NoTask:
     """What a task is where there are no callbacks: every report is dropped."""
 

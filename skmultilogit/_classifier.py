@@ -17,11 +17,11 @@ from ._backends import is_dask_collection
 from ._callbacks import (
     CALLBACK_MIXINS,
     WRAPPER_FRAMES,
+    FittedAttributes,
     Task,
-    fitted_attributes,
     with_callbacks,
 )
-from ._path import fit_coefficients
+from ._path import fit_coefficients, starting_point
 from ._prediction import LinearPredictorMixin
 from ._validation import (
     check_bool,
@@ -238,11 +238,12 @@ class MultinomialLogitClassifier(
             X,
             y,
             sample_weight,
-            fitted_attributes(classes, data.dtype, namespace),
+            FittedAttributes(classes, data.dtype, namespace),
             max_subtasks=self.max_iter + 1,
         )
         with task.ending_open_tasks_on_error():
-            iterations = task.iterations(self._start(coef_init, intercept_init, classes, data))
+            start = starting_point(coef_init, intercept_init, len(classes), data.n_features)
+            iterations = task.iterations(lambda: start)
             coef, intercept, result = fit_coefficients(
                 data,
                 C=float(self.C),
@@ -260,13 +261,6 @@ class MultinomialLogitClassifier(
             self._set_fitted(classes, coef, intercept, result, data.dtype, namespace)
         task.end(fitted=True)
         return self
-
-    def _start(self, coef_init, intercept_init, classes, data):
-        """The fit's starting ``(coef, intercept)``, as a function (for the callbacks)."""
-        n_classes = len(classes)
-        if coef_init is None:
-            return lambda: (np.zeros((n_classes, data.n_features)), np.zeros(n_classes))
-        return lambda: (np.asarray(coef_init), np.asarray(intercept_init))
 
     def _set_fitted(self, classes, coef, intercept, result, dtype, data_namespace=None):
         if not result.converged:

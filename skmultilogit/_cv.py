@@ -16,9 +16,9 @@ from ._callbacks import (
     CALLBACK_MIXINS,
     NO_TASK,
     WRAPPER_FRAMES,
+    FittedAttributes,
     Task,
     fit_hooks,
-    fitted_attributes,
     with_callbacks,
 )
 from ._classifier import MultinomialLogitClassifier
@@ -414,7 +414,7 @@ class MultinomialLogitClassifierCV(
             X,
             y,
             sample_weight,
-            fitted_attributes(classes, dtype, namespace),
+            FittedAttributes(classes, dtype, namespace),
             max_subtasks=n_paths + bool(self.refit),
         )
         if not task.has_callbacks:

@@ -53,12 +53,7 @@ def fit_coefficients(
     loss = MultinomialLoss.from_data(
         data, C, fit_intercept=fit_intercept, normalize=True, l1_ratio=l1_ratio
     )
-    n_classes = loss.n_classes
-    if coef_init is None:
-        w0 = np.zeros(loss.n_params)
-    else:
-        intercept = np.zeros(n_classes) if intercept_init is None else intercept_init
-        w0 = loss.pack(coef_init, intercept)
+    w0 = loss.pack(*starting_point(coef_init, intercept_init, loss.n_classes, loss.n_features))
     hook = None
     if on_iterate is not None:
 
@@ -78,6 +73,14 @@ def fit_coefficients(
         on_iterate=hook,
     )
     return (*_coef_intercept(loss, result.w), result)
+
+
+def starting_point(coef_init, intercept_init, n_classes, n_features):
+    """A fit's starting ``(coef, intercept)``: zeros where no warm start gives them."""
+    coef = np.zeros((n_classes, n_features)) if coef_init is None else np.asarray(coef_init)
+    if intercept_init is None or coef_init is None:
+        return coef, np.zeros(n_classes)
+    return coef, np.asarray(intercept_init)
 
 
 def _coef_intercept(loss, w):
@@ -133,10 +136,7 @@ def coefficient_path(
     for index in np.argsort(Cs, kind="stable"):
         on_iterate = done = None
         if fit_hooks is not None:
-            if coef is None:
-                start = (np.zeros((n_classes, n_features)), np.zeros(n_classes))
-            else:
-                start = (coef, intercept)
+            start = starting_point(coef, intercept, n_classes, n_features)
             on_iterate, done = fit_hooks(lambda start=start: start)
         coef, intercept, result = fit_coefficients(
             data,

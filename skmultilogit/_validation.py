@@ -241,16 +241,27 @@ def prepare_training_data(estimator, X, y, sample_weight, class_weight):
         # caller's matrix untouched and the feature statistics right.
         X = X.copy()
         X.sum_duplicates()
+    classes, y_index, sample_weight = _encoded_labels_and_weights(
+        estimator, y, sample_weight, class_weight, X.shape[0]
+    )
+    return classes, NumpyBackend(X, y_index, len(classes), sample_weight)
+
+
+def _encoded_labels_and_weights(estimator, y, sample_weight, class_weight, n_samples):
+    """``(classes, y_index, s)`` of validated labels: class weights folded into ``s``.
+
+    Raises ValueError unless at least two classes have positive weight.
+    """
     check_classification_targets(y)
     classes, y_index = np.unique(y, return_inverse=True)
     check_two_classes(estimator, classes)
-    sample_weight = check_sample_weight(sample_weight, X.shape[0])
+    sample_weight = check_sample_weight(sample_weight, n_samples)
     class_weight = class_weight_vector(class_weight, classes, y_index, sample_weight)
     sample_weight = sample_weight * class_weight[y_index]
     check_two_weighted_classes(
         classes, np.bincount(y_index, weights=sample_weight, minlength=len(classes))
     )
-    return classes, NumpyBackend(X, y_index, len(classes), sample_weight)
+    return classes, y_index, sample_weight
 
 
 def _prepare_array_api_data(estimator, X, y, sample_weight, class_weight, xp, device):
@@ -273,14 +284,8 @@ def _prepare_array_api_data(estimator, X, y, sample_weight, class_weight, xp, de
     y = check_object_labels(y)
     y = column_or_1d(y, warn=True)
     check_consistent_length(X, y)
-    check_classification_targets(y)
-    classes, y_index = np.unique(y, return_inverse=True)
-    check_two_classes(estimator, classes)
-    sample_weight = check_sample_weight(to_host(sample_weight), X.shape[0])
-    class_weight = class_weight_vector(class_weight, classes, y_index, sample_weight)
-    sample_weight = sample_weight * class_weight[y_index]
-    check_two_weighted_classes(
-        classes, np.bincount(y_index, weights=sample_weight, minlength=len(classes))
+    classes, y_index, sample_weight = _encoded_labels_and_weights(
+        estimator, y, to_host(sample_weight), class_weight, X.shape[0]
     )
     return classes, ArrayAPIBackend(X, y_index, len(classes), sample_weight, xp, device)
 

@@ -14,7 +14,7 @@ import copy
 import numpy as np
 
 from .._array_api import numpy_dtype, softmax, to_numpy
-from ._numpy import sampled_loss_gradient_hessian
+from ._numpy import cached_proba, sampled_loss_gradient_hessian
 
 # Rows per block of a Hessian pass: its (rows, K (d + 1)) temporary stays
 # below 2**23 numbers.
@@ -113,25 +113,13 @@ class ArrayAPIBackend:
         )
 
     def _proba(self, coef, intercept):
-        cache = self._proba_cache
-        if (
-            cache is None
-            or not np.array_equal(cache[0], coef)
-            or not (intercept is None or np.array_equal(cache[1], intercept))
-        ):
-            self._proba_cache = None  # the old n x K before the new
-            kept = None if intercept is None else np.array(intercept, copy=True)
-            self._proba_cache = cache = (
-                np.array(coef, copy=True),
-                kept,
-                softmax(self._logits(coef, intercept), self.xp),
-            )
-        return cache[2]
+        """Softmax probabilities (n, K) on the device."""
+        return softmax(self._logits(coef, intercept), self.xp)
 
     def hessp(self, coef, intercept, dir_coef, dir_intercept):
         """The data term's Hessian times ``(dir_coef, dir_intercept)``."""
         xp = self.xp
-        proba = self._proba(coef, intercept)
+        proba = cached_proba(self, coef, intercept)
         direction = self._logits(dir_coef, None if intercept is None else dir_intercept)
         weighted = proba * direction
         residual = weighted - proba * xp.sum(weighted, axis=1, keepdims=True)
@@ -142,7 +130,7 @@ class ArrayAPIBackend:
     def curvature(self, coef, intercept):
         """``omega_i (1 - ||p_i||^2)`` for every row, as numpy."""
         xp = self.xp
-        proba = softmax(self._logits(coef, intercept), xp)
+        proba = self._proba(coef, intercept)
         return self._to_numpy(self._weight * (1.0 - xp.sum(proba * proba, axis=1)))
 
     def hessian(

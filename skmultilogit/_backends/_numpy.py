@@ -153,19 +153,7 @@ class NumpyBackend:
         A sequence of Hessian products at one point (a conjugate-gradient
         inner solve) then costs two matrix products each.
         """
-        cache = self._proba_cache
-        if (
-            cache is None
-            or not np.array_equal(cache[0], coef)
-            or not (intercept is None or np.array_equal(cache[1], intercept))
-        ):
-            # the old n x K probabilities go before the new ones are made: two
-            # at once were 0.4 of a 1 000 000 x 50 float64 X at K = 10
-            self._proba_cache = cache = None
-            kept_intercept = None if intercept is None else np.array(intercept, copy=True)
-            cache = (np.array(coef, copy=True), kept_intercept, self._proba(coef, intercept))
-            self._proba_cache = cache
-        return cache[2]
+        return cached_proba(self, coef, intercept)
 
     def hessp(self, coef, intercept, dir_coef, dir_intercept):
         """The data term's Hessian times ``(dir_coef, dir_intercept)``."""
@@ -409,3 +397,24 @@ def sampled_loss_gradient_hessian(data, coef, intercept, *, center, scale, budge
         dtype=dtype,
     )
     return loss, grad_coef, grad_intercept, hessian
+
+
+def cached_proba(data, coef, intercept):
+    """``data._proba(coef, intercept)``, kept in ``data._proba_cache`` between calls at one point.
+
+    For an in-memory backend: a sequence of Hessian products at one point
+    (a conjugate-gradient inner solve) then costs two matrix products each.
+    """
+    cache = data._proba_cache
+    if (
+        cache is None
+        or not np.array_equal(cache[0], coef)
+        or not (intercept is None or np.array_equal(cache[1], intercept))
+    ):
+        # the old n x K probabilities go before the new ones are made: two
+        # at once were 0.4 of a 1 000 000 x 50 float64 X at K = 10
+        data._proba_cache = cache = None
+        kept_intercept = None if intercept is None else np.array(intercept, copy=True)
+        cache = (np.array(coef, copy=True), kept_intercept, data._proba(coef, intercept))
+        data._proba_cache = cache
+    return cache[2]
