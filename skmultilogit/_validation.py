@@ -220,12 +220,10 @@ def prepare_training_data(estimator, X, y, sample_weight, class_weight):
     namespace = input_namespace(X)
     if namespace is not None:
         return _prepare_array_api_data(estimator, X, y, sample_weight, class_weight, *namespace)
-    for name, array in (("y", y), ("sample_weight", sample_weight)):
-        if array is not None and input_namespace(array) is not None:
-            raise ValueError(
-                f"{name} is an array of {input_namespace(array)[0].__name__} while X is "
-                "not: give X, y and sample_weight in one array namespace, on one device."
-            )
+    # y and sample_weight of another namespace or device than X's are
+    # moved to X's (here numpy), as scikit-learn 1.9's estimators do (its
+    # check_array_api_mixed_inputs): they are n numbers each
+    y, sample_weight = to_host(y), to_host(sample_weight)
     y = check_object_labels(y)
     X, y = validate_data(
         estimator,
@@ -269,17 +267,12 @@ def _prepare_array_api_data(estimator, X, y, sample_weight, class_weight, xp, de
 
     X is validated in its namespace (float32 stays float32, other dtypes
     become float64 where the device has it); the labels and the weights,
-    n numbers each, are encoded in numpy and moved to the device.
+    n numbers each, are encoded in numpy and moved to X's device, whatever
+    namespace and device they came in (as scikit-learn 1.9's estimators
+    move them to X's).
     """
     float_dtypes = [xp.float64, xp.float32]
     X = validate_data(estimator, X, dtype=float_dtypes, ensure_min_samples=1, ensure_min_features=1)
-    for name, array in (("y", y), ("sample_weight", sample_weight)):
-        given = None if array is None else input_namespace(array)
-        if given is not None and (given[0] is not xp or given[1] != device):
-            raise ValueError(
-                f"{name} is an array of {given[0].__name__} on {given[1]}, X of "
-                f"{xp.__name__} on {device}: give them in one namespace, on one device."
-            )
     y = to_host(y)
     y = check_object_labels(y)
     y = column_or_1d(y, warn=True)

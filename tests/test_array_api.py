@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import sklearn
 from sklearn.datasets import load_digits, load_iris
+from sklearn.utils._array_api import get_namespace
 
 from skmultilogit import MultinomialLogitClassifier, MultinomialLogitClassifierCV
 
@@ -184,7 +185,12 @@ def test_the_backend_computes_what_the_numpy_backend_computes(namespace, fit_int
     y = rng.integers(0, K, size=n)
     weight = rng.uniform(0.5, 2.0, size=n)
     numpy_data = NumpyBackend(X, y, K, weight).with_factor(2.0, 3.0)
-    xp_data = ArrayAPIBackend(xp.asarray(X, device=device), y, K, weight, xp, device)
+    X_xp = xp.asarray(X, device=device)
+    # the backend gets the namespace the estimator gets: scikit-learn's
+    # (array-api-compat's wrapper for torch), not the bare module
+    with sklearn.config_context(array_api_dispatch=True):
+        xp, _ = get_namespace(X_xp)
+    xp_data = ArrayAPIBackend(X_xp, y, K, weight, xp, device)
     xp_data = xp_data.with_factor(2.0, 3.0)
     coef, direction = rng.normal(size=(K, d)), rng.normal(size=(K, d))
     intercept = rng.normal(size=K) if fit_intercept else None
@@ -231,23 +237,33 @@ def test_warm_start_on_a_device_starts_from_the_model(namespace, labels):
 
 
 @pytest.mark.parametrize("namespace", DEVICE1, ids=lambda n: n[2])
-def test_mixed_namespaces_and_devices_are_refused(namespace):
+def test_labels_and_weights_of_another_device_move_to_xs(namespace):
+    # scikit-learn 1.9's contract (check_array_api_mixed_inputs): y and
+    # sample_weight follow X's namespace and device; the model equals the
+    # numpy fit on the same numbers.
     import array_api_strict
 
     xp, device, _ = namespace
     X, y = load_iris(return_X_y=True)
+    weight = np.random.default_rng(0).uniform(0.5, 2.0, size=150)
+    reference = MultinomialLogitClassifier().fit(X, y, sample_weight=weight)
     cpu = array_api_strict.Device("CPU_DEVICE")
     with sklearn.config_context(array_api_dispatch=True):
-        with pytest.raises(ValueError, match="y is an array of array_api_strict on"):
-            MultinomialLogitClassifier().fit(
-                xp.asarray(X, device=device), xp.asarray(y, device=cpu)
-            )
-        with pytest.raises(ValueError, match="sample_weight is an array of"):
-            MultinomialLogitClassifier().fit(X, y, sample_weight=xp.ones(150, device=device))
-        fitted = MultinomialLogitClassifier().fit(xp.asarray(X, device=device), y)
+        on_device = MultinomialLogitClassifier().fit(
+            xp.asarray(X, device=device),
+            xp.asarray(y, device=cpu),
+            sample_weight=xp.asarray(weight, device=cpu),
+        )
+        on_numpy = MultinomialLogitClassifier().fit(
+            X, y, sample_weight=xp.asarray(weight, device=device)
+        )
+        assert on_device.coef_.device == device
+    assert isinstance(on_numpy.coef_, np.ndarray)
+    np.testing.assert_allclose(to_numpy(on_device.coef_), reference.coef_, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(on_numpy.coef_, reference.coef_, rtol=0, atol=1e-12)
     # outside the dispatch context a model on a device cannot predict numpy X
     with pytest.raises(ValueError, match=r"predict_proba\(\): the model was fitted on arrays"):
-        fitted.predict_proba(X)
+        on_device.predict_proba(X)
 
 
 @pytest.mark.parametrize("namespace", DEVICE1, ids=lambda n: n[2])
