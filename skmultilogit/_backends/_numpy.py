@@ -7,6 +7,7 @@ import scipy.sparse as sp
 
 from .. import _loss
 from .._scratch import Scratch
+from .._threads import map_in_threads, pass_threads
 
 # Bytes of dense X evaluated per row block, and the fewest rows in a block
 # (see NumpyBackend.row_blocks).
@@ -23,6 +24,11 @@ STATS_BLOCK_ROWS = 1024
 # float32 rows peaked at 2.5 times X instead of 1.0.
 HESSIAN_BLOCK_BYTES = 1 << 19
 HESSIAN_BLOCK_ROWS = 256
+
+# The threads of a Hessian pass each sum their rows into a buffer of the
+# class pairs (see NumpyBackend.class_pairs); the buffers beyond the first
+# take at most this many bytes, or the pass runs on fewer threads.
+PAIR_THREADS_BYTES = 64 << 20
 
 
 class NumpyBackend:
@@ -54,6 +60,8 @@ class NumpyBackend:
 
     passes_are_rounds = False
     newton_by_default = True
+    # large passes run their row blocks in threads (see _pass_groups)
+    row_threads = True
 
     def __init__(self, X, y, n_classes, sample_weight):
         self.X = X
@@ -70,6 +78,7 @@ class NumpyBackend:
         self._positions = np.arange(self._block_step())
         # sparse X is one row block (see row_blocks), so one transpose serves
         self._X_T = X.T if self.sparse else None
+        self._csr_block_cache = None
         self._proba_cache = None
 
     def rows(self, index):
@@ -114,23 +123,69 @@ class NumpyBackend:
         )
         return min(max(MIN_BLOCK_ROWS, step), max(1, self.n_samples))
 
+    def _pass_groups(self):
+        """The row blocks of one pass, in one group per thread (``_threads.pass_threads``).
+
+        Each block is ``(rows, X_block, X_block_T)``; ``X_block_T`` is a
+        sparse block's transpose (built once), None for dense X. Dense blocks
+        are dealt to the threads in turn. Sparse CSR X is cut into one block
+        per thread, at rows that share its stored entries out evenly: row
+        slices of a CSR matrix's arrays, no copy of X (``_csr_blocks``).
+        CSC X has no such slices and is taken whole, on one thread.
+        """
+        if self.sparse:
+            threads = 1
+            if self.X.format == "csr":
+                threads = pass_threads(self, self.n_samples // MIN_BLOCK_ROWS)
+            if threads == 1:
+                return [[(slice(0, self.n_samples), self.X, self._X_T)]]
+            return [[block] for block in self._csr_blocks(threads)]
+        blocks = [(rows, self.X[rows], None) for rows in self.row_blocks()]
+        threads = pass_threads(self, len(blocks))
+        return [blocks[start::threads] for start in range(threads)]
+
+    def _csr_blocks(self, n_blocks):
+        """``n_blocks`` row blocks of CSR X with about equal stored entries, kept between passes."""
+        cached = self._csr_block_cache
+        if cached is None or len(cached) != n_blocks:
+            indptr = self.X.indptr
+            targets = np.linspace(0, indptr[-1], n_blocks + 1)[1:-1]
+            bounds = [0, *np.searchsorted(indptr, targets).tolist(), self.n_samples]
+            cached = []
+            for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+                first, last = indptr[start], indptr[stop]
+                block = sp.csr_matrix(
+                    (
+                        self.X.data[first:last],
+                        self.X.indices[first:last],
+                        indptr[start : stop + 1] - first,
+                    ),
+                    shape=(stop - start, self.n_features),
+                )
+                cached.append((slice(start, stop), block, block.T))
+            self._csr_block_cache = cached
+        return cached
+
     def loss_gradient(self, coef, intercept):
         """The data term and its gradient (see the backend protocol)."""
         coef_x = coef.astype(self.dtype, copy=False)
-        grad_coef = np.zeros((self.n_classes, self.n_features))
-        grad_intercept = np.zeros(self.n_classes)
-        loss = 0.0
-        scratch = Scratch()
-        for rows in self.row_blocks():
-            X_block = self.X[rows]
-            residual = _loss.class_major_logits(X_block, coef_x, intercept, scratch)
-            loss += _loss.residual_and_loss(
-                residual, self.y[rows], self.weight[rows], self._positions
-            )
-            _loss.add_transposed_products(
-                X_block, residual, grad_coef, grad_intercept, self._X_T, scratch
-            )
-        return loss, grad_coef, grad_intercept
+
+        def on_blocks(blocks):
+            grad_coef = np.zeros((self.n_classes, self.n_features))
+            grad_intercept = np.zeros(self.n_classes)
+            loss = 0.0
+            scratch = Scratch()
+            for rows, X_block, X_block_T in blocks:
+                residual = _loss.class_major_logits(X_block, coef_x, intercept, scratch)
+                loss += _loss.residual_and_loss(
+                    residual, self.y[rows], self.weight[rows], self._positions
+                )
+                _loss.add_transposed_products(
+                    X_block, residual, grad_coef, grad_intercept, X_block_T, scratch
+                )
+            return loss, grad_coef, grad_intercept
+
+        return _summed(map_in_threads(on_blocks, self._pass_groups()))
 
     def _proba(self, coef, intercept):
         """Softmax probabilities, class-major (n_classes, n_samples), in X's dtype.
@@ -140,11 +195,15 @@ class NumpyBackend:
         """
         coef_x = coef.astype(self.dtype, copy=False)
         proba = np.empty((self.n_classes, self.n_samples), dtype=self.dtype)
-        scratch = Scratch()
-        for rows in self.row_blocks():
-            proba[:, rows] = _loss.softmax_class_major(
-                _loss.class_major_logits(self.X[rows], coef_x, intercept, scratch)
-            )
+
+        def on_blocks(blocks):
+            scratch = Scratch()
+            for rows, X_block, _ in blocks:
+                proba[:, rows] = _loss.softmax_class_major(
+                    _loss.class_major_logits(X_block, coef_x, intercept, scratch)
+                )
+
+        map_in_threads(on_blocks, self._pass_groups())
         return proba
 
     def _cached_proba(self, coef, intercept):
@@ -159,32 +218,39 @@ class NumpyBackend:
         """The data term's Hessian times ``(dir_coef, dir_intercept)``."""
         proba = self._cached_proba(coef, intercept)
         dir_x = dir_coef.astype(self.dtype, copy=False)
-        product_coef = np.zeros((self.n_classes, self.n_features))
-        product_intercept = np.zeros(self.n_classes)
-        scratch = Scratch()
-        for rows in self.row_blocks():
-            X_block = self.X[rows]
-            residual = _loss.hessp_residual(
-                _loss.class_major_logits(X_block, dir_x, dir_intercept, scratch),
-                proba[:, rows],
-                self.weight[rows],
-                scratch,
-            )
-            _loss.add_transposed_products(
-                X_block, residual, product_coef, product_intercept, self._X_T, scratch
-            )
-        return product_coef, product_intercept
+
+        def on_blocks(blocks):
+            product_coef = np.zeros((self.n_classes, self.n_features))
+            product_intercept = np.zeros(self.n_classes)
+            scratch = Scratch()
+            for rows, X_block, X_block_T in blocks:
+                residual = _loss.hessp_residual(
+                    _loss.class_major_logits(X_block, dir_x, dir_intercept, scratch),
+                    proba[:, rows],
+                    self.weight[rows],
+                    scratch,
+                )
+                _loss.add_transposed_products(
+                    X_block, residual, product_coef, product_intercept, X_block_T, scratch
+                )
+            return product_coef, product_intercept
+
+        return _summed(map_in_threads(on_blocks, self._pass_groups()))
 
     def curvature(self, coef, intercept):
         """``omega_i (1 - ||p_i||^2)`` for every row, block by block (no n x K array kept)."""
         coef_x = coef.astype(self.dtype, copy=False)
         curvature = np.empty(self.n_samples)
-        scratch = Scratch()
-        for rows in self.row_blocks():
-            proba = _loss.softmax_class_major(
-                _loss.class_major_logits(self.X[rows], coef_x, intercept, scratch)
-            )
-            curvature[rows] = _loss.curvature(proba, self.weight[rows])
+
+        def on_blocks(blocks):
+            scratch = Scratch()
+            for rows, X_block, _ in blocks:
+                proba = _loss.softmax_class_major(
+                    _loss.class_major_logits(X_block, coef_x, intercept, scratch)
+                )
+                curvature[rows] = _loss.curvature(proba, self.weight[rows])
+
+        map_in_threads(on_blocks, self._pass_groups())
         return curvature
 
     def hessian(
@@ -256,17 +322,29 @@ class NumpyBackend:
         ``_loss.class_pair_hessian`` of them away from the zero point.
         """
         fit_intercept = intercept is not None
-        pairs = _loss.class_pairs_buffer(self.n_classes, self.n_features + fit_intercept, dtype)
-        scratch = Scratch()
         blocks, weight, transformed = self._hessian_blocks(
-            center, scale, rows, row_factor, scratch, dtype=dtype, intercept_column=fit_intercept
+            center, scale, rows, row_factor, dtype=dtype, intercept_column=fit_intercept
         )
         coef_x = coef.astype(self.dtype)
-        for block in blocks:
-            X_block, design = transformed(block)
-            proba = _loss.softmax_in_place(_loss.logits(X_block, coef_x, intercept, scratch))
-            _loss.add_class_pairs(pairs, design, proba, weight[block], scratch)
-        return pairs
+
+        def on_blocks(group):
+            # one buffer per thread, summed after: a thread's share of the
+            # rows costs as much as the Hessian's size in memory again
+            pairs = _loss.class_pairs_buffer(self.n_classes, size, dtype)
+            scratch = Scratch()
+            for block in group:
+                X_block, design = transformed(block, scratch)
+                proba = _loss.softmax_in_place(_loss.logits(X_block, coef_x, intercept, scratch))
+                _loss.add_class_pairs(pairs, design, proba, weight[block], scratch)
+            return pairs
+
+        size = self.n_features + fit_intercept
+        buffer_bytes = np.dtype(dtype).itemsize * size**2 * self.n_classes**2 // 2
+        threads = min(pass_threads(self, len(blocks)), 1 + PAIR_THREADS_BYTES // buffer_bytes)
+        parts = map_in_threads(on_blocks, [blocks[start::threads] for start in range(threads)])
+        for part in parts[1:]:
+            parts[0] += part
+        return parts[0]
 
     def gram(self, *, center=None, scale=None, rows=None, row_factor=None):
         """``sum_i omega_i [x^_i, 1] [x^_i, 1]^T``, float64, (d + 1)-square (``_loss.add_gram``).
@@ -276,20 +354,20 @@ class NumpyBackend:
         Kronecker form.
         """
         scratch = Scratch()
-        blocks, weight, transformed = self._hessian_blocks(center, scale, rows, row_factor, scratch)
+        blocks, weight, transformed = self._hessian_blocks(center, scale, rows, row_factor)
         gram = np.zeros((self.n_features + 1, self.n_features + 1))
         for block in blocks:
-            _loss.add_gram(gram, transformed(block)[1], weight[block], scratch)
+            _loss.add_gram(gram, transformed(block, scratch)[1], weight[block], scratch)
         return gram
 
     def _hessian_blocks(
-        self, center, scale, rows, row_factor, scratch, *, dtype=np.float64, intercept_column=False
+        self, center, scale, rows, row_factor, *, dtype=np.float64, intercept_column=False
     ):
         """Row blocks, the per-sample factors and the transform of a Hessian pass.
 
-        ``transformed(block)`` gives the block's rows of X (dense) and its
-        design rows ``(x - center) / scale``, with a column of ones when
-        ``intercept_column``, Fortran-ordered in ``dtype`` (``scratch``'s,
+        ``transformed(block, scratch)`` gives the block's rows of X (dense)
+        and its design rows ``(x - center) / scale``, with a column of ones
+        when ``intercept_column``, Fortran-ordered in ``dtype`` (``scratch``'s,
         valid until the next block): the one copy a block's Hessian needs.
         """
         d = self.n_features
@@ -305,7 +383,7 @@ class NumpyBackend:
         step = max(HESSIAN_BLOCK_ROWS, min(HESSIAN_BLOCK_BYTES // (8 * (d + 1)), -(-n_rows // 8)))
         blocks = [slice(start, start + step) for start in range(0, n_rows, step)]
 
-        def transformed(block):
+        def transformed(block, scratch):
             if rows is None:
                 X_block = self.X[block]
             elif sp.issparse(self.X):
@@ -368,6 +446,13 @@ class NumpyBackend:
             step = max(32, min(STATS_BLOCK_ROWS, self.n_samples // 16))
             blocks = [slice(start, start + step) for start in range(0, self.n_samples, step)]
         return [function(self.X[rows], self.sample_weight[rows], **kwargs) for rows in blocks]
+
+
+def _summed(parts):
+    """The sums, term by term, of the threads' tuples of partial results, in thread order."""
+    if len(parts) == 1:
+        return parts[0]
+    return tuple(sum(terms[1:], terms[0]) for terms in zip(*parts, strict=True))
 
 
 def hessian_sample(data, coef, intercept, budget, seed):

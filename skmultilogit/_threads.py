@@ -1,0 +1,172 @@
+"""Threads: how many a pass over the data uses, the BLAS limit they share, and the pool.
+
+Two ways to use several cores on a pass over X (a loss and gradient, a
+Hessian product):
+
+- BLAS threads inside each matrix product. The products of a pass are
+  skinny (K is small next to n and d), so they gain little from threads,
+  and the n x K element-wise work between them (max, exp, sums, log) runs
+  on one core whatever BLAS does.
+- Python threads over row blocks, each block's products on one BLAS thread
+  and its element-wise work in numpy, which releases the GIL inside both.
+  Then everything in the pass runs on every core. Measured on 200 000 x 100
+  float64, K = 10, 2 cores: one loss and gradient took 40 ms with two BLAS
+  threads and 30 ms with two row-block threads (50 ms on one thread).
+
+So a large in-memory pass runs its row blocks in :func:`map_in_threads`,
+as many threads as BLAS would have used (:func:`pass_threads`, which
+follows ``threadpoolctl``: under ``threadpool_limits(1)`` a pass runs on
+one thread), with BLAS held at one thread meanwhile
+(:data:`SINGLE_BLAS_THREAD`). Small problems run on one thread: there BLAS
+threads cost more than they give, and so would ours.
+
+A BLAS library's thread count is one setting for the whole process, so
+fits running at the same time in several threads (a grid search on the
+threading backend) share it. The limit is therefore counted: the first
+holder to start sets one thread, the last one to finish restores what was
+there before, whatever the order in which they end. (One ``threadpoolctl``
+limit per holder restores in the order they end: when the first of two
+overlapping ones ends first, it lifts the limit under the second, and the
+second then restores the one thread it found, for good.)
+
+Since threadpoolctl 3.8, only one "controlling" Python thread may change a
+process-wide OpenBLAS pool, and a change from any other thread is silently
+dropped. The thread that restores the setting need not be the one that set
+it, so it takes control for the restore and then releases it.
+"""
+
+import contextlib
+import functools
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
+
+import threadpoolctl
+from threadpoolctl import ThreadpoolController
+
+# Below this many multiply-adds per matrix product (n * d * K), threads cost
+# more than they give: scipy's L-BFGS-B does small vector algebra every
+# iteration, and with two OpenBLAS threads that alone took milliseconds per
+# iteration on the digits (12x slower fits). Larger products use all threads.
+SINGLE_THREAD_BELOW = 2e7
+
+
+# Passes of at least this many multiply-adds per product run their row
+# blocks in threads (pass_threads): handing a group of blocks to a thread
+# costs tens of microseconds, a pass of this size about a millisecond.
+ROW_THREADS_FROM = 2e6
+
+
+def product_size(data):
+    """Multiply-adds of one product ``X W^T`` on a backend: the unit work is sized in."""
+    return data.stored_entries * data.n_classes
+
+
+@functools.lru_cache(maxsize=1)
+def _thread_controller():
+    # Finding the loaded BLAS libraries takes about 5 ms: once per process,
+    # not once per fit (a cross-validated path makes hundreds of fits).
+    return ThreadpoolController()
+
+
+def _clear_controlling_thread(force):
+    """Let the next thread that sets OpenBLAS's limit control it (threadpoolctl >= 3.8)."""
+    controller = getattr(threadpoolctl, "OpenBLASController", None)
+    clear = getattr(controller, "clear_controlling_thread", None)
+    if clear is not None:
+        clear(force=force)
+
+
+class CountedLimit:
+    """One BLAS thread while at least one holder is inside; the original setting after.
+
+    ``threads_before`` is the most BLAS threads there were when the first
+    holder came in (what ``threadpoolctl`` or the environment allowed),
+    ``holders`` how many are inside.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.holders = 0
+        self.threads_before = 1
+        self._limiter = None
+
+    @contextlib.contextmanager
+    def hold(self):
+        with self._lock:
+            if self.holders == 0:
+                self.threads_before = blas_threads()
+                _clear_controlling_thread(force=True)
+                self._limiter = _thread_controller().limit(limits=1, user_api="blas")
+            self.holders += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.holders -= 1
+                if self.holders == 0:
+                    _clear_controlling_thread(force=True)
+                    self._limiter.restore_original_limits()
+                    self._limiter = None
+                    _clear_controlling_thread(force=False)
+
+
+SINGLE_BLAS_THREAD = CountedLimit()
+
+
+def blas_threads():
+    """The most threads any loaded BLAS library is set to use now (1 if none is found)."""
+    blas = _thread_controller().select(user_api="blas").lib_controllers
+    return max((library.num_threads or 1 for library in blas), default=1)
+
+
+def pass_threads(data, n_blocks):
+    """How many threads a pass over ``n_blocks`` row blocks of the backend ``data`` uses.
+
+    One for small passes (below :data:`ROW_THREADS_FROM`); else as many as
+    BLAS had before the fits running now held it at one thread (what
+    ``threadpoolctl`` set, by default the cores), at most one per block and
+    per core. Fits running side by side in threads each take that many, as
+    each took that many BLAS threads before.
+    """
+    if n_blocks < 2 or product_size(data) < ROW_THREADS_FROM:
+        return 1
+    with SINGLE_BLAS_THREAD._lock:
+        held = SINGLE_BLAS_THREAD.holders > 0
+        allowed = SINGLE_BLAS_THREAD.threads_before if held else blas_threads()
+    return max(1, min(n_blocks, allowed, os.cpu_count() or 1))
+
+
+_POOL_LOCK = threading.Lock()
+_POOL = None
+
+
+def _pool():
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            # never more than the cores: pass_threads asks for no more
+            _POOL = ThreadPoolExecutor(
+                max_workers=max(1, (os.cpu_count() or 1) - 1),
+                thread_name_prefix="skmultilogit-rows",
+            )
+        return _POOL
+
+
+def map_in_threads(function, groups):
+    """``[function(group) for group in groups]``, the groups on threads at once, BLAS on one.
+
+    The first group runs in the calling thread, the others in a shared pool
+    of threads (which never wait on each other, so concurrent passes cannot
+    deadlock it). An exception in any group is raised here once all have
+    ended.
+    """
+    if len(groups) == 1:
+        return [function(groups[0])]
+    with SINGLE_BLAS_THREAD.hold():
+        futures = [_pool().submit(function, group) for group in groups[1:]]
+        try:
+            first = function(groups[0])
+        finally:
+            wait(futures)
+    return [first, *(future.result() for future in futures)]
