@@ -70,17 +70,19 @@ JSON output records how many fits were timed.
 
 The best configuration for the peer
 -----------------------------------
-Every fit runs inside ``threadpoolctl.threadpool_limits(N)`` with ``N = 1`` by
-default (``--blas-threads N`` to change it, ``--blas-threads 0`` for the
-libraries' own defaults). On the digits, multi-threaded BLAS slows
-``LogisticRegression`` down badly (on 2 cores: seconds instead of tens of
-milliseconds per fit), so one thread is its best setting there and the fair
-one to compare against. On the large synthetic problems (measured on a 2-core
-machine shared with another process) two threads made L-BFGS of both
-libraries 1.5-2x slower and LogisticRegression's newton-cg 10-20 % faster;
-one thread keeps the comparison on equal terms for every solver. On a
-machine with many idle cores, check ``--blas-threads 0`` as well. The
-effective thread settings are recorded with ``threadpoolctl.threadpool_info()``.
+Every configuration runs at each thread setting of ``--blas-threads``
+(default ``1 0``): its fits inside ``threadpoolctl.threadpool_limits(1)``,
+then with the libraries' own defaults (all cores), and the summaries take
+each library's fastest run, so each is judged at its best setting. On the
+digits, multi-threaded BLAS slows ``LogisticRegression`` down badly (on 2
+cores: seconds instead of tens of milliseconds per fit), so one thread is
+its best setting there; on the large synthetic problems (measured on a
+2-core machine shared with another process) two threads made its L-BFGS
+1.5-2x slower and its newton-cg 10-20 % faster. This package runs the row
+blocks of a large pass in threads of its own, as many as BLAS may use
+(``skmultilogit._threads``), so its best setting there is all cores. The
+main job (``bench_digits.py``) runs at one thread only. The effective
+thread settings are recorded with ``threadpoolctl.threadpool_info()``.
 
 Each LogisticRegression solver is run at every ``tol`` of the ladder and the
 summary takes its fastest run that reached the target, so the peer is not
@@ -170,6 +172,7 @@ TABLE_COLUMNS = (
     "library",
     "solver",
     "tol",
+    "threads",
     "time_s",
     "iterations",
     "gap",
@@ -481,9 +484,10 @@ def sklearn_specs(solvers, tols):
 def cyanure_specs(solvers, tols, blas_threads):
     """Ladder runs of cyanure (no default run: it is not a drop-in for the others).
 
-    Its own OpenMP threads follow ``--blas-threads`` (0: all cores).
+    Its own OpenMP threads follow the thread setting of the run
+    (``blas_threads``; None: all cores).
     """
-    n_threads = -1 if blas_threads == 0 else blas_threads
+    n_threads = -1 if blas_threads is None else blas_threads
     return [
         RunSpec(
             CYANURE,
@@ -497,7 +501,11 @@ def cyanure_specs(solvers, tols, blas_threads):
 
 
 def run_specs(quick, tols=None, blas_threads=1):
-    """All run configurations for the full or the quick benchmark (cyanure where installed)."""
+    """The full or the quick benchmark's runs (cyanure where installed) at one thread setting.
+
+    ``blas_threads``: the setting (None: the libraries' defaults), which
+    cyanure's runs are built for.
+    """
     if tols is None:
         tols = QUICK_TOLS if quick else TOLS
     lr_solvers = LR_QUICK_SOLVERS if quick else LR_SOLVERS
@@ -513,8 +521,13 @@ def run_specs(quick, tols=None, blas_threads=1):
 # --------------------------------------------------------------------------
 
 
+def thread_label(blas_threads):
+    """``blas_threads`` (an int, or None: the libraries' defaults) as the report writes it."""
+    return "all" if blas_threads is None else str(blas_threads)
+
+
 def environment(blas_threads):
-    """Versions, platform and the effective thread-pool settings."""
+    """Versions, platform and the effective thread-pool settings (``blas_threads``: a list)."""
     thread_variables = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
     return {
         "python": sys.version,
@@ -528,7 +541,7 @@ def environment(blas_threads):
         "processor": platform.processor(),
         "cpu_count": os.cpu_count(),
         "thread_environment_variables": {v: os.environ.get(v) for v in thread_variables},
-        "blas_threads": "default" if blas_threads is None else blas_threads,
+        "blas_threads": [thread_label(threads) for threads in blas_threads],
         "threadpool_info": threadpoolctl.threadpool_info(),
     }
 
@@ -540,8 +553,9 @@ def environment_line(env):
     )
     return (
         f"numpy {env['numpy']}, scipy {env['scipy']}, scikit-learn {env['sklearn']}, "
-        f"skmultilogit {env['skmultilogit']}; threads per pool limited to "
-        f"{env['blas_threads']} ({threads}); {env['cpu_count']} cores."
+        f"skmultilogit {env['skmultilogit']}; every run at thread settings "
+        f"{' and '.join(env['blas_threads'])} ({threads} outside the runs); "
+        f"{env['cpu_count']} cores."
     )
 
 
@@ -591,39 +605,48 @@ def progress(message):
 
 
 def benchmark_problem(problem, specs, args, reporter):
-    """Run every spec on one problem. Returns (reference, rows, skipped, memory)."""
-    f_star, f_star_from, details = reference_optimum(problem, args.quick)
+    """Run every ``(threads, spec)`` on one problem. Returns (reference, rows, skipped, memory).
+
+    Each run under its thread setting; f* and the memory table under the
+    first of ``args.blas_threads``.
+    """
+    with thread_limit(args.blas_threads[0]):
+        f_star, f_star_from, details = reference_optimum(problem, args.quick)
     reference = {"f_star": f_star, "f_star_from": f_star_from, "fits": details}
     reporter.step(f"{problem.name}: f*")
     reporter.line(f"[{problem.name}] f* = {f_star:.12g} ({', '.join(details)})")
     rows, skipped = [], {}
-    for spec in specs:
-        reporter.step(f"{problem.name}: {spec.library} {spec.solver}")
+    for threads, spec in specs:
+        label = thread_label(threads)
+        reporter.step(f"{problem.name}: {spec.library} {spec.solver}, threads {label}")
         reason = skip_reason(problem, spec.library, spec.solver, args.quick, args.include_slow)
         if reason is not None:
             skipped[f"{problem.name}: {spec.library} {spec.solver}"] = reason
             continue
-        result = run_one(
-            spec.make_estimator,
-            problem.X_train,
-            problem.y_train,
-            problem.X_test,
-            problem.y_test,
-            f_star,
-            C,
-            args.repeats,
-            time_budget=args.max_seconds_per_run,
-        )
+        with thread_limit(threads):
+            result = run_one(
+                spec.make_estimator,
+                problem.X_train,
+                problem.y_train,
+                problem.X_test,
+                problem.y_test,
+                f_star,
+                C,
+                args.repeats,
+                time_budget=args.max_seconds_per_run,
+            )
         row = {"problem": problem.name, "library": spec.library, "solver": spec.solver}
         row["tol"] = spec.tol
+        row["threads"] = label
         row.update(result)
         rows.append(row)
         reporter.line(
-            f"[{problem.name}] {spec.library} {spec.solver} tol={format_tol(spec.tol)}: "
-            f"{result['time_s']:.3g} s, gap {result['gap']:.1e}"
+            f"[{problem.name}] {spec.library} {spec.solver} tol={format_tol(spec.tol)} "
+            f"threads {label}: {result['time_s']:.3g} s, gap {result['gap']:.1e}"
         )
     lr_solvers = LR_QUICK_SOLVERS if args.quick else LR_SOLVERS
-    memory = measure_memory(problem, memory_specs(lr_solvers), args)
+    with thread_limit(args.blas_threads[0]):
+        memory = measure_memory(problem, memory_specs(lr_solvers), args)
     reporter.step(f"{problem.name}: memory")
     reporter.line(
         f"[{problem.name}] peak memory on top of X: "
@@ -637,7 +660,13 @@ def sort_rows(rows, problem_order):
 
     def key(row):
         tol_key = (0, 0.0) if row["tol"] is None else (1, -row["tol"])
-        return (problem_order.index(row["problem"]), row["library"], row["solver"], tol_key)
+        return (
+            problem_order.index(row["problem"]),
+            row["library"],
+            row["solver"],
+            row.get("threads", "1"),
+            tol_key,
+        )
 
     return sorted(rows, key=key)
 
@@ -687,6 +716,7 @@ def format_row(row):
         "library": row["library"],
         "solver": row["solver"],
         "tol": format_tol(row["tol"]),
+        "threads": row.get("threads", "1"),
         "time_s": time_s,
         "iterations": str(row["iterations"]),
         "gap": f"{row['gap']:.1e}",
@@ -727,7 +757,9 @@ def problems_table(problems):
 def describe_run(row):
     if row is None:
         return "none reached"
-    return f"{row['solver']} tol={format_tol(row['tol'])} ({row['time_s']:.3g} s)"
+    threads = row.get("threads", "1")
+    threads = "all threads" if threads == "all" else f"{threads} thread" + "s" * (threads != "1")
+    return f"{row['solver']} tol={format_tol(row['tol'])}, {threads} ({row['time_s']:.3g} s)"
 
 
 def summary_table(summary, with_cyanure=False):
@@ -783,7 +815,11 @@ def report(problems, rows, summary, coarse, skipped, env):
     threads = ", ".join(
         f"{i.get('internal_api')} {i.get('num_threads')} threads" for i in env["threadpool_info"]
     )
-    out.append(f"Thread pools ({env['blas_threads']}): {threads}")
+    out.append(
+        f"Thread settings of the runs: {', '.join(env['blas_threads'])} "
+        f"(threadpoolctl limits; all: the libraries' defaults). Thread pools outside the "
+        f"runs: {threads}"
+    )
     if any(r["n_timed"] == 0 for r in rows):
         out.append("* slower than the per-run time budget: time of the single warm-up fit.")
     for key, gap in not_reaching_target(rows).items():
@@ -857,11 +893,20 @@ def plot_gap_vs_time(rows, problems, path):
     handles = {}
     for ax, problem in zip(axes.flat, problems, strict=False):
         mine = [r for r in rows if r["problem"] == problem["name"]]
-        curves = sorted({(r["library"], r["solver"]) for r in mine})
-        for library, solver in curves:
+        curves = sorted({(r["library"], r["solver"], r.get("threads", "1")) for r in mine})
+        for library, solver, threads in curves:
             style = {"color": SOLVER_COLOURS.get(solver, "black"), **LIBRARY_STYLES[library]}
+            if threads != "1":
+                # all threads: the same colour and marker, a thinner line
+                style["linewidth"] = 0.8
             ladder = sorted(
-                (r for r in mine if (r["library"], r["solver"]) == (library, solver) and r["tol"]),
+                (
+                    r
+                    for r in mine
+                    if (r["library"], r["solver"], r.get("threads", "1"))
+                    == (library, solver, threads)
+                    and r["tol"]
+                ),
                 key=lambda r: -r["tol"],
             )
             if ladder:
@@ -869,12 +914,17 @@ def plot_gap_vs_time(rows, problems, path):
                     [r["time_s"] for r in ladder],
                     [max(r["gap"], GAP_FLOOR) for r in ladder],
                     markersize=5,
-                    label=f"{library} {solver}",
+                    label=f"{library} {solver}" + ("" if threads == "1" else " (all threads)"),
                     **style,
                 )
                 handles.setdefault(line.get_label(), line)
             for r in mine:
-                if (r["library"], r["solver"], r["tol"]) == (library, solver, None):
+                if (r["library"], r["solver"], r.get("threads", "1"), r["tol"]) == (
+                    library,
+                    solver,
+                    threads,
+                    None,
+                ):
                     ax.plot(r["time_s"], max(r["gap"], GAP_FLOOR), "x", color=style["color"], ms=9)
         gap_time_axes(ax, GAP_TARGET)
         ax.set_title(
@@ -894,7 +944,9 @@ def plot_gap_vs_time(rows, problems, path):
     return path
 
 
-def add_run_arguments(parser, *, builders, default_problems, default_output, max_seconds):
+def add_run_arguments(
+    parser, *, builders, default_problems, default_output, max_seconds, default_threads=(1, 0)
+):
     """The options every benchmark command shares: problems, repeats, threads, output."""
     parser.add_argument(
         "--problems",
@@ -909,9 +961,13 @@ def add_run_arguments(parser, *, builders, default_problems, default_output, max
     parser.add_argument(
         "--blas-threads",
         type=int,
-        default=1,
-        help="wrap all fits in threadpoolctl.threadpool_limits(N); 0 leaves the "
-        "libraries' defaults (default: 1; why: see benchmarks/_harness.py)",
+        nargs="+",
+        default=list(default_threads),
+        metavar="N",
+        help="run every configuration at each of these thread settings, its fits in "
+        "threadpoolctl.threadpool_limits(N); 0 leaves the libraries' defaults (all cores); "
+        "the summaries take each library's fastest (default: "
+        f"{' '.join(map(str, default_threads))}; why: see benchmarks/_harness.py)",
     )
     parser.add_argument(
         "--max-seconds-per-run",
@@ -937,9 +993,9 @@ def check_run_arguments(parser, args, *, default_repeats):
         args.repeats = default_repeats
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
-    if args.blas_threads < 0:
+    if any(threads < 0 for threads in args.blas_threads):
         parser.error("--blas-threads must be 0 (library defaults) or positive")
-    args.blas_threads = args.blas_threads or None
+    args.blas_threads = list(dict.fromkeys(threads or None for threads in args.blas_threads))
     args.problems = list(dict.fromkeys(args.problems))
 
 
@@ -989,7 +1045,7 @@ def memory_main(args, builders):
     """``--memory-only``: the memory table of the chosen problems, printed and saved."""
     memory = []
     lr_solvers = LR_QUICK_SOLVERS if args.quick else LR_SOLVERS
-    with thread_limit(args.blas_threads):
+    with thread_limit(args.blas_threads[0]):
         for name in args.problems:
             problem = builders[name](quick=args.quick)
             progress(f"[{name}] {problem.describe()}")
@@ -1036,23 +1092,28 @@ def main(argv=None, *, description, builders, default_problems, default_output):
     start = time.perf_counter()
     if args.memory_only:
         return memory_main(args, builders)
-    specs = run_specs(args.quick, args.tols, args.blas_threads)
+    specs = [
+        (threads, spec)
+        for threads in args.blas_threads
+        for spec in run_specs(args.quick, args.tols, threads)
+    ]
     rows, skipped, problems, memory = [], {}, [], []
     reporter = Progress(len(args.problems) * (len(specs) + 2), args.verbose)
-    with thread_limit(args.blas_threads):
-        env = environment(args.blas_threads)
-        for name in args.problems:
-            problem = builders[name](quick=args.quick)
-            reporter.line(f"[{name}] {problem.describe()}")
-            reference, problem_rows, problem_skipped, problem_memory = benchmark_problem(
-                problem, specs, args, reporter
-            )
-            problems.append(problem.describe() | {"reference": reference})
-            rows.extend(problem_rows)
-            memory.extend(problem_memory)
-            skipped.update(problem_skipped)
-            del problem
-        reporter.close()
+    env = environment(args.blas_threads)
+    for name in args.problems:
+        problem = builders[name](quick=args.quick)
+        reporter.line(f"[{name}] {problem.describe()}")
+        reference, problem_rows, problem_skipped, problem_memory = benchmark_problem(
+            problem, specs, args, reporter
+        )
+        problems.append(problem.describe() | {"reference": reference})
+        rows.extend(problem_rows)
+        memory.extend(problem_memory)
+        skipped.update(problem_skipped)
+        del problem
+    reporter.close()
+    # the CV comparison at the first thread setting
+    with thread_limit(args.blas_threads[0]):
         cv_reporter = Progress(0 if args.no_cv else cv_runs(args.quick), args.verbose)
         cv_progress = lambda message: (cv_reporter.step("cv"), cv_reporter.line(message))  # noqa: E731
         cv_result = None if args.no_cv else run_cv_benchmark(args.quick, args.repeats, cv_progress)

@@ -259,8 +259,8 @@ def main(args):
     names = args.problems
     total = len(names) * (2 + len(ladders()))
     reporter = Progress(total, args.verbose)
-    with thread_limit(args.blas_threads):
-        env = environment(args.blas_threads)
+    with thread_limit(args.blas_threads[0]):
+        env = environment(args.blas_threads[:1])
         for name in names:
             described, problem_rows = run_problem(DIGITS_BUILDERS[name](), args, reporter)
             problems.append(described)

@@ -70,6 +70,7 @@ def parse_main_job_args(argv):
         default_problems=list(DIGITS_BUILDERS),
         default_output=RESULTS / "digits-main.json",
         max_seconds=10.0,
+        default_threads=(1,),
     )
     args = parser.parse_args(argv)
     check_run_arguments(parser, args, default_repeats=5)
