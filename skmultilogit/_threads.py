@@ -141,6 +141,17 @@ _POOL_LOCK = threading.Lock()
 _POOL = None
 
 
+def _forget_pool_in_child():
+    # A forked child (joblib's multiprocessing backend) inherits the pool
+    # object but not its threads: work handed to it would wait forever.
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
+
+
 def _pool():
     global _POOL
     with _POOL_LOCK:

@@ -164,3 +164,23 @@ def test_a_threaded_fit_reaches_logistic_regressions_optimum(sparse):
     np.testing.assert_allclose(
         ours.predict_proba(X[:500]), reference.predict_proba(X[:500]), rtol=0, atol=1e-6
     )
+
+
+def test_a_forked_child_runs_threaded_passes():
+    # The pool's threads do not survive a fork; a child that reused the
+    # parent's pool object would wait forever on its first threaded pass.
+    import multiprocessing
+
+    X, y, weight, K = large_problem(sparse=False)
+    data = NumpyBackend(X, y, K, weight)
+    coef, intercept = np.zeros((K, X.shape[1])), np.zeros(K)
+    expected = data.loss_gradient(coef, intercept)[0]  # the parent's pool now exists
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        result = pool.apply_async(_child_loss, (X, y, weight, K))
+        assert result.get(timeout=60) == pytest.approx(expected, rel=1e-12)
+
+
+def _child_loss(X, y, weight, K):
+    data = NumpyBackend(X, y, K, weight)
+    assert len(data._pass_groups()) == 2
+    return data.loss_gradient(np.zeros((K, X.shape[1])), np.zeros(K))[0]
