@@ -25,6 +25,7 @@ from ._path import fit_coefficients, starting_point
 from ._prediction import LinearPredictorMixin
 from ._validation import (
     check_bool,
+    check_coef_bounds,
     check_l1_ratio,
     check_real,
     check_solver_params,
@@ -81,6 +82,17 @@ class MultinomialLogitClassifier(
         or ``'auto'``); the columns of ``coef_`` then need not sum to zero.
     fit_intercept : bool, default=True
         Whether to fit the unpenalised intercept ``b``.
+    coef_bounds : (lower, upper), default=None
+        Box constraints ``lower <= coef_ <= upper``, elementwise; each a
+        scalar or an array broadcastable to ``coef_``'s shape
+        ``(n_classes, n_features)``, ``-np.inf`` / ``np.inf`` for no bound
+        (``(0, np.inf)``: non-negative effects). The intercept stays free.
+        Solved by L-BFGS-B under these bounds (``solver`` must be
+        ``'lbfgs'`` or ``'auto'``), with the L1 part too. Bounds break the
+        model's invariance to adding one vector to every row of W, so the
+        columns of a bounded ``coef_`` are not centred: its rows are the
+        optimum within the box itself. All bounds infinite is the unbounded
+        fit.
     class_weight : dict or 'balanced', default=None
         Weights per class, multiplying the sample weights. ``'balanced'``
         uses ``sum(s) / (n_classes * weighted count of the class)``, counting
@@ -131,7 +143,7 @@ class MultinomialLogitClassifier(
         Class labels.
     coef_ : ndarray of shape (n_classes, n_features)
         W; float32 when X was float32. Columns sum to zero over classes
-        under the L2 penalty (or none).
+        under the L2 penalty (or none) without ``coef_bounds``.
     intercept_ : ndarray of shape (n_classes,)
         b (zeros when ``fit_intercept=False``); sums to zero over classes.
     n_iter_ : ndarray of shape (1,)
@@ -170,6 +182,7 @@ class MultinomialLogitClassifier(
         *,
         l1_ratio=0.0,
         fit_intercept=True,
+        coef_bounds=None,
         class_weight=None,
         solver="auto",
         tol=1e-6,
@@ -180,6 +193,7 @@ class MultinomialLogitClassifier(
         self.C = C
         self.l1_ratio = l1_ratio
         self.fit_intercept = fit_intercept
+        self.coef_bounds = coef_bounds
         self.class_weight = class_weight
         self.solver = solver
         self.tol = tol
@@ -228,6 +242,7 @@ class MultinomialLogitClassifier(
                 del self.feature_names_in_
         else:
             classes, data = prepare_training_data(self, X, y, sample_weight, self.class_weight)
+        coef_bounds = check_coef_bounds(self.coef_bounds, len(classes), data.n_features)
         coef_init = intercept_init = None
         namespace = getattr(data, "namespace", None)
         if self.warm_start and self._can_warm_start(classes, data.n_features):
@@ -256,6 +271,7 @@ class MultinomialLogitClassifier(
                 coef_init=coef_init,
                 intercept_init=intercept_init,
                 on_iterate=iterations.on_iterate,
+                coef_bounds=coef_bounds,
             )
             iterations.close()
             self._set_fitted(classes, coef, intercept, result, data.dtype, namespace)

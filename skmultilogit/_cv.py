@@ -27,6 +27,7 @@ from ._prediction import LinearPredictorMixin
 from ._scoring import ON_THE_ROWS, neg_log_loss
 from ._validation import (
     check_bool,
+    check_coef_bounds,
     check_Cs,
     check_l1_ratios,
     check_sample_weight,
@@ -196,6 +197,10 @@ class MultinomialLogitClassifierCV(
         If True, refit on all the data with the best pair. If False, average
         over folds the coefficients at each fold's own best pair, and report
         the mean of those C (and l1_ratio) values.
+    coef_bounds : (lower, upper), default=None
+        Box constraints on the coefficients of every fit, as in
+        :class:`MultinomialLogitClassifier` (``solver`` must be ``'lbfgs'``
+        or ``'auto'``).
 
     Attributes
     ----------
@@ -261,6 +266,7 @@ class MultinomialLogitClassifierCV(
         n_jobs=None,
         verbose=0,
         refit=True,
+        coef_bounds=None,
     ):
         self.Cs = Cs
         self.l1_ratios = l1_ratios
@@ -274,6 +280,7 @@ class MultinomialLogitClassifierCV(
         self.n_jobs = n_jobs
         self.verbose = verbose
         self.refit = refit
+        self.coef_bounds = coef_bounds
 
     @with_callbacks
     def fit(self, X, y, sample_weight=None, groups=None):
@@ -428,6 +435,8 @@ class MultinomialLogitClassifierCV(
     def _paths(self, X, y, sample_weight, groups, Cs, l1_ratios, params):
         """The fold paths in memory, folds in parallel (joblib)."""
         classes, data = prepare_training_data(self, X, y, sample_weight, self.class_weight)
+        # the box needs K and d: params gains it here, for every fit and the refit
+        params["coef_bounds"] = check_coef_bounds(self.coef_bounds, len(classes), data.n_features)
         namespace = getattr(data, "namespace", None)
         if namespace is not None:
             sample_weight = to_host(sample_weight)
@@ -494,6 +503,7 @@ class MultinomialLogitClassifierCV(
                 "of them, or fit on data in memory."
             )
         classes, data = prepare_dask_data(self, X, y, sample_weight, self.class_weight)
+        params["coef_bounds"] = check_coef_bounds(self.coef_bounds, len(classes), data.n_features)
         self.n_features_in_ = data.n_features
         if hasattr(self, "feature_names_in_"):  # a Dask array has no column names
             del self.feature_names_in_

@@ -81,12 +81,18 @@ class MultinomialLoss:
         self.n_features = data.n_features
 
     @classmethod
-    def from_data(cls, data, C=1.0, *, fit_intercept=True, normalize=False, l1_ratio=0.0):
-        """The objective with ``C`` and ``l1_ratio`` (see the module docstring) on a backend."""
+    def from_data(
+        cls, data, C=1.0, *, fit_intercept=True, normalize=False, l1_ratio=0.0, coef_bounds=None
+    ):
+        """The objective with ``C`` and ``l1_ratio`` (see the module docstring) on a backend.
+
+        ``coef_bounds``: ``(lower, upper)`` arrays of shape (K, d) boxing the
+        coefficients, or None (see ``_penalties.BoxBoundedPenalty``).
+        """
         multiplier, divisor, strength = weighting(float(C), normalize, data.total_weight)
         return cls(
             data.with_factor(multiplier, divisor),
-            make_penalty(strength, float(l1_ratio)),
+            make_penalty(strength, float(l1_ratio), coef_bounds),
             fit_intercept=fit_intercept,
         )
 

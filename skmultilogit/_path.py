@@ -29,6 +29,7 @@ def fit_coefficients(
     preconditioner=None,
     keep_hessian=False,
     on_iterate=None,
+    coef_bounds=None,
 ):
     """Minimise the objective for one ``C``; return ``(coef, intercept, result)``.
 
@@ -41,17 +42,24 @@ def fit_coefficients(
     the same data computed (see :func:`~skmultilogit._solvers.minimize_loss`).
     ``on_iterate``, if given, is called after each solver iteration with a
     function that returns that iterate's ``(coef, intercept)``, centred as
-    the result is; if it returns True the fit stops there.
+    the result is; if it returns True the fit stops there. ``coef_bounds``
+    is ``(lower, upper)``, arrays of shape (K, d) boxing ``coef``, or None.
 
     Adding one vector to every row of W (or one constant to b) leaves every
     probability unchanged. The intercept is unpenalised, so it is centred
     over classes. So is W under the pure L2 penalty or none, whose optimum
     (the minimum-norm representative) has columns summing to zero. With an
     L1 part the optimal shift of a column is a median-like point, which the
-    solver has already found, and centring would undo its exact zeros.
+    solver has already found, and centring would undo its exact zeros. Box
+    constraints break the invariance: a bounded W is not centred either.
     """
     loss = MultinomialLoss.from_data(
-        data, C, fit_intercept=fit_intercept, normalize=True, l1_ratio=l1_ratio
+        data,
+        C,
+        fit_intercept=fit_intercept,
+        normalize=True,
+        l1_ratio=l1_ratio,
+        coef_bounds=coef_bounds,
     )
     w0 = loss.pack(*starting_point(coef_init, intercept_init, loss.n_classes, loss.n_features))
     hook = None
@@ -103,6 +111,7 @@ def coefficient_path(
     tol=1e-6,
     max_iter=100,
     fit_hooks=None,
+    coef_bounds=None,
 ):
     """Fit every C in ``Cs`` on the backend ``data``, each fit warm-started from the previous.
 
@@ -118,6 +127,7 @@ def coefficient_path(
     returns the fit's starting ``(coef, intercept)``, and returns
     ``(on_iterate, done)``: the fit's ``on_iterate`` (see
     :func:`fit_coefficients`), and ``done(coef, intercept)``, called after it.
+    ``coef_bounds`` boxes every fit's coefficients (see :func:`fit_coefficients`).
 
     Returns
     -------
@@ -152,6 +162,7 @@ def coefficient_path(
             preconditioner=preconditioner,
             keep_hessian=True,
             on_iterate=on_iterate,
+            coef_bounds=coef_bounds,
         )
         if done is not None:
             done(coef, intercept)

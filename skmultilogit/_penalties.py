@@ -21,9 +21,10 @@ and the solvers ask it instead of branching on its kind:
     bound-constrained split :class:`L1SplitProblem` for an L1 part.
 
 Penalties today: :class:`L2Penalty` (``1/2 lambda ||W||^2``, and no penalty
-at ``lambda = 0``) and :class:`ElasticNetPenalty` (``lambda (alpha ||W||_1 +
-(1 - alpha) / 2 ||W||^2)``). A new penalty (a group lasso, bounds) is one
-more class with these members.
+at ``lambda = 0``), :class:`ElasticNetPenalty` (``lambda (alpha ||W||_1 +
+(1 - alpha) / 2 ||W||^2)``) and either of them under box constraints,
+:class:`BoxBoundedPenalty`. A new penalty (a group lasso) is one more class
+with these members.
 
 Elastic net and L1
 ------------------
@@ -49,6 +50,28 @@ projected gradient of the bounded problem, the quantity L-BFGS-B itself
 tests, after :meth:`L1SplitProblem.polish` has put on their bound the
 variables left a hair above it; then, where ``V+ V- = 0``, it equals the
 smallest subgradient of the original objective.
+
+Box constraints
+---------------
+``lower <= W <= upper`` elementwise (``-inf`` / ``inf`` allowed, the
+intercept free) is the penalty's indicator: 0 inside the box, infinite
+outside. Since ``W = V diag(sigma)^-1`` with ``sigma > 0`` (centring moves
+only the intercept), the box in the solvers' coordinates is
+``lower_kj sigma_j <= V_kj <= upper_kj sigma_j``: L-BFGS-B's own bounds
+(:class:`BoxProblem`). With an L1 part, the split takes the box as bounds on
+its two halves,
+
+.. math::
+
+    \\max(l, 0) \\le V^+ \\le \\max(u, 0), \\qquad
+    \\max(-u, 0) \\le V^- \\le \\max(-l, 0),
+
+whose differences ``V+ - V-`` cover ``[l, u]`` exactly; and where
+``l <= 0 <= u`` both lower bounds are 0, so lowering ``V+`` and ``V-``
+together stays in the box and ``V+ V- = 0`` still holds at a minimiser
+(where ``l > 0``, ``V-`` is fixed at 0; where ``u < 0``, ``V+`` is). The box
+breaks the invariance of the model to adding one vector to every row of W,
+so a bounded ``coef_`` is not centred over classes.
 """
 
 import numpy as np
@@ -63,17 +86,23 @@ def check_l1_solver(solver, l1_ratio, name="l1_ratio"):
         )
 
 
-def make_penalty(strength, l1_ratio=0.0):
+def make_penalty(strength, l1_ratio=0.0, coef_bounds=None):
     """The penalty ``strength * (alpha ||W||_1 + (1 - alpha) / 2 ||W||^2)``, ``alpha = l1_ratio``.
 
     ``strength = 0`` (no penalty) gives a zero :class:`L2Penalty`, whatever
-    ``l1_ratio``.
+    ``l1_ratio``. ``coef_bounds``, if not None, is ``(lower, upper)``, two
+    arrays of the coefficients' shape (K, d): the penalty under those box
+    constraints (:class:`BoxBoundedPenalty`).
     """
     l1_strength = l1_ratio * strength
     l2_strength = (1.0 - l1_ratio) * strength
     if l1_strength > 0:
-        return ElasticNetPenalty(l2_strength, l1_strength, l1_ratio)
-    return L2Penalty(l2_strength)
+        penalty = ElasticNetPenalty(l2_strength, l1_strength, l1_ratio)
+    else:
+        penalty = L2Penalty(l2_strength)
+    if coef_bounds is not None:
+        return BoxBoundedPenalty(penalty, *coef_bounds)
+    return penalty
 
 
 class L2Penalty:
@@ -109,9 +138,15 @@ class L2Penalty:
     def check_solver(self, solver):
         """Every solver minimises a smooth penalty."""
 
-    def problem(self, conditioned):
-        """The smooth problem is what the optimiser sees."""
-        return conditioned
+    def problem(self, conditioned, coef_box=None):
+        """The smooth problem is what the optimiser sees (under ``coef_box``: :class:`BoxProblem`).
+
+        ``coef_box`` is ``(lower, upper)`` of V, shape (K, d), in the
+        solvers' coordinates.
+        """
+        if coef_box is None:
+            return conditioned
+        return BoxProblem(conditioned, *coef_box)
 
 
 class ElasticNetPenalty:
@@ -149,9 +184,128 @@ class ElasticNetPenalty:
         """Only L-BFGS-B minimises the split problem (its bounds)."""
         check_l1_solver(solver, self.l1_ratio)
 
-    def problem(self, conditioned):
+    def problem(self, conditioned, coef_box=None):
         """The split ``V = V+ - V-`` under bounds: see :class:`L1SplitProblem`."""
-        return L1SplitProblem(conditioned, self.l1_strength)
+        return L1SplitProblem(conditioned, self.l1_strength, coef_box)
+
+
+class BoxBoundedPenalty:
+    """A penalty (:class:`L2Penalty` or :class:`ElasticNetPenalty`) with ``lower <= W <= upper``.
+
+    See "Box constraints" in the module docstring. L-BFGS-B alone keeps the
+    iterates in the box, so it is the only solver.
+
+    Parameters
+    ----------
+    penalty : L2Penalty or ElasticNetPenalty
+        The penalty inside the box.
+    lower, upper : ndarray of shape (n_classes, n_features)
+        The bounds on ``coef``, ``lower <= upper``, infinities allowed.
+    """
+
+    smooth = False
+    solvers = ("lbfgs",)
+
+    def __init__(self, penalty, lower, upper):
+        self.penalty = penalty
+        self.l2_strength = penalty.l2_strength
+        self.lower = np.asarray(lower, dtype=np.float64)
+        self.upper = np.asarray(upper, dtype=np.float64)
+
+    def value(self, coef):
+        """The smooth part of the penalty inside the box (the indicator is 0 there)."""
+        return self.penalty.value(coef)
+
+    def add_gradient(self, coef, grad_coef):
+        """Add the smooth part's gradient in place."""
+        self.penalty.add_gradient(coef, grad_coef)
+
+    def check_solver(self, solver):
+        """Only L-BFGS-B keeps the coefficients within bounds."""
+        self.penalty.check_solver(solver)
+        if solver not in self.solvers + ("auto",):
+            raise ValueError(
+                f"coef_bounds needs solver='lbfgs' or 'auto': solver={solver!r} cannot keep "
+                "the coefficients within bounds (L-BFGS-B takes them as box constraints)."
+            )
+
+    def problem(self, conditioned):
+        """The inner penalty's problem, its coefficients boxed in the solvers' coordinates."""
+        scale = conditioned.scale  # positive: the box keeps its orientation
+        return self.penalty.problem(conditioned, (self.lower * scale, self.upper * scale))
+
+
+def projected_gradient(x, grad, lower, upper):
+    """``x - clip(x - grad, lower, upper)``: 0 exactly at a minimiser over the box.
+
+    Written without the subtraction that loses small gradients next to large
+    ``x``: where a variable is off its bounds by more than its gradient this
+    is the gradient.
+    """
+    return np.where(grad > 0, np.minimum(grad, x - lower), np.maximum(grad, x - upper))
+
+
+def snapped_to_bounds(problem, x, f, grad):
+    """``x`` with the variables a unit projected-gradient step reaches put on that bound.
+
+    L-BFGS-B can end with a variable a hair inside its bound (1e-7, say)
+    whose gradient pushes it out harder than that: its projected gradient is
+    then the distance to the bound, small enough to pass ``tol``, while it
+    belongs on the bound (an exact zero of the L1 split, a coefficient on its
+    limit). Moving such variables there is a step along the projected
+    gradient; it is kept only if the objective does not rise.
+    """
+    lower, upper = problem.bounds
+    to_lower = (x > lower) & (x - lower <= grad)
+    to_upper = (x < upper) & (upper - x <= -grad)
+    if not (to_lower.any() or to_upper.any()):
+        return x
+    candidate = np.where(to_lower, lower, np.where(to_upper, upper, x))
+    if problem.loss_gradient(candidate)[0] <= f:
+        return candidate
+    return x
+
+
+class BoxProblem:
+    """The smooth problem in the solvers' coordinates with its coefficients in a box.
+
+    Parameters ``x = [V, c]`` as in ``conditioned``; ``lower <= V <= upper``
+    (shape (K, d)), the intercepts ``c`` free.
+
+    Parameters
+    ----------
+    conditioned : ConditionedProblem
+        The smooth objective in the solvers' coordinates.
+    lower, upper : ndarray of shape (n_classes, n_features)
+        The box of V.
+    """
+
+    def __init__(self, conditioned, lower, upper):
+        self.conditioned = conditioned
+        self.loss = conditioned.loss
+        free = np.full(self.loss.n_params - lower.size, np.inf)
+        self.bounds = (
+            np.concatenate([lower.ravel(), -free]),
+            np.concatenate([upper.ravel(), free]),
+        )
+
+    def to_original(self, x):
+        return self.conditioned.to_original(x)
+
+    def to_conditioned(self, w):
+        """The conditioned point of ``w``, projected into the box (a start may lie outside)."""
+        return np.clip(self.conditioned.to_conditioned(w), *self.bounds)
+
+    def loss_gradient(self, x):
+        return self.conditioned.loss_gradient(x)
+
+    def stationarity(self, x, grad):
+        """The projected gradient (:func:`projected_gradient`), what L-BFGS-B tests."""
+        return projected_gradient(x, grad, *self.bounds)
+
+    def polish(self, x, f, grad):
+        """:func:`snapped_to_bounds`."""
+        return snapped_to_bounds(self, x, f, grad)
 
 
 class L1SplitProblem:
@@ -168,18 +322,31 @@ class L1SplitProblem:
         The smooth part in the solvers' coordinates.
     l1_strength : float
         ``lambda_1``, the factor of ``||W||_1``.
+    coef_box : (ndarray, ndarray), optional
+        ``(lower, upper)`` of V, shape (K, d): box constraints, taken as
+        bounds on ``V+`` and ``V-`` (see "Box constraints" in the module
+        docstring).
     """
 
-    def __init__(self, conditioned, l1_strength):
+    def __init__(self, conditioned, l1_strength, coef_box=None):
         self.conditioned = conditioned
         self.loss = conditioned.loss
         n_coef = self.loss.n_classes * self.loss.n_features
         self.n_coef = n_coef
         # lambda_1 ||W||_1 = sum_kj (lambda_1 / sigma_j) |V_kj|
         self.l1_weight = np.tile(l1_strength / conditioned.scale, self.loss.n_classes)
-        n_intercept = self.loss.n_params - n_coef
-        lower = np.concatenate([np.zeros(2 * n_coef), np.full(n_intercept, -np.inf)])
-        self.bounds = (lower, np.full(lower.size, np.inf))
+        free = np.full(self.loss.n_params - n_coef, np.inf)
+        if coef_box is None:
+            lower_halves, upper_halves = np.zeros(2 * n_coef), np.full(2 * n_coef, np.inf)
+        else:
+            low, high = (np.ravel(bound) for bound in coef_box)
+            zero = np.zeros(n_coef)
+            lower_halves = np.concatenate([np.maximum(low, zero), np.maximum(-high, zero)])
+            upper_halves = np.concatenate([np.maximum(high, zero), np.maximum(-low, zero)])
+        self.bounds = (
+            np.concatenate([lower_halves, -free]),
+            np.concatenate([upper_halves, free]),
+        )
 
     def _merge(self, x):
         n = self.n_coef
@@ -192,7 +359,9 @@ class L1SplitProblem:
         theta = self.conditioned.to_conditioned(w)
         n = self.n_coef
         coef = theta[:n]
-        return np.concatenate([np.maximum(coef, 0.0), np.maximum(-coef, 0.0), theta[n:]])
+        x = np.concatenate([np.maximum(coef, 0.0), np.maximum(-coef, 0.0), theta[n:]])
+        # a start outside a box: its projection
+        return np.clip(x, *self.bounds)
 
     def loss_gradient(self, x):
         n = self.n_coef
@@ -202,32 +371,19 @@ class L1SplitProblem:
         return f, np.concatenate([grad_coef + self.l1_weight, self.l1_weight - grad_coef, grad[n:]])
 
     def stationarity(self, x, grad):
-        """Projected gradient of the bounded problem (0 exactly at a minimiser).
+        """Projected gradient of the bounded problem (:func:`projected_gradient`).
 
-        ``clip(x - g, lower, upper) - x``, up to sign, written without the
-        subtraction that loses small gradients next to large ``x``. Where a
-        variable is off its bound by more than its gradient this is the
-        gradient, so after :meth:`polish` it equals the smallest subgradient
-        of the original objective.
+        Where a variable is off its bounds by more than its gradient this is
+        the gradient, so after :meth:`polish` it equals the smallest
+        subgradient of the original objective.
         """
-        lower = self.bounds[0]
-        return np.where(grad > 0, np.minimum(grad, x - lower), grad)
+        return projected_gradient(x, grad, *self.bounds)
 
     def polish(self, x, f, grad):
         """Put on their bound the split variables that a unit projected-gradient step reaches.
 
         L-BFGS-B can end with a variable a hair above zero (1e-7, say) whose
-        gradient pushes it down harder than that: its projected gradient is
-        then the distance to the bound, small enough to pass ``tol``, while
-        the coefficient should be exactly zero. Zeroing such variables is a
-        step along the projected gradient; it is kept only if the objective
-        does not rise.
+        gradient pushes it down harder than that, while the coefficient
+        should be exactly zero: :func:`snapped_to_bounds`.
         """
-        lower = self.bounds[0]
-        near = (x > lower) & (x - lower <= grad)
-        if not near.any():
-            return x
-        candidate = np.where(near, lower, x)
-        if self.loss_gradient(candidate)[0] <= f:
-            return candidate
-        return x
+        return snapped_to_bounds(self, x, f, grad)

@@ -66,6 +66,64 @@ def check_l1_ratio(name, value, solver):
     return value
 
 
+def check_coef_bounds(coef_bounds, n_classes, n_features):
+    """``coef_bounds`` as ``(lower, upper)`` float64 arrays of shape (K, d), or None.
+
+    None when no bound is given or every bound is infinite (then the fit is
+    the unbounded one, with any solver). Each bound is a scalar or an array
+    broadcastable to ``coef_``'s shape; NaN, a lower bound above its upper
+    bound, and bounds that leave no value (``lower = inf``, ``upper =
+    -inf``) are refused. Nothing of size K x d is allocated before the
+    shapes are checked.
+    """
+    if coef_bounds is None:
+        return None
+    if not isinstance(coef_bounds, (tuple, list)) and not (
+        isinstance(coef_bounds, np.ndarray) and coef_bounds.ndim > 0
+    ):
+        raise TypeError(
+            f"coef_bounds must be a pair (lower, upper); got {type(coef_bounds).__name__}."
+        )
+    if len(coef_bounds) != 2:
+        raise ValueError(
+            f"coef_bounds must be a pair (lower, upper); got {len(coef_bounds)} items."
+        )
+    shape = (n_classes, n_features)
+    bounds = []
+    for name, bound in zip(("lower", "upper"), coef_bounds, strict=True):
+        try:
+            bound = np.asarray(bound, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"coef_bounds' {name} bound must be a number or an array of numbers."
+            ) from None
+        try:
+            np.broadcast_shapes(bound.shape, shape)
+        except ValueError:
+            raise ValueError(
+                f"coef_bounds' {name} bound of shape {bound.shape} does not broadcast to "
+                f"coef_'s shape {shape} (n_classes, n_features)."
+            ) from None
+        if np.isnan(bound).any():
+            raise ValueError(f"coef_bounds' {name} bound contains NaN.")
+        bounds.append(np.broadcast_to(bound, shape))
+    lower, upper = bounds
+    crossed = np.argwhere(lower > upper)
+    if crossed.size:
+        k, j = crossed[0]
+        raise ValueError(
+            f"coef_bounds: lower > upper for {len(crossed)} coefficient(s), the first at "
+            f"class index {k}, feature {j} ({lower[k, j]} > {upper[k, j]})."
+        )
+    if np.isposinf(lower).any() or np.isneginf(upper).any():
+        raise ValueError(
+            "coef_bounds: a lower bound of inf or an upper bound of -inf leaves no value."
+        )
+    if np.isneginf(lower).all() and np.isposinf(upper).all():
+        return None
+    return np.array(lower), np.array(upper)
+
+
 def _label_kind(label):
     if isinstance(label, str):
         return "str"

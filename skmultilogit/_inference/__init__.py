@@ -82,7 +82,7 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._backends import NumpyBackend
-from .._validation import check_sample_weight, class_weight_vector
+from .._validation import check_coef_bounds, check_sample_weight, class_weight_vector
 from ._covariance import check_covariance_fits, covariance
 from ._design import rows_with_intercept, term_names, weighted_mean
 from ._identification import check_not_separated, collinear_columns, warn_if_not_at_optimum
@@ -102,6 +102,13 @@ def _fitted_penalty(estimator):
             f"inference needs an L2 penalty or none; the model has l1_ratio={l1_ratio}. "
             "The L1 part sets coefficients to exactly zero, and the normal approximation "
             "behind standard errors does not hold for such estimates."
+        )
+    bounds = getattr(estimator, "coef_bounds", None)
+    if bounds is not None and check_coef_bounds(bounds, *np.shape(estimator.coef_)) is not None:
+        raise ValueError(
+            "inference needs a model fitted without coef_bounds: at a coefficient held on "
+            "its bound the estimate is not asymptotically normal, and the box breaks the "
+            "identification the standard errors rest on. Refit with coef_bounds=None."
         )
     return C
 
