@@ -211,6 +211,7 @@ class BoxBoundedPenalty:
         self.l2_strength = penalty.l2_strength
         self.lower = np.asarray(lower, dtype=np.float64)
         self.upper = np.asarray(upper, dtype=np.float64)
+        self.box = (self.lower, self.upper)
 
     def value(self, coef):
         """The smooth part of the penalty inside the box (the indicator is 0 there)."""

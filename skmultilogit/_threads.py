@@ -41,6 +41,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
+import numpy as np
 import threadpoolctl
 from threadpoolctl import ThreadpoolController
 
@@ -77,6 +78,18 @@ def _clear_controlling_thread(force):
         clear(force=force)
 
 
+def _controlled_by_another_thread(owner):
+    """Whether a live thread other than ``owner`` controls OpenBLAS's limit (threadpoolctl >= 3.8).
+
+    Such a thread is inside its own ``threadpool_limits``; taking control
+    from it would drop its restore, and leave its limit set for good.
+    """
+    controller = getattr(threadpoolctl, "OpenBLASController", None)
+    state = getattr(controller, "_SHARED_STATE", None)
+    thread = getattr(state, "controlling_thread", None)
+    return thread is not None and thread is not owner and thread.is_alive()
+
+
 class CountedLimit:
     """One BLAS thread while at least one holder is inside; the original setting after.
 
@@ -90,13 +103,21 @@ class CountedLimit:
         self.holders = 0
         self.threads_before = 1
         self._limiter = None
+        self._owner = None
+        self._took_control = False
 
     @contextlib.contextmanager
     def hold(self):
         with self._lock:
             if self.holders == 0:
                 self.threads_before = blas_threads()
-                _clear_controlling_thread(force=True)
+                self._owner = threading.current_thread()
+                # While another thread's threadpool_limits controls OpenBLAS
+                # this limit is not set (BLAS keeps that thread's setting),
+                # and not restored: that thread restores its own.
+                self._took_control = not _controlled_by_another_thread(self._owner)
+                if self._took_control:
+                    _clear_controlling_thread(force=True)
                 self._limiter = _thread_controller().limit(limits=1, user_api="blas")
             self.holders += 1
         try:
@@ -105,10 +126,13 @@ class CountedLimit:
             with self._lock:
                 self.holders -= 1
                 if self.holders == 0:
-                    _clear_controlling_thread(force=True)
-                    self._limiter.restore_original_limits()
-                    self._limiter = None
-                    _clear_controlling_thread(force=False)
+                    # the last holder restores, from whichever thread, unless
+                    # a user's threadpool_limits has taken control meanwhile
+                    if self._took_control and not _controlled_by_another_thread(self._owner):
+                        _clear_controlling_thread(force=True)
+                        self._limiter.restore_original_limits()
+                        _clear_controlling_thread(force=False)
+                    self._limiter = self._owner = None
 
 
 SINGLE_BLAS_THREAD = CountedLimit()
@@ -118,6 +142,12 @@ def blas_threads():
     """The most threads any loaded BLAS library is set to use now (1 if none is found)."""
     blas = _thread_controller().select(user_api="blas").lib_controllers
     return max((library.num_threads or 1 for library in blas), default=1)
+
+
+def _openmp_threads():
+    """This thread's OpenMP limit (per thread, where ``threadpool_limits`` sets it), or None."""
+    openmp = _thread_controller().select(user_api="openmp").lib_controllers
+    return min((library.num_threads or 1 for library in openmp), default=None)
 
 
 def pass_threads(data, n_blocks):
@@ -134,6 +164,12 @@ def pass_threads(data, n_blocks):
     with SINGLE_BLAS_THREAD._lock:
         held = SINGLE_BLAS_THREAD.holders > 0
         allowed = SINGLE_BLAS_THREAD.threads_before if held else blas_threads()
+    # BLAS's limit is process-wide, held by the first fit; threadpool_limits
+    # also sets OpenMP's, which is this thread's own: a fit inside
+    # threadpool_limits(1) runs on one thread while another fit runs
+    openmp = _openmp_threads()
+    if openmp is not None:
+        allowed = min(allowed, openmp)
     return max(1, min(n_blocks, allowed, os.cpu_count() or 1))
 
 
@@ -143,9 +179,17 @@ _POOL = None
 
 def _forget_pool_in_child():
     # A forked child (joblib's multiprocessing backend) inherits the pool
-    # object but not its threads: work handed to it would wait forever.
+    # object but not its threads: work handed to it would wait forever. It
+    # inherits the counted limit too, held by fits that run only in the
+    # parent: the child's BLAS gets back the setting from before them.
     global _POOL, _POOL_LOCK
     _POOL, _POOL_LOCK = None, threading.Lock()
+    held, threads = SINGLE_BLAS_THREAD.holders > 0, SINGLE_BLAS_THREAD.threads_before
+    SINGLE_BLAS_THREAD.__init__()
+    if held:
+        _clear_controlling_thread(force=True)
+        _thread_controller().limit(limits=threads, user_api="blas")
+        _clear_controlling_thread(force=True)
 
 
 if hasattr(os, "register_at_fork"):
@@ -174,8 +218,16 @@ def map_in_threads(function, groups):
     """
     if len(groups) == 1:
         return [function(groups[0])]
+    # numpy's error state is per thread: the caller's (a fit ignores
+    # overflow in line-search trials) goes with the work
+    errors = np.geterr()
+
+    def under_callers_errstate(group):
+        with np.errstate(**errors):
+            return function(group)
+
     with SINGLE_BLAS_THREAD.hold():
-        futures = [_pool().submit(function, group) for group in groups[1:]]
+        futures = [_pool().submit(under_callers_errstate, group) for group in groups[1:]]
         try:
             first = function(groups[0])
         finally:

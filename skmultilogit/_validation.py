@@ -90,7 +90,13 @@ def check_coef_bounds(coef_bounds, n_classes, n_features):
         )
     shape = (n_classes, n_features)
     bounds = []
-    for name, bound in zip(("lower", "upper"), coef_bounds, strict=True):
+    for name, bound, none in zip(("lower", "upper"), coef_bounds, (-np.inf, np.inf), strict=True):
+        if bound is None:  # as scipy's bounds: no bound
+            bound = none
+        if isinstance(bound, (str, bytes)) or (
+            isinstance(bound, np.ndarray) and bound.dtype.kind not in "biuf"
+        ):
+            raise TypeError(f"coef_bounds' {name} bound must be a number or an array of numbers.")
         try:
             bound = np.asarray(bound, dtype=np.float64)
         except (TypeError, ValueError):
@@ -98,12 +104,14 @@ def check_coef_bounds(coef_bounds, n_classes, n_features):
                 f"coef_bounds' {name} bound must be a number or an array of numbers."
             ) from None
         try:
-            np.broadcast_shapes(bound.shape, shape)
+            fits = np.broadcast_shapes(bound.shape, shape) == shape
         except ValueError:
+            fits = False
+        if not fits:
             raise ValueError(
                 f"coef_bounds' {name} bound of shape {bound.shape} does not broadcast to "
                 f"coef_'s shape {shape} (n_classes, n_features)."
-            ) from None
+            )
         if np.isnan(bound).any():
             raise ValueError(f"coef_bounds' {name} bound contains NaN.")
         bounds.append(np.broadcast_to(bound, shape))

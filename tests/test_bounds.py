@@ -280,3 +280,29 @@ def test_inference_refuses_a_bounded_model(wine):
     model = MultinomialLogitClassifier(coef_bounds=(0.0, np.inf)).fit(X, y)
     with pytest.raises(ValueError, match="inference needs a model fitted without coef_bounds"):
         inference(model, X, y)
+
+
+def test_bounded_coefficients_never_leave_the_box_by_rounding():
+    # features of very different scales: the box in the solvers' coordinates
+    # is lower * sigma, and V / sigma could miss lower by an ulp
+    X, y = load_wine(return_X_y=True)
+    rng = np.random.default_rng(3)
+    X = X * 10.0 ** rng.uniform(-3, 3, size=13)
+    coef = MultinomialLogitClassifier(tol=1e-8, max_iter=3000).fit(X, y).coef_
+    for _ in range(4):
+        lower = coef * rng.uniform(0.2, 0.8, size=coef.shape) - np.abs(coef) * 0.1
+        upper = lower + np.abs(coef) * rng.uniform(0.1, 0.5, size=coef.shape)
+        model = MultinomialLogitClassifier(coef_bounds=(lower, upper), max_iter=3000)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(X, y)
+        assert np.all(model.coef_ >= lower) and np.all(model.coef_ <= upper)
+
+
+def test_none_is_no_bound_and_extra_dimensions_are_refused(wine):
+    X, y = wine
+    plain = MultinomialLogitClassifier(coef_bounds=(0.0, np.inf)).fit(X, y)
+    with_none = MultinomialLogitClassifier(coef_bounds=(0.0, None)).fit(X, y)
+    np.testing.assert_array_equal(with_none.coef_, plain.coef_)
+    with pytest.raises(ValueError, match=r"shape \(1, 3, 13\) does not broadcast"):
+        MultinomialLogitClassifier(coef_bounds=(np.zeros((1, 3, 13)), 1.0)).fit(X, y)

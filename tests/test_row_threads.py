@@ -184,3 +184,113 @@ def _child_loss(X, y, weight, K):
     data = NumpyBackend(X, y, K, weight)
     assert len(data._pass_groups()) == 2
     return data.loss_gradient(np.zeros((K, X.shape[1])), np.zeros(K))[0]
+
+
+def test_the_pool_threads_keep_the_callers_numpy_error_state():
+    # A fit ignores overflow in line-search trials (np.errstate, which is per
+    # thread); the blocks run on pool threads must ignore it too: here a
+    # trial's design rows overflowed in the Hessian pass, and a fit under
+    # warnings-as-errors raised where a one-thread fit did not.
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20_000, 50))
+    logits = X @ rng.normal(size=(50, 3))
+    y = np.argmax(logits + rng.gumbel(size=logits.shape), axis=1)
+    data = NumpyBackend(X, y, 3, np.ones(len(y)))
+    assert len(data._pass_groups()) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        MultinomialLogitClassifier(C=np.inf, solver="newton-cholesky").fit(X * 1e300, y)
+
+
+def test_a_fit_leaves_a_users_threadpool_limits_in_another_thread_intact():
+    # threadpoolctl >= 3.8: one thread controls OpenBLAS's limit. A fit that
+    # took control from a user's threadpool_limits dropped its restore, and
+    # BLAS stayed at one thread for good.
+    import threading
+    import time
+
+    import threadpoolctl
+
+    if not hasattr(getattr(threadpoolctl, "OpenBLASController", None), "_SHARED_STATE"):
+        pytest.skip("threadpoolctl < 3.8: any thread may set the limit")
+    before = blas_threads()
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20_000, 100)), rng.integers(0, 10, size=20_000)
+    entered = threading.Event()
+
+    def fit():
+        # longer than the user's block below: it must end after the block
+        entered.wait()
+        MultinomialLogitClassifier(solver="lbfgs", tol=1e-12, max_iter=300).fit(X, y)
+
+    thread = threading.Thread(target=fit)
+    thread.start()
+    with threadpool_limits(limits=1):
+        entered.set()
+        time.sleep(0.2)
+    thread.join()
+    assert blas_threads() == before
+
+
+def test_a_fit_inside_threadpool_limits_runs_on_one_thread_beside_another_fit():
+    import threading
+
+    X, y, weight, K = large_problem(sparse=False)
+    data = NumpyBackend(X, y, K, weight)
+    holding, release = threading.Event(), threading.Event()
+
+    def other_fit():
+        with _threads.SINGLE_BLAS_THREAD.hold():
+            holding.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=other_fit)
+    thread.start()
+    holding.wait(30)
+    try:
+        assert len(data._pass_groups()) == 2
+        with threadpool_limits(1):
+            assert len(data._pass_groups()) == 1
+    finally:
+        release.set()
+        thread.join()
+
+
+def test_a_child_forked_during_a_fit_gets_the_blas_setting_back():
+    import multiprocessing
+
+    before = blas_threads()
+    with _threads.SINGLE_BLAS_THREAD.hold():
+        assert max(blas_threads()) == 1
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            holders, threads = pool.apply_async(_child_state).get(timeout=60)
+    assert holders == 0 and threads == before
+
+
+def _child_state():
+    return _threads.SINGLE_BLAS_THREAD.holders, blas_threads()
+
+
+def test_csr_row_blocks_are_views_of_x_with_int64_indices():
+    X, y, weight, K = large_problem(sparse=True)
+    X = X.copy()
+    X.indices, X.indptr = X.indices.astype(np.int64), X.indptr.astype(np.int64)
+    data = NumpyBackend(X, y, K, weight)
+    blocks = [block for group in data._pass_groups() for _, block, _ in group]
+    assert len(blocks) == 2
+    for block in blocks:
+        assert np.shares_memory(block.indices, X.indices)
+        assert np.shares_memory(block.data, X.data)
+    reference = NumpyBackend(X.tocsc(), y, K, weight)  # CSC: one block, no threads
+    coef = np.random.default_rng(0).normal(size=(K, X.shape[1]))
+    np.testing.assert_allclose(
+        data.loss_gradient(coef, np.zeros(K))[1],
+        reference.loss_gradient(coef, np.zeros(K))[1],
+        rtol=0,
+        atol=1e-11,
+    )

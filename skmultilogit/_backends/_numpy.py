@@ -154,14 +154,12 @@ class NumpyBackend:
             cached = []
             for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
                 first, last = indptr[start], indptr[stop]
-                block = sp.csr_matrix(
-                    (
-                        self.X.data[first:last],
-                        self.X.indices[first:last],
-                        indptr[start : stop + 1] - first,
-                    ),
-                    shape=(stop - start, self.n_features),
-                )
+                # the arrays set directly: the constructor would cast int64
+                # indices down to int32, a copy of them
+                block = sp.csr_matrix((stop - start, self.n_features), dtype=self.X.dtype)
+                block.data = self.X.data[first:last]
+                block.indices = self.X.indices[first:last]
+                block.indptr = indptr[start : stop + 1] - first
                 cached.append((slice(start, stop), block, block.T))
             self._csr_block_cache = cached
         return cached
