@@ -26,6 +26,7 @@ from ._prediction import LinearPredictorMixin
 from ._validation import (
     check_bool,
     check_coef_bounds,
+    check_l1_groups,
     check_l1_ratio,
     check_real,
     check_solver_params,
@@ -80,6 +81,16 @@ class MultinomialLogitClassifier(
         ``W = W+ - W-`` with ``W+, W- >= 0``, a smooth problem under bounds
         that gives exact zeros in ``coef_`` (``solver`` must be ``'lbfgs'``
         or ``'auto'``); the columns of ``coef_`` then need not sum to zero.
+    l1_groups : {None, 'feature'}, default=None
+        None: the L1 part is element-wise, ``||W||_1``. ``'feature'``: the
+        group lasso, ``sum_j ||W[:, j]||_2`` over features, so that a
+        feature is kept or dropped for all classes at once (whole zero
+        columns of ``coef_``), as glmnet's ``type.multinomial="grouped"``
+        and cyanure's ``penalty="l1l2"``. Solved by proximal Newton (the
+        exact Hessian's quadratic model plus the group norm, minimised by
+        block coordinate descent); ``solver`` must be ``'auto'``, and
+        ``coef_bounds`` cannot be combined with it. No effect when
+        ``l1_ratio=0``.
     fit_intercept : bool, default=True
         Whether to fit the unpenalised intercept ``b``.
     coef_bounds : (lower, upper), default=None
@@ -181,6 +192,7 @@ class MultinomialLogitClassifier(
         C=1.0,
         *,
         l1_ratio=0.0,
+        l1_groups=None,
         fit_intercept=True,
         coef_bounds=None,
         class_weight=None,
@@ -192,6 +204,7 @@ class MultinomialLogitClassifier(
     ):
         self.C = C
         self.l1_ratio = l1_ratio
+        self.l1_groups = l1_groups
         self.fit_intercept = fit_intercept
         self.coef_bounds = coef_bounds
         self.class_weight = class_weight
@@ -243,6 +256,8 @@ class MultinomialLogitClassifier(
         else:
             classes, data = prepare_training_data(self, X, y, sample_weight, self.class_weight)
         coef_bounds = check_coef_bounds(self.coef_bounds, len(classes), data.n_features)
+        has_l1 = float(self.l1_ratio) > 0 and np.isfinite(float(self.C))
+        l1_groups = check_l1_groups(self.l1_groups, self.solver if has_l1 else None, coef_bounds)
         coef_init = intercept_init = None
         namespace = getattr(data, "namespace", None)
         if self.warm_start and self._can_warm_start(classes, data.n_features):
@@ -272,6 +287,7 @@ class MultinomialLogitClassifier(
                 intercept_init=intercept_init,
                 on_iterate=iterations.on_iterate,
                 coef_bounds=coef_bounds,
+                l1_groups=l1_groups,
             )
             iterations.close()
             self._set_fitted(classes, coef, intercept, result, data.dtype, namespace)

@@ -29,6 +29,7 @@ from ._validation import (
     check_bool,
     check_coef_bounds,
     check_Cs,
+    check_l1_groups,
     check_l1_ratios,
     check_sample_weight,
     check_solver_params,
@@ -197,6 +198,10 @@ class MultinomialLogitClassifierCV(
         If True, refit on all the data with the best pair. If False, average
         over folds the coefficients at each fold's own best pair, and report
         the mean of those C (and l1_ratio) values.
+    l1_groups : {None, 'feature'}, default=None
+        The L1 part of every fit element-wise (None) or the group lasso over
+        features (``'feature'``), as in :class:`MultinomialLogitClassifier`;
+        the path is warm-started as for the element-wise L1.
     coef_bounds : (lower, upper), default=None
         Box constraints on the coefficients of every fit, as in
         :class:`MultinomialLogitClassifier` (``solver`` must be ``'lbfgs'``
@@ -267,6 +272,7 @@ class MultinomialLogitClassifierCV(
         verbose=0,
         refit=True,
         coef_bounds=None,
+        l1_groups=None,
     ):
         self.Cs = Cs
         self.l1_ratios = l1_ratios
@@ -281,6 +287,7 @@ class MultinomialLogitClassifierCV(
         self.verbose = verbose
         self.refit = refit
         self.coef_bounds = coef_bounds
+        self.l1_groups = l1_groups
 
     @with_callbacks
     def fit(self, X, y, sample_weight=None, groups=None):
@@ -432,11 +439,19 @@ class MultinomialLogitClassifierCV(
             task.subtask("fold path", max_subtasks=n_cs).on_data(None, None) for _ in range(n_paths)
         ]
 
+    def _add_penalty_params(self, params, n_classes, n_features, Cs, l1_ratios):
+        """Add the validated ``coef_bounds`` and ``l1_groups`` to ``params`` (K and d known)."""
+        params["coef_bounds"] = check_coef_bounds(self.coef_bounds, n_classes, n_features)
+        has_l1 = bool(np.any(l1_ratios > 0) and np.any(np.isfinite(Cs)))
+        params["l1_groups"] = check_l1_groups(
+            self.l1_groups, self.solver if has_l1 else None, params["coef_bounds"]
+        )
+
     def _paths(self, X, y, sample_weight, groups, Cs, l1_ratios, params):
         """The fold paths in memory, folds in parallel (joblib)."""
         classes, data = prepare_training_data(self, X, y, sample_weight, self.class_weight)
         # the box needs K and d: params gains it here, for every fit and the refit
-        params["coef_bounds"] = check_coef_bounds(self.coef_bounds, len(classes), data.n_features)
+        self._add_penalty_params(params, len(classes), data.n_features, Cs, l1_ratios)
         namespace = getattr(data, "namespace", None)
         if namespace is not None:
             sample_weight = to_host(sample_weight)
@@ -503,7 +518,7 @@ class MultinomialLogitClassifierCV(
                 "of them, or fit on data in memory."
             )
         classes, data = prepare_dask_data(self, X, y, sample_weight, self.class_weight)
-        params["coef_bounds"] = check_coef_bounds(self.coef_bounds, len(classes), data.n_features)
+        self._add_penalty_params(params, len(classes), data.n_features, Cs, l1_ratios)
         self.n_features_in_ = data.n_features
         if hasattr(self, "feature_names_in_"):  # a Dask array has no column names
             del self.feature_names_in_

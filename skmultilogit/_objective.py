@@ -82,17 +82,27 @@ class MultinomialLoss:
 
     @classmethod
     def from_data(
-        cls, data, C=1.0, *, fit_intercept=True, normalize=False, l1_ratio=0.0, coef_bounds=None
+        cls,
+        data,
+        C=1.0,
+        *,
+        fit_intercept=True,
+        normalize=False,
+        l1_ratio=0.0,
+        coef_bounds=None,
+        l1_groups=None,
     ):
         """The objective with ``C`` and ``l1_ratio`` (see the module docstring) on a backend.
 
         ``coef_bounds``: ``(lower, upper)`` arrays of shape (K, d) boxing the
-        coefficients, or None (see ``_penalties.BoxBoundedPenalty``).
+        coefficients, or None (see ``_penalties.BoxBoundedPenalty``);
+        ``l1_groups="feature"``: the L1 part as the group norm of each
+        feature's coefficients (``_penalties.GroupLassoPenalty``).
         """
         multiplier, divisor, strength = weighting(float(C), normalize, data.total_weight)
         return cls(
             data.with_factor(multiplier, divisor),
-            make_penalty(strength, float(l1_ratio), coef_bounds),
+            make_penalty(strength, float(l1_ratio), coef_bounds, l1_groups),
             fit_intercept=fit_intercept,
         )
 

@@ -30,6 +30,7 @@ def fit_coefficients(
     keep_hessian=False,
     on_iterate=None,
     coef_bounds=None,
+    l1_groups=None,
 ):
     """Minimise the objective for one ``C``; return ``(coef, intercept, result)``.
 
@@ -43,7 +44,8 @@ def fit_coefficients(
     ``on_iterate``, if given, is called after each solver iteration with a
     function that returns that iterate's ``(coef, intercept)``, centred as
     the result is; if it returns True the fit stops there. ``coef_bounds``
-    is ``(lower, upper)``, arrays of shape (K, d) boxing ``coef``, or None.
+    is ``(lower, upper)``, arrays of shape (K, d) boxing ``coef``, or None;
+    ``l1_groups="feature"`` makes the L1 part the group lasso.
 
     Adding one vector to every row of W (or one constant to b) leaves every
     probability unchanged. The intercept is unpenalised, so it is centred
@@ -60,6 +62,7 @@ def fit_coefficients(
         normalize=True,
         l1_ratio=l1_ratio,
         coef_bounds=coef_bounds,
+        l1_groups=l1_groups,
     )
     w0 = loss.pack(*starting_point(coef_init, intercept_init, loss.n_classes, loss.n_features))
     hook = None
@@ -116,6 +119,7 @@ def coefficient_path(
     max_iter=100,
     fit_hooks=None,
     coef_bounds=None,
+    l1_groups=None,
 ):
     """Fit every C in ``Cs`` on the backend ``data``, each fit warm-started from the previous.
 
@@ -131,7 +135,7 @@ def coefficient_path(
     returns the fit's starting ``(coef, intercept)``, and returns
     ``(on_iterate, done)``: the fit's ``on_iterate`` (see
     :func:`fit_coefficients`), and ``done(coef, intercept)``, called after it.
-    ``coef_bounds`` boxes every fit's coefficients (see :func:`fit_coefficients`).
+    ``coef_bounds`` and ``l1_groups`` apply to every fit (see :func:`fit_coefficients`).
 
     Returns
     -------
@@ -167,6 +171,7 @@ def coefficient_path(
             keep_hessian=True,
             on_iterate=on_iterate,
             coef_bounds=coef_bounds,
+            l1_groups=l1_groups,
         )
         if done is not None:
             done(coef, intercept)

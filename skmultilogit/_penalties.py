@@ -86,16 +86,25 @@ def check_l1_solver(solver, l1_ratio, name="l1_ratio"):
         )
 
 
-def make_penalty(strength, l1_ratio=0.0, coef_bounds=None):
+def make_penalty(strength, l1_ratio=0.0, coef_bounds=None, l1_groups=None):
     """The penalty ``strength * (alpha ||W||_1 + (1 - alpha) / 2 ||W||^2)``, ``alpha = l1_ratio``.
 
     ``strength = 0`` (no penalty) gives a zero :class:`L2Penalty`, whatever
     ``l1_ratio``. ``coef_bounds``, if not None, is ``(lower, upper)``, two
     arrays of the coefficients' shape (K, d): the penalty under those box
-    constraints (:class:`BoxBoundedPenalty`).
+    constraints (:class:`BoxBoundedPenalty`). ``l1_groups="feature"`` makes
+    the L1 part the group norm over each feature's K coefficients
+    (:class:`GroupLassoPenalty`).
     """
     l1_strength = l1_ratio * strength
     l2_strength = (1.0 - l1_ratio) * strength
+    if l1_strength > 0 and l1_groups == "feature":
+        if coef_bounds is not None:
+            raise ValueError(
+                "coef_bounds with l1_groups='feature' is not supported: the group lasso's "
+                "proximal Newton solver takes no box constraints. Drop one of them."
+            )
+        return GroupLassoPenalty(l2_strength, l1_strength, l1_ratio)
     if l1_strength > 0:
         penalty = ElasticNetPenalty(l2_strength, l1_strength, l1_ratio)
     else:
@@ -388,3 +397,140 @@ class L1SplitProblem:
         should be exactly zero: :func:`snapped_to_bounds`.
         """
         return snapped_to_bounds(self, x, f, grad)
+
+
+def block_soft_threshold(v, threshold):
+    """``max(0, 1 - threshold / ||v||) v``: the prox of ``threshold * ||.||_2`` at ``v``."""
+    norm = np.linalg.norm(v)
+    if norm <= threshold:
+        return np.zeros_like(v)
+    return (1.0 - threshold / norm) * v
+
+
+def group_stationarity(x, grad, groups, weights, n_coef):
+    """The smallest subgradient of ``f + R`` at ``x`` (``grad`` is f's gradient): 0 at a minimiser.
+
+    Per group: ``g_j + w_j x_j / ||x_j||`` where ``x_j != 0``, else ``g_j``
+    shrunk by ``w_j`` in norm (zero when ``||g_j|| <= w_j``); the intercepts'
+    entries are their gradient.
+    """
+    out = np.array(grad, dtype=np.float64, copy=True)
+    block = x[:n_coef][groups]  # (n_groups, K)
+    block_grad = out[:n_coef][groups]
+    norms = np.linalg.norm(block, axis=1)
+    grad_norms = np.linalg.norm(block_grad, axis=1)
+    nonzero = norms > 0
+    shrunk = np.where(
+        grad_norms > weights, 1.0 - weights / np.where(grad_norms > 0, grad_norms, 1.0), 0.0
+    )
+    result = np.where(
+        nonzero[:, None],
+        block_grad + (weights / np.where(nonzero, norms, 1.0))[:, None] * block,
+        shrunk[:, None] * block_grad,
+    )
+    coef_part = out[:n_coef]
+    coef_part[groups] = result
+    return out
+
+
+class GroupLassoPenalty:
+    """``lambda_1 sum_j ||W[:, j]||_2 + 1/2 lambda_2 ||W||^2``: each feature kept or dropped whole.
+
+    In the solvers' coordinates ``||W[:, j]|| = ||V[:, j]|| / sigma_j``, so
+    the groups' weights are ``lambda_1 / sigma_j``. The group norm is not
+    smooth where a feature is dropped: the proximal Newton solver
+    (``_solvers._proximal``) minimises it, on :class:`GroupLassoProblem`.
+
+    Parameters
+    ----------
+    l2_strength, l1_strength : float
+        ``lambda_2 >= 0`` and ``lambda_1 > 0``.
+    l1_ratio : float
+        ``lambda_1 / (lambda_1 + lambda_2)``, for messages.
+    """
+
+    smooth = False
+    solvers = ("proximal-newton",)
+
+    def __init__(self, l2_strength, l1_strength, l1_ratio):
+        self._l2 = L2Penalty(l2_strength)
+        self.l2_strength = self._l2.l2_strength
+        self.l1_strength = float(l1_strength)
+        self.l1_ratio = float(l1_ratio)
+
+    def value(self, coef):
+        """The smooth part, ``1/2 lambda_2 ||W||^2``."""
+        return self._l2.value(coef)
+
+    def add_gradient(self, coef, grad_coef):
+        """Add the smooth part's gradient ``lambda_2 W`` in place."""
+        self._l2.add_gradient(coef, grad_coef)
+
+    def check_solver(self, solver):
+        """Only the proximal Newton solver, which ``'auto'`` picks, minimises the group norm."""
+        if solver != "auto":
+            raise ValueError(
+                f"l1_groups='feature' needs solver='auto' (proximal Newton): solver={solver!r} "
+                "cannot minimise the group norm, which is not smooth where a feature is dropped."
+            )
+
+    def problem(self, conditioned):
+        """The smooth part plus the group norm in the solvers' coordinates."""
+        return GroupLassoProblem(conditioned, self.l1_strength)
+
+
+class GroupLassoProblem:
+    """The group-lasso objective in the solvers' coordinates, for the proximal Newton solver.
+
+    Parameters ``x = [V, c]`` as in ``conditioned``. :meth:`loss_gradient`
+    returns the whole objective (smooth part plus the group norm) and the
+    smooth part's gradient; :meth:`stationarity` the smallest subgradient.
+
+    Parameters
+    ----------
+    conditioned : ConditionedProblem
+        The smooth part in the solvers' coordinates.
+    l1_strength : float
+        ``lambda_1``, the factor of ``sum_j ||W[:, j]||``.
+    """
+
+    bounds = None
+
+    def __init__(self, conditioned, l1_strength):
+        self.conditioned = conditioned
+        self.loss = conditioned.loss
+        n_classes, n_features = self.loss.n_classes, self.loss.n_features
+        self.n_coef = n_classes * n_features
+        # group j: the coefficients k * d + j of feature j, for every class k
+        self.groups = np.arange(self.n_coef).reshape(n_classes, n_features).T
+        self.group_weights = l1_strength / conditioned.scale
+
+    def to_original(self, x):
+        return self.conditioned.to_original(x)
+
+    def to_conditioned(self, w):
+        return self.conditioned.to_conditioned(w)
+
+    def group_norm(self, x):
+        """``sum_j (lambda_1 / sigma_j) ||V[:, j]||``, which is ``lambda_1 sum_j ||W[:, j]||``."""
+        return self.group_weights @ np.linalg.norm(x[: self.n_coef][self.groups], axis=1)
+
+    def loss_gradient(self, x):
+        f, grad = self.conditioned.loss_gradient(x)
+        return f + self.group_norm(x), grad
+
+    def model_hessian(self, x):
+        """The smooth part's Hessian at ``x``, whole and symmetric, float64."""
+        data = self.conditioned.data_hessian(x, dtype=np.float64)
+        upper = np.triu(data)
+        hessian = upper + np.triu(upper, 1).T
+        hessian[np.diag_indices_from(hessian)] += self.conditioned.penalty_diagonal()
+        return hessian
+
+    def stationarity(self, x, grad):
+        """The smallest subgradient (:func:`group_stationarity`)."""
+        return group_stationarity(x, grad, self.groups, self.group_weights, self.n_coef)
+
+    def polish(self, x, f, grad):
+        """Dropped groups are exact zeros already (block soft-thresholding)."""
+        return x

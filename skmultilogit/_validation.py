@@ -66,6 +66,31 @@ def check_l1_ratio(name, value, solver):
     return value
 
 
+def check_l1_groups(l1_groups, solver, coef_bounds):
+    """``l1_groups``: None (element-wise L1) or ``"feature"`` (the group lasso), with its solver.
+
+    The group lasso has its own solver (proximal Newton), which ``"auto"``
+    picks, and takes no box constraints; both are refused here, before any
+    work, only where an L1 part exists (``l1_ratio > 0``, finite C: the
+    caller passes ``solver=None`` otherwise).
+    """
+    if l1_groups is not None and (not isinstance(l1_groups, str) or l1_groups != "feature"):
+        raise ValueError(f"l1_groups must be None or 'feature'; got {l1_groups!r}.")
+    if l1_groups is None or solver is None:
+        return l1_groups
+    if solver != "auto":
+        raise ValueError(
+            f"l1_groups='feature' needs solver='auto' (proximal Newton): solver={solver!r} "
+            "cannot minimise the group norm, which is not smooth where a feature is dropped."
+        )
+    if coef_bounds is not None:
+        raise ValueError(
+            "coef_bounds with l1_groups='feature' is not supported: the group lasso's "
+            "proximal Newton solver takes no box constraints. Drop one of them."
+        )
+    return l1_groups
+
+
 def check_coef_bounds(coef_bounds, n_classes, n_features):
     """``coef_bounds`` as ``(lower, upper)`` float64 arrays of shape (K, d), or None.
 

@@ -20,6 +20,7 @@ from skmultilogit import MultinomialLogitClassifier, MultinomialLogitClassifierC
         MultinomialLogitClassifierCV(Cs=[0.1, 1.0, 10.0], cv=3),
         MultinomialLogitClassifierCV(Cs=[0.5, 5.0], l1_ratios=(0.0, 0.5), cv=2, refit=False),
         MultinomialLogitClassifier(coef_bounds=(-0.5, 1.0)),
+        MultinomialLogitClassifier(l1_ratio=0.5, l1_groups="feature"),
         MultinomialLogitClassifierCV(Cs=[0.1, 10.0], cv=2, coef_bounds=(0.0, 1e300)),
     ]
 )

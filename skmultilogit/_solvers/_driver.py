@@ -32,6 +32,7 @@ from .._conditioning import (
 from .._memory import check_fits
 from ._newton_cholesky import NewtonCholesky
 from ._newton_rounds import NewtonInRounds
+from ._proximal import proximal_newton
 from ._scipy import lbfgs, newton_cg
 from ._threads import blas_thread_limit
 
@@ -52,6 +53,8 @@ def newton_cholesky(tracer, theta0, tol, max_iter, *, previous=None, keep_hessia
 # and returns a scipy OptimizeResult with x, nit and message.
 SOLVER_RUNS = {"lbfgs": lbfgs, "newton-cg": newton_cg, "newton-cholesky": newton_cholesky}
 SOLVERS = ("auto", *SOLVER_RUNS)
+# Solvers only "auto" picks, for a penalty that names them (the group lasso's).
+PENALTY_SOLVER_RUNS = {"proximal-newton": proximal_newton}
 
 # newton-cholesky forms the K (d + 1) square Hessian: at most 12 bytes per
 # entry while it is built (the float32 accumulator, plus a float64 Kronecker
@@ -366,7 +369,7 @@ def _run(
     on_iterate=None,
 ):
     """Run one solver on the conditioned ``problem`` and judge how it ended (module docstring)."""
-    run = SOLVER_RUNS[solver]
+    run = SOLVER_RUNS.get(solver) or PENALTY_SOLVER_RUNS[solver]
     tracer = Tracer(problem, verbose, on_iterate)
     theta0 = problem.to_conditioned(w0)
     # A line search's trial points may overflow; they are then rejected (inf
