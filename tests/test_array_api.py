@@ -84,8 +84,19 @@ def standardised_digits():
         dict(solver="newton-cholesky", fit_intercept=False, C=0.1),
         dict(solver="lbfgs", l1_ratio=0.5, C=0.3),
         dict(solver="auto", class_weight="balanced"),
+        dict(solver="lbfgs", coef_bounds=(-0.3, 0.5)),
+        dict(l1_ratio=1.0, l1_groups="feature", C=0.1),
     ],
-    ids=["lbfgs", "newton-cg", "newton-cholesky", "no-intercept", "elastic-net", "weighted"],
+    ids=[
+        "lbfgs",
+        "newton-cg",
+        "newton-cholesky",
+        "no-intercept",
+        "elastic-net",
+        "weighted",
+        "bounds",
+        "group-lasso",
+    ],
 )
 def test_every_solver_fits_the_numpy_model(standardised_digits, namespace, params):
     xp, device, _ = namespace

@@ -73,6 +73,7 @@ def assert_same_coef(actual, desired, rtol=1e-6):
         dict(solver="lbfgs", fit_intercept=False),
         dict(solver="auto", coef_bounds=(-0.2, 0.3)),
         dict(solver="lbfgs", l1_ratio=0.5, C=0.05, coef_bounds=(0.0, np.inf)),
+        dict(l1_ratio=1.0, C=0.02, l1_groups="feature"),
     ],
 )
 @pytest.mark.parametrize("weighted", [False, True])
