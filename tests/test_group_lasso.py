@@ -155,3 +155,14 @@ def test_the_optimality_conditions_hold_on_raw_features():
     model.fit(X, y)
     assert optimality_residual(model, X, y, 0.01, 1.0) <= 1e-6
     assert (np.linalg.norm(model.coef_, axis=0) == 0).any()
+
+
+def test_a_group_lasso_whose_hessian_cannot_fit_is_refused_before_any_work(monkeypatch):
+    # 2000 features, 50 classes: a 100 050-square Hessian, 240 GB
+    import scipy.sparse as sp
+
+    X = sp.random(60, 2000, density=0.01, format="csr", random_state=0)
+    y = np.arange(60) % 50
+    monkeypatch.setattr("skmultilogit._memory.available_memory", lambda: 8 * 2**30)
+    with pytest.raises(ValueError, match=r"The group lasso .* forms the Hessian of the 100050"):
+        MultinomialLogitClassifier(l1_ratio=1.0, l1_groups="feature").fit(X, y)

@@ -62,6 +62,9 @@ PENALTY_SOLVER_RUNS = {"proximal-newton": proximal_newton}
 # it when that is at most 64 MiB.
 HESSIAN_BYTES_PER_ENTRY = 12
 AUTO_NEWTON_MAX_BYTES = 64 * 2**20
+# The group lasso's proximal Newton forms the whole symmetric Hessian in
+# float64 from its upper triangle: three such matrices at once.
+PROXIMAL_BYTES_PER_ENTRY = 24
 
 # A stop forced by floating-point resolution (the objective no longer
 # decreases) counts as converged when the largest gradient entry of the
@@ -239,7 +242,17 @@ def resolve_solver(solver, loss):
     penalty = loss.penalty
     penalty.check_solver(solver)
     if not penalty.smooth:
-        return solver if solver != "auto" else penalty.solvers[0]
+        solver = solver if solver != "auto" else penalty.solvers[0]
+        if solver == "proximal-newton":
+            check_fits(
+                PROXIMAL_BYTES_PER_ENTRY * loss.n_params**2,
+                f"The group lasso (l1_groups='feature') forms the Hessian of the "
+                f"{loss.n_params} parameters (n_classes x (n_features + 1)): a "
+                f"{loss.n_params}-square float64 matrix, {PROXIMAL_BYTES_PER_ENTRY} bytes an "
+                "entry while it is built, which",
+                "Use the element-wise L1 (l1_groups=None), or fewer features.",
+            )
+        return solver
     hessian_bytes = HESSIAN_BYTES_PER_ENTRY * loss.n_params**2
     if solver == "newton-cholesky":
         check_fits(
