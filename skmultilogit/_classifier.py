@@ -217,7 +217,12 @@ class MultinomialLogitClassifier(
     def _validate_params(self):
         C = check_real("C", self.C, low=0.0, include_low=False, allow_inf=True)
         check_solver_params(self)
-        check_l1_ratio("l1_ratio", self.l1_ratio, self.solver if np.isfinite(C) else None)
+        # the group lasso names its own solver (check_l1_groups, in fit)
+        check_l1_groups(self.l1_groups, None, None)
+        grouped = self.l1_groups is not None
+        check_l1_ratio(
+            "l1_ratio", self.l1_ratio, None if grouped or not np.isfinite(C) else self.solver
+        )
         check_bool("warm_start", self.warm_start)
 
     @with_callbacks

@@ -317,7 +317,9 @@ class MultinomialLogitClassifierCV(
         """
         Cs = check_Cs(self.Cs)
         check_solver_params(self)
-        l1_ratios = check_l1_ratios(self.l1_ratios, self.solver)
+        # the group lasso names its own solver (check_l1_groups, once K and d are known)
+        check_l1_groups(self.l1_groups, None, None)
+        l1_ratios = check_l1_ratios(self.l1_ratios, None if self.l1_groups else self.solver)
         check_bool("refit", self.refit)
         check_scoring(MultinomialLogitClassifier(), scoring=self.scoring)  # fails early if invalid
 

@@ -521,9 +521,15 @@ class GroupLassoProblem:
 
     def model_hessian(self, x):
         """The smooth part's Hessian at ``x``, whole and symmetric, float64."""
-        data = self.conditioned.data_hessian(x, dtype=np.float64)
-        upper = np.triu(data)
-        hessian = upper + np.triu(upper, 1).T
+        hessian = self.conditioned.data_hessian(x, dtype=np.float64)
+        # the lower triangle from the upper, in place, a band of columns at
+        # a time (whole-matrix triu/transposes would be three more copies)
+        size, band = hessian.shape[0], 256
+        for start in range(0, size, band):
+            stop = min(start + band, size)
+            diagonal = np.triu(hessian[start:stop, start:stop])
+            hessian[start:stop, start:stop] = diagonal + np.triu(diagonal, 1).T
+            hessian[stop:, start:stop] = hessian[start:stop, stop:].T
         hessian[np.diag_indices_from(hessian)] += self.conditioned.penalty_diagonal()
         return hessian
 

@@ -133,6 +133,7 @@ def test_features_drop_out_as_C_falls_along_the_cv_path():
     [
         (dict(l1_groups="class"), "l1_groups must be None or 'feature'; got 'class'"),
         (dict(solver="lbfgs"), "l1_groups='feature' needs solver='auto'"),
+        (dict(solver="newton-cholesky"), "l1_groups='feature' needs solver='auto'"),
         (dict(coef_bounds=(0.0, 1.0)), "coef_bounds with l1_groups='feature' is not supported"),
     ],
 )
@@ -166,3 +167,42 @@ def test_a_group_lasso_whose_hessian_cannot_fit_is_refused_before_any_work(monke
     monkeypatch.setattr("skmultilogit._memory.available_memory", lambda: 8 * 2**30)
     with pytest.raises(ValueError, match=r"The group lasso .* forms the Hessian of the 100050"):
         MultinomialLogitClassifier(l1_ratio=1.0, l1_groups="feature").fit(X, y)
+
+
+def test_hard_cases_converge_in_few_iterations():
+    # raw wine at a tiny C: the last steps' decrease is below the objective's
+    # rounding (a line search halved them to nothing, up to max_iter); and
+    # features correlated at 0.9999, where block coordinate descent alone
+    # needed thousands of sweeps and the outer iterations went linear
+    X, y = load_wine(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = MultinomialLogitClassifier(C=1e-3, l1_ratio=0.5, l1_groups="feature", tol=1e-10)
+        model.fit(X, y)
+    assert model.n_iter_[0] <= 15
+    assert optimality_residual(model, X, y, 1e-3, 0.5) <= 1e-6
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 1)) + 0.01 * rng.standard_normal((300, 20))
+    y = (X @ rng.standard_normal(20) * 3 + rng.standard_normal(300) > 0).astype(int)
+    y = y + 2 * (rng.random(300) > 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = MultinomialLogitClassifier(C=100.0, l1_ratio=1.0, l1_groups="feature", tol=1e-10)
+        model.fit(X, y)
+    assert model.n_iter_[0] <= 20
+    assert optimality_residual(model, X, y, 100.0, 1.0) <= 1e-6
+
+
+def test_a_warm_start_on_a_feature_that_became_constant_drops_it():
+    # an inert column has no curvature under the pure group lasso: zero is
+    # its minimiser, where block coordinate descent used to leave it as it was
+    X, y = standardised(load_wine)
+    model = MultinomialLogitClassifier(C=1.0, l1_ratio=1.0, l1_groups="feature", warm_start=True)
+    model.set_params(tol=1e-8).fit(X, y)
+    assert np.linalg.norm(model.coef_[:, 6]) > 0
+    X[:, 6] = 2.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.fit(X, y)
+    np.testing.assert_array_equal(model.coef_[:, 6], 0.0)
+    assert optimality_residual(model, X, y, 1.0, 1.0) <= 1e-6

@@ -63,8 +63,9 @@ PENALTY_SOLVER_RUNS = {"proximal-newton": proximal_newton}
 HESSIAN_BYTES_PER_ENTRY = 12
 AUTO_NEWTON_MAX_BYTES = 64 * 2**20
 # The group lasso's proximal Newton forms the whole symmetric Hessian in
-# float64 from its upper triangle: three such matrices at once.
-PROXIMAL_BYTES_PER_ENTRY = 24
+# float64, in place from its upper triangle, and indexes copies of its rows
+# and columns (the model minimiser): twice that, with room to spare.
+PROXIMAL_BYTES_PER_ENTRY = 20
 
 # A stop forced by floating-point resolution (the objective no longer
 # decreases) counts as converged when the largest gradient entry of the
@@ -117,10 +118,13 @@ class SolverResult:
 
     def warning_message(self, tol, dtype):
         """The ConvergenceWarning text for an unconverged run, with advice."""
+        measure = "projected gradient" if self.projected else "gradient"
+        if self.solver == "proximal-newton":
+            measure = "entry of the smallest subgradient"
         said = (
             f"{self.solver} stopped after {self.n_iter} iterations with the largest "
-            f"{'projected ' if self.projected else ''}gradient entry at {self.grad_max:.2e}, "
-            f"above tol={tol}"
+            f"{measure}{'' if measure.startswith('entry') else ' entry'} at "
+            f"{self.grad_max:.2e}, above tol={tol}"
         )
         newton_helps = self.solver == "lbfgs" and not self.projected
         if self.reason == "callback":
