@@ -145,9 +145,14 @@ def blas_threads():
 
 
 def _openmp_threads():
-    """This thread's OpenMP limit (per thread, where ``threadpool_limits`` sets it), or None."""
+    """This thread's OpenMP limit (per thread, where ``threadpool_limits`` sets it), or None.
+
+    The most over the OpenMP libraries loaded: ``threadpool_limits`` sets
+    them all, while a library may set its own alone (PyTorch's, to the
+    physical cores, 1 on a 2-thread machine).
+    """
     openmp = _thread_controller().select(user_api="openmp").lib_controllers
-    return min((library.num_threads or 1 for library in openmp), default=None)
+    return max((library.num_threads or 1 for library in openmp), default=None)
 
 
 def pass_threads(data, n_blocks):
