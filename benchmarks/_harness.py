@@ -1111,6 +1111,12 @@ def main(argv=None, *, description, builders, default_problems, default_output):
         memory.extend(problem_memory)
         skipped.update(problem_skipped)
         del problem
+        # what is done so far, should a later run crash the process (a
+        # peer's native code segfaulted once, 45 minutes into a full run)
+        write_json(
+            Path(args.output).with_suffix(".partial.json"),
+            {"environment": env, "problems": problems, "rows": rows, "skipped": skipped},
+        )
     reporter.close()
     # the CV comparison at the first thread setting
     with thread_limit(args.blas_threads[0]):
