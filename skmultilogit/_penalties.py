@@ -86,6 +86,24 @@ def check_l1_solver(solver, l1_ratio, name="l1_ratio"):
         )
 
 
+def check_group_lasso(solver, coef_bounds=None):
+    """Raise ValueError unless the group lasso can run: ``solver='auto'`` and no box constraints.
+
+    The group lasso has its own solver (proximal Newton), which only
+    ``'auto'`` picks, and that solver takes no bounds.
+    """
+    if solver != "auto":
+        raise ValueError(
+            f"l1_groups='feature' needs solver='auto' (proximal Newton): solver={solver!r} "
+            "cannot minimise the group norm, which is not smooth where a feature is dropped."
+        )
+    if coef_bounds is not None:
+        raise ValueError(
+            "coef_bounds with l1_groups='feature' is not supported: the group lasso's "
+            "proximal Newton solver takes no box constraints. Drop one of them."
+        )
+
+
 def make_penalty(strength, l1_ratio=0.0, coef_bounds=None, l1_groups=None):
     """The penalty ``strength * (alpha ||W||_1 + (1 - alpha) / 2 ||W||^2)``, ``alpha = l1_ratio``.
 
@@ -99,11 +117,7 @@ def make_penalty(strength, l1_ratio=0.0, coef_bounds=None, l1_groups=None):
     l1_strength = l1_ratio * strength
     l2_strength = (1.0 - l1_ratio) * strength
     if l1_strength > 0 and l1_groups == "feature":
-        if coef_bounds is not None:
-            raise ValueError(
-                "coef_bounds with l1_groups='feature' is not supported: the group lasso's "
-                "proximal Newton solver takes no box constraints. Drop one of them."
-            )
+        check_group_lasso("auto", coef_bounds)
         return GroupLassoPenalty(l2_strength, l1_strength, l1_ratio)
     if l1_strength > 0:
         penalty = ElasticNetPenalty(l2_strength, l1_strength, l1_ratio)
@@ -158,22 +172,14 @@ class L2Penalty:
         return BoxProblem(conditioned, *coef_box)
 
 
-class ElasticNetPenalty:
-    """``lambda_1 ||W||_1 + 1/2 lambda_2 ||W||_F^2`` with ``lambda_1 > 0``.
+class _L1WithL2Part:
+    """What a penalty ``lambda_1 (an L1-type part) + 1/2 lambda_2 ||W||^2`` shares.
 
-    The L2 part is evaluated with the data term like :class:`L2Penalty`; the
-    L1 part by the bound-constrained split (see the module docstring).
-
-    Parameters
-    ----------
-    l2_strength, l1_strength : float
-        ``lambda_2 >= 0`` and ``lambda_1 > 0``.
-    l1_ratio : float
-        ``lambda_1 / (lambda_1 + lambda_2)``, for messages.
+    The L2 part is evaluated with the data term like :class:`L2Penalty`;
+    the subclass handles the L1-type part (its problem and solvers).
     """
 
     smooth = False
-    solvers = ("lbfgs",)
 
     def __init__(self, l2_strength, l1_strength, l1_ratio):
         self._l2 = L2Penalty(l2_strength)
@@ -188,6 +194,23 @@ class ElasticNetPenalty:
     def add_gradient(self, coef, grad_coef):
         """Add the smooth part's gradient ``lambda_2 W`` in place."""
         self._l2.add_gradient(coef, grad_coef)
+
+
+class ElasticNetPenalty(_L1WithL2Part):
+    """``lambda_1 ||W||_1 + 1/2 lambda_2 ||W||_F^2`` with ``lambda_1 > 0``.
+
+    The L2 part is evaluated with the data term like :class:`L2Penalty`; the
+    L1 part by the bound-constrained split (see the module docstring).
+
+    Parameters
+    ----------
+    l2_strength, l1_strength : float
+        ``lambda_2 >= 0`` and ``lambda_1 > 0``.
+    l1_ratio : float
+        ``lambda_1 / (lambda_1 + lambda_2)``, for messages.
+    """
+
+    solvers = ("lbfgs",)
 
     def check_solver(self, solver):
         """Only L-BFGS-B minimises the split problem (its bounds)."""
@@ -433,7 +456,7 @@ def group_stationarity(x, grad, groups, weights, n_coef):
     return out
 
 
-class GroupLassoPenalty:
+class GroupLassoPenalty(_L1WithL2Part):
     """``lambda_1 sum_j ||W[:, j]||_2 + 1/2 lambda_2 ||W||^2``: each feature kept or dropped whole.
 
     In the solvers' coordinates ``||W[:, j]|| = ||V[:, j]|| / sigma_j``, so
@@ -449,30 +472,11 @@ class GroupLassoPenalty:
         ``lambda_1 / (lambda_1 + lambda_2)``, for messages.
     """
 
-    smooth = False
     solvers = ("proximal-newton",)
-
-    def __init__(self, l2_strength, l1_strength, l1_ratio):
-        self._l2 = L2Penalty(l2_strength)
-        self.l2_strength = self._l2.l2_strength
-        self.l1_strength = float(l1_strength)
-        self.l1_ratio = float(l1_ratio)
-
-    def value(self, coef):
-        """The smooth part, ``1/2 lambda_2 ||W||^2``."""
-        return self._l2.value(coef)
-
-    def add_gradient(self, coef, grad_coef):
-        """Add the smooth part's gradient ``lambda_2 W`` in place."""
-        self._l2.add_gradient(coef, grad_coef)
 
     def check_solver(self, solver):
         """Only the proximal Newton solver, which ``'auto'`` picks, minimises the group norm."""
-        if solver != "auto":
-            raise ValueError(
-                f"l1_groups='feature' needs solver='auto' (proximal Newton): solver={solver!r} "
-                "cannot minimise the group norm, which is not smooth where a feature is dropped."
-            )
+        check_group_lasso(solver)
 
     def problem(self, conditioned):
         """The smooth part plus the group norm in the solvers' coordinates."""

@@ -19,7 +19,7 @@ from sklearn.utils.validation import check_consistent_length, column_or_1d, vali
 from ._array_api import input_namespace, to_host
 from ._backends import NumpyBackend
 from ._backends._array_api import ArrayAPIBackend
-from ._penalties import check_l1_solver
+from ._penalties import check_group_lasso, check_l1_solver
 from ._solvers import SOLVERS
 
 FLOAT_DTYPES = (np.float64, np.float32)
@@ -76,18 +76,8 @@ def check_l1_groups(l1_groups, solver, coef_bounds):
     """
     if l1_groups is not None and (not isinstance(l1_groups, str) or l1_groups != "feature"):
         raise ValueError(f"l1_groups must be None or 'feature'; got {l1_groups!r}.")
-    if l1_groups is None or solver is None:
-        return l1_groups
-    if solver != "auto":
-        raise ValueError(
-            f"l1_groups='feature' needs solver='auto' (proximal Newton): solver={solver!r} "
-            "cannot minimise the group norm, which is not smooth where a feature is dropped."
-        )
-    if coef_bounds is not None:
-        raise ValueError(
-            "coef_bounds with l1_groups='feature' is not supported: the group lasso's "
-            "proximal Newton solver takes no box constraints. Drop one of them."
-        )
+    if l1_groups is not None and solver is not None:
+        check_group_lasso(solver, coef_bounds)
     return l1_groups
 
 
