@@ -243,9 +243,10 @@ class NumpyBackend:
         def on_blocks(blocks):
             scratch = Scratch()
             for rows, X_block, _ in blocks:
-                proba = _loss.softmax_class_major(
-                    _loss.class_major_logits(X_block, coef_x, intercept, scratch)
-                )
+                # float64: 1 - ||p||^2 of a nearly certain row cancels to 0
+                # in float32, and a row of curvature 0 is never sampled
+                logits = _loss.class_major_logits(X_block, coef_x, intercept, scratch)
+                proba = _loss.softmax_class_major(logits.astype(np.float64, copy=False))
                 curvature[rows] = _loss.curvature(proba, self.weight[rows])
 
         map_in_threads(on_blocks, self._pass_groups())
