@@ -15,7 +15,10 @@ so their fits can be compared on one scale: the relative objective gap
 ``skmultilogit.loss_gradient`` for the coefficients of either library.
 Where cyanure is installed (the ``benchmarks`` extra) its multinomial
 solvers join the ladder on the same objective (``_cyanure``: ``lambda =
-1 / (C n)``, intercept unpenalised), judged by the same gap. The summary
+1 / (C n)``, intercept unpenalised), judged by the same gap. Its fits run in
+a spawned child process (one per problem, :class:`IsolatedRuns`), so that
+a crash in its compiled code costs that run, listed as crashed, and not
+the whole benchmark. The summary
 gives the fastest run of each library to a gap of ``1e-8`` and to ``1e-4``
 (a prediction-grade fit).
 
@@ -102,10 +105,13 @@ fit, which says nothing new. Every skip is listed in the output.
 """
 
 import argparse
+import concurrent.futures
 import contextlib
+import faulthandler
 import functools
 import json
 import math
+import multiprocessing
 import os
 import platform
 import statistics
@@ -435,12 +441,16 @@ def memory_table(rows):
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One estimator configuration; ``tol=None`` means the class defaults."""
+    """One estimator configuration; ``tol=None`` means the class defaults.
+
+    ``isolated``: its fits run in a child process (:class:`IsolatedRuns`).
+    """
 
     library: str
     solver: str
     tol: float | None
     make_estimator: Callable[[], object]
+    isolated: bool = False
 
 
 def our_specs(tols):
@@ -485,7 +495,9 @@ def cyanure_specs(solvers, tols, blas_threads):
     """Ladder runs of cyanure (no default run: it is not a drop-in for the others).
 
     Its own OpenMP threads follow the thread setting of the run
-    (``blas_threads``; None: all cores).
+    (``blas_threads``; None: all cores). Its runs are isolated: its bundled
+    OpenBLAS 0.3.15 segfaulted once in qning-svrg on the sparse problem,
+    which took the whole benchmark down with it.
     """
     n_threads = -1 if blas_threads is None else blas_threads
     return [
@@ -494,6 +506,7 @@ def cyanure_specs(solvers, tols, blas_threads):
             solver,
             tol,
             functools.partial(CyanureMultinomial, C=C, solver=solver, tol=tol, n_threads=n_threads),
+            isolated=True,
         )
         for solver in solvers
         for tol in tols
@@ -604,6 +617,70 @@ def progress(message):
     print(message, file=sys.stderr, flush=True)
 
 
+def _timed_in_child(make_estimator, threads, f_star, repeats, time_budget):
+    """:func:`run_one` on the child's problem (:class:`IsolatedRuns`), under ``threads``."""
+    problem = _CHILD_PROBLEM["problem"]
+    with thread_limit(threads):
+        return run_one(
+            make_estimator,
+            problem.X_train,
+            problem.y_train,
+            problem.X_test,
+            problem.y_test,
+            f_star,
+            C,
+            repeats,
+            time_budget=time_budget,
+        )
+
+
+_CHILD_PROBLEM = {}
+
+
+def _hold_problem(problem):
+    faulthandler.enable()  # a crash in compiled code prints where, on stderr
+    _CHILD_PROBLEM["problem"] = problem
+
+
+class IsolatedRuns:
+    """Runs whose fits happen in a child process, so that a crash costs that run only.
+
+    One spawned child per problem (the problem is sent to it once) runs
+    :func:`run_one` for each isolated spec, timed inside the child as in
+    the parent. If the child dies (a segfault in a peer's compiled code),
+    the run is reported as crashed and the next one gets a fresh child.
+    Spawned, not forked: a forked child of a process whose OpenMP pool has
+    run (scikit-learn's loss) can hang in its first parallel region.
+    """
+
+    def __init__(self, problem):
+        self.problem = problem
+        self.pool = None
+
+    def run(self, spec, threads, f_star, repeats, time_budget):
+        """``run_one``'s result, or None with ``self.crash`` saying what happened."""
+        if self.pool is None:
+            self.pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_hold_problem,
+                initargs=(self.problem,),
+            )
+        future = self.pool.submit(
+            _timed_in_child, spec.make_estimator, threads, f_star, repeats, time_budget
+        )
+        try:
+            return future.result()
+        except concurrent.futures.process.BrokenProcessPool:
+            self.close()
+            return None
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+
 def benchmark_problem(problem, specs, args, reporter):
     """Run every ``(threads, spec)`` on one problem. Returns (reference, rows, skipped, memory).
 
@@ -616,6 +693,7 @@ def benchmark_problem(problem, specs, args, reporter):
     reporter.step(f"{problem.name}: f*")
     reporter.line(f"[{problem.name}] f* = {f_star:.12g} ({', '.join(details)})")
     rows, skipped = [], {}
+    isolated = IsolatedRuns(problem)
     for threads, spec in specs:
         label = thread_label(threads)
         reporter.step(f"{problem.name}: {spec.library} {spec.solver}, threads {label}")
@@ -623,18 +701,29 @@ def benchmark_problem(problem, specs, args, reporter):
         if reason is not None:
             skipped[f"{problem.name}: {spec.library} {spec.solver}"] = reason
             continue
-        with thread_limit(threads):
-            result = run_one(
-                spec.make_estimator,
-                problem.X_train,
-                problem.y_train,
-                problem.X_test,
-                problem.y_test,
-                f_star,
-                C,
-                args.repeats,
-                time_budget=args.max_seconds_per_run,
-            )
+        if spec.isolated:
+            result = isolated.run(spec, threads, f_star, args.repeats, args.max_seconds_per_run)
+            if result is None:
+                key = (
+                    f"{problem.name}: {spec.library} {spec.solver} "
+                    f"tol={format_tol(spec.tol)} threads {label}"
+                )
+                skipped[key] = "crashed: the process running its fits died (see stderr)"
+                reporter.line(f"[{problem.name}] {key.split(': ', 1)[1]}: crashed")
+                continue
+        else:
+            with thread_limit(threads):
+                result = run_one(
+                    spec.make_estimator,
+                    problem.X_train,
+                    problem.y_train,
+                    problem.X_test,
+                    problem.y_test,
+                    f_star,
+                    C,
+                    args.repeats,
+                    time_budget=args.max_seconds_per_run,
+                )
         row = {"problem": problem.name, "library": spec.library, "solver": spec.solver}
         row["tol"] = spec.tol
         row["threads"] = label
@@ -644,6 +733,7 @@ def benchmark_problem(problem, specs, args, reporter):
             f"[{problem.name}] {spec.library} {spec.solver} tol={format_tol(spec.tol)} "
             f"threads {label}: {result['time_s']:.3g} s, gap {result['gap']:.1e}"
         )
+    isolated.close()
     lr_solvers = LR_QUICK_SOLVERS if args.quick else LR_SOLVERS
     with thread_limit(args.blas_threads[0]):
         memory = measure_memory(problem, memory_specs(lr_solvers), args)
