@@ -356,7 +356,7 @@ class ConditionedProblem:
             grad = self._penalty_only(grad, theta)
         return f, grad, hessian
 
-    def data_hessian(self, theta, *, rows=None, row_factor=None, dtype=np.float64):
+    def data_hessian(self, theta, *, rows=None, row_factor=None, dtype=np.float64, on_device=False):
         """The data term's Hessian in these coordinates (no penalty; see the backend protocol).
 
         The design rows are ``[(x - mean) / scale, 1]``: forming it from
@@ -372,6 +372,7 @@ class ConditionedProblem:
             rows=rows,
             row_factor=row_factor,
             dtype=dtype,
+            on_device=on_device,
         )
 
     def penalty_diagonal(self):

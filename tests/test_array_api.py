@@ -225,6 +225,76 @@ def test_the_backend_computes_what_the_numpy_backend_computes(namespace, fit_int
         upper = np.triu_indices_from(theirs)  # the numpy backend fills the upper triangle
         np.testing.assert_allclose(mine[upper], theirs[upper], rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(mine, mine.T, rtol=0, atol=1e-13 * np.abs(mine).max())
+        # the same Hessian left on the device, as newton-cholesky asks for it
+        on_device = xp_data.hessian(coef, intercept, **transform, **rows_kwargs, on_device=True)
+        assert on_device.device == device
+        np.testing.assert_allclose(to_numpy(on_device), mine, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES, ids=lambda n: n[2])
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 1e-3)])
+def test_the_factor_on_the_device_solves_the_shifted_hessian(namespace, dtype, rtol):
+    # Against numpy's dense solve of the matrix written out: H plus the
+    # diagonal, plus the shift on the intercepts' block.
+    from skmultilogit._cholesky import HOST, factoriser_for
+
+    xp, device, _ = namespace
+    rng = np.random.default_rng(3)
+    size, intercepts_from, shift = 12, 9, 0.25
+    root = rng.normal(size=(40, size))
+    hessian = root.T @ root / 40
+    diagonal = rng.uniform(0.1, 1.0, size=size)
+    written_out = hessian + np.diag(diagonal)
+    written_out[intercepts_from:, intercepts_from:] += shift
+    residual = rng.normal(size=size)
+    expected = np.linalg.solve(written_out, residual)
+    with sklearn.config_context(array_api_dispatch=True):
+        hessian_xp = xp.asarray(hessian, device=device)
+        linalg = factoriser_for(hessian_xp)
+        assert linalg is not HOST
+        factor = linalg.factorise(hessian_xp, diagonal, intercepts_from, shift, dtype)
+        assert factor.device == device
+        solved = linalg.solve(factor, residual)
+        assert solved.dtype == np.float64
+        np.testing.assert_allclose(solved, expected, rtol=rtol, atol=0)
+        # not positive definite: None, for the caller's ridge
+        indefinite = hessian - 2 * np.eye(size) * np.linalg.eigvalsh(hessian).max()
+        indefinite = xp.asarray(indefinite, device=device)
+        assert linalg.factorise(indefinite, np.zeros(size), size, 0.0, dtype) is None
+    np.testing.assert_allclose(
+        HOST.solve(HOST.factorise(hessian, diagonal, intercepts_from, shift, dtype), residual),
+        expected,
+        rtol=rtol,
+    )
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES, ids=lambda n: n[2])
+def test_newton_cholesky_keeps_its_hessian_on_the_device(namespace, monkeypatch):
+    # Only vectors may cross to the host: gradients, Hessian products, the
+    # rows' curvature, blocks of X for the feature statistics. The
+    # K (d + 1)-square Hessian and its factor stay where X is.
+    import sklearn.utils._array_api as sklearn_array_api
+
+    xp, device, _ = namespace
+    rng = np.random.default_rng(4)
+    n, d, K = 300, 20, 5
+    X = rng.normal(size=(n, d))
+    y = rng.integers(0, K, size=n)
+    n_params = K * (d + 1)
+    converted = []
+    convert = sklearn_array_api._convert_to_numpy
+
+    def recording(array, xp):
+        converted.append(int(np.prod(array.shape)))
+        return convert(array, xp)
+
+    monkeypatch.setattr(sklearn_array_api, "_convert_to_numpy", recording)
+    reference = MultinomialLogitClassifier(solver="newton-cholesky", tol=1e-10).fit(X, y)
+    with sklearn.config_context(array_api_dispatch=True):
+        clf = MultinomialLogitClassifier(solver="newton-cholesky", tol=1e-10)
+        clf.fit(xp.asarray(X, device=device), xp.asarray(y, device=device))
+    assert converted and max(converted) < n_params**2, max(converted)
+    np.testing.assert_allclose(to_numpy(clf.coef_), reference.coef_, rtol=0, atol=1e-6)
 
 
 DEVICE1 = [n for n in NAMESPACES if n[2] == "strict-device1"]

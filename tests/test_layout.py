@@ -15,7 +15,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "skmultilogit"
 # lower layer, never from a higher one (docs/layout.md).
 LAYERS = [
     ["_scratch", "_array_api", "_threads"],
-    ["_loss", "_penalties", "_conditioning", "_memory"],
+    ["_loss", "_cholesky", "_penalties", "_conditioning", "_memory"],
     ["_backends", "_scoring"],
     ["_objective"],
     ["_solvers"],
@@ -35,6 +35,7 @@ LAYER = {name: level for level, names in enumerate(LAYERS) for name in names}
 NO_OPTIMISER_OR_ESTIMATOR = [
     "_scratch",
     "_loss",
+    "_cholesky",
     "_penalties",
     "_conditioning",
     "_memory",

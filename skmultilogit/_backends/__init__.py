@@ -47,11 +47,14 @@ Attributes
 ``hessp(coef, intercept, dir_coef, dir_intercept)``
     ``(product_coef, product_intercept)``: the data term's Hessian times a
     direction. Products at one point reuse its probabilities.
-``hessian(coef, intercept, *, center, scale, rows, row_factor, dtype)``
+``hessian(coef, intercept, *, center, scale, rows, row_factor, dtype, on_device)``
     The data term's Hessian for the design rows ``[(x - center) / scale, 1]``
     (the 1 only with an intercept), optionally on the rows ``rows`` with
     their factors multiplied by ``row_factor`` (in memory only); the upper
-    triangle of a Fortran-ordered matrix in ``dtype``.
+    triangle of a Fortran-ordered numpy matrix in ``dtype``. With
+    ``on_device=True`` a backend that computes in another array namespace
+    may instead return it there, whole and symmetric, for ``_cholesky`` to
+    factor where it is.
 ``loss_gradient_hessian(coef, intercept, *, center, scale, budget, seed, dtype)``
     ``(loss, grad_coef, grad_intercept, hessian)`` in one evaluation (one
     round on a cluster), the Hessian on a row sample of about ``budget`` rows

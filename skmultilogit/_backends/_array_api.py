@@ -4,9 +4,10 @@ The n x K work and the matrix products of the data term run in X's
 namespace and on its device (a GPU with PyTorch or CuPy); the solvers keep
 the parameter vector in numpy, as scikit-learn's array-API estimators keep
 scipy's optimiser, so each evaluation moves the K x (d + 1) parameters to the
-device and its gradient (or Hessian product, or K (d + 1)-square Hessian)
-back. The math is ``_loss``'s (see its docstring for the formulas), written
-with the standard's functions.
+device and its gradient (or Hessian product) back. newton-cholesky's
+K (d + 1)-square Hessian stays on the device and is factored there
+(``_cholesky.NamespaceCholesky``). The math is ``_loss``'s (see its
+docstring for the formulas), written with the standard's functions.
 """
 
 import copy
@@ -143,13 +144,16 @@ class ArrayAPIBackend:
         rows=None,
         row_factor=None,
         dtype=np.float64,
+        on_device=False,
     ):
         """The data term's Hessian for the design rows ``[(x - center) / scale, 1]``.
 
         As ``NumpyBackend.hessian``: (n_params, n_params), Fortran-ordered
         numpy in ``dtype``, ordered as the flat parameters (all coefficients
-        class by class, then the intercepts). Built on the device, by row
-        blocks, as ``sum_k D^T diag(omega p_k) D (x) e_k e_k^T - E^T diag(omega) E``
+        class by class, then the intercepts); with ``on_device``, the
+        symmetric array in X's namespace, on its device, for
+        ``_cholesky.NamespaceCholesky`` to factor there. Built on the device,
+        by row blocks, as ``sum_k D^T diag(omega p_k) D (x) e_k e_k^T - E^T diag(omega) E``
         with ``E = [p_i1 d_i, ..., p_iK d_i]`` (``d_i`` the design row):
         ``omega_i (diag(p_i) - p_i p_i^T) (x) d_i d_i^T`` summed over rows.
         """
@@ -195,10 +199,13 @@ class ArrayAPIBackend:
                 )
                 block = slice(k * size, (k + 1) * size)
                 hessian[block, block] = hessian[block, block] + diagonal
-        hessian = np.asarray(to_numpy(hessian, xp))
         # from class by class [coef_k, intercept_k] to all coefficients, then intercepts
         order = np.arange(K * size).reshape(K, size)
         order = np.concatenate([order[:, :d].ravel(), order[:, d:].ravel()])
+        if on_device:
+            order = xp.asarray(order, device=self.device)
+            return xp.take(xp.take(hessian, order, axis=0), order, axis=1)
+        hessian = np.asarray(to_numpy(hessian, xp))
         return np.asfortranarray(hessian[np.ix_(order, order)], dtype=dtype)
 
     def loss_gradient_hessian(

@@ -494,8 +494,12 @@ class DaskBackend:
         rows=None,
         row_factor=None,
         dtype=np.float64,
+        on_device=False,
     ):
-        """The full data-term Hessian (all rows), summed per worker, then on the client."""
+        """The full data-term Hessian (all rows), summed per worker, then on the client.
+
+        numpy on the client whatever ``on_device`` says.
+        """
         if rows is not None:
             raise ValueError(
                 "a Dask backend draws its rows on the workers (see loss_gradient_hessian)"

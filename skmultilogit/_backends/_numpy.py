@@ -262,6 +262,7 @@ class NumpyBackend:
         rows=None,
         row_factor=None,
         dtype=np.float64,
+        on_device=False,
     ):
         """The data term's Hessian for the design rows ``[(x - center) / scale, 1]``.
 
@@ -280,6 +281,8 @@ class NumpyBackend:
         dtype : {np.float64, np.float32}
             Precision of the accumulation and of the result; float32 is
             about a third faster and ample for a preconditioner.
+        on_device : bool
+            Ignored: this backend's Hessian is numpy already.
 
         Returns
         -------

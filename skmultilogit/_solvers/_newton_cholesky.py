@@ -19,9 +19,9 @@ curvature; it knows nothing of estimators or of where the rows live.
 """
 
 import numpy as np
-from scipy.linalg import blas, lapack
 from scipy.optimize import OptimizeResult
 
+from .._cholesky import factoriser_for
 from .._loss import hessian_rows
 from ._threads import product_size
 
@@ -99,8 +99,11 @@ class Preconditioner:
         self.mean = problem.mean
         self.scale = problem.scale
         self.dtype = np.dtype(dtype)
-        self._trsv = blas.get_blas_funcs("trsv", dtype=self.dtype)
-        self.factor = self._factorise(problem, data_hessian, null_weight, self.dtype, damping)
+        # LAPACK for a numpy Hessian; a device's for one built there (_cholesky)
+        self.linalg = factoriser_for(data_hessian)
+        self.factor = self._factorise(
+            problem, data_hessian, null_weight, self.dtype, damping, self.linalg
+        )
 
     @staticmethod
     def _data_hessian(problem, theta, budget, rng):
@@ -112,11 +115,14 @@ class Preconditioner:
         # cluster every row is used (sampling would move n numbers).
         if coef.any() and budget < loss.data.n_samples:
             rows, row_factor = hessian_rows(problem.curvature(theta), budget, rng)
-        # float32 like its accumulation: the kept copy costs 4 bytes an entry
-        return problem.data_hessian(theta, rows=rows, row_factor=row_factor, dtype=np.float32)
+        # float32 like its accumulation: the kept copy costs 4 bytes an entry;
+        # on the device of an array-API fit, to be factored there
+        return problem.data_hessian(
+            theta, rows=rows, row_factor=row_factor, dtype=np.float32, on_device=True
+        )
 
     @staticmethod
-    def _factorise(problem, data_hessian, null_weight, dtype, damping=0.0):
+    def _factorise(problem, data_hessian, null_weight, dtype, damping, linalg):
         loss = problem.loss
         n_coef = loss.n_classes * loss.n_features
         penalty = problem.penalty_diagonal()
@@ -125,26 +131,23 @@ class Preconditioner:
             # without a penalty (ConditionedProblem): any positive pivot keeps
             # their step at zero and the factor definite.
             penalty[:n_coef][np.tile(problem.inert, loss.n_classes)] = 1.0
-        diagonal = np.arange(loss.n_params)
-        potrf = lapack.get_lapack_funcs("potrf", dtype=dtype)
+        added = penalty + damping
+        diagonal = linalg.diagonal(data_hessian) + added
+        diagonal[n_coef:] += null_weight
+        size = float(np.max(np.abs(diagonal)))
         shift = 0.0
         for _ in range(12):
-            # Factorised in place, in float32: one copy besides the kept one,
-            # and half the time of float64 (spotrf and strsv), with the same
-            # Newton iterations on the digits (raw, binarised at C=1e4) and
-            # the wine data: CG with exact Hessian products needs only an
-            # approximate preconditioner. (float64 where the factor makes the
-            # steps themselves: NewtonInRounds.polish.)
-            hessian = np.array(data_hessian, dtype=dtype, order="F")
-            hessian[diagonal, diagonal] += penalty + (shift + damping)
-            if null_weight:
-                # Shifting every intercept by one constant changes nothing, so
-                # H is singular along u = (0, 1/sqrt(K)); H + u u^T is not, and
-                # the Newton step for a gradient orthogonal to u is the same.
-                hessian[n_coef:, n_coef:] += null_weight
-            size = float(np.max(np.abs(np.diag(hessian))))
-            factor, info = potrf(hessian, lower=0, clean=0, overwrite_a=1)
-            if info == 0:
+            # Factorised in float32: one copy besides the kept one, and half
+            # the time of float64 (spotrf and strsv), with the same Newton
+            # iterations on the digits (raw, binarised at C=1e4) and the wine
+            # data: CG with exact Hessian products needs only an approximate
+            # preconditioner. (float64 where the factor makes the steps
+            # themselves: NewtonInRounds.polish.) Shifting every intercept by
+            # one constant changes nothing, so H is singular along
+            # u = (0, 1/sqrt(K)); H + u u^T is not, and the Newton step for a
+            # gradient orthogonal to u is the same.
+            factor = linalg.factorise(data_hessian, added + shift, n_coef, null_weight, dtype)
+            if factor is not None:
                 return factor
             # Not numerically positive definite (float32 rounding on an
             # unpenalised, nearly separable problem): add a small ridge.
@@ -173,20 +176,15 @@ class Preconditioner:
         ratio[: loss.n_classes * loss.n_features] = np.tile(
             self.scale / problem.scale, loss.n_classes
         )
-        ratio = ratio.astype(np.float32)
         data_hessian, self.data_hessian, self.factor = self.data_hessian, None, None
-        data_hessian *= ratio[:, None]
-        data_hessian *= ratio
+        data_hessian = self.linalg.rescale(data_hessian, ratio)
         return Preconditioner(problem, None, None, None, null_weight, data_hessian, keep=True)
 
     def solve(self, residual):
-        """``H^-1 residual`` by two triangular solves with ``H = U^T U``."""
+        """``H^-1 residual`` (float64) from the factor (``_cholesky``)."""
         if self.factor is None:
             return residual.copy()
-        # Two BLAS trsv calls cost a third of LAPACK potrs's wrapper here.
-        trsv = self._trsv
-        solved = trsv(self.factor, trsv(self.factor, residual.astype(self.dtype), trans=1))
-        return solved.astype(np.float64)
+        return self.linalg.solve(self.factor, residual)
 
 
 def conjugate_gradient(hessp, grad, preconditioner, rtol, max_steps):

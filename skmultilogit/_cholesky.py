@@ -1,0 +1,172 @@
+"""The Cholesky factor of a parameter Hessian, and solves with it, where the Hessian lives.
+
+Newton's solvers precondition their conjugate-gradient steps (or solve
+their steps) with ``A = H + diag(a) + c J``, the data term's Hessian ``H``
+of the K (d + 1) parameters plus the penalty's (and any damping's)
+diagonal ``a`` and, with an intercept, a constant ``c`` on the intercepts'
+block ``J`` (see ``_solvers._newton_cholesky.Preconditioner``). Two
+factorisers:
+
+:data:`HOST`
+    ``H`` in numpy (every in-memory and Dask fit): LAPACK's ``potrf`` of the
+    upper triangle (the strict lower triangle of the backends' Hessians is
+    not meaningful) in place, then two BLAS ``trsv`` per solve.
+:class:`NamespaceCholesky`
+    ``H`` an array of an array-API namespace on its device (fits on torch or
+    CuPy arrays, ``_backends._array_api``): ``xp.linalg.cholesky`` there,
+    ``A = L L^T``. The standard has no triangular solve, so the factor's
+    inverse is formed once (``xp.linalg.inv``; a triangular inverse costs
+    about what the factorisation does) and a solve is two products on the
+    device, ``A^-1 r = L^-T (L^-1 r)``. Only the K (d + 1) numbers of ``r``
+    and of the result cross to and from the host.
+
+``factorise`` returns None where ``A`` is not numerically positive definite
+(the caller adds a ridge and tries again).
+"""
+
+import sys
+
+import numpy as np
+from scipy.linalg import blas, lapack
+
+from ._array_api import input_namespace, to_numpy
+
+
+def factoriser_for(hessian):
+    """The factoriser of ``hessian``'s kind: :data:`HOST` for numpy, else its namespace's.
+
+    A Hessian of another namespace comes only from a fit under
+    ``array_api_dispatch``, where ``input_namespace`` names it.
+    """
+    namespace = None if isinstance(hessian, np.ndarray) else input_namespace(hessian)
+    return HOST if namespace is None else NamespaceCholesky(*namespace)
+
+
+class HostCholesky:
+    """Cholesky factors of numpy Hessians by LAPACK, solves by BLAS (see the module docstring).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> hessian = np.array([[4.0, 2.0], [0.0, 3.0]], order="F")  # upper triangle
+    >>> factor = HOST.factorise(hessian, np.ones(2), 2, 0.0, np.float64)
+    >>> HOST.solve(factor, np.array([5.0, 4.0])).round(12)  # [[5, 2], [2, 4]]^-1 [5, 4]
+    array([0.75 , 0.625])
+    """
+
+    def factorise(self, data_hessian, diagonal, intercepts_from, intercept_shift, dtype):
+        """The factor of ``data_hessian + diag(diagonal)``, plus ``intercept_shift`` on
+        ``[intercepts_from:, intercepts_from:]``, in ``dtype``; None if not positive definite.
+        """
+        hessian = np.array(data_hessian, dtype=dtype, order="F")
+        on_diagonal = np.arange(hessian.shape[0])
+        hessian[on_diagonal, on_diagonal] += diagonal
+        if intercept_shift:
+            hessian[intercepts_from:, intercepts_from:] += intercept_shift
+        potrf = lapack.get_lapack_funcs("potrf", dtype=hessian.dtype)
+        factor, info = potrf(hessian, lower=0, clean=0, overwrite_a=1)
+        return factor if info == 0 else None
+
+    def solve(self, factor, residual):
+        """``A^-1 residual`` (float64) from ``A = U^T U``."""
+        # Two BLAS trsv calls cost a third of LAPACK potrs's wrapper here.
+        trsv = blas.get_blas_funcs("trsv", dtype=factor.dtype)
+        return trsv(factor, trsv(factor, residual.astype(factor.dtype), trans=1)).astype(np.float64)
+
+    def rescale(self, data_hessian, ratio):
+        """``diag(ratio) H diag(ratio)``, in place."""
+        ratio = ratio.astype(data_hessian.dtype)
+        data_hessian *= ratio[:, None]
+        data_hessian *= ratio
+        return data_hessian
+
+    def diagonal(self, data_hessian):
+        """The diagonal of ``H``, as numpy float64."""
+        return np.diag(data_hessian).astype(np.float64)
+
+
+HOST = HostCholesky()
+
+
+class NamespaceCholesky:
+    """Cholesky factors of Hessians held in an array-API namespace, on their device.
+
+    Parameters
+    ----------
+    xp : module
+        The namespace (array-API compatible, as scikit-learn's
+        ``get_namespace`` returns it).
+    device : object
+        The device the Hessian is on.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import array_api_strict as xp
+    >>> linalg = NamespaceCholesky(xp, None)
+    >>> hessian = xp.asarray([[4.0, 2.0], [2.0, 3.0]])
+    >>> factor = linalg.factorise(hessian, np.ones(2), 2, 0.0, np.float64)
+    >>> linalg.solve(factor, np.array([5.0, 4.0])).round(12)
+    array([0.75 , 0.625])
+    """
+
+    def __init__(self, xp, device):
+        self.xp = xp
+        self.device = device
+
+    def _float(self, dtype):
+        return self.xp.float32 if np.dtype(dtype) == np.float32 else self.xp.float64
+
+    def factorise(self, data_hessian, diagonal, intercepts_from, intercept_shift, dtype):
+        """The inverse of the lower factor of ``A`` (as in ``HostCholesky.factorise``), or None."""
+        xp = self.xp
+        float_dtype = self._float(dtype)
+        size = data_hessian.shape[0]
+        added = xp.asarray(np.asarray(diagonal, dtype=np.float64), device=self.device)
+        hessian = xp.astype(data_hessian, float_dtype) + xp.eye(
+            size, dtype=float_dtype, device=self.device
+        ) * xp.astype(added, float_dtype)
+        if intercept_shift:
+            block = hessian[intercepts_from:, intercepts_from:]
+            hessian[intercepts_from:, intercepts_from:] = block + intercept_shift
+        try:
+            lower = xp.linalg.cholesky(hessian)
+        except _linalg_errors():
+            return None
+        # CuPy returns NaN instead of raising where A is not positive definite
+        if not bool(xp.all(xp.isfinite(lower))):
+            return None
+        del hessian
+        return xp.linalg.inv(lower)
+
+    def solve(self, factor, residual):
+        """``A^-1 residual`` (float64 numpy): ``L^-T (L^-1 residual)`` on the device."""
+        xp = self.xp
+        vector = xp.asarray(residual, dtype=factor.dtype, device=self.device)
+        solved = xp.matmul(xp.matrix_transpose(factor), xp.matmul(factor, vector))
+        return np.asarray(to_numpy(solved, xp), dtype=np.float64)
+
+    def rescale(self, data_hessian, ratio):
+        """``diag(ratio) H diag(ratio)`` (a new array)."""
+        xp = self.xp
+        ratio = xp.asarray(ratio, dtype=data_hessian.dtype, device=self.device)
+        return data_hessian * ratio[:, None] * ratio[None, :]
+
+    def diagonal(self, data_hessian):
+        """The diagonal of ``H``, as numpy float64."""
+        diagonal = self.xp.linalg.diagonal(data_hessian)
+        return np.asarray(to_numpy(diagonal, self.xp), dtype=np.float64)
+
+
+def _linalg_errors():
+    """The exceptions a namespace's ``linalg.cholesky`` raises for a matrix not positive definite.
+
+    numpy's (array-api-strict, CuPy under ``errstate(linalg="raise")``) and
+    torch's, which is no subclass of it. Not RuntimeError at large: an
+    out-of-memory error must not pass for a failed factorisation.
+    """
+    errors = [np.linalg.LinAlgError]
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        errors.append(torch.linalg.LinAlgError)
+    return tuple(errors)
