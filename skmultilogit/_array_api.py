@@ -12,6 +12,8 @@ The math is the one of ``_loss``, written with the array-API standard's
 functions only (``xp.max``, ``xp.exp``, ``xp.log``, ``xp.sum``).
 """
 
+import copy
+
 import numpy as np
 from sklearn import get_config
 
@@ -43,6 +45,38 @@ def to_host(array):
     """
     namespace = None if array is None else input_namespace(array)
     return array if namespace is None else to_numpy(array, namespace[0])
+
+
+def model_on_host(estimator):
+    """``estimator`` if its fitted arrays are numpy; else a copy with every array read back.
+
+    For what computes in numpy whatever the model was fitted on
+    (``inference()``, the ONNX export): a shallow copy whose array
+    attributes of another namespace (``coef_``, ``intercept_``, ``classes_``,
+    a CV estimator's paths and scores: K (d + 1) numbers and the like, never
+    the data) are numpy arrays. ``array_api_dispatch`` is switched on for
+    this thread while the namespace is looked up, as a model fitted on
+    device arrays was fitted under it.
+    """
+    coef = getattr(estimator, "coef_", None)
+    if coef is None or isinstance(coef, np.ndarray):
+        return estimator
+    from sklearn import config_context
+    from sklearn.utils._array_api import get_namespace
+
+    try:
+        with config_context(array_api_dispatch=True):
+            xp, _ = get_namespace(coef)
+    except (ImportError, RuntimeError) as error:
+        raise ValueError(
+            f"This model was fitted on arrays of {type(coef).__module__}, and scikit-learn's "
+            f"array-API dispatch, which reads them back, is not available here: {error}"
+        ) from error
+    host = copy.copy(estimator)
+    for name, value in vars(estimator).items():
+        if hasattr(value, "__dlpack__") and not isinstance(value, np.ndarray):
+            setattr(host, name, to_numpy(value, xp))
+    return host
 
 
 def to_numpy(array, xp):

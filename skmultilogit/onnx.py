@@ -121,6 +121,12 @@ def _parse(scope, model, inputs, custom_parsers=None):
     # skl2onnx's classifier parser (label and probabilities, then ZipMap as
     # the option says), after the checks it would otherwise fail deep inside.
     check_is_fitted(model, ("coef_", "intercept_", "classes_"))
+    if not isinstance(model.coef_, np.ndarray):
+        # skl2onnx's own shape calculators read classes_ as numpy, deep inside
+        raise ValueError(
+            "The ONNX export needs a model fitted on numpy arrays; this one was fitted on "
+            f"arrays of {type(model.coef_).__module__}. Fit it again on numpy arrays to export it."
+        )
     _label_values(get_label_classes(scope, model))
     return _parse_sklearn_classifier(scope, model, inputs, custom_parsers=custom_parsers)
 

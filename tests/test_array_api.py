@@ -381,13 +381,46 @@ def test_callbacks_score_iterates_on_the_device(namespace):
     assert len(rows) == int(to_numpy(clf.n_iter_)[0])
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES[:1], ids=lambda n: n[2])
-def test_inference_asks_for_a_numpy_model(namespace):
+@pytest.mark.parametrize("namespace", NAMESPACES, ids=lambda n: n[2])
+def test_inference_reads_a_device_model_back(namespace):
+    # Standard errors of a model fitted on a device: the numpy model's, from
+    # data on the device or in numpy; the model itself is not changed.
     from skmultilogit import inference
+
+    xp, device, _ = namespace
+    X, y = load_iris(return_X_y=True)
+    weight = np.random.default_rng(5).uniform(0.5, 2.0, size=len(y))
+    reference = MultinomialLogitClassifier(tol=1e-10).fit(X, y, sample_weight=weight)
+    expected = inference(reference, X, y, weight, cov_type="HC1")
+    X_xp, y_xp = xp.asarray(X, device=device), xp.asarray(y, device=device)
+    weight_xp = xp.asarray(weight, device=device)
+    with sklearn.config_context(array_api_dispatch=True):
+        clf = MultinomialLogitClassifier(tol=1e-10).fit(X_xp, y_xp, weight_xp)
+        from_device = inference(clf, X_xp, y_xp, weight_xp, cov_type="HC1")
+    from_numpy = inference(clf, X, y, weight, cov_type="HC1")
+    assert clf.coef_.device == device
+    for result in (from_device, from_numpy):
+        assert isinstance(result.bse, np.ndarray)
+        np.testing.assert_allclose(result.params, expected.params, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(result.bse, expected.bse, rtol=1e-5)
+        np.testing.assert_allclose(
+            result.predict_proba_interval(X[:5])[0],
+            expected.predict_proba_interval(X[:5])[0],
+            rtol=0,
+            atol=1e-6,
+        )
+
+
+@pytest.mark.parametrize("namespace", DEVICE1, ids=lambda n: n[2])
+def test_the_onnx_export_asks_for_a_numpy_model(namespace):
+    pytest.importorskip("skl2onnx")
+    from skl2onnx import to_onnx
+
+    import skmultilogit.onnx  # noqa: F401 (registers the converter)
 
     xp, device, _ = namespace
     X, y = load_iris(return_X_y=True)
     with sklearn.config_context(array_api_dispatch=True):
         clf = MultinomialLogitClassifier().fit(xp.asarray(X, device=device), y)
-    with pytest.raises(ValueError, match="inference\\(\\) needs a model fitted on numpy"):
-        inference(clf, X, y)
+    with pytest.raises(ValueError, match="The ONNX export needs a model fitted on numpy arrays"):
+        to_onnx(clf, X[:1].astype(np.float32))
