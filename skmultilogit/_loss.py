@@ -229,13 +229,21 @@ def residual_and_loss(raw, y_block, weight_block, positions):
         flat = raw.T.reshape(-1)
     raw_true = flat.take(true_class)
     np.exp(raw, out=raw)
-    sum_exp = raw.sum(axis=0)
+    # The true class's term apart: its residual w (p_y - 1) = -w o / S, with
+    # o the sum of the other classes' exps and S = o + e_y, keeps its size on
+    # a confidently right row, where w p_y - w cancels (to 0 once p_y rounds
+    # to 1: float32 X lost the gradient of rows with margins above ~17).
+    exp_true = flat.take(true_class).astype(np.float64)
+    flat[true_class] = 0
+    others = raw.sum(axis=0, dtype=np.float64)
+    sum_exp = others + exp_true
+    factor = weight_block / sum_exp
     # one pass for both the normalisation and the weights, in raw's dtype
-    raw *= (weight_block / sum_exp).astype(raw.dtype, copy=False)
-    flat[true_class] -= weight_block
+    raw *= factor.astype(raw.dtype, copy=False)
+    flat[true_class] = -factor * others
     # -log P[i, y_i] = logsumexp(z_i) - z_{i, y_i}, never log of a P; each
     # row's term and the sum in float64.
-    return weight_block @ (np.log(sum_exp, dtype=np.float64) - raw_true)
+    return weight_block @ (np.log(sum_exp) - raw_true)
 
 
 def hessp_residual(direction_logits, proba, weight_block, scratch=FRESH):

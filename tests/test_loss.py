@@ -177,6 +177,31 @@ def test_float32_data_gives_float64_accurate_gradient():
     np.testing.assert_allclose(got[2], ref[2], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("margin", [12.0, 18.0])
+@pytest.mark.parametrize("fmt", ["dense", "csr"])
+def test_float32_data_keeps_the_gradient_of_confident_rows(margin, fmt):
+    # Every row right by a margin: 1 - p_y is 1e-5 to 1e-8, at or below
+    # float32's resolution next to 1. The loss and gradient must keep their
+    # own relative precision (float32 X's products give ~1e-7), not the
+    # absolute precision of p_y - 1 computed in float32.
+    rng = np.random.default_rng(7)
+    n, K = 2000, 3
+    y = rng.integers(0, K, n)
+    X32 = (np.eye(K)[y] * margin + 0.5 * rng.standard_normal((n, K))).astype(np.float32)
+    X = X32.astype(np.float64)
+    coef, intercept = np.eye(K), np.zeros(K)
+    logits = X @ coef.T
+    expected_loss = np.sum(scipy_logsumexp(logits, axis=1) - logits[np.arange(n), y])
+    residual = scipy_softmax(logits, axis=1) - np.eye(K)[y]
+    data = sp.csr_matrix(X32) if fmt == "csr" else X32
+    loss, grad_coef, grad_intercept = loss_gradient(coef, intercept, data, y, C=np.inf)
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-5)
+    scale = np.abs(residual.T @ X).max()
+    np.testing.assert_allclose(grad_coef, residual.T @ X, rtol=0, atol=1e-5 * scale)
+    scale = np.abs(residual.sum(axis=0)).max()
+    np.testing.assert_allclose(grad_intercept, residual.sum(axis=0), rtol=0, atol=1e-5 * scale)
+
+
 def test_extreme_logits_stay_finite():
     X, y, coef, intercept, _ = make_problem(3, seed=6)
     loss, grad_coef, grad_intercept = loss_gradient(1e4 * coef, intercept, X, y)
