@@ -694,46 +694,48 @@ def benchmark_problem(problem, specs, args, reporter):
     reporter.line(f"[{problem.name}] f* = {f_star:.12g} ({', '.join(details)})")
     rows, skipped = [], {}
     isolated = IsolatedRuns(problem)
-    for threads, spec in specs:
-        label = thread_label(threads)
-        reporter.step(f"{problem.name}: {spec.library} {spec.solver}, threads {label}")
-        reason = skip_reason(problem, spec.library, spec.solver, args.quick, args.include_slow)
-        if reason is not None:
-            skipped[f"{problem.name}: {spec.library} {spec.solver}"] = reason
-            continue
-        if spec.isolated:
-            result = isolated.run(spec, threads, f_star, args.repeats, args.max_seconds_per_run)
-            if result is None:
-                key = (
-                    f"{problem.name}: {spec.library} {spec.solver} "
-                    f"tol={format_tol(spec.tol)} threads {label}"
-                )
-                skipped[key] = "crashed: the process running its fits died (see stderr)"
-                reporter.line(f"[{problem.name}] {key.split(': ', 1)[1]}: crashed")
+    try:
+        for threads, spec in specs:
+            label = thread_label(threads)
+            reporter.step(f"{problem.name}: {spec.library} {spec.solver}, threads {label}")
+            reason = skip_reason(problem, spec.library, spec.solver, args.quick, args.include_slow)
+            if reason is not None:
+                skipped[f"{problem.name}: {spec.library} {spec.solver}"] = reason
                 continue
-        else:
-            with thread_limit(threads):
-                result = run_one(
-                    spec.make_estimator,
-                    problem.X_train,
-                    problem.y_train,
-                    problem.X_test,
-                    problem.y_test,
-                    f_star,
-                    C,
-                    args.repeats,
-                    time_budget=args.max_seconds_per_run,
-                )
-        row = {"problem": problem.name, "library": spec.library, "solver": spec.solver}
-        row["tol"] = spec.tol
-        row["threads"] = label
-        row.update(result)
-        rows.append(row)
-        reporter.line(
-            f"[{problem.name}] {spec.library} {spec.solver} tol={format_tol(spec.tol)} "
-            f"threads {label}: {result['time_s']:.3g} s, gap {result['gap']:.1e}"
-        )
-    isolated.close()
+            if spec.isolated:
+                result = isolated.run(spec, threads, f_star, args.repeats, args.max_seconds_per_run)
+                if result is None:
+                    key = (
+                        f"{problem.name}: {spec.library} {spec.solver} "
+                        f"tol={format_tol(spec.tol)} threads {label}"
+                    )
+                    skipped[key] = "crashed: the process running its fits died (see stderr)"
+                    reporter.line(f"[{problem.name}] {key.split(': ', 1)[1]}: crashed")
+                    continue
+            else:
+                with thread_limit(threads):
+                    result = run_one(
+                        spec.make_estimator,
+                        problem.X_train,
+                        problem.y_train,
+                        problem.X_test,
+                        problem.y_test,
+                        f_star,
+                        C,
+                        args.repeats,
+                        time_budget=args.max_seconds_per_run,
+                    )
+            row = {"problem": problem.name, "library": spec.library, "solver": spec.solver}
+            row["tol"] = spec.tol
+            row["threads"] = label
+            row.update(result)
+            rows.append(row)
+            reporter.line(
+                f"[{problem.name}] {spec.library} {spec.solver} tol={format_tol(spec.tol)} "
+                f"threads {label}: {result['time_s']:.3g} s, gap {result['gap']:.1e}"
+            )
+    finally:
+        isolated.close()
     lr_solvers = LR_QUICK_SOLVERS if args.quick else LR_SOLVERS
     with thread_limit(args.blas_threads[0]):
         memory = measure_memory(problem, memory_specs(lr_solvers), args)

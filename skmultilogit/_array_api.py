@@ -51,32 +51,43 @@ def model_on_host(estimator):
     """``estimator`` if its fitted arrays are numpy; else a copy with every array read back.
 
     For what computes in numpy whatever the model was fitted on
-    (``inference()``, the ONNX export): a shallow copy whose array
-    attributes of another namespace (``coef_``, ``intercept_``, ``classes_``,
-    a CV estimator's paths and scores: K (d + 1) numbers and the like, never
-    the data) are numpy arrays. ``array_api_dispatch`` is switched on for
-    this thread while the namespace is looked up, as a model fitted on
-    device arrays was fitted under it.
+    (``inference()``): a shallow copy whose array attributes of another
+    namespace (``coef_``, ``intercept_``, ``classes_``, a CV estimator's
+    paths and scores: K (d + 1) numbers and the like, never the data) are
+    numpy arrays.
     """
     coef = getattr(estimator, "coef_", None)
     if coef is None or isinstance(coef, np.ndarray):
         return estimator
+    host = copy.copy(estimator)
+    for name, value in vars(estimator).items():
+        setattr(host, name, read_back(value))
+    return host
+
+
+def read_back(value):
+    """``value`` as numpy if it is an array of another array-API namespace; else as is.
+
+    Whatever the ``array_api_dispatch`` setting: it is switched on for this
+    thread while the namespace is looked up (arrays of another namespace
+    exist only where it could be on).
+    """
+    if isinstance(value, np.ndarray) or not hasattr(value, "__dlpack__"):
+        return value
     from sklearn import config_context
-    from sklearn.utils._array_api import get_namespace
+    from sklearn.utils._array_api import _is_numpy_namespace, get_namespace
 
     try:
         with config_context(array_api_dispatch=True):
-            xp, _ = get_namespace(coef)
+            xp, is_array_api = get_namespace(value)
     except (ImportError, RuntimeError) as error:
         raise ValueError(
-            f"This model was fitted on arrays of {type(coef).__module__}, and scikit-learn's "
-            f"array-API dispatch, which reads them back, is not available here: {error}"
+            f"Arrays of {type(value).__module__} are read back to numpy by scikit-learn's "
+            f"array-API dispatch, which is not available here: {error}"
         ) from error
-    host = copy.copy(estimator)
-    for name, value in vars(estimator).items():
-        if hasattr(value, "__dlpack__") and not isinstance(value, np.ndarray):
-            setattr(host, name, to_numpy(value, xp))
-    return host
+    if not is_array_api or _is_numpy_namespace(xp):
+        return value
+    return to_numpy(value, xp)
 
 
 def to_numpy(array, xp):

@@ -398,8 +398,10 @@ def test_inference_reads_a_device_model_back(namespace):
         clf = MultinomialLogitClassifier(tol=1e-10).fit(X_xp, y_xp, weight_xp)
         from_device = inference(clf, X_xp, y_xp, weight_xp, cov_type="HC1")
     from_numpy = inference(clf, X, y, weight, cov_type="HC1")
+    # outside the dispatch context too
+    outside = inference(clf, X_xp, y_xp, weight_xp, cov_type="HC1")
     assert clf.coef_.device == device
-    for result in (from_device, from_numpy):
+    for result in (from_device, from_numpy, outside):
         assert isinstance(result.bse, np.ndarray)
         np.testing.assert_allclose(result.params, expected.params, rtol=0, atol=1e-6)
         np.testing.assert_allclose(result.bse, expected.bse, rtol=1e-5)

@@ -81,7 +81,7 @@ stays inside ``[0, 1]``.
 import numpy as np
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._array_api import model_on_host, to_host
+from .._array_api import model_on_host, read_back
 from .._backends import NumpyBackend
 from .._validation import check_coef_bounds, check_sample_weight, class_weight_vector
 from ._covariance import check_covariance_fits, covariance
@@ -175,9 +175,8 @@ def inference(
 
     A model fitted on array-API arrays (PyTorch, CuPy; see the user guide's
     array-API section) is read back to the host, and so are X, y, the
-    weights and the groups when they are arrays of another namespace
-    (under ``array_api_dispatch``): inference runs in numpy, and the result
-    holds numpy arrays.
+    weights and the groups when they are arrays of another namespace:
+    inference runs in numpy, and the result holds numpy arrays.
 
     Examples
     --------
@@ -199,7 +198,7 @@ def inference(
     # A model fitted on device arrays, and data of another namespace, are
     # read back: inference runs in numpy (see docs/array_api.rst).
     estimator = model_on_host(estimator)
-    X, y, sample_weight, groups = (to_host(array) for array in (X, y, sample_weight, groups))
+    X, y, sample_weight, groups = (read_back(array) for array in (X, y, sample_weight, groups))
     if not isinstance(cov_type, str) or cov_type not in COV_TYPES:
         raise ValueError(f"cov_type must be one of {list(COV_TYPES)}; got {cov_type!r}.")
     if (cov_type == "cluster") != (groups is not None):
