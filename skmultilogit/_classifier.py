@@ -120,9 +120,10 @@ class MultinomialLogitClassifier(
           (on large data from a row sample drawn by curvature). About ten
           iterations whatever the feature scaling or penalty strength.
           Needs ``12 * (K (d + 1))^2`` bytes.
-        - ``'lbfgs'``: L-BFGS-B on the closed-form loss and gradient. Cheap
-          iterations and no memory beyond a few gradients; many iterations
-          on badly conditioned problems.
+        - ``'lbfgs'``: L-BFGS (ten curvature pairs, L-BFGS-B's line search)
+          on the closed-form loss and gradient; scipy's L-BFGS-B under
+          bounds. Cheap iterations and no memory beyond a few gradients;
+          many iterations on badly conditioned problems.
         - ``'newton-cg'``: trust-region Newton-CG with the closed-form
           Hessian-vector product and no preconditioner.
         - ``'auto'``: ``'newton-cholesky'`` when its Hessian takes at most

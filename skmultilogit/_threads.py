@@ -46,9 +46,9 @@ import threadpoolctl
 from threadpoolctl import ThreadpoolController
 
 # Below this many multiply-adds per matrix product (n * d * K), threads cost
-# more than they give: scipy's L-BFGS-B does small vector algebra every
-# iteration, and with two OpenBLAS threads that alone took milliseconds per
-# iteration on the digits (12x slower fits). Larger products use all threads.
+# more than they give: L-BFGS does small vector algebra every iteration,
+# and with two OpenBLAS threads that alone took milliseconds per iteration
+# on the digits (12x slower fits). Larger products use all threads.
 SINGLE_THREAD_BELOW = 2e7
 
 

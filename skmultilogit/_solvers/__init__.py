@@ -3,8 +3,12 @@
 ``_driver``
     :func:`minimize_loss` (the entry point), the stopping rule, the result,
     the tracer that counts and reports, the ``"auto"`` choice.
+``_lbfgs``
+    ``"lbfgs"``: L-BFGS in the compact representation, two matrix-vector
+    products with the curvature pairs a step; scipy's L-BFGS-B under bounds.
 ``_scipy``
-    ``"lbfgs"`` and ``"newton-cg"`` through ``scipy.optimize.minimize``.
+    ``"newton-cg"`` (trust-ncg) and the bounded L-BFGS-B through
+    ``scipy.optimize.minimize``.
 ``_newton_cholesky``
     ``"newton-cholesky"``: Newton with a reused, row-sampled Cholesky
     preconditioner and conjugate-gradient steps.

@@ -30,10 +30,11 @@ from .._conditioning import (
     feature_scale,
 )
 from .._memory import check_fits
+from ._lbfgs import lbfgs
 from ._newton_cholesky import NewtonCholesky
 from ._newton_rounds import NewtonInRounds
 from ._proximal import proximal_newton
-from ._scipy import lbfgs, newton_cg
+from ._scipy import newton_cg
 from ._threads import blas_thread_limit
 
 
@@ -317,7 +318,8 @@ def minimize_loss(
     w0 : ndarray of shape (loss.n_params,)
         Starting point in user coordinates.
     solver : {"auto", "lbfgs", "newton-cg", "newton-cholesky"}
-        ``"lbfgs"``: ``scipy.optimize.minimize(method="L-BFGS-B", jac=True)``.
+        ``"lbfgs"``: L-BFGS in the compact representation (``_lbfgs``), or
+        ``scipy.optimize.minimize(method="L-BFGS-B", jac=True)`` under bounds.
         ``"newton-cg"``: the trust-region Newton-CG method of
         ``scipy.optimize.minimize(method="trust-ncg")`` with the closed-form
         Hessian-vector product.

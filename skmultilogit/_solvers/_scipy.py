@@ -1,45 +1,24 @@
-"""The solvers of ``scipy.optimize.minimize``: L-BFGS-B and trust-region Newton-CG."""
+"""The solvers of ``scipy.optimize.minimize``: L-BFGS-B (under bounds) and trust-ncg."""
 
 import numpy as np
 from scipy.optimize import Bounds, minimize
 
 from ._newton_cholesky import IDENTITY, closely_solved_steps
 
-# After trust-ncg, or L-BFGS-B twice, stops at the objective's rounding: at
+# After trust-ncg, or L-BFGS twice, stops at the objective's rounding: at
 # most this many closely solved Newton steps, each kept if it halves the
 # largest gradient entry.
 FINISH_STEPS = 5
 FINISH_GAIN = 2.0
 
 
-def lbfgs(tracer, theta0, tol, max_iter, **_):
-    """L-BFGS-B on the closed-form loss and gradient (under bounds for an L1 split).
-
-    When it stops on its own short of ``tol`` (the objective no longer
-    decreased), the curvature pairs can be stale by then, and one restart
-    from the same point with an empty memory often goes further. If that
-    too stops short, without bounds, closely solved Newton steps finish as
-    after trust-ncg (:func:`newton_cg`): Hessian-vector products, no Hessian
-    matrix. On the raw wine data at C = 1e-3 (tol = 1e-10), scipy 1.11's
-    L-BFGS-B stopped at a gradient of 2.2e-8, above the 1.5e-8 that counts
-    as float64's floor.
-    """
-    res = _lbfgs_run(tracer, theta0, tol, max_iter)
-    if res.nit < max_iter and _short_of(tracer, res, tol):
-        more = _lbfgs_run(tracer, res.x, tol, max_iter - res.nit)
-        more.nit += res.nit
-        res = more
-    if tracer.problem.bounds is None and res.nit < max_iter and _short_of(tracer, res, tol):
-        _finish(tracer, res, max_iter)
-    return res
-
-
-def _short_of(tracer, res, tol):
+def short_of(tracer, res, tol):
+    """Whether ``res`` ended with the largest stationarity entry above ``tol``."""
     stationarity = tracer.problem.stationarity(res.x, res.jac)
     return np.max(np.abs(stationarity), initial=0.0) > tol
 
 
-def _finish(tracer, res, max_iter):
+def finish(tracer, res, max_iter):
     """Closely solved Newton steps from ``res``, which they update in place."""
     rounding = 16 * float(np.finfo(tracer.problem.loss.data.dtype).eps)
     res.x, res.fun, res.jac, steps = closely_solved_steps(
@@ -56,7 +35,8 @@ def _finish(tracer, res, max_iter):
     res.nit += steps
 
 
-def _lbfgs_run(tracer, theta0, tol, max_iter):
+def lbfgs_b(tracer, theta0, tol, max_iter):
+    """scipy's L-BFGS-B from ``theta0``, under the problem's bounds (an L1 split, a box)."""
     bounds = tracer.problem.bounds
     return minimize(
         tracer.loss_gradient,
@@ -100,5 +80,5 @@ def newton_cg(tracer, theta0, tol, max_iter, **_):
         options={"maxiter": max_iter, "gtol": tol},
     )
     if res.status == 2 and np.max(np.abs(res.jac), initial=0.0) > tol and res.nit < max_iter:
-        _finish(tracer, res, max_iter)
+        finish(tracer, res, max_iter)
     return res
