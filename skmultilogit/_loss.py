@@ -199,7 +199,8 @@ def class_major_logits(X_block, coef_x, intercept, scratch=FRESH):
 
     C-ordered for dense X (in ``scratch``, see ``_scratch``); for sparse X a
     Fortran-ordered view (sparse @ dense gives (n_block, K), and a C-ordered
-    copy would cost n x K more memory).
+    copy would cost n x K more memory), which :func:`residual_and_loss` and
+    :func:`hessp_residual` take class-major a chunk of rows at a time.
     """
     if sp.issparse(X_block):
         raw = np.asarray(X_block @ coef_x.T).T
@@ -211,22 +212,54 @@ def class_major_logits(X_block, coef_x, intercept, scratch=FRESH):
     return raw
 
 
-def residual_and_loss(raw, y_block, weight_block, positions):
+# Rows of a row-major block of logits (sparse X's, see class_major_logits)
+# that residual_and_loss and hessp_residual copy to class-major order at a
+# time: reductions over K classes along a short contiguous axis cost numpy
+# several times what they cost along rows (on 15 000 x 20 logits the loss
+# and residual took 1.9 ms in place, 1.0 ms plus 0.3 ms of copies in chunks).
+CLASS_MAJOR_ROWS = 4096
+
+
+def _by_class_major_chunks(raw, work, scratch):
+    """``work(chunk, rows)`` on class-major copies of row chunks of ``raw``, written back.
+
+    ``raw`` is (K, n) but not C-contiguous (the transpose of a row-major
+    array); each chunk is a C-ordered (K, m) array from ``scratch`` that
+    ``work`` transforms in place. Returns the sum of ``work``'s results.
+    """
+    rows_major = raw.T
+    total = 0.0
+    for start in range(0, rows_major.shape[0], CLASS_MAJOR_ROWS):
+        rows = slice(start, start + CLASS_MAJOR_ROWS)
+        block = rows_major[rows]
+        chunk = scratch.empty("class-major", block.shape[::-1], raw.dtype)
+        np.copyto(chunk, block.T)
+        total += work(chunk, rows)
+        np.copyto(block, chunk.T)
+    return total
+
+
+def residual_and_loss(raw, y_block, weight_block, positions, scratch=FRESH):
     """Turn a block's class-major logits into ``R^T = (P - Y)^T diag(omega)`` in place.
 
     Returns the block's data term ``sum_i omega_i (-log P[i, y_i])``.
-    ``positions`` is ``arange(m)`` for at least the block's m rows (kept by
-    the caller, so that no block allocates its own).
+    ``positions`` is ``arange(m)`` for at least the block's m rows, or for
+    :data:`CLASS_MAJOR_ROWS` where ``raw`` is not C-contiguous (kept by the
+    caller, so that no block allocates its own).
     """
+    if not raw.flags.c_contiguous:
+        return _by_class_major_chunks(
+            raw,
+            lambda chunk, rows: residual_and_loss(
+                chunk, y_block[rows], weight_block[rows], positions
+            ),
+            scratch,
+        )
     raw -= raw.max(axis=0)
     n_block = raw.shape[1]
     # flat positions of Z^T[y_i, i] in memory (a view, never a copy)
-    if raw.flags.c_contiguous:
-        true_class = y_block * n_block + positions[:n_block]
-        flat = raw.reshape(-1)
-    else:
-        true_class = positions[:n_block] * raw.shape[0] + y_block
-        flat = raw.T.reshape(-1)
+    true_class = y_block * n_block + positions[:n_block]
+    flat = raw.reshape(-1)
     raw_true = flat.take(true_class)
     np.exp(raw, out=raw)
     # The true class's term apart: its residual w (p_y - 1) = -w o / S, with
@@ -252,6 +285,14 @@ def hessp_residual(direction_logits, proba, weight_block, scratch=FRESH):
     ``R = omega * (P * U - P * rowsum(P * U))``; this order kept trust-ncg
     converging on float32 data where ``P * (U - rowsum)`` did not.
     """
+    if not direction_logits.flags.c_contiguous:
+
+        def chunk_residual(chunk, rows):
+            hessp_residual(chunk, proba[:, rows], weight_block[rows], scratch)
+            return 0.0
+
+        _by_class_major_chunks(direction_logits, chunk_residual, scratch)
+        return direction_logits
     dtype = direction_logits.dtype
     direction_logits *= proba
     rowsum = direction_logits.sum(axis=0)

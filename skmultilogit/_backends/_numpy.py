@@ -176,7 +176,7 @@ class NumpyBackend:
             for rows, X_block, X_block_T in blocks:
                 residual = _loss.class_major_logits(X_block, coef_x, intercept, scratch)
                 loss += _loss.residual_and_loss(
-                    residual, self.y[rows], self.weight[rows], self._positions
+                    residual, self.y[rows], self.weight[rows], self._positions, scratch
                 )
                 _loss.add_transposed_products(
                     X_block, residual, grad_coef, grad_intercept, X_block_T, scratch
