@@ -544,3 +544,26 @@ def test_compact_lbfgs_takes_the_steps_of_scipys_lbfgsb():
     )
     assert len(ours) == len(theirs) == 12
     np.testing.assert_allclose(ours, theirs, rtol=1e-9)
+
+
+def test_compact_lbfgs_shrinks_a_first_step_whose_objective_overflows():
+    # Beyond a radius of 0.5 the objective is inf (as an overflowing loss
+    # would be); the first step, of unit length, lands there. The line search
+    # shrinks it until finite and the run reaches the minimiser inside.
+    from skmultilogit._solvers._lbfgs import CompactLBFGS
+
+    target = np.array([0.1, -0.2, 0.05])
+    curvature = np.array([1.0, 4.0, 9.0])
+
+    def loss_gradient(theta):
+        if np.linalg.norm(theta) > 0.5:
+            return np.inf, np.full(3, np.nan)
+        return 0.5 * curvature @ (theta - target) ** 2, curvature * (theta - target)
+
+    data = type("Data", (), {"dtype": np.dtype(np.float64)})
+    tracer = type("Tracer", (), {"loss_gradient": staticmethod(loss_gradient)})()
+    tracer.problem = type("Problem", (), {"loss": type("Loss", (), {"data": data})})
+    tracer.callback = lambda res: None
+    res = CompactLBFGS(tracer, tol=1e-10, max_iter=50).solve(np.array([0.0, 0.45, 0.0]))
+    assert res.message == "gradient tolerance met"
+    np.testing.assert_allclose(res.x, target, atol=1e-10)

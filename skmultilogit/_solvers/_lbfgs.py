@@ -64,6 +64,9 @@ CURVATURE = 0.9
 STEP_XTOL = 0.1
 MAX_STEP = 1e10
 
+# Tenfold shrinks of a first trial step whose objective is not finite.
+MAX_SHRINKS = 20
+
 # Steps in a row that change the objective by no more than its rounding
 # before the run stops as at its noise floor (as NewtonCholesky).
 MAX_STEPS_IN_ROUNDING = 5
@@ -146,7 +149,15 @@ class CompactLBFGS:
         trial: progress the objective can no longer tell).
         """
         step = self.initial_step(direction)
-        trials = {}
+        for _ in range(MAX_SHRINKS):
+            # a first trial whose objective overflows (inf, NaN) would leave
+            # dcsrch's interpolation nothing to work with: shrink it first
+            candidate = self.theta + step * direction
+            f_new, grad_new = self.tracer.loss_gradient(candidate)
+            if np.isfinite(f_new):
+                break
+            step *= 0.1
+        trials = {1.0: (candidate, f_new, grad_new, step * (grad_new @ direction))}
 
         def evaluate(multiple):
             """The trial ``multiple * step``: ``(theta, f, grad, slope)``, evaluated once."""
