@@ -40,11 +40,14 @@ from ._validation import (
 def _scoring_view(classes, coef, intercept, fit_intercept, namespace=None):
     """A fitted MultinomialLogitClassifier holding given coefficients, for a scorer.
 
-    ``namespace``: ``(xp, device)`` of array-API data, where the model then lives.
+    ``namespace``: ``(xp, device)`` of array-API data, where the coefficients
+    then live. ``classes_`` stays numpy: scikit-learn's scorers read a binary
+    classifier's classes on the host (``classes_.tolist()``,
+    ``np.flatnonzero(classes_ == pos_label)``), which an array on a GPU refuses.
     """
     model = MultinomialLogitClassifier(fit_intercept=fit_intercept)
     if namespace is not None:
-        classes, coef, intercept = to_namespace((classes, coef, intercept), *namespace)
+        coef, intercept = to_namespace((coef, intercept), *namespace)
     model.classes_ = classes
     model.coef_ = coef
     model.intercept_ = intercept
@@ -111,13 +114,13 @@ def _fold_path(data, y, classes, score_weight, train, test, Cs, l1_ratio, scorin
     test_weight = None if score_weight is None else score_weight[test]
     score_kwargs = {} if test_weight is None else {"sample_weight": test_weight}
     namespace = getattr(data, "namespace", None)
-    # an array-API metric wants its labels in the data's namespace
-    labels = classes if namespace is None else to_namespace((classes,), *namespace)[0]
-    scorer = None if scoring == "neg_log_loss" else _fold_scorer(scoring, labels)
+    # Labels on the host, for array-API data too: a metric's pos_label must
+    # be a number or a string (a device scalar is refused), and the scoring
+    # view's classes_ are numpy; the responses (probabilities, logits) stay
+    # on the device and the metric brings the test labels (n numbers) there.
+    scorer = None if scoring == "neg_log_loss" else _fold_scorer(scoring, classes)
     # the test rows are sliced (copied) once, not once per C
     X_test, y_test, y_index_test = data.rows(test).X, y[test], y_index[test]
-    if namespace is not None:
-        (y_test,) = to_namespace((y_test,), *namespace)
     scores = np.empty(len(Cs))
     for index, path_coef in enumerate(coefs):
         coef, intercept = _split_path_coef(path_coef, n_features, params["fit_intercept"])

@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pytest
 import sklearn
-from sklearn.datasets import load_digits, load_iris
+from sklearn.datasets import load_breast_cancer, load_digits, load_iris
 from sklearn.utils._array_api import get_namespace
 
 from skmultilogit import MultinomialLogitClassifier, MultinomialLogitClassifierCV
@@ -364,6 +364,25 @@ def test_cv_scores_and_scorers_on_a_device(namespace):
     numpy_brier = MultinomialLogitClassifierCV(Cs=[0.1, 1.0], cv=3, scoring="neg_brier_score")
     numpy_brier.fit(X, y)
     np.testing.assert_allclose(to_numpy(brier.scores_), numpy_brier.scores_, rtol=1e-8)
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES, ids=lambda n: n[2])
+@pytest.mark.parametrize("scoring", ["neg_brier_score", "f1"])
+def test_binary_cv_scores_with_a_positive_label_as_in_numpy(namespace, scoring):
+    # Two classes and a metric that takes labels and pos_label: the scorer
+    # is told the positive class as a label of the host (a device scalar is
+    # no valid pos_label), and scores as the numpy fit's.
+    xp, device, _ = namespace
+    X, y = load_breast_cancer(return_X_y=True)
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    params = dict(Cs=[0.1, 1.0], cv=3, scoring=scoring, tol=1e-10, max_iter=1000)
+    reference = MultinomialLogitClassifierCV(**params).fit(X, y)
+    with sklearn.config_context(array_api_dispatch=True):
+        clf = MultinomialLogitClassifierCV(**params).fit(
+            xp.asarray(X, device=device), xp.asarray(y, device=device)
+        )
+    assert clf.C_ == reference.C_
+    np.testing.assert_allclose(to_numpy(clf.scores_), reference.scores_, rtol=1e-8)
 
 
 @pytest.mark.parametrize("namespace", DEVICE1, ids=lambda n: n[2])
