@@ -317,6 +317,24 @@ def test_warm_start_on_a_device_starts_from_the_model(namespace, labels):
     np.testing.assert_allclose(to_numpy(clf.coef_), first, rtol=0, atol=1e-14)
 
 
+@pytest.mark.parametrize("namespace", NAMESPACES, ids=lambda n: n[2])
+@pytest.mark.parametrize("dispatch", [False, True], ids=["dispatch-off", "dispatch-on"])
+def test_a_numpy_refit_warm_starts_from_a_device_model(namespace, dispatch):
+    # The model fitted on a device is read back for the numpy refit whether
+    # or not the dispatch is on then: the refit starts at the optimum.
+    xp, device, _ = namespace
+    X, y = load_iris(return_X_y=True)
+    reference = MultinomialLogitClassifier(tol=1e-10).fit(X, y)
+    clf = MultinomialLogitClassifier(tol=1e-10, warm_start=True)
+    with sklearn.config_context(array_api_dispatch=True):
+        clf.fit(xp.asarray(X, device=device), xp.asarray(y, device=device))
+    with sklearn.config_context(array_api_dispatch=dispatch):
+        clf.fit(X, y)
+    assert isinstance(clf.coef_, np.ndarray)
+    assert clf.n_iter_[0] == 0
+    np.testing.assert_allclose(clf.coef_, reference.coef_, rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize("namespace", DEVICE1, ids=lambda n: n[2])
 def test_labels_and_weights_of_another_device_move_to_xs(namespace):
     # scikit-learn 1.9's contract (check_array_api_mixed_inputs): y and
