@@ -10,7 +10,7 @@ from sklearn.metrics import check_scoring, make_scorer
 from sklearn.model_selection import check_cv
 from sklearn.utils.parallel import Parallel, delayed
 
-from ._array_api import input_namespace, to_host, to_namespace, to_numpy
+from ._array_api import input_namespace, read_back, to_host, to_namespace, to_numpy
 from ._backends import is_dask_collection
 from ._callbacks import (
     CALLBACK_MIXINS,
@@ -468,6 +468,9 @@ class MultinomialLogitClassifierCV(
         # a splitter may use X's values (blocked or spatial splits); array-API
         # rows stay on their device, and the splitter gets positions only
         rows = data.X if namespace is None else np.empty((data.n_samples, 0))
+        # and groups in numpy (n labels), whatever X's namespace: the splitters
+        # compute with numpy, which refuses an array on a GPU
+        groups = read_back(groups)
         folds = list(check_cv(self.cv, y, classifier=True).split(rows, y, groups))
         task, fold_tasks = self._root_task(
             X,

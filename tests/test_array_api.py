@@ -403,6 +403,27 @@ def test_binary_cv_scores_with_a_positive_label_as_in_numpy(namespace, scoring):
     np.testing.assert_allclose(to_numpy(clf.scores_), reference.scores_, rtol=1e-8)
 
 
+@pytest.mark.parametrize("namespace", NAMESPACES, ids=lambda n: n[2])
+@pytest.mark.parametrize("X_on_device", [True, False], ids=["X-on-device", "X-numpy"])
+def test_cv_groups_on_a_device_split_as_in_numpy(namespace, X_on_device):
+    # The splitter works in numpy: groups of another namespace are read back
+    # (GroupKFold on a device1 or GPU array failed), with the folds of numpy groups.
+    from sklearn.model_selection import GroupKFold
+
+    xp, device, _ = namespace
+    X, y = load_iris(return_X_y=True)
+    groups = np.arange(len(y)) % 5
+    params = dict(Cs=[0.1, 1.0], cv=GroupKFold(3), tol=1e-10, max_iter=1000)
+    reference = MultinomialLogitClassifierCV(**params).fit(X, y, groups=groups)
+    X_given = xp.asarray(X, device=device) if X_on_device else X
+    with sklearn.config_context(array_api_dispatch=True):
+        clf = MultinomialLogitClassifierCV(**params).fit(
+            X_given, y, groups=xp.asarray(groups, device=device)
+        )
+    assert clf.C_ == reference.C_
+    np.testing.assert_allclose(to_numpy(clf.scores_), reference.scores_, rtol=1e-8)
+
+
 @pytest.mark.parametrize("namespace", DEVICE1, ids=lambda n: n[2])
 def test_callbacks_score_iterates_on_the_device(namespace):
     pytest.importorskip("sklearn.callback")
