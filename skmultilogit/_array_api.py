@@ -105,6 +105,19 @@ def to_namespace(arrays, xp, device):
     )
 
 
+def widest_float(xp, device):
+    """``xp.float64`` where the namespace has it on ``device``; else ``xp.float32`` (MPS).
+
+    As scikit-learn's ``_max_precision_float_dtype``: the standard's
+    ``__array_namespace_info__().dtypes`` names the floating dtypes of a device.
+    """
+    info = getattr(xp, "__array_namespace_info__", None)
+    if info is None:  # a namespace older than the 2023.12 standard
+        return xp.float64
+    floating = info().dtypes(kind="real floating", device=device)
+    return xp.float64 if "float64" in floating else xp.float32
+
+
 def numpy_dtype(xp_dtype, xp):
     """numpy's float32 or float64 for the namespace's floating dtype."""
     return np.dtype(np.float32) if xp_dtype == xp.float32 else np.dtype(np.float64)
