@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 
-from ._array_api import read_back, to_namespace
+from ._array_api import labels_to_namespace, read_back, to_namespace
 from ._backends import is_dask_collection
 from ._callbacks import (
     CALLBACK_MIXINS,
@@ -313,8 +313,9 @@ class MultinomialLogitClassifier(
         self.n_iter_ = np.array([result.n_iter], dtype=np.int32)
         if data_namespace is not None:
             # fitted in another array namespace: the model lives there, on that device
-            self.classes_, self.coef_, self.intercept_, self.n_iter_ = to_namespace(
-                (self.classes_, self.coef_, self.intercept_, self.n_iter_), *data_namespace
+            self.classes_ = labels_to_namespace(self.classes_, *data_namespace)
+            self.coef_, self.intercept_, self.n_iter_ = to_namespace(
+                (self.coef_, self.intercept_, self.n_iter_), *data_namespace
             )
         return self
 

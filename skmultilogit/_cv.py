@@ -10,7 +10,14 @@ from sklearn.metrics import check_scoring, make_scorer
 from sklearn.model_selection import check_cv
 from sklearn.utils.parallel import Parallel, delayed
 
-from ._array_api import input_namespace, read_back, to_host, to_namespace, to_numpy
+from ._array_api import (
+    input_namespace,
+    labels_to_namespace,
+    read_back,
+    to_host,
+    to_namespace,
+    to_numpy,
+)
 from ._backends import is_dask_collection
 from ._callbacks import (
     CALLBACK_MIXINS,
@@ -346,8 +353,10 @@ class MultinomialLogitClassifierCV(
             )
         namespace = getattr(data, "namespace", None)
         if namespace is not None:
-            # fitted on array-API data: every array attribute lives in its namespace
-            arrays = ("classes_", "coef_", "intercept_", "coefs_paths_", "n_iter_", "scores_")
+            # fitted on array-API data: every array attribute lives in its
+            # namespace, float64 ones as float32 on a device without float64
+            fitted["classes_"] = labels_to_namespace(fitted["classes_"], *namespace)
+            arrays = ("coef_", "intercept_", "coefs_paths_", "n_iter_", "scores_")
             arrays += ("Cs_", "l1_ratios_")
             converted = to_namespace(tuple(fitted[name] for name in arrays), *namespace)
             fitted.update(zip(arrays, converted, strict=True))

@@ -473,6 +473,59 @@ def test_cv_groups_on_a_device_split_as_in_numpy(namespace, X_on_device):
     np.testing.assert_allclose(to_numpy(clf.scores_), reference.scores_, rtol=1e-8)
 
 
+def no_float64(monkeypatch):
+    """Make every device look like one without float64 (MPS) to the fitted attributes."""
+    import skmultilogit._array_api
+
+    monkeypatch.setattr(skmultilogit._array_api, "widest_float", lambda xp, device: xp.float32)
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES, ids=lambda n: n[2])
+@pytest.mark.parametrize("has_float64", [True, False], ids=["float64", "no-float64"])
+def test_cv_attributes_hold_the_dtypes_of_the_numpy_fit(namespace, has_float64, monkeypatch):
+    # scikit-learn's array-API contract (check_array_api_input): each array
+    # attribute on X's device in the numpy fit's dtype, float32 where the
+    # device has no float64; float labels then stay numpy (their values).
+    xp, device, _ = namespace
+    if not has_float64:
+        no_float64(monkeypatch)
+    X, y = load_iris(return_X_y=True)
+    X32, labels = X.astype(np.float32), y.astype(np.float64) + 1.0
+    params = dict(Cs=[0.1, 1.0], l1_ratios=[0.0, 0.5], cv=3, solver="lbfgs", tol=1e-4)
+    reference = MultinomialLogitClassifierCV(**params).fit(X32, labels)
+    with sklearn.config_context(array_api_dispatch=True):
+        clf = MultinomialLogitClassifierCV(**params).fit(xp.asarray(X32, device=device), labels)
+        predicted = clf.predict(xp.asarray(X32, device=device))
+    for name in ("coef_", "intercept_", "coefs_paths_", "scores_", "Cs_", "l1_ratios_"):
+        value, expected = getattr(clf, name), getattr(reference, name)
+        dtype = xp.float64 if expected.dtype == np.float64 and has_float64 else xp.float32
+        assert value.device == device and value.dtype == dtype, name
+        # float32 fits, each stopped at tol: the same to 1e-3 of their scale
+        scale = np.abs(expected).max()
+        np.testing.assert_allclose(to_numpy(value), expected, rtol=0, atol=1e-3 * scale)
+    assert isinstance(clf.classes_, np.ndarray) != has_float64
+    np.testing.assert_array_equal(to_numpy(clf.classes_), reference.classes_)
+    np.testing.assert_array_equal(to_numpy(predicted), reference.predict(X32))
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES, ids=lambda n: n[2])
+def test_float_labels_stay_numpy_on_a_device_without_float64(namespace, monkeypatch):
+    # MPS has no float64: float64 labels cannot live there, and classes_
+    # stays numpy (as for string labels); the model is on the device.
+    xp, device, _ = namespace
+    no_float64(monkeypatch)
+    X, y = load_iris(return_X_y=True)
+    X32, labels = X.astype(np.float32), y.astype(np.float64) + 1.0
+    reference = MultinomialLogitClassifier().fit(X32, labels)
+    with sklearn.config_context(array_api_dispatch=True):
+        clf = MultinomialLogitClassifier().fit(xp.asarray(X32, device=device), labels)
+        predicted = clf.predict(xp.asarray(X32, device=device))
+    assert clf.coef_.device == device and clf.coef_.dtype == xp.float32
+    assert isinstance(clf.classes_, np.ndarray)
+    np.testing.assert_array_equal(clf.classes_, reference.classes_)
+    np.testing.assert_array_equal(np.asarray(predicted), reference.predict(X32))
+
+
 @pytest.mark.parametrize("namespace", DEVICE1, ids=lambda n: n[2])
 def test_callbacks_score_iterates_on_the_device(namespace):
     pytest.importorskip("sklearn.callback")
