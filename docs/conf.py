@@ -1,5 +1,6 @@
 """Sphinx configuration: numpydoc API pages, a sphinx-gallery of examples, MyST pages."""
 
+import re
 from importlib.metadata import version as _version
 
 project = "skmultilogit"
@@ -56,3 +57,18 @@ html_sidebars = {
     page: []
     for page in ("index", "getting_started", "user_guide", "derivation", "benchmarks", "changelog")
 }
+
+
+# Methods inherited from scikit-learn (ClassifierMixin.score) bring its
+# docstrings, whose :ref: labels are targets of scikit-learn's site, not of
+# this one: their text stays, without the link.
+_REF = re.compile(r":ref:`(?:([^`<]+?)\s*<[^`>]+>|([^`]+))`")
+
+
+def _sklearn_refs_as_text(app, what, name, obj, options, lines):
+    if getattr(obj, "__module__", None) and obj.__module__.startswith("sklearn."):
+        lines[:] = [_REF.sub(lambda match: match[1] or match[2], line) for line in lines]
+
+
+def setup(app):
+    app.connect("autodoc-process-docstring", _sklearn_refs_as_text)

@@ -98,11 +98,45 @@ def to_numpy(array, xp):
 
 
 def to_namespace(arrays, xp, device):
-    """numpy ``arrays`` in ``xp`` on ``device``; labels that are not numbers stay numpy."""
-    return tuple(
-        xp.asarray(array, device=device) if array.dtype.kind in "biuf" else array
-        for array in arrays
-    )
+    """numpy ``arrays`` of numbers in ``xp`` on ``device``; float64 as float32 on a device without.
+
+    As scikit-learn's array-API estimators hold their fitted attributes
+    (its ``check_array_api_input``): in X's namespace and on X's device, in
+    the dtype of the numpy fit, or the widest float the device has (MPS has
+    no float64). For labels see :func:`labels_to_namespace`.
+    """
+    widest = widest_float(xp, device)
+
+    def dtype(array):
+        return widest if array.dtype.kind == "f" and array.dtype.itemsize > 4 else None
+
+    return tuple(xp.asarray(array, dtype=dtype(array), device=device) for array in arrays)
+
+
+def labels_to_namespace(classes, xp, device):
+    """``classes`` in ``xp`` on ``device`` when they are numbers the device holds; else as is.
+
+    Labels that are not numbers stay numpy, and so do float64 labels on a
+    device without float64: a float32 copy would change their values
+    (scikit-learn's checks exempt ``classes_`` from the namespace rule).
+    """
+    kind, wide = classes.dtype.kind, classes.dtype.itemsize > 4
+    if kind not in "biuf" or (kind == "f" and wide and widest_float(xp, device) != xp.float64):
+        return classes
+    return xp.asarray(classes, device=device)
+
+
+def widest_float(xp, device):
+    """``xp.float64`` where the namespace has it on ``device``; else ``xp.float32`` (MPS).
+
+    As scikit-learn's ``_max_precision_float_dtype``: the standard's
+    ``__array_namespace_info__().dtypes`` names the floating dtypes of a device.
+    """
+    info = getattr(xp, "__array_namespace_info__", None)
+    if info is None:  # a namespace older than the 2023.12 standard
+        return xp.float64
+    floating = info().dtypes(kind="real floating", device=device)
+    return xp.float64 if "float64" in floating else xp.float32
 
 
 def numpy_dtype(xp_dtype, xp):

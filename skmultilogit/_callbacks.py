@@ -30,7 +30,7 @@ the functions below do nothing.
 
 import contextlib
 
-from ._array_api import to_namespace
+from ._array_api import labels_to_namespace, to_namespace
 
 try:
     from sklearn.callback import CallbackSupportMixin, with_callbacks
@@ -71,9 +71,10 @@ class FittedAttributes:
             "intercept_": intercept.astype(self.dtype),
         }
         if self.namespace is not None:
-            names = ("classes_", "coef_", "intercept_")
-            converted = to_namespace(tuple(attributes[name] for name in names), *self.namespace)
-            attributes.update(zip(names, converted, strict=True))
+            attributes["classes_"] = labels_to_namespace(self.classes, *self.namespace)
+            attributes["coef_"], attributes["intercept_"] = to_namespace(
+                (attributes["coef_"], attributes["intercept_"]), *self.namespace
+            )
         if not self.feature_names:
             attributes["feature_names_in_"] = None
         return attributes

@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 
-from ._array_api import to_host, to_namespace
+from ._array_api import labels_to_namespace, read_back, to_namespace
 from ._backends import is_dask_collection
 from ._callbacks import (
     CALLBACK_MIXINS,
@@ -267,8 +267,9 @@ class MultinomialLogitClassifier(
         coef_init = intercept_init = None
         namespace = getattr(data, "namespace", None)
         if self.warm_start and self._can_warm_start(classes, data.n_features):
-            # (a model fitted on array-API data holds them there: read back)
-            coef_init, intercept_init = to_host(self.coef_), to_host(self.intercept_)
+            # (a model fitted on array-API data holds them there: read back,
+            # whether or not the dispatch is on for this fit)
+            coef_init, intercept_init = read_back(self.coef_), read_back(self.intercept_)
         task = Task.root(
             self,
             X,
@@ -313,14 +314,16 @@ class MultinomialLogitClassifier(
         self.n_iter_ = np.array([result.n_iter], dtype=np.int32)
         if data_namespace is not None:
             # fitted in another array namespace: the model lives there, on that device
-            self.classes_, self.coef_, self.intercept_, self.n_iter_ = to_namespace(
-                (self.classes_, self.coef_, self.intercept_, self.n_iter_), *data_namespace
+            self.classes_ = labels_to_namespace(self.classes_, *data_namespace)
+            self.coef_, self.intercept_, self.n_iter_ = to_namespace(
+                (self.coef_, self.intercept_, self.n_iter_), *data_namespace
             )
         return self
 
     def _can_warm_start(self, classes, n_features):
         return (
             hasattr(self, "coef_")
-            and np.array_equal(to_host(getattr(self, "classes_", None)), classes)
+            # (read back: np.array_equal answers False for an array it cannot convert)
+            and np.array_equal(read_back(getattr(self, "classes_", None)), classes)
             and self.coef_.shape == (len(classes), n_features)
         )

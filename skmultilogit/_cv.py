@@ -10,7 +10,14 @@ from sklearn.metrics import check_scoring, make_scorer
 from sklearn.model_selection import check_cv
 from sklearn.utils.parallel import Parallel, delayed
 
-from ._array_api import input_namespace, to_host, to_namespace, to_numpy
+from ._array_api import (
+    input_namespace,
+    labels_to_namespace,
+    read_back,
+    to_host,
+    to_namespace,
+    to_numpy,
+)
 from ._backends import is_dask_collection
 from ._callbacks import (
     CALLBACK_MIXINS,
@@ -40,11 +47,14 @@ from ._validation import (
 def _scoring_view(classes, coef, intercept, fit_intercept, namespace=None):
     """A fitted MultinomialLogitClassifier holding given coefficients, for a scorer.
 
-    ``namespace``: ``(xp, device)`` of array-API data, where the model then lives.
+    ``namespace``: ``(xp, device)`` of array-API data, where the coefficients
+    then live. ``classes_`` stays numpy: scikit-learn's scorers read a binary
+    classifier's classes on the host (``classes_.tolist()``,
+    ``np.flatnonzero(classes_ == pos_label)``), which an array on a GPU refuses.
     """
     model = MultinomialLogitClassifier(fit_intercept=fit_intercept)
     if namespace is not None:
-        classes, coef, intercept = to_namespace((classes, coef, intercept), *namespace)
+        coef, intercept = to_namespace((coef, intercept), *namespace)
     model.classes_ = classes
     model.coef_ = coef
     model.intercept_ = intercept
@@ -111,13 +121,13 @@ def _fold_path(data, y, classes, score_weight, train, test, Cs, l1_ratio, scorin
     test_weight = None if score_weight is None else score_weight[test]
     score_kwargs = {} if test_weight is None else {"sample_weight": test_weight}
     namespace = getattr(data, "namespace", None)
-    # an array-API metric wants its labels in the data's namespace
-    labels = classes if namespace is None else to_namespace((classes,), *namespace)[0]
-    scorer = None if scoring == "neg_log_loss" else _fold_scorer(scoring, labels)
+    # Labels on the host, for array-API data too: a metric's pos_label must
+    # be a number or a string (a device scalar is refused), and the scoring
+    # view's classes_ are numpy; the responses (probabilities, logits) stay
+    # on the device and the metric brings the test labels (n numbers) there.
+    scorer = None if scoring == "neg_log_loss" else _fold_scorer(scoring, classes)
     # the test rows are sliced (copied) once, not once per C
     X_test, y_test, y_index_test = data.rows(test).X, y[test], y_index[test]
-    if namespace is not None:
-        (y_test,) = to_namespace((y_test,), *namespace)
     scores = np.empty(len(Cs))
     for index, path_coef in enumerate(coefs):
         coef, intercept = _split_path_coef(path_coef, n_features, params["fit_intercept"])
@@ -343,8 +353,10 @@ class MultinomialLogitClassifierCV(
             )
         namespace = getattr(data, "namespace", None)
         if namespace is not None:
-            # fitted on array-API data: every array attribute lives in its namespace
-            arrays = ("classes_", "coef_", "intercept_", "coefs_paths_", "n_iter_", "scores_")
+            # fitted on array-API data: every array attribute lives in its
+            # namespace, float64 ones as float32 on a device without float64
+            fitted["classes_"] = labels_to_namespace(fitted["classes_"], *namespace)
+            arrays = ("coef_", "intercept_", "coefs_paths_", "n_iter_", "scores_")
             arrays += ("Cs_", "l1_ratios_")
             converted = to_namespace(tuple(fitted[name] for name in arrays), *namespace)
             fitted.update(zip(arrays, converted, strict=True))
@@ -465,6 +477,9 @@ class MultinomialLogitClassifierCV(
         # a splitter may use X's values (blocked or spatial splits); array-API
         # rows stay on their device, and the splitter gets positions only
         rows = data.X if namespace is None else np.empty((data.n_samples, 0))
+        # and groups in numpy (n labels), whatever X's namespace: the splitters
+        # compute with numpy, which refuses an array on a GPU
+        groups = read_back(groups)
         folds = list(check_cv(self.cv, y, classifier=True).split(rows, y, groups))
         task, fold_tasks = self._root_task(
             X,

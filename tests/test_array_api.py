@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pytest
 import sklearn
-from sklearn.datasets import load_digits, load_iris
+from sklearn.datasets import load_breast_cancer, load_digits, load_iris
 from sklearn.utils._array_api import get_namespace
 
 from skmultilogit import MultinomialLogitClassifier, MultinomialLogitClassifierCV
@@ -232,6 +232,55 @@ def test_the_backend_computes_what_the_numpy_backend_computes(namespace, fit_int
 
 
 @pytest.mark.parametrize("namespace", NAMESPACES, ids=lambda n: n[2])
+def test_the_float32_loss_is_summed_as_precisely_as_numpys(namespace):
+    # float32 X: the n x K work is float32, each row's loss term and their
+    # sum float64 (where the device has it), as in the numpy backend. A
+    # float32 sum over 200k rows (its result alone rounded to 6e-8 of it)
+    # was up to 50x further from the float64 loss than numpy's.
+    from skmultilogit._backends import NumpyBackend
+    from skmultilogit._backends._array_api import ArrayAPIBackend
+
+    xp, device, _ = namespace
+    rng = np.random.default_rng(0)
+    n, d, K = 200_000, 20, 5
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    y = rng.integers(0, K, size=n)
+    weight = rng.uniform(0.5, 2.0, size=n)
+    X_xp = xp.asarray(X, device=device)
+    with sklearn.config_context(array_api_dispatch=True):
+        xp, _ = get_namespace(X_xp)
+    on_device = ArrayAPIBackend(X_xp, y, K, weight, xp, device)
+    # the float64 loss of the same float32 numbers: the reference
+    exact_data = NumpyBackend(X.astype(np.float64), y, K, weight)
+    numpy_data = NumpyBackend(X, y, K, weight)
+    for scale in (0.1, 0.3, 0.7, 1.5):
+        coef, intercept = rng.normal(size=(K, d)) * scale, rng.normal(size=K)
+        exact = exact_data.loss_gradient(coef, intercept)[0]
+        numpy_error = abs(numpy_data.loss_gradient(coef, intercept)[0] - exact)
+        error = abs(on_device.loss_gradient(coef, intercept)[0] - exact)
+        # (both float32 losses keep the logits' float32 rounding: ~1e-9 to 1e-8)
+        assert error <= 2 * numpy_error + 1e-9 * exact, (scale, error / exact, numpy_error / exact)
+
+
+def test_the_loss_is_float32_on_a_device_without_float64():
+    # MPS has no float64: the standard's inspection API says so per device
+    from types import SimpleNamespace
+
+    from skmultilogit._array_api import widest_float
+
+    def namespace(names):
+        info = SimpleNamespace(dtypes=lambda kind, device: {name: name for name in names})
+        return SimpleNamespace(
+            float32="float32", float64="float64", __array_namespace_info__=lambda: info
+        )
+
+    assert widest_float(namespace(["float32"]), "mps") == "float32"
+    assert widest_float(namespace(["float32", "float64"]), "cpu") == "float64"
+    for xp, device, _ in NAMESPACES:
+        assert widest_float(xp, device) == xp.float64
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES, ids=lambda n: n[2])
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 1e-3)])
 def test_the_factor_on_the_device_solves_the_shifted_hessian(namespace, dtype, rtol):
     # Against numpy's dense solve of the matrix written out: H plus the
@@ -317,6 +366,24 @@ def test_warm_start_on_a_device_starts_from_the_model(namespace, labels):
     np.testing.assert_allclose(to_numpy(clf.coef_), first, rtol=0, atol=1e-14)
 
 
+@pytest.mark.parametrize("namespace", NAMESPACES, ids=lambda n: n[2])
+@pytest.mark.parametrize("dispatch", [False, True], ids=["dispatch-off", "dispatch-on"])
+def test_a_numpy_refit_warm_starts_from_a_device_model(namespace, dispatch):
+    # The model fitted on a device is read back for the numpy refit whether
+    # or not the dispatch is on then: the refit starts at the optimum.
+    xp, device, _ = namespace
+    X, y = load_iris(return_X_y=True)
+    reference = MultinomialLogitClassifier(tol=1e-10).fit(X, y)
+    clf = MultinomialLogitClassifier(tol=1e-10, warm_start=True)
+    with sklearn.config_context(array_api_dispatch=True):
+        clf.fit(xp.asarray(X, device=device), xp.asarray(y, device=device))
+    with sklearn.config_context(array_api_dispatch=dispatch):
+        clf.fit(X, y)
+    assert isinstance(clf.coef_, np.ndarray)
+    assert clf.n_iter_[0] == 0
+    np.testing.assert_allclose(clf.coef_, reference.coef_, rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize("namespace", DEVICE1, ids=lambda n: n[2])
 def test_labels_and_weights_of_another_device_move_to_xs(namespace):
     # scikit-learn 1.9's contract (check_array_api_mixed_inputs): y and
@@ -364,6 +431,99 @@ def test_cv_scores_and_scorers_on_a_device(namespace):
     numpy_brier = MultinomialLogitClassifierCV(Cs=[0.1, 1.0], cv=3, scoring="neg_brier_score")
     numpy_brier.fit(X, y)
     np.testing.assert_allclose(to_numpy(brier.scores_), numpy_brier.scores_, rtol=1e-8)
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES, ids=lambda n: n[2])
+@pytest.mark.parametrize("scoring", ["neg_brier_score", "f1"])
+def test_binary_cv_scores_with_a_positive_label_as_in_numpy(namespace, scoring):
+    # Two classes and a metric that takes labels and pos_label: the scorer
+    # is told the positive class as a label of the host (a device scalar is
+    # no valid pos_label), and scores as the numpy fit's.
+    xp, device, _ = namespace
+    X, y = load_breast_cancer(return_X_y=True)
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    params = dict(Cs=[0.1, 1.0], cv=3, scoring=scoring, tol=1e-10, max_iter=1000)
+    reference = MultinomialLogitClassifierCV(**params).fit(X, y)
+    with sklearn.config_context(array_api_dispatch=True):
+        clf = MultinomialLogitClassifierCV(**params).fit(
+            xp.asarray(X, device=device), xp.asarray(y, device=device)
+        )
+    assert clf.C_ == reference.C_
+    np.testing.assert_allclose(to_numpy(clf.scores_), reference.scores_, rtol=1e-8)
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES, ids=lambda n: n[2])
+@pytest.mark.parametrize("X_on_device", [True, False], ids=["X-on-device", "X-numpy"])
+def test_cv_groups_on_a_device_split_as_in_numpy(namespace, X_on_device):
+    # The splitter works in numpy: groups of another namespace are read back
+    # (GroupKFold on a device1 or GPU array failed), with the folds of numpy groups.
+    from sklearn.model_selection import GroupKFold
+
+    xp, device, _ = namespace
+    X, y = load_iris(return_X_y=True)
+    groups = np.arange(len(y)) % 5
+    params = dict(Cs=[0.1, 1.0], cv=GroupKFold(3), tol=1e-10, max_iter=1000)
+    reference = MultinomialLogitClassifierCV(**params).fit(X, y, groups=groups)
+    X_given = xp.asarray(X, device=device) if X_on_device else X
+    with sklearn.config_context(array_api_dispatch=True):
+        clf = MultinomialLogitClassifierCV(**params).fit(
+            X_given, y, groups=xp.asarray(groups, device=device)
+        )
+    assert clf.C_ == reference.C_
+    np.testing.assert_allclose(to_numpy(clf.scores_), reference.scores_, rtol=1e-8)
+
+
+def no_float64(monkeypatch):
+    """Make every device look like one without float64 (MPS) to the fitted attributes."""
+    import skmultilogit._array_api
+
+    monkeypatch.setattr(skmultilogit._array_api, "widest_float", lambda xp, device: xp.float32)
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES, ids=lambda n: n[2])
+@pytest.mark.parametrize("has_float64", [True, False], ids=["float64", "no-float64"])
+def test_cv_attributes_hold_the_dtypes_of_the_numpy_fit(namespace, has_float64, monkeypatch):
+    # scikit-learn's array-API contract (check_array_api_input): each array
+    # attribute on X's device in the numpy fit's dtype, float32 where the
+    # device has no float64; float labels then stay numpy (their values).
+    xp, device, _ = namespace
+    if not has_float64:
+        no_float64(monkeypatch)
+    X, y = load_iris(return_X_y=True)
+    X32, labels = X.astype(np.float32), y.astype(np.float64) + 1.0
+    params = dict(Cs=[0.1, 1.0], l1_ratios=[0.0, 0.5], cv=3, solver="lbfgs", tol=1e-4)
+    reference = MultinomialLogitClassifierCV(**params).fit(X32, labels)
+    with sklearn.config_context(array_api_dispatch=True):
+        clf = MultinomialLogitClassifierCV(**params).fit(xp.asarray(X32, device=device), labels)
+        predicted = clf.predict(xp.asarray(X32, device=device))
+    for name in ("coef_", "intercept_", "coefs_paths_", "scores_", "Cs_", "l1_ratios_"):
+        value, expected = getattr(clf, name), getattr(reference, name)
+        dtype = xp.float64 if expected.dtype == np.float64 and has_float64 else xp.float32
+        assert value.device == device and value.dtype == dtype, name
+        # float32 fits, each stopped at tol: the same to 1e-3 of their scale
+        scale = np.abs(expected).max()
+        np.testing.assert_allclose(to_numpy(value), expected, rtol=0, atol=1e-3 * scale)
+    assert isinstance(clf.classes_, np.ndarray) != has_float64
+    np.testing.assert_array_equal(to_numpy(clf.classes_), reference.classes_)
+    np.testing.assert_array_equal(to_numpy(predicted), reference.predict(X32))
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES, ids=lambda n: n[2])
+def test_float_labels_stay_numpy_on_a_device_without_float64(namespace, monkeypatch):
+    # MPS has no float64: float64 labels cannot live there, and classes_
+    # stays numpy (as for string labels); the model is on the device.
+    xp, device, _ = namespace
+    no_float64(monkeypatch)
+    X, y = load_iris(return_X_y=True)
+    X32, labels = X.astype(np.float32), y.astype(np.float64) + 1.0
+    reference = MultinomialLogitClassifier().fit(X32, labels)
+    with sklearn.config_context(array_api_dispatch=True):
+        clf = MultinomialLogitClassifier().fit(xp.asarray(X32, device=device), labels)
+        predicted = clf.predict(xp.asarray(X32, device=device))
+    assert clf.coef_.device == device and clf.coef_.dtype == xp.float32
+    assert isinstance(clf.classes_, np.ndarray)
+    np.testing.assert_array_equal(clf.classes_, reference.classes_)
+    np.testing.assert_array_equal(np.asarray(predicted), reference.predict(X32))
 
 
 @pytest.mark.parametrize("namespace", DEVICE1, ids=lambda n: n[2])

@@ -14,7 +14,7 @@ import copy
 
 import numpy as np
 
-from .._array_api import numpy_dtype, softmax, to_numpy
+from .._array_api import numpy_dtype, softmax, to_numpy, widest_float
 from ._numpy import cached_proba, sampled_loss_gradient_hessian
 
 # Rows per block of a Hessian pass: its (rows, K (d + 1)) temporary stays
@@ -56,6 +56,8 @@ class ArrayAPIBackend:
         self.sample_weight = np.asarray(sample_weight, dtype=np.float64)
         self.total_weight = float(self.sample_weight.sum())
         self.stored_entries = self.n_samples * self.n_features
+        # each row's loss term and their sum: float64 where the device has it
+        self._loss_dtype = widest_float(xp, device)
         self._y_onehot = xp.asarray(
             self.y[:, None] == np.arange(self.n_classes), dtype=X.dtype, device=device
         )
@@ -65,6 +67,11 @@ class ArrayAPIBackend:
     def _set_weight(self, weight):
         self.weight = weight
         self._weight = self.xp.asarray(weight, dtype=self.X.dtype, device=self.device)
+        self._loss_weight = (
+            self._weight
+            if self._loss_dtype == self.X.dtype
+            else self.xp.asarray(weight, dtype=self._loss_dtype, device=self.device)
+        )
 
     def rows(self, index):
         """A backend on the rows ``index`` of this one (a cross-validation fold), on the device."""
@@ -103,7 +110,13 @@ class ArrayAPIBackend:
         exps = xp.exp(shifted)
         total = xp.sum(exps, axis=1)
         true_logit = xp.sum(shifted * self._y_onehot, axis=1)
-        loss = xp.sum(self._weight * (xp.log(total) - true_logit))
+        # -log P[i, y_i] = log sum exp - z_{i, y_i}: the n x K work in X's
+        # dtype, each row's term and their sum in float64 (where the device
+        # has it), as in the numpy backend: a float32 sum of n terms loses
+        # the loss's last digits, which the solvers' stopping rules compare
+        wide = self._loss_dtype
+        row_loss = xp.log(xp.astype(total, wide)) - xp.astype(true_logit, wide)
+        loss = xp.sum(self._loss_weight * row_loss)
         residual = (exps / total[:, None] - self._y_onehot) * self._weight[:, None]
         grad_coef = xp.permute_dims(residual, (1, 0)) @ self.X
         grad_intercept = xp.sum(residual, axis=0)
