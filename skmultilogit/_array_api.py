@@ -68,26 +68,35 @@ def model_on_host(estimator):
 def read_back(value):
     """``value`` as numpy if it is an array of another array-API namespace; else as is.
 
+    Whatever the ``array_api_dispatch`` setting (see :func:`namespace_of`).
+    """
+    if isinstance(value, np.ndarray) or not hasattr(value, "__dlpack__"):
+        return value
+    namespace = namespace_of(value)
+    return value if namespace is None else to_numpy(value, namespace[0])
+
+
+def namespace_of(array):
+    """``(xp, device)`` of an array of another array-API namespace than numpy, else None.
+
     Whatever the ``array_api_dispatch`` setting: it is switched on for this
     thread while the namespace is looked up (arrays of another namespace
     exist only where it could be on).
     """
-    if isinstance(value, np.ndarray) or not hasattr(value, "__dlpack__"):
-        return value
     from sklearn import config_context
-    from sklearn.utils._array_api import _is_numpy_namespace, get_namespace
+    from sklearn.utils._array_api import _is_numpy_namespace, device, get_namespace
 
     try:
         with config_context(array_api_dispatch=True):
-            xp, is_array_api = get_namespace(value)
+            xp, is_array_api = get_namespace(array)
     except (ImportError, RuntimeError) as error:
         raise ValueError(
-            f"Arrays of {type(value).__module__} are read back to numpy by scikit-learn's "
+            f"Arrays of {type(array).__module__} are read back to numpy by scikit-learn's "
             f"array-API dispatch, which is not available here: {error}"
         ) from error
     if not is_array_api or _is_numpy_namespace(xp):
-        return value
-    return to_numpy(value, xp)
+        return None
+    return xp, device(array)
 
 
 def to_numpy(array, xp):

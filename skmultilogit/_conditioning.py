@@ -43,6 +43,8 @@ import functools
 import numpy as np
 import scipy.sparse as sp
 
+from ._array_api import namespace_of, to_numpy, widest_float
+
 # Features whose spread is within this factor of 1 (the intercept's column)
 # keep their units in the solvers' coordinates; see feature_scale.
 SPREAD_BAND = 10.0
@@ -112,6 +114,8 @@ def block_statistics(X_block, weight_block):
     and the weighted sum of squared deviations from that mean (sparse blocks:
     from their raw moments, since centring would densify them).
     """
+    if not (sp.issparse(X_block) or isinstance(X_block, np.ndarray)):
+        return _namespace_block_statistics(X_block, weight_block)
     ranges = block_ranges(X_block, weight_block)
     n_features = X_block.shape[1]
     magnitude = ranges[2 * n_features :].copy()
@@ -135,6 +139,44 @@ def block_statistics(X_block, weight_block):
         scaled *= scaled
         m2 = weight * (unit @ scaled)
     return ranges, magnitude, weight, mean, m2
+
+
+def _namespace_block_statistics(X_block, weight_block):
+    """:func:`block_statistics` of a dense block of another array-API namespace, where it is.
+
+    The reductions run in the block's namespace and on its device, in
+    float64 where the device has it (float32 on MPS); only their results, a
+    few numbers per feature, come back as numpy. ``weight_block`` is numpy.
+    """
+    xp, device = namespace_of(X_block)
+    wide = widest_float(xp, device)
+    n_features = X_block.shape[1]
+    X = xp.astype(X_block, wide)
+
+    def host(array):
+        return np.asarray(to_numpy(array, xp), dtype=np.float64)
+
+    col_max, col_min = host(xp.max(X, axis=0)), host(xp.min(X, axis=0))
+    magnitude_all = np.maximum(col_max, -col_min)
+    counted = weight_block > 0
+    if not counted.all():
+        # the ranges over the rows of positive weight (block_ranges)
+        mask = xp.asarray(counted, device=device)[:, None]
+        infinity = xp.asarray(np.inf, dtype=wide, device=device)
+        col_max = host(xp.max(xp.where(mask, X, -infinity), axis=0))
+        col_min = host(xp.min(xp.where(mask, X, infinity), axis=0))
+    ranges = np.concatenate([col_max, -col_min, magnitude_all])
+    magnitude = magnitude_all.copy()
+    magnitude[~(magnitude > 0) | ~np.isfinite(magnitude)] = 1.0
+    weight = float(weight_block.sum())
+    if not weight > 0:
+        return ranges, magnitude, 0.0, np.zeros(n_features), np.zeros(n_features)
+    unit = xp.asarray(weight_block / weight, dtype=wide, device=device)
+    scaled = X / xp.asarray(magnitude, dtype=wide, device=device)
+    mean = unit @ scaled
+    deviation = scaled - mean
+    m2 = weight * host(unit @ (deviation * deviation))
+    return ranges, magnitude, weight, host(mean), m2
 
 
 def feature_mean_scale(data, fit_intercept):

@@ -586,3 +586,63 @@ def test_the_onnx_export_asks_for_a_numpy_model(namespace):
         clf = MultinomialLogitClassifier().fit(xp.asarray(X, device=device), y)
     with pytest.raises(ValueError, match="The ONNX export needs a model fitted on numpy arrays"):
         to_onnx(clf, X[:1].astype(np.float32))
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES, ids=lambda n: n[2])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_feature_statistics_on_the_device_match_their_definition(namespace, fit_intercept):
+    # Weighted column mean and spread, with rows of zero weight (left out of
+    # the ranges), a constant column (spread exactly 0) and a column 1e6 off
+    # zero, against np.average of the written-out definitions.
+    from skmultilogit._backends._array_api import ArrayAPIBackend
+    from skmultilogit._conditioning import feature_mean_scale
+
+    xp, device, _ = namespace
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 5))
+    X[:, 1] = 3.0
+    X[:, 2] += 1e6
+    weight = rng.uniform(0.5, 2.0, size=300)
+    weight[:20] = 0.0
+    X[:20, 1] = 99.0  # not counted: the column stays constant
+    data = ArrayAPIBackend(
+        xp.asarray(X, device=device), rng.integers(0, 3, 300), 3, weight, xp, device
+    )
+    with sklearn.config_context(array_api_dispatch=True):
+        mean, spread = feature_mean_scale(data, fit_intercept)
+    centre = np.average(X, axis=0, weights=weight) if fit_intercept else np.zeros(5)
+    expected = np.sqrt(np.average((X - centre) ** 2, axis=0, weights=weight))
+    np.testing.assert_allclose(mean, centre, rtol=1e-12)
+    np.testing.assert_allclose(spread[[0, 2, 3, 4]], expected[[0, 2, 3, 4]], rtol=1e-9)
+    if fit_intercept:
+        # exactly constant over the counted rows: exactly its value and no spread
+        assert (mean[1], spread[1]) == (3.0, 0.0)
+    else:
+        np.testing.assert_allclose(spread[1], 3.0, rtol=1e-12)
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES, ids=lambda n: n[2])
+@pytest.mark.parametrize("solver", ["lbfgs", "newton-cholesky"])
+def test_a_fit_reads_no_rows_back_to_the_host(namespace, solver, monkeypatch):
+    # What crosses to the host is K (d + 1) parameters' worth at a time (the
+    # gradient, a preconditioned residual, the feature statistics), never a
+    # block of X's rows (the statistics read 1024-row blocks back until
+    # they were computed on the device). y is given as numpy here: labels
+    # on the device would be read back once, n numbers.
+    import sklearn.utils._array_api as sklearn_array_api
+
+    xp, device, _ = namespace
+    X, y = load_iris(return_X_y=True)
+    X = np.repeat(X, 20, axis=0)
+    y = np.repeat(y, 20)
+    sizes = []
+    convert = sklearn_array_api._convert_to_numpy
+
+    def recording(array, xp):
+        sizes.append(int(np.prod(array.shape)))
+        return convert(array, xp)
+
+    monkeypatch.setattr(sklearn_array_api, "_convert_to_numpy", recording)
+    with sklearn.config_context(array_api_dispatch=True):
+        MultinomialLogitClassifier(solver=solver).fit(xp.asarray(X, device=device), y)
+    assert sizes and max(sizes) <= 3 * (4 + 1), max(sizes)

@@ -21,6 +21,10 @@ from ._numpy import cached_proba, sampled_loss_gradient_hessian
 # below 2**23 numbers.
 HESSIAN_BLOCK_NUMBERS = 1 << 23
 
+# Numbers per row block of the feature statistics: each block's float64 copy
+# and its temporaries on the device.
+STATS_BLOCK_NUMBERS = 1 << 23
+
 
 class ArrayAPIBackend:
     """The data term on an array-API X held on one device.
@@ -238,16 +242,19 @@ class ArrayAPIBackend:
         )
 
     def map_blocks(self, function, **kwargs):
-        """``function(X_block, sample_weight_block, **kwargs)`` on numpy copies of row blocks.
+        """``function(X_block, sample_weight_block, **kwargs)`` on row blocks, on the device.
 
-        The feature statistics of ``_conditioning`` (one pass per fit): the
-        blocks travel to the host, 1024 rows at a time.
+        The feature statistics of ``_conditioning`` (one pass per fit), which
+        reduce each block where it is: only a few numbers per feature cross
+        to the host. Blocks of at most :data:`STATS_BLOCK_NUMBERS` numbers
+        bound the device's temporaries.
         """
-        step, n = 1024, self.n_samples
+        n = self.n_samples
+        step = max(1, STATS_BLOCK_NUMBERS // max(1, self.n_features))
         # (stops within the axis: the standard leaves slices past its end unspecified)
         return [
             function(
-                to_numpy(self.X[start : min(start + step, n), :], self.xp),
+                self.X[start : min(start + step, n), :],
                 self.sample_weight[start : start + step],
                 **kwargs,
             )
