@@ -24,10 +24,9 @@ it and ``H g`` one with its transpose; everything else is ``m x m``.
 
 The small matrices follow the pairs without further passes: the products
 ``(a, b)`` at the old and the new gradient differ by ``(S^T y, Y^T y)`` of
-the new pair's ``y``, the new column of ``R`` and of ``Y^T Y`` (Chen et
-al., "Large-scale L-BFGS using MapReduce", 2014, use the same identity).
-Where ``y`` is tiny next to the gradients that difference would cancel, and
-the column is computed directly.
+the new pair's ``y``, the new column of ``R`` and of ``Y^T Y``. Where ``y``
+is tiny next to the gradients that difference would cancel, and the column
+is computed directly.
 
 Steps come from L-BFGS-B's own line search (MINPACK's ``dcsrch``, strong
 Wolfe conditions, its constants), from the unit step (a step of unit length
