@@ -67,6 +67,22 @@ def to_numpy(array):
         return np.asarray(_convert_to_numpy(array, xp))
 
 
+@pytest.fixture
+def host_copies(monkeypatch):
+    """The sizes of the arrays read back to numpy (scikit-learn's ``_convert_to_numpy``)."""
+    import sklearn.utils._array_api as sklearn_array_api
+
+    sizes = []
+    convert = sklearn_array_api._convert_to_numpy
+
+    def recording(array, xp):
+        sizes.append(int(np.prod(array.shape)))
+        return convert(array, xp)
+
+    monkeypatch.setattr(sklearn_array_api, "_convert_to_numpy", recording)
+    return sizes
+
+
 @pytest.fixture(scope="module")
 def standardised_digits():
     X, y = load_digits(return_X_y=True)
@@ -318,31 +334,21 @@ def test_the_factor_on_the_device_solves_the_shifted_hessian(namespace, dtype, r
 
 
 @pytest.mark.parametrize("namespace", NAMESPACES, ids=lambda n: n[2])
-def test_newton_cholesky_keeps_its_hessian_on_the_device(namespace, monkeypatch):
+def test_newton_cholesky_keeps_its_hessian_on_the_device(namespace, host_copies):
     # Only vectors may cross to the host: gradients, Hessian products, the
-    # rows' curvature, blocks of X for the feature statistics. The
-    # K (d + 1)-square Hessian and its factor stay where X is.
-    import sklearn.utils._array_api as sklearn_array_api
-
+    # rows' curvature, the labels. The K (d + 1)-square Hessian and its
+    # factor stay where X is.
     xp, device, _ = namespace
     rng = np.random.default_rng(4)
     n, d, K = 300, 20, 5
     X = rng.normal(size=(n, d))
     y = rng.integers(0, K, size=n)
     n_params = K * (d + 1)
-    converted = []
-    convert = sklearn_array_api._convert_to_numpy
-
-    def recording(array, xp):
-        converted.append(int(np.prod(array.shape)))
-        return convert(array, xp)
-
-    monkeypatch.setattr(sklearn_array_api, "_convert_to_numpy", recording)
     reference = MultinomialLogitClassifier(solver="newton-cholesky", tol=1e-10).fit(X, y)
     with sklearn.config_context(array_api_dispatch=True):
         clf = MultinomialLogitClassifier(solver="newton-cholesky", tol=1e-10)
         clf.fit(xp.asarray(X, device=device), xp.asarray(y, device=device))
-    assert converted and max(converted) < n_params**2, max(converted)
+    assert host_copies and max(host_copies) < n_params**2, max(host_copies)
     np.testing.assert_allclose(to_numpy(clf.coef_), reference.coef_, rtol=0, atol=1e-6)
 
 
@@ -623,26 +629,16 @@ def test_feature_statistics_on_the_device_match_their_definition(namespace, fit_
 
 @pytest.mark.parametrize("namespace", NAMESPACES, ids=lambda n: n[2])
 @pytest.mark.parametrize("solver", ["lbfgs", "newton-cholesky"])
-def test_a_fit_reads_no_rows_back_to_the_host(namespace, solver, monkeypatch):
+def test_a_fit_reads_no_rows_back_to_the_host(namespace, solver, host_copies):
     # What crosses to the host is K (d + 1) parameters' worth at a time (the
     # gradient, a preconditioned residual, the feature statistics), never a
     # block of X's rows (the statistics read 1024-row blocks back until
     # they were computed on the device). y is given as numpy here: labels
     # on the device would be read back once, n numbers.
-    import sklearn.utils._array_api as sklearn_array_api
-
     xp, device, _ = namespace
     X, y = load_iris(return_X_y=True)
     X = np.repeat(X, 20, axis=0)
     y = np.repeat(y, 20)
-    sizes = []
-    convert = sklearn_array_api._convert_to_numpy
-
-    def recording(array, xp):
-        sizes.append(int(np.prod(array.shape)))
-        return convert(array, xp)
-
-    monkeypatch.setattr(sklearn_array_api, "_convert_to_numpy", recording)
     with sklearn.config_context(array_api_dispatch=True):
         MultinomialLogitClassifier(solver=solver).fit(xp.asarray(X, device=device), y)
-    assert sizes and max(sizes) <= 3 * (4 + 1), max(sizes)
+    assert host_copies and max(host_copies) <= 3 * (4 + 1), max(host_copies)
