@@ -47,6 +47,7 @@ from scipy.optimize import OptimizeResult
 # this form in every scipy release since 0.x; CI runs the oldest supported).
 from scipy.optimize._linesearch import scalar_search_wolfe1
 
+from ._newton_cholesky import objective_rounding
 from ._scipy import finish, lbfgs_b, short_of
 
 # Curvature pairs kept (scipy's default maxcor).
@@ -93,10 +94,7 @@ class CompactLBFGS:
         self.tol = tol
         self.max_iter = max_iter
         self.memory = memory
-        data = tracer.problem.loss.data
-        # Near the optimum a step's change of f is below f's rounding (of
-        # X's precision: float32 products make f noisy at ~1e-7).
-        self.rounding = 16 * float(np.finfo(data.dtype).eps)
+        self.rounding = objective_rounding(tracer.problem.loss.data)
 
     def setup(self, theta0):
         """The start's objective and gradient, and an empty memory."""

@@ -53,6 +53,16 @@ POLISH_MAX_CG = 10
 POLISH_GAIN = 10.0
 
 
+def objective_rounding(data):
+    """The relative change of the objective below which a step cannot be told from none.
+
+    16 machine epsilons of X's dtype (``data.dtype``): near the optimum a
+    step's change of f falls below f's rounding, and float32 products make
+    f noisy at ~1e-7.
+    """
+    return 16 * float(np.finfo(data.dtype).eps)
+
+
 def hessian_budget(loss):
     """Rows the preconditioner may be built on.
 
@@ -288,9 +298,7 @@ class NewtonCholesky:
         self.rng = np.random.default_rng(0)  # fits are reproducible
         self.null_weight = 1.0 / loss.n_classes if loss.fit_intercept else 0.0
         self.n_coef = loss.n_classes * loss.n_features
-        # Near the optimum a step's change of f is below f's rounding (of
-        # X's precision: float32 products make f noisy at ~1e-7).
-        self.rounding = 16 * float(np.finfo(loss.data.dtype).eps)
+        self.rounding = objective_rounding(loss.data)
 
     def setup(self, theta0):
         """The starting point's objective and gradient, and a first preconditioner."""

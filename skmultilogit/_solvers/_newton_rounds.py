@@ -8,7 +8,13 @@ solve: there each Hessian-vector product would cost a round. See
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-from ._newton_cholesky import POLISH_BELOW, POLISH_GAIN, Preconditioner, hessian_budget
+from ._newton_cholesky import (
+    POLISH_BELOW,
+    POLISH_GAIN,
+    Preconditioner,
+    hessian_budget,
+    objective_rounding,
+)
 from ._threads import product_size
 
 # A step with the current Hessian factor that shrinks the largest gradient
@@ -105,7 +111,7 @@ class NewtonInRounds:
             hessian_budget(loss), ROUNDS_HESSIAN_ROWS_PER_PARAM * loss.n_params / density
         )
         self.null_weight = 1.0 / loss.n_classes if loss.fit_intercept else 0.0
-        self.rounding = 16 * float(np.finfo(loss.data.dtype).eps)
+        self.rounding = objective_rounding(loss.data)
         self.builds = 0
 
     def evaluate(self, theta, with_hessian, *, all_rows=False, dtype=np.float32):

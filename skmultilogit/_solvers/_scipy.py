@@ -3,7 +3,7 @@
 import numpy as np
 from scipy.optimize import Bounds, minimize
 
-from ._newton_cholesky import IDENTITY, closely_solved_steps
+from ._newton_cholesky import IDENTITY, closely_solved_steps, objective_rounding
 
 # After trust-ncg, or L-BFGS twice, stops at the objective's rounding: at
 # most this many closely solved Newton steps, each kept if it halves the
@@ -20,7 +20,7 @@ def short_of(tracer, res, tol):
 
 def finish(tracer, res, max_iter):
     """Closely solved Newton steps from ``res``, which they update in place."""
-    rounding = 16 * float(np.finfo(tracer.problem.loss.data.dtype).eps)
+    rounding = objective_rounding(tracer.problem.loss.data)
     res.x, res.fun, res.jac, steps = closely_solved_steps(
         tracer,
         tracer.hessp,
