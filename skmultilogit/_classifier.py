@@ -21,6 +21,7 @@ from ._callbacks import (
     Task,
     with_callbacks,
 )
+from ._objective import FittedObjective
 from ._path import fit_coefficients, starting_point
 from ._prediction import LinearPredictorMixin
 from ._validation import (
@@ -298,6 +299,13 @@ class MultinomialLogitClassifier(
             )
             iterations.close()
             self._set_fitted(classes, coef, intercept, result, data.dtype, namespace)
+            self._fitted_objective = FittedObjective.state(
+                C=self.C,
+                l1_ratio=self.l1_ratio,
+                fit_intercept=self.fit_intercept,
+                class_weight=self.class_weight,
+                coef_bounds=coef_bounds,
+            )
         task.end(fitted=True)
         return self
 

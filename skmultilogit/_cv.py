@@ -29,6 +29,7 @@ from ._callbacks import (
     with_callbacks,
 )
 from ._classifier import MultinomialLogitClassifier
+from ._objective import FittedObjective
 from ._path import coefficient_path, fit_coefficients
 from ._prediction import LinearPredictorMixin
 from ._scoring import ON_THE_ROWS, neg_log_loss
@@ -432,6 +433,13 @@ class MultinomialLogitClassifierCV(
             classes_=classes,
             coef_=coef.astype(data.dtype),
             intercept_=intercept.astype(data.dtype),
+            _fitted_objective=FittedObjective.state(
+                C=C,
+                l1_ratio=l1_ratio,
+                fit_intercept=self.fit_intercept,
+                class_weight=self.class_weight,
+                coef_bounds=params["coef_bounds"],
+            ),
         )
         return fitted
 

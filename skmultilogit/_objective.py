@@ -20,6 +20,8 @@ intercept]`` (coef in C order, so ``w[:K*d].reshape(K, d)`` is a view),
 which is what ``scipy.optimize.minimize`` works with.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -27,6 +29,45 @@ from ._backends import NumpyBackend
 from ._penalties import make_penalty
 
 __all__ = ["loss_gradient"]
+
+
+@dataclass(frozen=True)
+class FittedObjective:
+    """The objective a fitted model minimised, recorded by ``fit``.
+
+    Statistical inference needs the objective of the model at hand: the
+    penalised Hessian, the weights and the design all come from it. The
+    estimator's parameters cannot say what it was once ``set_params`` has
+    changed them without a refit, so ``fit`` keeps this record beside
+    ``coef_``, as the private ``_fitted_objective``: a plain dict (see
+    :meth:`state`), which skops loads without trusting one more type.
+
+    Attributes
+    ----------
+    C : float
+        The inverse penalty strength (``C_`` for the cross-validated estimator).
+    l1_ratio : float
+        The L1 share of the penalty (``l1_ratio_`` for the cross-validated one).
+    fit_intercept : bool
+        Whether the intercepts were fitted.
+    class_weight : dict, 'balanced' or None
+        As passed (a dict is copied).
+    coef_bounds : tuple of ndarray or None
+        The validated box, ``None`` where the model had none.
+    """
+
+    C: float
+    l1_ratio: float
+    fit_intercept: bool
+    class_weight: object
+    coef_bounds: object
+
+    @classmethod
+    def state(cls, *, C, l1_ratio, fit_intercept, class_weight, coef_bounds):
+        """The record as a dict of plain values, ``FittedObjective(**state)`` its reading."""
+        if isinstance(class_weight, dict):
+            class_weight = dict(class_weight)
+        return vars(cls(float(C), float(l1_ratio), bool(fit_intercept), class_weight, coef_bounds))
 
 
 def weighting(C, normalize, total_weight):

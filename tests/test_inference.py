@@ -418,3 +418,65 @@ def test_a_feature_far_from_zero_is_identified():
     assert_relative(far.bse[:, [1, 3]], base.bse[:, [1, 3]], rtol=1e-4)
     assert_relative(0.01 * far.params[:, 2], base.params[:, 2], rtol=1e-4)
     assert_relative(0.01 * far.bse[:, 2], base.bse[:, 2], rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        dict(C=100.0),
+        dict(fit_intercept=False),
+        dict(class_weight=None),
+        dict(coef_bounds=(-0.01, 0.01)),
+        dict(l1_ratio=0.5),
+    ],
+    ids=lambda changed: next(iter(changed)),
+)
+def test_inference_is_of_the_model_as_fitted_not_as_re_set(anes, changed):
+    # set_params without a refit changes the parameters, not the model: the
+    # standard errors must still be those of the fitted objective, with no
+    # warning that the model is off its optimum.
+    X, y = anes
+    params = dict(C=1.0, class_weight="balanced", **TIGHT)
+    expected = inference(MultinomialLogitClassifier(**params).fit(X, y), X, y)
+    clf = MultinomialLogitClassifier(**params).fit(X, y).set_params(**changed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = inference(clf, X, y)
+    assert result.term_names == expected.term_names
+    assert result.C == expected.C
+    np.testing.assert_allclose(result.params, expected.params, rtol=1e-12)
+    np.testing.assert_allclose(result.cov, expected.cov, rtol=1e-10)
+
+
+def test_the_cross_validated_model_as_fitted_not_as_re_set(anes):
+    X, y = anes
+    cv = MultinomialLogitClassifierCV(Cs=[0.01, 0.1], cv=3, tol=1e-10).fit(X, y)
+    expected = inference(cv, X, y)
+    cv.set_params(fit_intercept=False, class_weight="balanced")
+    result = inference(cv, X, y)
+    assert result.term_names[0] == "intercept"
+    np.testing.assert_allclose(result.cov, expected.cov, rtol=1e-10)
+
+
+def test_a_box_or_an_l1_part_at_fit_time_is_refused_after_set_params(anes):
+    X, y = anes
+    boxed = MultinomialLogitClassifier(coef_bounds=(-0.05, 0.05), max_iter=5000).fit(X, y)
+    with pytest.raises(ValueError, match="fitted without coef_bounds"):
+        inference(boxed.set_params(coef_bounds=None), X, y)
+    l1 = MultinomialLogitClassifier(C=0.1, l1_ratio=0.5, max_iter=5000).fit(X, y)
+    with pytest.raises(ValueError, match="L2 penalty or none"):
+        inference(l1.set_params(l1_ratio=0.0), X, y)
+
+
+def test_a_result_keeps_its_model_when_the_estimator_is_refitted(anes):
+    X, y = anes
+    clf = MultinomialLogitClassifier(C=1.0, **TIGHT).fit(X, y)
+    result = inference(clf, X, y)
+    lower, upper = result.predict_proba_interval(X[:5])
+    effects = result.marginal_effects()
+    clf.set_params(C=0.01, fit_intercept=False).fit(X.iloc[:, :3], y)
+    again_lower, again_upper = result.predict_proba_interval(X[:5])
+    np.testing.assert_array_equal(again_lower, lower)
+    np.testing.assert_array_equal(again_upper, upper)
+    np.testing.assert_array_equal(result.marginal_effects().effects, effects.effects)
+    np.testing.assert_array_equal(result.marginal_effects().se, effects.se)

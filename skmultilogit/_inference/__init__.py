@@ -83,6 +83,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._array_api import model_on_host, read_back
 from .._backends import NumpyBackend
+from .._objective import FittedObjective
 from .._validation import check_coef_bounds, check_sample_weight, class_weight_vector
 from ._covariance import check_covariance_fits, covariance
 from ._design import rows_with_intercept, term_names, weighted_mean
@@ -94,24 +95,42 @@ __all__ = ["InferenceResult", "MarginalEffects", "inference"]
 COV_TYPES = ("nonrobust", "HC0", "HC1", "cluster")
 
 
-def _fitted_penalty(estimator):
-    """``C`` of the fitted model (``C_`` for the cross-validated estimator); L2 only."""
-    C = float(estimator.C_ if hasattr(estimator, "C_") else estimator.C)
-    l1_ratio = float(getattr(estimator, "l1_ratio_", getattr(estimator, "l1_ratio", 0.0)))
-    if l1_ratio > 0 and np.isfinite(C):
+def fitted_objective(estimator):
+    """The objective the model was fitted with: ``fit``'s record, whatever ``set_params`` did since.
+
+    A model without the record (attributes set by hand) is described by its
+    parameters (``C_`` and ``l1_ratio_`` first, for the cross-validated
+    estimator).
+    """
+    recorded = getattr(estimator, "_fitted_objective", None)
+    if recorded is not None:
+        return FittedObjective(**recorded)
+    return FittedObjective(
+        C=float(estimator.C_ if hasattr(estimator, "C_") else estimator.C),
+        l1_ratio=float(getattr(estimator, "l1_ratio_", getattr(estimator, "l1_ratio", 0.0))),
+        fit_intercept=bool(estimator.fit_intercept),
+        class_weight=estimator.class_weight,
+        coef_bounds=check_coef_bounds(
+            getattr(estimator, "coef_bounds", None), *np.shape(estimator.coef_)
+        ),
+    )
+
+
+def _check_inference_applies(objective):
+    """Refuse a model fitted with an L1 part or a box: no normal approximation there."""
+    if objective.l1_ratio > 0 and np.isfinite(objective.C):
         raise ValueError(
-            f"inference needs an L2 penalty or none; the model has l1_ratio={l1_ratio}. "
-            "The L1 part sets coefficients to exactly zero, and the normal approximation "
-            "behind standard errors does not hold for such estimates."
+            "inference needs an L2 penalty or none; the model was fitted with "
+            f"l1_ratio={objective.l1_ratio}. The L1 part sets coefficients to exactly zero, "
+            "and the normal approximation behind standard errors does not hold for such "
+            "estimates."
         )
-    bounds = getattr(estimator, "coef_bounds", None)
-    if bounds is not None and check_coef_bounds(bounds, *np.shape(estimator.coef_)) is not None:
+    if objective.coef_bounds is not None:
         raise ValueError(
             "inference needs a model fitted without coef_bounds: at a coefficient held on "
             "its bound the estimate is not asymptotically normal, and the box breaks the "
             "identification the standard errors rest on. Refit with coef_bounds=None."
         )
-    return C
 
 
 def inference(
@@ -129,7 +148,12 @@ def inference(
     Parameters
     ----------
     estimator : MultinomialLogitClassifier or MultinomialLogitClassifierCV
-        Fitted, with no L1 part (``l1_ratio=0``, or ``C=np.inf``).
+        Fitted, with no L1 part (``l1_ratio=0``, or ``C=np.inf``) and no
+        ``coef_bounds``. The inference is that of the model as fitted: its
+        ``C``, ``l1_ratio``, ``fit_intercept``, ``class_weight`` and
+        ``coef_bounds`` at fit time, whatever ``set_params`` has changed
+        since. The result keeps that model: a later refit of the estimator
+        does not change it.
     X : {array-like, sparse matrix} of shape (n_samples, n_features)
         The training data the estimator was fitted on.
     y : array-like of shape (n_samples,)
@@ -203,7 +227,9 @@ def inference(
         raise ValueError(f"cov_type must be one of {list(COV_TYPES)}; got {cov_type!r}.")
     if (cov_type == "cluster") != (groups is not None):
         raise ValueError("groups are needed with cov_type='cluster', and only with it.")
-    C = _fitted_penalty(estimator)
+    objective = fitted_objective(estimator)
+    _check_inference_applies(objective)
+    C = objective.C
     X = validate_data(estimator, X, accept_sparse=["csr", "csc"], dtype=np.float64, reset=False)
     classes = estimator.classes_
     y = np.asarray(y)
@@ -229,9 +255,9 @@ def inference(
             )
         reference = int(matches[0])
     weight = check_sample_weight(sample_weight, X.shape[0])
-    weight = weight * class_weight_vector(estimator.class_weight, classes, y_index, weight)[y_index]
+    weight = weight * class_weight_vector(objective.class_weight, classes, y_index, weight)[y_index]
     n_classes, n_features = len(classes), X.shape[1]
-    fit_intercept = estimator.fit_intercept
+    fit_intercept = objective.fit_intercept
     check_covariance_fits(n_classes * (n_features + fit_intercept))
 
     # Everything below is computed for the centred features (b = c - W center),
@@ -241,7 +267,7 @@ def inference(
     if not np.isfinite(C):
         dropped = collinear_columns(X, weight, fit_intercept, center)
         if dropped:
-            names = [term_names(estimator)[q] for q in dropped]
+            names = [term_names(estimator, fit_intercept)[q] for q in dropped]
             raise ValueError(
                 f"Without a penalty (C=np.inf) the coefficients of {len(dropped)} column(s) "
                 f"are not identified: {names[:20]}{' ...' if len(names) > 20 else ''} are "
@@ -258,4 +284,4 @@ def inference(
     cov = covariance(data, coef, intercept, C, reference, center, cov_type, groups)
     params = rows_with_intercept(coef, intercept, fit_intercept)
     params = np.delete(params - params[reference], reference, axis=0)
-    return InferenceResult(estimator, X, weight, params, cov, cov_type, reference, C)
+    return InferenceResult(estimator, X, weight, params, cov, cov_type, reference, objective)

@@ -7,12 +7,12 @@ import scipy.sparse as sp
 BLOCK_ROWS = 1024
 
 
-def term_names(estimator):
+def term_names(estimator, fit_intercept):
     names = getattr(estimator, "feature_names_in_", None)
     if names is None:
         names = [f"x{j}" for j in range(estimator.n_features_in_)]
     names = [str(name) for name in names]
-    return (["intercept"] if estimator.fit_intercept else []) + names
+    return (["intercept"] if fit_intercept else []) + names
 
 
 def design_index(n_classes, n_features, fit_intercept):

@@ -1,12 +1,14 @@
 """The result objects: coefficients with standard errors, marginal effects, intervals."""
 
+import copy
+
 import numpy as np
 from scipy.special import expit, logsumexp
 from scipy.stats import norm
 from sklearn.utils.validation import validate_data
 
 from .._loss import softmax
-from ._design import BLOCK_ROWS, design_block, rows_with_intercept, term_names
+from ._design import BLOCK_ROWS, design_block, term_names
 from ._summary import Summary
 
 
@@ -94,8 +96,12 @@ class InferenceResult:
     ['class', 'term', 'coef', 'std', 'err', 'z', 'P>|z|', '[0.025', '0.975]']
     """
 
-    def __init__(self, estimator, X, weight, params, cov, cov_type, reference, C):
-        self._estimator = estimator
+    def __init__(self, estimator, X, weight, params, cov, cov_type, reference, objective):
+        # A shallow copy: a later fit or set_params of the estimator rebinds its
+        # attributes there, not here, so the intervals and effects stay those
+        # of the model this covariance belongs to.
+        self._estimator = copy.copy(estimator)
+        self._fit_intercept = objective.fit_intercept
         self._X = X
         self._weight = weight
         self.params = params
@@ -110,8 +116,8 @@ class InferenceResult:
         self._reference = reference
         self.reference_class = estimator.classes_[reference]
         self.classes = np.delete(estimator.classes_, reference)
-        self.term_names = term_names(estimator)
-        self.C = C
+        self.term_names = term_names(estimator, objective.fit_intercept)
+        self.C = objective.C
         self.n_samples = float(weight.sum())
 
     # -- intervals ---------------------------------------------------------------
@@ -123,11 +129,7 @@ class InferenceResult:
 
     def _coef_rows(self):
         """All K rows ``(intercept, W_k)`` as float64, the reference row zero."""
-        estimator = self._estimator
-        coef = np.asarray(estimator.coef_, dtype=np.float64)
-        intercept = np.asarray(estimator.intercept_, dtype=np.float64)
-        rows = rows_with_intercept(coef, intercept, estimator.fit_intercept)
-        return rows - rows[self._reference]
+        return np.insert(self.params, self._reference, 0.0, axis=0)
 
     def predict_proba_interval(self, X, alpha=0.05):
         """Confidence intervals for the class probabilities at X, by the delta method.
@@ -158,7 +160,7 @@ class InferenceResult:
         upper = np.empty_like(lower)
         for start in range(0, X.shape[0], BLOCK_ROWS):
             rows = slice(start, start + BLOCK_ROWS)
-            design = design_block(X, rows, estimator.fit_intercept)
+            design = design_block(X, rows, self._fit_intercept)
             logits = design @ rows_theta.T
             # quad[i, m, n] = x~_i Cov(beta_m, beta_n) x~_i^T
             quad = np.einsum("iq,mqnr,ir->imn", design, cov4, design, optimize=True)
@@ -192,7 +194,7 @@ class InferenceResult:
             ``effects`` and ``se`` of shape (n_classes, n_features).
         """
         estimator = self._estimator
-        fit_intercept = estimator.fit_intercept
+        fit_intercept = self._fit_intercept
         X, weight = self._X, self._weight
         rows_theta = self._coef_rows()
         coef = rows_theta[:, fit_intercept:]
