@@ -41,6 +41,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
+import joblib
 import numpy as np
 import threadpoolctl
 from threadpoolctl import ThreadpoolController
@@ -61,6 +62,18 @@ ROW_THREADS_FROM = 2e6
 def product_size(data):
     """Multiply-adds of one product ``X W^T`` on a backend: the unit work is sized in."""
     return data.stored_entries * data.n_classes
+
+
+@functools.lru_cache(maxsize=1)
+def usable_cores():
+    """The cores this process may run on: joblib's count, as scikit-learn's OpenMP uses.
+
+    Not ``os.cpu_count()``, the machine's: a process pinned to some cores
+    (``taskset``) or a container under a CPU quota gets fewer, and a thread
+    per machine core would then only wait for its turn. Counted once per
+    process (21 us a call, against a pass of about a millisecond).
+    """
+    return max(1, joblib.cpu_count())
 
 
 @functools.lru_cache(maxsize=1)
@@ -175,7 +188,7 @@ def pass_threads(data, n_blocks):
     openmp = _openmp_threads()
     if openmp is not None:
         allowed = min(allowed, openmp)
-    return max(1, min(n_blocks, allowed, os.cpu_count() or 1))
+    return max(1, min(n_blocks, allowed, usable_cores()))
 
 
 _POOL_LOCK = threading.Lock()
@@ -189,6 +202,7 @@ def _forget_pool_in_child():
     # parent: the child's BLAS gets back the setting from before them.
     global _POOL, _POOL_LOCK
     _POOL, _POOL_LOCK = None, threading.Lock()
+    usable_cores.cache_clear()  # the child may be pinned to other cores
     held, threads = SINGLE_BLAS_THREAD.holders > 0, SINGLE_BLAS_THREAD.threads_before
     SINGLE_BLAS_THREAD.__init__()
     if held:
@@ -207,7 +221,7 @@ def _pool():
         if _POOL is None:
             # never more than the cores: pass_threads asks for no more
             _POOL = ThreadPoolExecutor(
-                max_workers=max(1, (os.cpu_count() or 1) - 1),
+                max_workers=max(1, usable_cores() - 1),
                 thread_name_prefix="skmultilogit-rows",
             )
         return _POOL

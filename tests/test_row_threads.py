@@ -6,6 +6,8 @@ The references are the formulas written out on the whole of X with
 """
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -294,3 +296,28 @@ def test_csr_row_blocks_are_views_of_x_with_int64_indices():
         rtol=0,
         atol=1e-11,
     )
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")
+def test_a_process_pinned_to_one_core_runs_its_passes_on_one_thread():
+    # The machine has two cores or more (see pytestmark). The child is
+    # pinned to one of them after numpy is loaded, so BLAS keeps its pool
+    # of a thread per machine core, as it does under a container's CPU
+    # quota, which it does not read: the row threads must follow the cores
+    # the process may use, not BLAS's setting nor the machine's cores. In a
+    # child process: the affinity is process-wide.
+    code = (
+        "import os, sys; sys.path.insert(0, sys.argv[1]); import test_row_threads as t\n"
+        "from skmultilogit._backends import NumpyBackend\n"
+        "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+        "assert max(t.blas_threads()) >= 2\n"
+        "X, y, weight, K = t.large_problem(False)\n"
+        "print(len(NumpyBackend(X, y, K, weight)._pass_groups()))\n"
+    )
+    groups = subprocess.run(
+        [sys.executable, "-c", code, os.path.dirname(__file__)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert groups.strip() == "1"
