@@ -271,21 +271,24 @@ def feature_scale(spread, penalty):
     return scale
 
 
-def check_representable(spread, dtype):
+def check_representable(spread, dtype, free):
     """Raise ValueError if an unpenalised fit needs coefficients beyond ``dtype``'s range.
 
     Without a penalty a feature's coefficient scales as ``1 / spread``: a
     feature varying by 1e-310 (subnormal) needs coefficients of 1e310, which
     overflow float64 and leave the solvers on NaN. The bound keeps a margin
-    of 1e4 for the size of the logits.
+    of 1e4 for the size of the logits. ``free`` masks the features whose
+    coefficients nothing else keeps finite (``penalty.free_features``: a
+    two-sided ``coef_bounds`` box does).
     """
     limit = 1e4 * float(np.finfo(dtype).tiny)
-    too_small = np.flatnonzero((spread > 0) & (spread < limit))
+    too_small = np.flatnonzero((spread > 0) & (spread < limit) & free)
     if too_small.size:
         raise ValueError(
             f"Features {too_small[:10].tolist()} vary by less than {limit:.1e} (spread "
             f"{spread[too_small[0]]:.1e}): without a penalty (C=np.inf) their coefficients "
-            f"would overflow {np.dtype(dtype).name}. Rescale these features, or use a finite C."
+            f"would overflow {np.dtype(dtype).name}. Rescale these features, use a finite C, "
+            "or bound their coefficients on both sides (coef_bounds)."
         )
 
 

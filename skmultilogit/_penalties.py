@@ -161,6 +161,10 @@ class L2Penalty:
     def check_solver(self, solver):
         """Every solver minimises a smooth penalty."""
 
+    def free_features(self, n_features):
+        """Mask of the features whose coefficients nothing keeps finite: all, at ``lambda = 0``."""
+        return np.full(n_features, not self.l2_strength)
+
     def problem(self, conditioned, coef_box=None):
         """The smooth problem is what the optimiser sees (under ``coef_box``: :class:`BoxProblem`).
 
@@ -194,6 +198,10 @@ class _L1WithL2Part:
     def add_gradient(self, coef, grad_coef):
         """Add the smooth part's gradient ``lambda_2 W`` in place."""
         self._l2.add_gradient(coef, grad_coef)
+
+    def free_features(self, n_features):
+        """None: the L1-type part (``lambda_1 > 0``) keeps every coefficient finite."""
+        return np.zeros(n_features, dtype=bool)
 
 
 class ElasticNetPenalty(_L1WithL2Part):
@@ -252,6 +260,11 @@ class BoxBoundedPenalty:
     def add_gradient(self, coef, grad_coef):
         """Add the smooth part's gradient in place."""
         self.penalty.add_gradient(coef, grad_coef)
+
+    def free_features(self, n_features):
+        """The inner penalty's, less features bounded on both sides in every class."""
+        boxed = np.all(np.isfinite(self.lower) & np.isfinite(self.upper), axis=0)
+        return self.penalty.free_features(n_features) & ~boxed
 
     def check_solver(self, solver):
         """Only L-BFGS-B keeps the coefficients within bounds."""

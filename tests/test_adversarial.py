@@ -342,6 +342,20 @@ def test_subnormal_features_without_penalty_are_refused(dtype, factor):
     assert_sane(clf, tiny)
 
 
+def test_subnormal_features_in_a_one_sided_box_without_penalty_are_refused():
+    # A box bounded on one side only does not keep the coefficients finite.
+    X, y = noisy_problem()
+    tiny = X * 1e-310
+    with pytest.raises(ValueError, match=r"Features \[0, 1, 2, 3\] vary by less than"):
+        MultinomialLogitClassifier(C=np.inf, coef_bounds=(0.0, np.inf)).fit(tiny, y)
+    # Bounded on both sides, they are: the fit goes on, inside the box.
+    clf = MultinomialLogitClassifier(C=np.inf, coef_bounds=(-1.0, 1.0)).fit(tiny, y)
+    assert np.all(np.abs(clf.coef_) <= 1.0)
+    log_prior = np.log(np.bincount(y) / len(y))
+    np.testing.assert_allclose(clf.intercept_, log_prior - log_prior.mean(), atol=1e-6)
+    assert_sane(clf, tiny)
+
+
 def test_float32_features_near_the_float32_limit():
     X, y = noisy_problem()
     expected = reference(X, y, C=np.inf).predict_proba(X)

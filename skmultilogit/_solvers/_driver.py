@@ -357,8 +357,9 @@ def minimize_loss(
     with blas_thread_limit(loss.data):
         if feature_stats is None:
             feature_stats = feature_mean_scale(loss.data, loss.fit_intercept)
-        if not (loss.penalty.l2_strength > 0 or not loss.penalty.smooth):
-            check_representable(feature_stats[1], loss.data.dtype)
+        free = loss.penalty.free_features(loss.data.n_features)
+        if free.any():
+            check_representable(feature_stats[1], loss.data.dtype, free)
         problem = conditioned_problem(loss, feature_stats)
         return _run(
             solver,
