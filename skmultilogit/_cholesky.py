@@ -30,7 +30,7 @@ import sys
 import numpy as np
 from scipy.linalg import blas, lapack
 
-from ._array_api import input_namespace, to_numpy
+from ._array_api import input_namespace, to_numpy, widest_float
 
 
 def factoriser_for(hessian):
@@ -116,7 +116,10 @@ class NamespaceCholesky:
         self.device = device
 
     def _float(self, dtype):
-        return self.xp.float32 if np.dtype(dtype) == np.float32 else self.xp.float64
+        # float64 where asked and the device has it (MPS has not: float32 there)
+        if np.dtype(dtype) == np.float32:
+            return self.xp.float32
+        return widest_float(self.xp, self.device)
 
     def factorise(self, data_hessian, diagonal, intercepts_from, intercept_shift, dtype):
         """The inverse of the lower factor of ``A`` (as in ``HostCholesky.factorise``), or None."""

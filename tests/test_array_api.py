@@ -7,11 +7,13 @@ the numpy fit, and the predictions, the errors and the CV estimator.
 """
 
 import os
+import warnings
 
 import numpy as np
 import pytest
 import sklearn
 from sklearn.datasets import load_breast_cancer, load_digits, load_iris
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._array_api import get_namespace
 
 from skmultilogit import MultinomialLogitClassifier, MultinomialLogitClassifierCV
@@ -642,3 +644,91 @@ def test_a_fit_reads_no_rows_back_to_the_host(namespace, solver, host_copies):
     with sklearn.config_context(array_api_dispatch=True):
         MultinomialLogitClassifier(solver=solver).fit(xp.asarray(X, device=device), y)
     assert host_copies and max(host_copies) <= 3 * (4 + 1), max(host_copies)
+
+
+def _device_without_float64():
+    """array-api-strict's device without float64, which mimics MPS (where this version has it)."""
+    try:
+        import array_api_strict
+
+        return array_api_strict, array_api_strict.Device("no_float64")
+    except (ImportError, ValueError):
+        return None
+
+
+NO_FLOAT64_DEVICE = _device_without_float64()
+
+# the warning of a float32 fit that stopped at float32's resolution of its objective
+FLOAT32_STOP = ".*float32 precision"
+
+
+@pytest.mark.skipif(NO_FLOAT64_DEVICE is None, reason="no array-API device without float64 here")
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(solver="lbfgs"),
+        dict(solver="newton-cg"),
+        dict(solver="newton-cholesky"),
+        dict(solver="newton-cholesky", fit_intercept=False, C=0.1),
+        dict(solver="lbfgs", l1_ratio=0.5, C=0.3),
+        dict(solver="lbfgs", coef_bounds=(-0.3, 0.5)),
+        dict(l1_ratio=1.0, l1_groups="feature", C=0.1),
+    ],
+    ids=["lbfgs", "newton-cg", "newton-cholesky", "no-intercept", "elastic-net", "bounds", "group"],
+)
+def test_a_device_without_float64_fits_the_numpy_model(standardised_digits, params):
+    # Every array made on the device must be float32 (the device refuses
+    # float64, as MPS does), and the fit must come as close to the float64
+    # optimum as numpy's float32 fit does (L-BFGS stops 4e-3 from it in
+    # float32, the Newton solvers 1e-5). The weights come as numpy float64,
+    # for the fit to convert.
+    xp, device = NO_FLOAT64_DEVICE
+    X, y = standardised_digits
+    X32 = X.astype(np.float32)
+    sample_weight = np.random.default_rng(0).uniform(0.5, 2.0, size=len(y))
+    optimum = MultinomialLogitClassifier(**params, tol=1e-10, max_iter=2000)
+    optimum.fit(X, y, sample_weight)
+    X_xp = xp.asarray(X32, device=device)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", FLOAT32_STOP, ConvergenceWarning)
+        numpy32 = MultinomialLogitClassifier(**params, tol=1e-5, max_iter=2000)
+        numpy32.fit(X32, y, sample_weight)
+        with sklearn.config_context(array_api_dispatch=True):
+            clf = MultinomialLogitClassifier(**params, tol=1e-5, max_iter=2000)
+            clf.fit(X_xp, xp.asarray(y, device=device), sample_weight)
+            proba = clf.predict_proba(X_xp)
+            predicted = clf.predict(X_xp)
+    # (not score: scikit-learn's accuracy_score averages in the namespace's
+    # default float asked without a device, float64 on array-api-strict; on
+    # torch, float32)
+    for name in ("coef_", "intercept_"):
+        value = getattr(clf, name)
+        assert value.device == device and value.dtype == xp.float32, name
+        expected = getattr(optimum, name)
+        floor = 1e-6 * (np.abs(expected).max() or 1.0)
+        numpy_error = np.abs(getattr(numpy32, name) - expected).max()
+        assert np.abs(to_numpy(value) - expected).max() <= 3 * numpy_error + floor, name
+    assert proba.device == device and proba.dtype == xp.float32
+    expected = optimum.predict_proba(X)
+    numpy_error = np.abs(numpy32.predict_proba(X32) - expected).max()
+    assert np.abs(to_numpy(proba) - expected).max() <= 3 * numpy_error + 1e-6
+    assert np.mean(to_numpy(predicted) == optimum.predict(X)) > 0.99
+
+
+@pytest.mark.skipif(NO_FLOAT64_DEVICE is None, reason="no array-API device without float64 here")
+def test_the_cv_estimator_on_a_device_without_float64(standardised_digits):
+    xp, device = NO_FLOAT64_DEVICE
+    X, y = standardised_digits
+    params = dict(Cs=[0.01, 0.1, 1.0], cv=3, tol=1e-5, max_iter=1000)
+    reference = MultinomialLogitClassifierCV(**params).fit(X, y)
+    with sklearn.config_context(array_api_dispatch=True), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", FLOAT32_STOP, ConvergenceWarning)
+        clf = MultinomialLogitClassifierCV(**params).fit(
+            xp.asarray(X.astype(np.float32), device=device), xp.asarray(y, device=device)
+        )
+    assert clf.C_ == reference.C_
+    assert clf.coef_.device == device and clf.coef_.dtype == xp.float32
+    assert clf.scores_.dtype == xp.float32
+    np.testing.assert_allclose(to_numpy(clf.scores_), reference.scores_, rtol=1e-3)
+    scale = np.abs(reference.coef_).max()
+    np.testing.assert_allclose(to_numpy(clf.coef_), reference.coef_, rtol=0, atol=1e-3 * scale)

@@ -60,8 +60,9 @@ class ArrayAPIBackend:
         self.sample_weight = np.asarray(sample_weight, dtype=np.float64)
         self.total_weight = float(self.sample_weight.sum())
         self.stored_entries = self.n_samples * self.n_features
-        # each row's loss term and their sum: float64 where the device has it
-        self._loss_dtype = widest_float(xp, device)
+        # float64 where the device has it (each row's loss term and their sum;
+        # a float64 Hessian), else float32
+        self._widest_float = widest_float(xp, device)
         self._y_onehot = xp.asarray(
             self.y[:, None] == np.arange(self.n_classes), dtype=X.dtype, device=device
         )
@@ -73,8 +74,8 @@ class ArrayAPIBackend:
         self._weight = self.xp.asarray(weight, dtype=self.X.dtype, device=self.device)
         self._loss_weight = (
             self._weight
-            if self._loss_dtype == self.X.dtype
-            else self.xp.asarray(weight, dtype=self._loss_dtype, device=self.device)
+            if self._widest_float == self.X.dtype
+            else self.xp.asarray(weight, dtype=self._widest_float, device=self.device)
         )
 
     def rows(self, index):
@@ -118,7 +119,7 @@ class ArrayAPIBackend:
         # dtype, each row's term and their sum in float64 (where the device
         # has it), as in the numpy backend: a float32 sum of n terms loses
         # the loss's last digits, which the solvers' stopping rules compare
-        wide = self._loss_dtype
+        wide = self._widest_float
         row_loss = xp.log(xp.astype(total, wide)) - xp.astype(true_logit, wide)
         loss = xp.sum(self._loss_weight * row_loss)
         residual = (exps / total[:, None] - self._y_onehot) * self._weight[:, None]
@@ -178,7 +179,8 @@ class ArrayAPIBackend:
         K, d = self.n_classes, self.n_features
         fit_intercept = intercept is not None
         size = d + fit_intercept
-        float_dtype = xp.float32 if np.dtype(dtype) == np.float32 else xp.float64
+        # float64 where asked and the device has it (MPS has not: float32 there)
+        float_dtype = xp.float32 if np.dtype(dtype) == np.float32 else self._widest_float
         center = np.zeros(d) if center is None else np.asarray(center, dtype=np.float64)
         scale = np.ones(d) if scale is None else np.asarray(scale, dtype=np.float64)
         center_x = xp.asarray(center, dtype=float_dtype, device=self.device)
