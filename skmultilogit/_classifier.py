@@ -299,13 +299,7 @@ class MultinomialLogitClassifier(
             )
             iterations.close()
             self._set_fitted(classes, coef, intercept, result, data.dtype, namespace)
-            self._fitted_objective = FittedObjective.state(
-                C=self.C,
-                l1_ratio=self.l1_ratio,
-                fit_intercept=self.fit_intercept,
-                class_weight=self.class_weight,
-                coef_bounds=coef_bounds,
-            )
+            self._fitted_objective = FittedObjective.state(self, self.C, self.l1_ratio, coef_bounds)
         task.end(fitted=True)
         return self
 

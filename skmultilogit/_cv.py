@@ -433,13 +433,7 @@ class MultinomialLogitClassifierCV(
             classes_=classes,
             coef_=coef.astype(data.dtype),
             intercept_=intercept.astype(data.dtype),
-            _fitted_objective=FittedObjective.state(
-                C=C,
-                l1_ratio=l1_ratio,
-                fit_intercept=self.fit_intercept,
-                class_weight=self.class_weight,
-                coef_bounds=params["coef_bounds"],
-            ),
+            _fitted_objective=FittedObjective.state(self, C, l1_ratio, params["coef_bounds"]),
         )
         return fitted
 

@@ -63,11 +63,18 @@ class FittedObjective:
     coef_bounds: object
 
     @classmethod
-    def state(cls, *, C, l1_ratio, fit_intercept, class_weight, coef_bounds):
-        """The record as a dict of plain values, ``FittedObjective(**state)`` its reading."""
+    def state(cls, estimator, C, l1_ratio, coef_bounds):
+        """The record of a fit as a dict of plain values, ``FittedObjective(**state)`` its reading.
+
+        ``C`` and ``l1_ratio`` as fitted (the CV estimator's chosen pair) and
+        the validated ``coef_bounds``; ``fit_intercept`` and ``class_weight``
+        are ``estimator``'s parameters at fit time.
+        """
+        class_weight = estimator.class_weight
         if isinstance(class_weight, dict):
             class_weight = dict(class_weight)
-        return vars(cls(float(C), float(l1_ratio), bool(fit_intercept), class_weight, coef_bounds))
+        fit_intercept = bool(estimator.fit_intercept)
+        return vars(cls(float(C), float(l1_ratio), fit_intercept, class_weight, coef_bounds))
 
 
 def weighting(C, normalize, total_weight):
