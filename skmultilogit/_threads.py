@@ -41,9 +41,9 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
-import joblib
 import numpy as np
 import threadpoolctl
+from joblib.externals.loky import cpu_count
 from threadpoolctl import ThreadpoolController
 
 # Below this many multiply-adds per matrix product (n * d * K), threads cost
@@ -66,14 +66,18 @@ def product_size(data):
 
 @functools.lru_cache(maxsize=1)
 def usable_cores():
-    """The cores this process may run on: joblib's count, as scikit-learn's OpenMP uses.
+    """The cores this process may run on: CPU affinity and cgroup quota, as loky counts them.
 
     Not ``os.cpu_count()``, the machine's: a process pinned to some cores
     (``taskset``) or a container under a CPU quota gets fewer, and a thread
-    per machine core would then only wait for its turn. Counted once per
-    process (21 us a call, against a pass of about a millisecond).
+    per machine core would then only wait for its turn. loky's count, not
+    ``joblib.cpu_count()``, which says 1 wherever joblib's multiprocessing
+    is off (``JOBLIB_MULTIPROCESSING=0``, or no semaphores) although threads
+    need none. Counted once per process (21 us a call, against a pass of
+    about a millisecond): a process pinned anew after its first large fit
+    keeps the count it had.
     """
-    return max(1, joblib.cpu_count())
+    return max(1, cpu_count())
 
 
 @functools.lru_cache(maxsize=1)

@@ -298,31 +298,42 @@ def test_csr_row_blocks_are_views_of_x_with_int64_indices():
     )
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")
-def test_a_process_pinned_to_one_core_runs_its_passes_on_one_thread():
-    # The machine has two cores or more (see pytestmark). The child is
-    # pinned to one of them after numpy is loaded, so BLAS keeps its pool
-    # of a thread per machine core, as it does under a container's CPU
-    # quota, which it does not read: the row threads must follow the cores
-    # the process may use, not BLAS's setting nor the machine's cores. In a
-    # child process: the affinity is process-wide.
+def pass_groups_in_a_child(pin, **environment):
+    """The thread groups of a large dense pass, in a fresh process, pinned to one core or not.
+
+    Pinned after numpy is loaded, so that BLAS keeps its pool of a thread
+    per machine core, as it does under a container's CPU quota, which it
+    does not read. Without the thread variables a Dask LocalCluster of an
+    earlier test leaves in this process's environment (one BLAS thread).
+    """
     code = (
         "import os, sys; sys.path.insert(0, sys.argv[1]); import test_row_threads as t\n"
         "from skmultilogit._backends import NumpyBackend\n"
-        "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+        f"if {pin}: os.sched_setaffinity(0, {{min(os.sched_getaffinity(0))}})\n"
         "assert max(t.blas_threads()) >= 2, t.threadpool_info()\n"
         "X, y, weight, K = t.large_problem(False)\n"
         "print(len(NumpyBackend(X, y, K, weight)._pass_groups()))\n"
     )
-    # (without the thread variables a Dask LocalCluster of an earlier test
-    # leaves in this process's environment: one BLAS thread in the child)
     limits = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
     env = {name: value for name, value in os.environ.items() if name not in limits}
     child = subprocess.run(
         [sys.executable, "-c", code, os.path.dirname(__file__)],
         capture_output=True,
         text=True,
-        env=env,
+        env={**env, **environment},
     )
     assert child.returncode == 0, child.stderr
-    assert child.stdout.strip() == "1"
+    return int(child.stdout)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")
+def test_a_process_pinned_to_one_core_runs_its_passes_on_one_thread():
+    # The machine has two cores or more (see pytestmark): the row threads
+    # must follow the cores the process may use, not BLAS's setting nor the
+    # machine's cores. In a child process: the affinity is process-wide.
+    assert pass_groups_in_a_child(pin=True) == 1
+
+
+def test_passes_use_the_cores_with_joblibs_multiprocessing_off():
+    # joblib.cpu_count() says 1 there; threads need no multiprocessing.
+    assert pass_groups_in_a_child(pin=False, JOBLIB_MULTIPROCESSING="0") >= 2
