@@ -299,7 +299,9 @@ class MultinomialLogitClassifier(
             )
             iterations.close()
             self._set_fitted(classes, coef, intercept, result, data.dtype, namespace)
-            self._fitted_objective = FittedObjective.state(self, self.C, self.l1_ratio, coef_bounds)
+            self._fitted_objective = FittedObjective.state(
+                self, self.C, self.l1_ratio, coef_bounds, coef.astype(data.dtype)
+            )
         task.end(fitted=True)
         return self
 

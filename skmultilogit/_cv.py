@@ -431,9 +431,9 @@ class MultinomialLogitClassifierCV(
             C_=C,
             l1_ratio_=l1_ratio,
             classes_=classes,
-            coef_=coef.astype(data.dtype),
+            coef_=(coef := coef.astype(data.dtype)),
             intercept_=intercept.astype(data.dtype),
-            _fitted_objective=FittedObjective.state(self, C, l1_ratio, params["coef_bounds"]),
+            _fitted_objective=FittedObjective.state(self, C, l1_ratio, params["coef_bounds"], coef),
         )
         return fitted
 

@@ -20,6 +20,7 @@ intercept]`` (coef in C order, so ``w[:K*d].reshape(K, d)`` is a view),
 which is what ``scipy.optimize.minimize`` works with.
 """
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,6 +55,11 @@ class FittedObjective:
         As passed (a dict is copied).
     coef_bounds : tuple of ndarray or None
         The validated box, ``None`` where the model had none.
+    coef_digest : str or None
+        A fingerprint of the fitted ``coef_`` (:func:`coefficients_digest`):
+        the record is that of the model only while ``coef_`` still holds
+        those values (not once they are set by hand, nor in a copy of the
+        estimator taken during a later fit).
     """
 
     C: float
@@ -61,20 +67,33 @@ class FittedObjective:
     fit_intercept: bool
     class_weight: object
     coef_bounds: object
+    coef_digest: object = None
 
     @classmethod
-    def state(cls, estimator, C, l1_ratio, coef_bounds):
+    def state(cls, estimator, C, l1_ratio, coef_bounds, coef):
         """The record of a fit as a dict of plain values, ``FittedObjective(**state)`` its reading.
 
-        ``C`` and ``l1_ratio`` as fitted (the CV estimator's chosen pair) and
-        the validated ``coef_bounds``; ``fit_intercept`` and ``class_weight``
-        are ``estimator``'s parameters at fit time.
+        ``C`` and ``l1_ratio`` as fitted (the CV estimator's chosen pair),
+        the validated ``coef_bounds`` and ``coef`` as ``coef_`` will hold
+        it (numpy, in its dtype); ``fit_intercept`` and ``class_weight`` are
+        ``estimator``'s parameters at fit time.
         """
         class_weight = estimator.class_weight
         if isinstance(class_weight, dict):
             class_weight = dict(class_weight)
         fit_intercept = bool(estimator.fit_intercept)
-        return vars(cls(float(C), float(l1_ratio), fit_intercept, class_weight, coef_bounds))
+        digest = coefficients_digest(coef)
+        return vars(
+            cls(float(C), float(l1_ratio), fit_intercept, class_weight, coef_bounds, digest)
+        )
+
+
+def coefficients_digest(coef):
+    """A fingerprint of a numpy array's dtype, shape and values (16 bytes of BLAKE2b, as hex)."""
+    coef = np.ascontiguousarray(coef)
+    digest = hashlib.blake2b(f"{coef.dtype.str}{coef.shape}".encode(), digest_size=16)
+    digest.update(coef.tobytes())
+    return digest.hexdigest()
 
 
 def weighting(C, normalize, total_weight):

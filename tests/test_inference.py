@@ -480,3 +480,18 @@ def test_a_result_keeps_its_model_when_the_estimator_is_refitted(anes):
     np.testing.assert_array_equal(again_upper, upper)
     np.testing.assert_array_equal(result.marginal_effects().effects, effects.effects)
     np.testing.assert_array_equal(result.marginal_effects().se, effects.se)
+
+
+def test_coefficients_set_by_hand_after_a_fit_are_read_with_the_parameters(anes):
+    # The record of the earlier fit belongs to its coefficients: copied in
+    # from a C=0.05 fit, with C set to match, they get the C=0.05 inference.
+    X, y = anes
+    penalised = MultinomialLogitClassifier(C=0.05, **TIGHT).fit(X, y)
+    expected = inference(penalised, X, y)
+    clf = MultinomialLogitClassifier(C=np.inf, **TIGHT).fit(X, y).set_params(C=0.05)
+    clf.coef_, clf.intercept_ = penalised.coef_.copy(), penalised.intercept_.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = inference(clf, X, y)
+    assert result.C == 0.05
+    np.testing.assert_allclose(result.cov, expected.cov, rtol=1e-10)

@@ -83,7 +83,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._array_api import model_on_host, read_back
 from .._backends import NumpyBackend
-from .._objective import FittedObjective
+from .._objective import FittedObjective, coefficients_digest
 from .._validation import check_coef_bounds, check_sample_weight, class_weight_vector
 from ._covariance import check_covariance_fits, covariance
 from ._design import rows_with_intercept, term_names, weighted_mean
@@ -98,13 +98,16 @@ COV_TYPES = ("nonrobust", "HC0", "HC1", "cluster")
 def fitted_objective(estimator):
     """The objective the model was fitted with: ``fit``'s record, whatever ``set_params`` did since.
 
-    A model without the record (attributes set by hand) is described by its
-    parameters (``C_`` and ``l1_ratio_`` first, for the cross-validated
-    estimator).
+    The record holds only while ``coef_`` holds the coefficients it was made
+    with; a model whose coefficients were set by hand (or that has no
+    record) is described by its parameters (``C_`` and ``l1_ratio_`` first,
+    for the cross-validated estimator).
     """
     recorded = getattr(estimator, "_fitted_objective", None)
     if recorded is not None:
-        return FittedObjective(**recorded)
+        objective = FittedObjective(**recorded)
+        if objective.coef_digest == coefficients_digest(np.asarray(estimator.coef_)):
+            return objective
     return FittedObjective(
         C=float(estimator.C_ if hasattr(estimator, "C_") else estimator.C),
         l1_ratio=float(getattr(estimator, "l1_ratio_", getattr(estimator, "l1_ratio", 0.0))),
