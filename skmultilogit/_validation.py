@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, column_or_1d, validate_data
 
-from ._array_api import input_namespace, to_host
+from ._array_api import input_namespace, read_back, to_host
 from ._backends import NumpyBackend
 from ._backends._array_api import ArrayAPIBackend
 from ._penalties import check_group_lasso, check_l1_solver
@@ -108,6 +108,9 @@ def check_coef_bounds(coef_bounds, n_classes, n_features):
     for name, bound, none in zip(("lower", "upper"), coef_bounds, (-np.inf, np.inf), strict=True):
         if bound is None:  # as scipy's bounds: no bound
             bound = none
+        # an array of another namespace (a tensor on a GPU) to numpy: bounds
+        # are parameters, K x d numbers used where the parameters live
+        bound = read_back(bound)
         if isinstance(bound, (str, bytes)) or (
             isinstance(bound, np.ndarray) and bound.dtype.kind not in "biuf"
         ):

@@ -732,3 +732,19 @@ def test_the_cv_estimator_on_a_device_without_float64(standardised_digits):
     np.testing.assert_allclose(to_numpy(clf.scores_), reference.scores_, rtol=1e-3)
     scale = np.abs(reference.coef_).max()
     np.testing.assert_allclose(to_numpy(clf.coef_), reference.coef_, rtol=0, atol=1e-3 * scale)
+
+
+@pytest.mark.parametrize("namespace", DEVICE1, ids=lambda n: n[2])
+def test_bounds_given_as_device_arrays_are_those_bounds(namespace):
+    xp, device, _ = namespace
+    X, y = load_iris(return_X_y=True)
+    rng = np.random.default_rng(0)
+    lower = -rng.uniform(0.1, 0.5, size=(3, 4))
+    upper = rng.uniform(0.1, 0.5, size=(3, 4))
+    reference = MultinomialLogitClassifier(coef_bounds=(lower, upper)).fit(X, y)
+    bounds = (xp.asarray(lower, device=device), xp.asarray(upper, device=device))
+    with sklearn.config_context(array_api_dispatch=True):
+        clf = MultinomialLogitClassifier(coef_bounds=bounds)
+        clf.fit(xp.asarray(X, device=device), xp.asarray(y, device=device))
+    np.testing.assert_allclose(to_numpy(clf.coef_), reference.coef_, atol=1e-8)
+    assert np.any(np.isclose(reference.coef_, lower) | np.isclose(reference.coef_, upper))
