@@ -92,30 +92,21 @@ def standardised_digits():
     return X[:800], y[:800]
 
 
+# Every solver, and each penalty that changes what a solver does, as a user sets them.
+EVERY_SOLVER = [
+    pytest.param(dict(solver="lbfgs"), id="lbfgs"),
+    pytest.param(dict(solver="newton-cg"), id="newton-cg"),
+    pytest.param(dict(solver="newton-cholesky"), id="newton-cholesky"),
+    pytest.param(dict(solver="newton-cholesky", fit_intercept=False, C=0.1), id="no-intercept"),
+    pytest.param(dict(solver="lbfgs", l1_ratio=0.5, C=0.3), id="elastic-net"),
+    pytest.param(dict(solver="auto", class_weight="balanced"), id="weighted"),
+    pytest.param(dict(solver="lbfgs", coef_bounds=(-0.3, 0.5)), id="bounds"),
+    pytest.param(dict(l1_ratio=1.0, l1_groups="feature", C=0.1), id="group-lasso"),
+]
+
+
 @pytest.mark.parametrize("namespace", NAMESPACES, ids=lambda n: n[2])
-@pytest.mark.parametrize(
-    "params",
-    [
-        dict(solver="lbfgs"),
-        dict(solver="newton-cg"),
-        dict(solver="newton-cholesky"),
-        dict(solver="newton-cholesky", fit_intercept=False, C=0.1),
-        dict(solver="lbfgs", l1_ratio=0.5, C=0.3),
-        dict(solver="auto", class_weight="balanced"),
-        dict(solver="lbfgs", coef_bounds=(-0.3, 0.5)),
-        dict(l1_ratio=1.0, l1_groups="feature", C=0.1),
-    ],
-    ids=[
-        "lbfgs",
-        "newton-cg",
-        "newton-cholesky",
-        "no-intercept",
-        "elastic-net",
-        "weighted",
-        "bounds",
-        "group-lasso",
-    ],
-)
+@pytest.mark.parametrize("params", EVERY_SOLVER)
 def test_every_solver_fits_the_numpy_model(standardised_digits, namespace, params):
     xp, device, _ = namespace
     X, y = standardised_digits
@@ -663,19 +654,7 @@ FLOAT32_STOP = ".*float32 precision"
 
 
 @pytest.mark.skipif(NO_FLOAT64_DEVICE is None, reason="no array-API device without float64 here")
-@pytest.mark.parametrize(
-    "params",
-    [
-        dict(solver="lbfgs"),
-        dict(solver="newton-cg"),
-        dict(solver="newton-cholesky"),
-        dict(solver="newton-cholesky", fit_intercept=False, C=0.1),
-        dict(solver="lbfgs", l1_ratio=0.5, C=0.3),
-        dict(solver="lbfgs", coef_bounds=(-0.3, 0.5)),
-        dict(l1_ratio=1.0, l1_groups="feature", C=0.1),
-    ],
-    ids=["lbfgs", "newton-cg", "newton-cholesky", "no-intercept", "elastic-net", "bounds", "group"],
-)
+@pytest.mark.parametrize("params", EVERY_SOLVER)
 def test_a_device_without_float64_fits_the_numpy_model(standardised_digits, params):
     # Every array made on the device must be float32 (the device refuses
     # float64, as MPS does), and the fit must come as close to the float64
