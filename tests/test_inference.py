@@ -420,6 +420,31 @@ def test_a_feature_far_from_zero_is_identified():
     assert_relative(0.01 * far.bse[:, 2], base.bse[:, 2], rtol=1e-4)
 
 
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_feature_units_do_not_matter(anes, anes_mnlogit, fit_intercept):
+    # Income in units 1e6 times larger and age in units 1e7 times smaller:
+    # their coefficients and standard errors scale by the inverse factor,
+    # everything else is statsmodels' on the original units.
+    X, y = anes
+    X = X.to_numpy()
+    scale = np.ones(X.shape[1])
+    scale[ANES_FEATURES.index("income")] = 1e6
+    scale[ANES_FEATURES.index("age")] = 1e-7
+    if fit_intercept:
+        reference = anes_mnlogit()
+    else:
+        reference = sm.MNLogit(y, X).fit(method="newton", tol=1e-12, maxiter=100, disp=0)
+    terms = np.r_[1.0, scale] if fit_intercept else scale
+    clf = MultinomialLogitClassifier(C=np.inf, fit_intercept=fit_intercept, **TIGHT)
+    result = inference(clf.fit(X * scale, y), X * scale, y)
+    params, bse, pvalues = (
+        np.asarray(values).T for values in (reference.params, reference.bse, reference.pvalues)
+    )
+    assert_relative(result.params * terms, params, rtol=1e-8)
+    assert_relative(result.bse * terms, bse, rtol=1e-8)
+    assert_relative(result.pvalues, pvalues, rtol=1e-8)
+
+
 @pytest.mark.parametrize(
     "changed",
     [

@@ -34,8 +34,11 @@ estimate minimises ``L + ||W||^2 / (2 C)``, so the penalised Hessian
 
 ``H`` is singular along shifts shared by all classes: every such shift for
 ``C = inf``, the intercepts' shift for ``C < inf``. Let ``U`` be an
-orthonormal basis of those directions and ``A`` the contrast map
-``theta -> beta``. As ``A U = 0`` and ``M = H + U U^T`` is invertible,
+orthonormal basis of those directions, ``D`` a positive diagonal matrix and
+``A`` the contrast map ``theta -> beta``. As ``A U = 0`` and
+``M = H + U D U^T`` is invertible (``M^{-1} = H^+ + U D^{-1} U^T``, so ``D``
+drops out of everything below; it is set to the size of ``H`` along each
+term, which keeps ``M`` well conditioned whatever the features' units),
 
 .. math::
 

@@ -49,10 +49,18 @@ def covariance(data, coef, intercept, C, reference, center, cov_type, groups):
         shared = [0] if fit_intercept else []
     else:
         shared = list(range(p))
-    # Directions every class shares (see the module docstring): U U^T.
+    # Directions every class shares (see the module docstring): U D U^T, each
+    # direction weighted by the Hessian's mean diagonal entry on its term.
+    # Any positive weights give the same A M^-1 A^T (U spans H's null space,
+    # and A U = 0); unit ones would be lost beside a feature's curvature in
+    # small units (income in cents: diagonal entries 1e4 times those in
+    # dollars) and dominate it in large ones, and either leaves M singular
+    # to working precision once its diagonal is scaled to 1.
+    diagonal = np.diag(hessian).reshape(n_classes, p)
     for q in shared:
+        size = diagonal[:, q].mean()
         u = np.zeros((n_classes, p))
-        u[:, q] = 1.0 / np.sqrt(n_classes)
+        u[:, q] = np.sqrt((size if size > 0 else 1.0) / n_classes)
         hessian += np.outer(u.ravel(), u.ravel())
     contrast = np.kron(np.delete(np.eye(n_classes), reference, axis=0), np.eye(p))
     contrast[:, reference * p : (reference + 1) * p] = -np.kron(
