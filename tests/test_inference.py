@@ -150,6 +150,34 @@ def test_integer_weights_equal_repeated_rows(anes, cov_type):
     assert_relative(upper, upper_ref)
 
 
+@pytest.mark.parametrize("cov_type", ["nonrobust", "HC0", "HC1", "cluster"])
+def test_rows_of_zero_weight_are_no_rows(anes, cov_type):
+    # whole groups of them too: the cluster factor G / (G - 1) counts the others
+    X, y = anes
+    X = X.to_numpy()
+    groups = np.arange(len(y)) % 7
+    weight = np.where(groups == 3, 0.0, 1.0)
+    kept = weight > 0
+    groups_if = (lambda g: g) if cov_type == "cluster" else (lambda g: None)
+    weighted_fit = MultinomialLogitClassifier(C=np.inf, **TIGHT).fit(X, y, sample_weight=weight)
+    kept_fit = MultinomialLogitClassifier(C=np.inf, **TIGHT).fit(X[kept], y[kept])
+    weighted = inference(weighted_fit, X, y, weight, cov_type=cov_type, groups=groups_if(groups))
+    reference = inference(
+        kept_fit, X[kept], y[kept], cov_type=cov_type, groups=groups_if(groups[kept])
+    )
+    assert_relative(weighted.params, reference.params)
+    assert_relative(weighted.cov, reference.cov)
+
+
+def test_cluster_covariance_needs_two_groups_of_positive_weight(anes, anes_fit):
+    X, y = anes
+    groups = (np.arange(len(y)) >= 400).astype(int)
+    weight = np.where(groups == 1, 0.0, 1.0)
+    clf = MultinomialLogitClassifier(C=1.0).fit(X, y, sample_weight=weight)
+    with pytest.raises(ValueError, match="at least 2 groups with a positive total weight"):
+        inference(clf, X, y, weight, cov_type="cluster", groups=groups)
+
+
 def test_sparse_and_float32_data_give_the_dense_result(anes):
     X, y = anes
     X = X.to_numpy()

@@ -49,8 +49,9 @@ term, which keeps ``M`` well conditioned whatever the features' units),
 with ``J = sum_i s_i g_i g_i^T`` and ``g_i = (y_i - p_i) (x) x~_i`` (HC0);
 HC1 multiplies by ``n / (n - k)`` (``n = sum s``, ``k = (K - 1) p``); the
 cluster form sums ``s_i g_i`` within each group first and multiplies by
-``G / (G - 1) (n - 1) / (n - k)``. Weights count as frequencies: a row of
-weight 2 is two rows. Without a penalty ``A M^{-1} A^T`` is the inverse of
+``G / (G - 1) (n - 1) / (n - k)``, ``G`` the number of groups of positive
+weight. Weights count as frequencies: a row of weight 2 is two rows, one of
+weight 0 none. Without a penalty ``A M^{-1} A^T`` is the inverse of
 the Hessian of ``L`` in ``beta`` (statsmodels' ``cov_params``).
 
 Average marginal effects

@@ -110,10 +110,17 @@ def _score_outer_product(X, y_index, weight, coef, intercept, cov_type, groups, 
         if groups.shape != (n_samples,):
             raise ValueError(f"groups must have shape ({n_samples},); got {groups.shape}.")
         _, group_index = np.unique(groups, return_inverse=True)
-        n_groups = group_index.max() + 1
+        group_index = group_index.reshape(-1)
+        # Weights are frequencies: a group whose rows all weigh 0 is no group
+        # (its scores add nothing to the meat, and G counts the others).
+        group_weight = np.bincount(group_index, weights=weight)
+        n_groups = int(np.count_nonzero(group_weight > 0))
         if n_groups < 2:
-            raise ValueError("cov_type='cluster' needs at least 2 groups.")
-        group_scores = np.zeros((n_groups, n_params))
+            raise ValueError(
+                "cov_type='cluster' needs at least 2 groups with a positive total weight; "
+                f"got {n_groups}."
+            )
+        group_scores = np.zeros((group_weight.size, n_params))
     meat = np.zeros((n_params, n_params))
     for start in range(0, n_samples, BLOCK_ROWS):
         rows = slice(start, start + BLOCK_ROWS)
