@@ -57,6 +57,11 @@ def _rows_chunked(X):
             "X has unknown chunk sizes (as after boolean indexing): call "
             "X.compute_chunk_sizes() first."
         )
+    for size, what in zip(X.shape, ("sample(s)", "feature(s)"), strict=True):
+        if size == 0:  # as scikit-learn's check_array says it of numpy input
+            raise ValueError(
+                f"Found array with 0 {what} (shape={X.shape}) while a minimum of 1 is required."
+            )
     if len(X.chunks[1]) > 1:
         X = X.rechunk({1: -1})
     return X
@@ -94,6 +99,7 @@ def _block_summary(X_block, y_block, weight_block=None):
     """
     labels, inverse = np.unique(check_object_labels(y_block.ravel()), return_inverse=True)
     weight = np.ones(len(inverse)) if weight_block is None else weight_block.ravel()
+    X_block = _compressed(X_block)
     values = X_block.data if sp.issparse(X_block) else X_block
     return {
         "labels": labels,
@@ -107,8 +113,17 @@ def _block_summary(X_block, y_block, weight_block=None):
     }
 
 
+def _compressed(X_block):
+    """A sparse block in CSR or CSC format, as the numpy fit takes it (COO, LIL... to CSR)."""
+    if sp.issparse(X_block) and X_block.format not in ("csr", "csc"):
+        return X_block.tocsr()
+    return X_block
+
+
 def _aligned_block(X_block):
     """X's block itself, or an aligned copy where its buffer is not aligned.
+
+    A sparse block in another format than CSR or CSC is converted to CSR.
 
     Blocks of ``da.from_array`` on a numpy array arrive at the workers at any
     byte offset of a network buffer (42 and 43 mod 64 in one run), and on
@@ -117,7 +132,7 @@ def _aligned_block(X_block):
     worker against memory. The copy holds such a block once more.
     """
     if sp.issparse(X_block) or X_block.flags.aligned:
-        return X_block
+        return _compressed(X_block)
     return np.require(X_block, requirements=["A", "C"])
 
 

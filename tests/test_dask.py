@@ -192,6 +192,16 @@ def test_bad_dask_input(client, problem):
     fitted = MultinomialLogitClassifier().fit(X, y)
     with pytest.raises(ValueError, match="X has 3 features"):
         fitted.predict(X_dask[:, :3])
+    # empty, as check_array says it of numpy input (a 0-feature model before)
+    for solver in ("auto", "lbfgs"):
+        for X_empty, y_empty, what in [
+            (X_dask[:0], y_dask[:0], "0 sample"),
+            (X_dask[:, :0], y_dask, "0 feature"),
+        ]:
+            with pytest.raises(ValueError, match=f"Found array with {what}"):
+                MultinomialLogitClassifier(solver=solver).fit(X_empty, y_empty)
+            with pytest.raises(ValueError, match=f"Found array with {what}"):
+                MultinomialLogitClassifier(solver=solver).fit(X_empty.compute(), y_empty.compute())
 
 
 def test_empty_blocks_scalar_weights_and_prediction_dtypes(client, problem):
@@ -446,6 +456,22 @@ def test_sparse_chunks_fit_as_the_sparse_matrix_does(client, sparse_problem, par
     np.testing.assert_allclose(
         on_cluster.predict_proba(X_dask).compute(), in_memory.predict_proba(X), atol=1e-7
     )
+
+
+@pytest.mark.parametrize("sparse_format", ["coo", "lil", "dok"])
+def test_sparse_chunks_of_other_formats_fit_as_csr(client, sparse_problem, sparse_format):
+    # the in-memory fit converts them to CSR, and so does each block
+    X, y, _ = sparse_problem
+    X_dask = da.from_array(X, chunks=(1500, 40), asarray=False).map_blocks(
+        lambda block: block.asformat(sparse_format),
+        dtype=X.dtype,
+        meta=X[:0].asformat(sparse_format),
+    )
+    y_dask = da.from_array(y, chunks=1500)
+    in_memory = MultinomialLogitClassifier(**TIGHT).fit(X.asformat(sparse_format), y)
+    on_cluster = MultinomialLogitClassifier(**TIGHT).fit(X_dask, y_dask)
+    assert_same_coef(on_cluster.coef_, in_memory.coef_)
+    assert_same_coef(on_cluster.intercept_, in_memory.intercept_)
 
 
 # -- cross-validation on the cluster ------------------------------------------
