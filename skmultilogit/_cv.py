@@ -1,13 +1,14 @@
 """Choosing C (and l1_ratio) by cross-validation along warm-started paths."""
 
-import inspect
 import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import check_scoring, make_scorer
+from sklearn.metrics import check_scoring
 from sklearn.model_selection import check_cv
+from sklearn.utils import metadata_routing
+from sklearn.utils.metadata_routing import _raise_for_params
 from sklearn.utils.parallel import Parallel, delayed
 
 from ._array_api import (
@@ -29,6 +30,16 @@ from ._callbacks import (
     with_callbacks,
 )
 from ._classifier import MultinomialLogitClassifier
+from ._cv_folds import (
+    check_fold_weights,
+    device_neg_log_loss,
+    fold_scorer,
+    held_out_params,
+    metadata_router,
+    routed_fit_params,
+    routed_score_params,
+    scoring_view,
+)
 from ._objective import FittedObjective
 from ._path import coefficient_path, fit_coefficients
 from ._prediction import LinearPredictorMixin
@@ -45,53 +56,6 @@ from ._validation import (
 )
 
 
-def _scoring_view(classes, coef, intercept, fit_intercept, namespace=None):
-    """A fitted MultinomialLogitClassifier holding given coefficients, for a scorer.
-
-    ``namespace``: ``(xp, device)`` of array-API data, where the coefficients
-    then live. ``classes_`` stays numpy: scikit-learn's scorers read a binary
-    classifier's classes on the host (``classes_.tolist()``,
-    ``np.flatnonzero(classes_ == pos_label)``), which an array on a GPU refuses.
-    """
-    model = MultinomialLogitClassifier(fit_intercept=fit_intercept)
-    if namespace is not None:
-        coef, intercept = to_namespace((coef, intercept), *namespace)
-    model.classes_ = classes
-    model.coef_ = coef
-    model.intercept_ = intercept
-    model.n_features_in_ = coef.shape[1]
-    return model
-
-
-def _fold_scorer(scoring, classes):
-    """The scorer for held-out folds, told every class when its metric takes ``labels``.
-
-    A test fold can lack a class; metrics such as ``log_loss`` or
-    ``brier_score_loss`` then fail unless given ``labels=classes``.
-    LogisticRegressionCV rebuilds such scorers the same way (from the
-    scorer's private attributes, present since scikit-learn 1.4); any other
-    scorer is used as it is.
-    """
-    scorer = check_scoring(MultinomialLogitClassifier(), scoring=scoring)
-    score_func = getattr(scorer, "_score_func", None)
-    response_method = getattr(scorer, "_response_method", None)
-    if score_func is None or response_method is None:
-        return scorer
-    parameters = inspect.signature(score_func).parameters
-    if "labels" not in parameters:
-        return scorer
-    kwargs = {"labels": classes}
-    if classes.shape[0] == 2 and "pos_label" in parameters:
-        kwargs["pos_label"] = classes[-1]
-    kwargs.update(getattr(scorer, "_kwargs", {}))
-    return make_scorer(
-        score_func,
-        greater_is_better=getattr(scorer, "_sign", 1) == 1,
-        response_method=response_method,
-        **kwargs,
-    )
-
-
 def _split_path_coef(path_coef, n_features, fit_intercept):
     """``(coef, intercept)`` from a ``coefs_paths_`` entry (intercept last; zeros without one)."""
     if fit_intercept:
@@ -99,16 +63,20 @@ def _split_path_coef(path_coef, n_features, fit_intercept):
     return path_coef[:, :n_features], np.zeros(path_coef.shape[0])
 
 
-def _fold_path(data, y, classes, score_weight, train, test, Cs, l1_ratio, scoring, params, task):
+def _fold_path(data, y, classes, metadata, fold, Cs, l1_ratio, scoring, params, task):
     """One fold, one l1_ratio: the coefficient path on train and its scores on test.
 
     ``data`` is the backend of all the rows (numpy or array-API), ``y`` their
-    labels; ``task`` is the fold path's callback task (``_callbacks``), not
+    labels; ``metadata`` is ``(sample_weight, score_params)``: the fit's
+    weights as the user gave them (None for none), for callbacks, and the
+    scorer's metadata for all rows (``_cv_folds``); ``fold`` is ``(train,
+    test)``; ``task`` is the fold path's callback task (``_callbacks``), not
     begun.
     """
+    (train, test), (sample_weight, score_params) = fold, metadata
     y_index = data.y
     train_data = data.rows(train)
-    train_weight = None if score_weight is None else score_weight[train]
+    train_weight = None if sample_weight is None else sample_weight[train]
     task = task.on_data(train_data.X, y[train], train_weight).begin()
     coefs, n_iter, results = coefficient_path(
         train_data,
@@ -119,20 +87,19 @@ def _fold_path(data, y, classes, score_weight, train, test, Cs, l1_ratio, scorin
     )
     task.end()
     n_features = data.n_features
-    test_weight = None if score_weight is None else score_weight[test]
-    score_kwargs = {} if test_weight is None else {"sample_weight": test_weight}
+    score_kwargs = held_out_params(data.n_samples, score_params, test)
     namespace = getattr(data, "namespace", None)
     # Labels on the host, for array-API data too: a metric's pos_label must
     # be a number or a string (a device scalar is refused), and the scoring
     # view's classes_ are numpy; the responses (probabilities, logits) stay
     # on the device and the metric brings the test labels (n numbers) there.
-    scorer = None if scoring == "neg_log_loss" else _fold_scorer(scoring, classes)
+    scorer = None if scoring == "neg_log_loss" else fold_scorer(scoring, classes)
     # the test rows are sliced (copied) once, not once per C
     X_test, y_test, y_index_test = data.rows(test).X, y[test], y_index[test]
     scores = np.empty(len(Cs))
     for index, path_coef in enumerate(coefs):
         coef, intercept = _split_path_coef(path_coef, n_features, params["fit_intercept"])
-        model = _scoring_view(
+        model = scoring_view(
             classes,
             coef.astype(data.dtype),
             intercept.astype(data.dtype),
@@ -143,7 +110,7 @@ def _fold_path(data, y, classes, score_weight, train, test, Cs, l1_ratio, scorin
             proba = model.predict_proba(X_test)
             if namespace is not None:
                 proba = to_numpy(proba, namespace[0])
-            scores[index] = neg_log_loss(proba, y_index_test, test_weight)
+            scores[index] = neg_log_loss(proba, y_index_test, score_kwargs.get("sample_weight"))
         else:
             scores[index] = scorer(model, X_test, y_test, **score_kwargs)
     unconverged = [
@@ -300,8 +267,12 @@ class MultinomialLogitClassifierCV(
         self.coef_bounds = coef_bounds
         self.l1_groups = l1_groups
 
+    # score's sample_weight goes to the scorer (routed as it requests it),
+    # as in LogisticRegressionCV: not a request of this estimator's own
+    __metadata_request__score = {"sample_weight": metadata_routing.UNUSED}
+
     @with_callbacks
-    def fit(self, X, y, sample_weight=None, groups=None):
+    def fit(self, X, y, sample_weight=None, groups=None, **params):
         """Cross-validate the path of C (and l1_ratio) values, then fit the chosen model.
 
         With scikit-learn >= 1.9, callbacks set by ``set_callbacks`` see a
@@ -316,16 +287,26 @@ class MultinomialLogitClassifierCV(
         y : array-like of shape (n_samples,)
             Class labels, at least two distinct ones.
         sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative weights, used in every fit and passed to the scorer.
+            Non-negative weights, used in every fit. Without metadata
+            routing also passed to the scorer; with it, passed to the
+            scorer and the splitter as they request it (see
+            :ref:`sklearn:metadata_routing`), as LogisticRegressionCV does.
         groups : array-like of shape (n_samples,), default=None
             Group labels for a group-aware ``cv`` splitter (such as
-            :class:`~sklearn.model_selection.GroupKFold`).
+            :class:`~sklearn.model_selection.GroupKFold`); with metadata
+            routing, routed like ``**params``.
+        **params : dict
+            Only with metadata routing enabled
+            (``sklearn.set_config(enable_metadata_routing=True)``): metadata
+            for the splitter's ``split`` and the scorer's ``score``, routed
+            as they request them.
 
         Returns
         -------
         self : MultinomialLogitClassifierCV
             The fitted estimator.
         """
+        _raise_for_params(params, self, "fit")
         Cs = check_Cs(self.Cs)
         check_solver_params(self)
         # the group lasso names its own solver (check_l1_groups, once K and d are known)
@@ -334,6 +315,7 @@ class MultinomialLogitClassifierCV(
         check_bool("refit", self.refit)
         check_scoring(MultinomialLogitClassifier(), scoring=self.scoring)  # fails early if invalid
 
+        metadata = routed_fit_params(self, sample_weight, groups, params)
         params = {
             "fit_intercept": self.fit_intercept,
             "solver": self.solver,
@@ -342,11 +324,11 @@ class MultinomialLogitClassifierCV(
         }
         if is_dask_collection(X):
             classes, data, folds, paths, task = self._dask_paths(
-                X, y, sample_weight, groups, Cs, l1_ratios, params
+                X, y, sample_weight, metadata, Cs, l1_ratios, params
             )
         else:
             classes, data, folds, paths, task = self._paths(
-                X, y, sample_weight, groups, Cs, l1_ratios, params
+                X, y, sample_weight, metadata, Cs, l1_ratios, params
             )
         with task.ending_open_tasks_on_error():
             fitted = self._choose_and_refit(
@@ -463,17 +445,23 @@ class MultinomialLogitClassifierCV(
             self.l1_groups, self.solver if has_l1 else None, params["coef_bounds"]
         )
 
-    def _paths(self, X, y, sample_weight, groups, Cs, l1_ratios, params):
-        """The fold paths in memory, folds in parallel (joblib)."""
+    def _paths(self, X, y, sample_weight, metadata, Cs, l1_ratios, params):
+        """The fold paths in memory, folds in parallel (joblib).
+
+        ``metadata``: the splitter's and the scorer's (``_cv_folds``).
+        """
+        split_params, score_params = metadata
         classes, data = prepare_training_data(self, X, y, sample_weight, self.class_weight)
         # the box needs K and d: params gains it here, for every fit and the refit
         self._add_penalty_params(params, len(classes), data.n_features, Cs, l1_ratios)
         namespace = getattr(data, "namespace", None)
-        if namespace is not None:
-            sample_weight = to_host(sample_weight)
-        score_weight = (
-            None if sample_weight is None else check_sample_weight(sample_weight, data.n_samples)
+        # weights on the host (n numbers) for the scorer and callbacks
+        sample_weight, score_weight = (
+            None if weight is None else check_sample_weight(to_host(weight), data.n_samples)
+            for weight in (sample_weight, score_params.get("sample_weight"))
         )
+        if score_weight is not None:
+            score_params = {**score_params, "sample_weight": score_weight}
         y_labels = y
         y = classes[data.y]
         # a splitter may use X's values (blocked or spatial splits); array-API
@@ -481,8 +469,9 @@ class MultinomialLogitClassifierCV(
         rows = data.X if namespace is None else np.empty((data.n_samples, 0))
         # and groups in numpy (n labels), whatever X's namespace: the splitters
         # compute with numpy, which refuses an array on a GPU
-        groups = read_back(groups)
-        folds = list(check_cv(self.cv, y, classifier=True).split(rows, y, groups))
+        split_params = {name: read_back(value) for name, value in split_params.items()}
+        folds = list(check_cv(self.cv, y, classifier=True).split(rows, y, **split_params))
+        check_fold_weights(folds, data.sample_weight, score_weight)
         task, fold_tasks = self._root_task(
             X,
             y_labels,
@@ -497,37 +486,40 @@ class MultinomialLogitClassifierCV(
         prefer = "processes" if namespace is None else "threads"
         with task.ending_open_tasks_on_error():
             paths = self._run_paths(
-                data, y, classes, score_weight, folds, Cs, l1_ratios, params, fold_tasks, prefer
-            )
-        return classes, data, folds, paths, task
-
-    def _run_paths(
-        self, data, y, classes, score_weight, folds, Cs, l1_ratios, params, fold_tasks, prefer
-    ):
-        """Every (fold, l1_ratio) path of ``_fold_path``, in parallel with joblib."""
-        return Parallel(n_jobs=self.n_jobs, verbose=self.verbose, prefer=prefer)(
-            delayed(_fold_path)(
                 data,
                 y,
                 classes,
-                score_weight,
-                train,
-                test,
-                Cs,
-                l1_ratio,
-                self.scoring,
-                params,
-                fold_task,
+                (sample_weight, score_params),
+                folds,
+                (Cs, l1_ratios, params),
+                fold_tasks,
+                prefer,
             )
-            for (train, test, l1_ratio), fold_task in zip(
-                ((train, test, l1_ratio) for train, test in folds for l1_ratio in l1_ratios),
+        return classes, data, folds, paths, task
+
+    def _run_paths(self, data, y, classes, metadata, folds, grid, fold_tasks, prefer):
+        """Every (fold, l1_ratio) path of ``_fold_path``, in parallel with joblib.
+
+        ``grid`` is ``(Cs, l1_ratios, params)``.
+        """
+        Cs, l1_ratios, params = grid
+        return Parallel(n_jobs=self.n_jobs, verbose=self.verbose, prefer=prefer)(
+            delayed(_fold_path)(
+                data, y, classes, metadata, fold, Cs, l1_ratio, self.scoring, params, fold_task
+            )
+            for (fold, l1_ratio), fold_task in zip(
+                ((fold, l1_ratio) for fold in folds for l1_ratio in l1_ratios),
                 fold_tasks,
                 strict=True,
             )
         )
 
-    def _dask_paths(self, X, y, sample_weight, groups, Cs, l1_ratios, params):
-        """The fold paths on a Dask cluster: folds selected where the rows live (see ``_dask``)."""
+    def _dask_paths(self, X, y, sample_weight, metadata, Cs, l1_ratios, params):
+        """The fold paths on a Dask cluster: folds selected where the rows live (see ``_dask``).
+
+        The scores are of the rows' weights: the scorers computed there are
+        named by strings, which request no metadata under routing.
+        """
         from ._dask import class_indices, fold_path, prepare_dask_data
 
         if self.scoring not in ON_THE_ROWS:
@@ -544,20 +536,21 @@ class MultinomialLogitClassifierCV(
         y_labels = y
         y = classes[class_indices(data)]
         rows = np.empty((data.n_samples, 0))  # the splitter needs the rows, not X
-        folds = list(check_cv(self.cv, y, classifier=True).split(rows, y, groups))
+        split_params = metadata[0]
+        folds = list(check_cv(self.cv, y, classifier=True).split(rows, y, **split_params))
         scoring = "accuracy" if self.scoring is None else self.scoring
         task, fold_tasks = self._root_task(
             X, y_labels, sample_weight, classes, data.dtype, len(folds) * len(l1_ratios), len(Cs)
         )
-        pairs = ((test, l1_ratio) for _, test in folds for l1_ratio in l1_ratios)
+        pairs = ((fold, l1_ratio) for fold in folds for l1_ratio in l1_ratios)
         with task.ending_open_tasks_on_error():
             paths = [
-                fold_path(data, test, Cs, l1_ratio, scoring, params, fold_task)
-                for (test, l1_ratio), fold_task in zip(pairs, fold_tasks, strict=True)
+                fold_path(data, fold, Cs, l1_ratio, scoring, params, fold_task)
+                for (fold, l1_ratio), fold_task in zip(pairs, fold_tasks, strict=True)
             ]
         return classes, data, folds, paths, task
 
-    def score(self, X, y, sample_weight=None):
+    def score(self, X, y, sample_weight=None, **params):
         """Score of the fitted model on ``X, y`` with the ``scoring`` used to choose it.
 
         Parameters
@@ -567,34 +560,37 @@ class MultinomialLogitClassifierCV(
         y : array-like of shape (n_samples,)
             True labels.
         sample_weight : array-like of shape (n_samples,), default=None
-            Passed to the scorer.
+            Passed to the scorer (with metadata routing: if it requests it).
+        **params : dict
+            Only with metadata routing enabled: metadata for the scorer's
+            ``score``, routed as it requests them.
 
         Returns
         -------
         score : float
             Greater is better (``neg_log_loss`` is minus the mean log-loss).
         """
+        _raise_for_params(params, self, "score")
+        score_params = routed_score_params(self, sample_weight, params)
+        sample_weight = score_params.get("sample_weight")
         if self.scoring is None:
             # check_scoring would hand back this very method
             return super().score(X, y, sample_weight=sample_weight)
-        namespace = input_namespace(self.coef_)
-        if self.scoring == "neg_log_loss" and namespace is not None:
-            # scikit-learn's log-loss scorer indexes classes_ with numpy, which an
-            # array on another device refuses: the n x K probabilities come over
-            proba = to_numpy(self.predict_proba(X), namespace[0])
-            classes, y, sample_weight = (
-                to_host(array) for array in (self.classes_, y, sample_weight)
-            )
-            y = np.asarray(y)
-            unknown = np.setdiff1d(y, classes)
-            if unknown.size:
-                raise ValueError(
-                    f"y contains labels the model was not fitted on: {unknown[:5].tolist()}; "
-                    "the log-loss needs a probability for each."
-                )
-            labels = np.searchsorted(classes, y)
-            weight = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
-            return neg_log_loss(proba, labels, weight)
+        if self.scoring == "neg_log_loss" and input_namespace(self.coef_) is not None:
+            return device_neg_log_loss(self, X, y, sample_weight)
         scorer = check_scoring(self, scoring=self.scoring)
-        kwargs = {} if sample_weight is None else {"sample_weight": sample_weight}
-        return scorer(self, X, y, **kwargs)
+        return scorer(self, X, y, **score_params)
+
+    def get_metadata_routing(self):
+        """The metadata routing of this estimator: its own, the splitter's and the scorer's.
+
+        See :ref:`sklearn:metadata_routing`: ``fit`` routes metadata to the
+        ``cv`` splitter's ``split`` and to the scorer's ``score``, ``score``
+        to the scorer's ``score``.
+
+        Returns
+        -------
+        routing : sklearn.utils.metadata_routing.MetadataRouter
+            The routing information.
+        """
+        return metadata_router(self)

@@ -254,10 +254,15 @@ def _local_rows(rows, sizes):
     ]
 
 
-def _without_rows(X_block, pair_block, rows):
-    """The block's pair with the weights of ``rows`` (a fold's test part) set to 0."""
+def _only_rows(X_block, pair_block, rows):
+    """The block's pair with each row's weight times its count in ``rows`` (a fold's training part).
+
+    Rows not listed get weight 0 (a time-series split leaves later rows out
+    of both parts), rows listed twice (a resampling splitter) count twice,
+    as ``X[train]`` does in memory.
+    """
     pair = np.array(pair_block, copy=True)
-    pair[rows, 1] = 0.0
+    pair[:, 1] *= np.bincount(rows, minlength=pair.shape[0])
     return pair
 
 
@@ -270,24 +275,31 @@ def _held_out_sums(X_block, pair_block, rows, *, coefs, fit_intercept, scoring):
     return score_sums(X_block[rows], y_index, pair_block[rows, 2], coefs, fit_intercept, scoring)
 
 
-def fold_path(data, test, Cs, l1_ratio, scoring, params, task):
+def fold_path(data, fold, Cs, l1_ratio, scoring, params, task):
     """One fold, one l1_ratio, on the cluster: as ``_cv._fold_path`` does in memory.
 
-    The fold's training data are all rows with the test rows' weights at 0,
-    made where each block lives (a zero weight takes a row out of the loss,
-    the gradient, the Hessian and the feature statistics alike); the
-    held-out scores are summed block by block. Only the test rows'
-    positions go out, only sums come back. ``task``'s hooks (``_callbacks``)
-    are told no data: the fold's training rows exist only as weights on
-    the cluster.
+    ``fold`` is ``(train, test)``. The fold's training data are all rows,
+    each weighted by its count in ``train`` (0 for the others), made where
+    each block lives (a zero weight takes a row out of the loss, the
+    gradient, the Hessian and the feature statistics alike); the held-out
+    scores are summed block by block. Only the rows' positions go out, only
+    sums come back. ``task``'s hooks (``_callbacks``) are told no data: the
+    fold's training rows exist only as weights on the cluster.
     """
+    train, test = fold
     test_rows = _local_rows(test, data.blocks.rows)
     X_blocks = [block[0] for block in data.blocks.blocks]
-    pairs = data.blocks.map(_without_rows, test_rows)
+    pairs = data.blocks.map(_only_rows, _local_rows(train, data.blocks.rows))
     fold_blocks = data.blocks.with_blocks(list(zip(X_blocks, pairs, strict=True)))
     fold = copy.copy(data)
     fold.blocks = fold_blocks
     fold.total_weight = float(sum(fold_blocks.gather(_train_weight)))
+    if not fold.total_weight > 0:
+        raise ValueError(
+            "A cross-validation fold's training rows' weights (sample_weight times "
+            "class_weight) sum to 0, so there is nothing to fit. Choose folds that keep rows "
+            "of positive weight in every training part."
+        )
     task = task.on_data(None, None).begin()
     coefs, n_iter, results = coefficient_path(
         fold, Cs, l1_ratio=l1_ratio, fit_hooks=fit_hooks(task, params["max_iter"]), **params
@@ -300,7 +312,14 @@ def fold_path(data, test, Cs, l1_ratio, scoring, params, task):
         fit_intercept=params["fit_intercept"],
         scoring=scoring,
     )
-    scores = score_from_sums(np.sum(sums, axis=0), scoring)
+    sums = np.sum(sums, axis=0)
+    if not sums[:, 1].min() > 0:
+        raise ValueError(
+            "A cross-validation fold's held-out rows' sample_weight sums to 0, so the "
+            "weighted score is undefined. Choose folds that keep rows of positive weight in "
+            "every held-out part."
+        )
+    scores = score_from_sums(sums, scoring)
     unconverged = [
         result.warning_message(params["tol"], data.dtype) + f" (C={C:g})"
         for C, result in zip(Cs, results, strict=True)

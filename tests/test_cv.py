@@ -25,11 +25,11 @@ def standardised(loader):
     return StandardScaler().fit_transform(X), y
 
 
-def reference_cv(X, y, Cs, folds, sample_weight=None, refit=True):
+def reference_cv(X, y, Cs, folds, sample_weight=None, refit=True, scoring="neg_log_loss"):
     """LogisticRegressionCV (lbfgs, multinomial) run to a tight tol on the same folds."""
     legacy = {"use_legacy_attributes": False} if SKLEARN_18 else {}
     model = LogisticRegressionCV(
-        Cs=Cs, cv=folds, scoring="neg_log_loss", refit=refit, tol=1e-12, max_iter=20000, **legacy
+        Cs=Cs, cv=folds, scoring=scoring, refit=refit, tol=1e-12, max_iter=20000, **legacy
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # l1_ratios' default changes in 1.10
@@ -209,7 +209,7 @@ def test_ties_are_broken_as_logistic_regression_cv_breaks_them(monkeypatch):
     # earlier C wins, then the earlier l1_ratio. Two pairs tie here.
     import skmultilogit._cv as cv_module
 
-    def tied_path(data, y, classes, score_weight, train, test, Cs, l1_ratio, scoring, params, task):
+    def tied_path(data, y, classes, metadata, fold, Cs, l1_ratio, scoring, params, task):
         coefs = np.zeros((len(Cs), len(classes), data.n_features + 1))
         coefs[:, :, 0] = np.arange(len(Cs))[:, None] + 10 * l1_ratio  # to tell them apart
         scores = {0.0: [0.0, -1.0, 2.0], 1.0: [0.0, 2.0, -1.0]}[l1_ratio]
@@ -280,3 +280,82 @@ def test_a_splitter_that_reads_x_gets_the_rows():
     order = np.argsort(X[:, 0], kind="stable")
     first = MultinomialLogitClassifier(C=0.1, tol=cv.tol).fit(X[order[:75]], y[order[:75]])
     np.testing.assert_allclose(cv.coefs_paths_[0, 0, 0][:, :4], first.coef_, atol=1e-6)
+
+
+@pytest.fixture
+def metadata_routing():
+    with sklearn.config_context(enable_metadata_routing=True):
+        yield
+
+
+@pytest.mark.parametrize("request_weight", [False, True])
+def test_routing_gives_the_scorer_the_weights_it_requests(metadata_routing, request_weight):
+    # LogisticRegressionCV on the same folds: the fits are weighted either
+    # way, the held-out scores only if the scorer asks for the weights
+    X, y = standardised(load_wine)
+    Cs = np.logspace(-2, 1, 4)
+    folds = list(StratifiedKFold(4, shuffle=True, random_state=0).split(X, y))
+    weight = np.random.default_rng(0).uniform(0.2, 3.0, size=len(y))
+    scorer = get_scorer("neg_log_loss").set_score_request(sample_weight=request_weight)
+    reference = reference_cv(X, y, Cs, folds, weight, scoring=scorer)
+    ours = MultinomialLogitClassifierCV(Cs=Cs, cv=folds, scoring=scorer, **TIGHT)
+    ours.fit(X, y, sample_weight=weight)
+    np.testing.assert_allclose(ours.scores_[:, 0, :], reference_scores(reference), rtol=3e-5)
+    # score() routes the same way: weights the scorer declined are refused,
+    # as LogisticRegressionCV.score refuses them
+    if request_weight:
+        expected = -log_loss(y, ours.predict_proba(X), sample_weight=weight)
+        assert ours.score(X, y, sample_weight=weight) == pytest.approx(expected, rel=1e-12)
+    else:
+        with pytest.raises(TypeError, match="not routed to any object"):
+            ours.score(X, y, sample_weight=weight)
+        expected = -log_loss(y, ours.predict_proba(X))
+        assert ours.score(X, y) == pytest.approx(expected, rel=1e-12)
+
+
+def test_weights_a_scorer_was_not_asked_about_as_logistic_regression_cv(metadata_routing):
+    # refused with scikit-learn 1.9 (UnsetMetadataPassedError), used with 1.6
+    X, y = standardised(load_iris)
+    weight = np.ones(len(y))
+
+    def outcome(model):
+        try:
+            model.fit(X, y, sample_weight=weight)
+        except Exception as error:  # noqa: BLE001 - the type is what is compared
+            return type(error)
+        return None
+
+    ours = outcome(MultinomialLogitClassifierCV(Cs=2))
+    assert ours == outcome(LogisticRegressionCV(Cs=2, max_iter=1000))
+    if SKLEARN_VERSION >= (1, 9):
+        assert ours is not None and ours.__name__ == "UnsetMetadataPassedError"
+
+
+def test_routing_gives_the_splitter_its_groups(metadata_routing):
+    X, y = standardised(load_wine)
+    groups = np.arange(len(y)) % 4
+    explicit = MultinomialLogitClassifierCV(Cs=3, cv=list(GroupKFold(4).split(X, y, groups)))
+    explicit.fit(X, y)
+    for cv in (GroupKFold(4), GroupKFold(4).split(X, y, groups)):  # a generator is used once
+        routed = MultinomialLogitClassifierCV(Cs=3, cv=cv).fit(X, y, groups=groups)
+        np.testing.assert_array_equal(routed.scores_, explicit.scores_)
+
+
+def test_other_metadata_need_routing():
+    X, y = standardised(load_iris)
+    with pytest.raises(ValueError, match="enable_metadata_routing=True"):
+        MultinomialLogitClassifierCV(Cs=2).fit(X, y, extra=np.ones(len(y)))
+
+
+@pytest.mark.parametrize("part", ["training", "held-out"])
+def test_a_fold_of_zero_weight_is_refused_by_name(part):
+    X, y = standardised(load_wine)
+    folds = list(StratifiedKFold(3).split(X, y))
+    weight = np.ones(len(y))
+    train, test = folds[1]
+    if part == "training":
+        weight[train] = 0.0
+    else:
+        weight[test] = 0.0
+    with pytest.raises(ValueError, match=f"fold 1: the {part} rows"):
+        MultinomialLogitClassifierCV(Cs=2, cv=folds).fit(X, y, sample_weight=weight)

@@ -502,6 +502,45 @@ def test_cross_validation_on_dask_equals_the_in_memory_one(client, scoring, weig
     assert_same_coef(on_cluster.coefs_paths_, in_memory.coefs_paths_)
 
 
+def test_cross_validation_on_dask_trains_on_the_training_rows_only(client, problem):
+    # A time-series split leaves later rows out of both parts of a fold, and a
+    # resampling splitter repeats rows: each fold fits its training rows as
+    # often as they are listed, as in memory.
+    from sklearn.model_selection import TimeSeriesSplit
+
+    from skmultilogit import MultinomialLogitClassifierCV
+
+    X, y, sample_weight = problem
+    rows = np.arange(len(y))
+    repeated = (np.r_[rows[:3000], rows[:1000]], rows[3000:])
+    X_dask, y_dask, weight_dask = as_dask(X, y, sample_weight)
+    for folds in (list(TimeSeriesSplit(3).split(X)), [repeated]):
+        params = dict(Cs=3, cv=folds, tol=1e-10)
+        in_memory = MultinomialLogitClassifierCV(**params).fit(X, y, sample_weight=sample_weight)
+        on_cluster = MultinomialLogitClassifierCV(**params)
+        on_cluster.fit(X_dask, y_dask, sample_weight=weight_dask)
+        assert_same_coef(on_cluster.coefs_paths_, in_memory.coefs_paths_)
+        np.testing.assert_allclose(on_cluster.scores_, in_memory.scores_, rtol=1e-9)
+
+
+def test_cross_validation_on_dask_refuses_a_fold_of_zero_weight(client, problem):
+    from skmultilogit import MultinomialLogitClassifierCV
+
+    X, y, _ = problem
+    rows = np.arange(len(y))
+    # the second fold trains on rows 4000.. only, whose weights are 0
+    folds = [(rows[:2000], rows[2000:4000]), (rows[4000:], rows[:2000])]
+    weight = np.where(rows >= 4000, 0.0, 1.0)
+    X_dask, y_dask, weight_dask = as_dask(X, y, weight)
+    cv = MultinomialLogitClassifierCV(Cs=2, cv=folds)
+    with pytest.raises(ValueError, match="training rows' weights .* sum to 0"):
+        cv.fit(X_dask, y_dask, sample_weight=weight_dask)
+    with pytest.raises(ValueError, match="held-out rows' sample_weight sums to 0"):
+        cv.set_params(cv=[(rows[:4000], rows[4000:])]).fit(
+            X_dask, y_dask, sample_weight=weight_dask
+        )
+
+
 def test_cross_validation_on_dask_leaves_X_where_it_is(client):
     from skmultilogit import MultinomialLogitClassifierCV
 

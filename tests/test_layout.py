@@ -24,6 +24,7 @@ LAYERS = [
     ["_dask"],
     ["_prediction"],
     ["_classifier"],
+    ["_cv_folds"],
     ["_cv"],
     ["_inference"],
     [""],  # skmultilogit/__init__.py
