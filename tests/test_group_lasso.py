@@ -196,6 +196,31 @@ def test_hard_cases_converge_in_few_iterations():
     assert optimality_residual(model, X, y, 100.0, 1.0) <= 1e-6
 
 
+def test_float32_data_converge_or_stop_at_their_precision():
+    # float32 products make F noisy at ~1e-7: a line search on it halved the
+    # steps to nothing and accepted F unchanged, 100 identical iterations
+    # up to max_iter; the steps' decrease is now judged at that rounding
+    X, y = load_digits(return_X_y=True)
+    settings = dict(C=1e-3, l1_ratio=1.0, l1_groups="feature", fit_intercept=False)
+    reference = MultinomialLogitClassifier(**settings).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = MultinomialLogitClassifier(**settings).fit(X.astype(np.float32), y)
+    assert model.n_iter_[0] <= 10
+    # the float64 fit's coefficients to float32's resolution (6e-7 measured)
+    scale = np.abs(reference.coef_).max()
+    np.testing.assert_allclose(model.coef_, reference.coef_, rtol=0, atol=1e-5 * scale)
+    np.testing.assert_array_equal(
+        np.linalg.norm(model.coef_, axis=0) > 0, np.linalg.norm(reference.coef_, axis=0) > 0
+    )
+    # a tol below float32's resolution: a precision warning within a few
+    # steps, not max_iter identical iterations
+    with pytest.warns(Warning, match="float32 precision"):
+        model = MultinomialLogitClassifier(**settings, tol=1e-13, max_iter=1000)
+        model.fit(X.astype(np.float32), y)
+    assert model.n_iter_[0] <= 20
+
+
 def test_a_warm_start_on_a_feature_that_became_constant_drops_it():
     # an inert column has no curvature under the pure group lasso: zero is
     # its minimiser, where block coordinate descent used to leave it as it was

@@ -38,6 +38,7 @@ import numpy as np
 from scipy.optimize import OptimizeResult
 
 from .._penalties import block_soft_threshold, group_stationarity
+from ._newton_cholesky import objective_rounding
 
 # Armijo's fraction of the model's decrease a step must achieve.
 ARMIJO = 1e-4
@@ -49,9 +50,9 @@ MAX_SWEEPS = 500
 # most this many steps each time (see _active_newton).
 NEWTON_EVERY = 3
 NEWTON_STEPS = 5
-# A model decrease below this fraction of |F| is rounding: the step is taken
-# whole, without a line search that cannot tell.
-UNMEASURABLE = 16 * float(np.finfo(np.float64).eps)
+# Steps in a row that change F by no more than its rounding without halving
+# the stationarity measure, before the run stops (precision).
+MAX_STALLED = 5
 
 
 def _group_sweep(u, residual, hessian, groups, weights, lipschitz):
@@ -163,15 +164,25 @@ def model_minimiser(x, grad, hessian, problem, accuracy):
 def proximal_newton(tracer, theta0, tol, max_iter, **_):
     """Proximal Newton on ``tracer.problem`` (a group-lasso problem), from ``theta0``.
 
+    A change of ``F`` below its rounding (16 machine epsilons of X's dtype,
+    relative: float32 products make ``F`` noisy at ~1e-6) cannot be measured:
+    a predicted decrease that small is taken whole, the model deciding, and
+    the line search stops once the decrease it asks for is that small
+    (halving further would accept ``F`` unchanged, a step of nothing).
+    :data:`MAX_STALLED` steps in a row that leave ``F`` within its rounding
+    and do not halve the smallest stationarity measure seen end the run
+    (precision).
+
     Returns a scipy ``OptimizeResult`` with ``x``, ``nit`` and ``message``.
     """
     problem = tracer.problem
+    rounding = objective_rounding(problem.loss.data)
     x = np.array(theta0, dtype=np.float64, copy=True)
     f, grad = tracer.loss_gradient(x)
     n_iter, message = 0, "reached max_iter"
-    unmeasurable_before = False
+    stalled = 0
+    stationarity = best = np.max(np.abs(problem.stationarity(x, grad)), initial=0.0)
     while n_iter < max_iter:
-        stationarity = np.max(np.abs(problem.stationarity(x, grad)), initial=0.0)
         if stationarity <= tol:
             message = "the smallest subgradient is below tol"
             break
@@ -183,31 +194,34 @@ def proximal_newton(tracer, theta0, tol, max_iter, **_):
         if not decrease < 0:
             message = "the model predicts no decrease"
             break
-        unmeasurable = -decrease <= UNMEASURABLE * abs(f)
-        if unmeasurable:
-            # F cannot tell the step's decrease from rounding, so a line
-            # search would halve it to nothing (accepting f_trial == f): the
-            # model, exact at this scale, decides. Twice in a row without
-            # progress is precision exhausted.
-            trial = x + step
+        measurable = -decrease > rounding * abs(f)
+        t = 1.0
+        for _ in range(MAX_HALVINGS):
+            trial = x + t * step
             f_trial, grad_trial = tracer.loss_gradient(trial)
-            new_stationarity = np.max(np.abs(problem.stationarity(trial, grad_trial)), initial=0.0)
-            if unmeasurable_before and not new_stationarity < stationarity:
-                message = "the objective can no longer tell the steps' decrease (precision)"
+            # unmeasurable: the model, exact at this scale, decides
+            if not measurable or f_trial <= f + ARMIJO * t * decrease:
                 break
-        else:
-            t = 1.0
-            for _ in range(MAX_HALVINGS):
-                trial = x + t * step
-                f_trial, grad_trial = tracer.loss_gradient(trial)
-                if f_trial <= f + ARMIJO * t * decrease:
-                    break
-                t *= 0.5
-            else:
-                message = "the line search found no decrease (precision)"
+            if -ARMIJO * t * decrease <= rounding * abs(f):
+                t = 0.0  # the decrease asked for is now below F's rounding
                 break
-        unmeasurable_before = unmeasurable
-        x, f, grad = trial, f_trial, grad_trial
+            t *= 0.5
+        if t == 0.0:
+            message = "the line search found no decrease (precision)"
+            break
+        new_stationarity = np.max(np.abs(problem.stationarity(trial, grad_trial)), initial=0.0)
+        # progress: F measurably lower, or the stationarity measure halved
+        # from the best seen (rounding makes it wander within a factor of 2)
+        progress = abs(f_trial - f) > rounding * abs(f) or new_stationarity < 0.5 * best
+        stalled = 0 if progress else stalled + 1
+        best = min(best, new_stationarity)
+        x, f, grad, stationarity = trial, f_trial, grad_trial, new_stationarity
         n_iter += 1
         tracer.callback(OptimizeResult(x=x))
+        if stalled >= MAX_STALLED:
+            message = (
+                "the objective can no longer tell the steps' decrease, nor the "
+                "stationarity shrink (precision)"
+            )
+            break
     return OptimizeResult(x=x, nit=n_iter, message=message)
