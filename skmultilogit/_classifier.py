@@ -132,9 +132,12 @@ class MultinomialLogitClassifier(
     tol : float, default=1e-6
         Converged when the largest entry of the gradient of the objective
         divided by ``C * sum(s)``, in the solver's scaled coordinates, is at
-        most ``tol``. A run that stops because the objective no longer
-        decreases in floating point counts as converged if that entry is
-        below ``max(tol, sqrt(machine epsilon))``, about 1.5e-8; any other
+        most ``tol`` (for ``C * sum(s) < 1`` each coefficient's entry is
+        weighted so that the test means what it means at ``C * sum(s) = 1``,
+        and a tiny C still gets exact coefficients). A run that stops
+        because the objective no longer decreases in floating point counts
+        as converged if that entry is below ``max(tol, sqrt(machine
+        epsilon))``, about 1.5e-8; any other
         stop short of ``tol`` raises a ConvergenceWarning. The default is
         tighter than LogisticRegression's 1e-4 because a gradient entry of
         1e-4 can leave the objective far from its minimum when the penalty

@@ -271,6 +271,40 @@ def feature_scale(spread, penalty):
     return scale
 
 
+def stationarity_weight(spread, penalty):
+    """Per-feature factors of the coefficients' gradient entries in the stopping test.
+
+    Below ``C * sum(s) = 1`` (``lambda > 1``) :func:`feature_scale` caps the
+    penalty's curvature at 1, which keeps the optimiser's coordinates well
+    conditioned but, where the penalty dominates a feature's data
+    curvature, makes its optimal coefficient tiny in them and divides its
+    gradient by about ``sqrt(lambda) / spread``: at ``C * sum(s) = 1e-18`` a
+    gradient test there was met at the start, and lbfgs returned
+    coefficients -800 times the optimum without a warning. The entries are
+    therefore multiplied by ``sigma / sigma_0``, the capped scale over the
+    uncapped one, but by no more than ``sqrt(1 + lambda / spread^2)``, how
+    far the penalty dominates the data,
+
+    .. math::
+
+        w_j = \\min\\Bigl(\\sqrt{\\frac{t_j^2 + \\lambda}{t_j^2 + \\min(\\lambda, 1)}},\\;
+                          \\sqrt{1 + \\lambda / \\text{spread}_j^2}\\Bigr),
+        \\qquad t_j = \\operatorname{clip}(\\text{spread}_j, 1/B, B):
+
+    1 for ``lambda <= 1``, and 1 where the data dominate however large
+    ``lambda`` is (``X t`` with ``C / t^2`` is the same problem as ``X``
+    with ``C``, and is tested the same). Constant features get 1: their
+    coefficients are the penalty's alone.
+    """
+    target = np.clip(spread, 1.0 / SPREAD_BAND, SPREAD_BAND)
+    capped = np.sqrt((target**2 + penalty) / (target**2 + min(penalty, 1.0)))
+    with np.errstate(divide="ignore", over="ignore"):
+        dominance = np.sqrt(1.0 + penalty / np.square(spread))
+    weight = np.minimum(capped, dominance)
+    weight[~np.isfinite(weight) | ~(spread > 0)] = 1.0
+    return weight
+
+
 def check_representable(spread, dtype, free):
     """Raise ValueError if an unpenalised fit needs coefficients beyond ``dtype``'s range.
 
@@ -309,15 +343,35 @@ class ConditionedProblem:
         It is set to zero exactly, not computed: computed, it is rounding
         noise along a direction of no curvature, which L-BFGS and Newton
         follow to coefficients of 1e14 when there is no penalty.
+    spread : ndarray of shape (n_features,), optional
+        The features' spreads (from :func:`feature_mean_scale`): with them
+        the stopping test weights each feature's coefficient gradient entries
+        (:func:`stationarity_weight`) and :meth:`polish` can finish a fit
+        that the penalty dominates; without them neither.
     """
 
     bounds = None
 
-    def __init__(self, loss, mean, scale, inert=None):
+    # polish: gradient steps while each at least quarters the coefficients' error
+    POLISH_CONTRACTION = 0.25
+    POLISH_STEPS = 5
+
+    def __init__(self, loss, mean, scale, inert=None, spread=None):
         self.loss = loss
         self.mean = mean
         self.scale = scale
         self.inert = inert if inert is not None and inert.any() else None
+        self.spread = spread
+        self.test_weight = None
+        strength = loss.penalty.l2_strength
+        if spread is not None and strength > 1.0:
+            weight = stationarity_weight(spread, strength)
+            self.test_weight = np.ones(loss.n_params)
+            self.test_weight[: loss.n_classes * loss.n_features] = np.tile(weight, loss.n_classes)
+
+    def weighted(self, vector):
+        """``vector`` (the parameters' gradient or stationarity) times the test's weights."""
+        return vector if self.test_weight is None else vector * self.test_weight
 
     def to_original(self, theta):
         """Map conditioned parameters ``(V, c)`` to ``(W, b)``, flat."""
@@ -437,9 +491,40 @@ class ConditionedProblem:
         return self.loss.data.curvature(coef, intercept)
 
     def stationarity(self, theta, grad):
-        """The vector whose largest entry is tested against ``tol``: the gradient."""
-        return grad
+        """The vector whose largest entry is tested against ``tol``: the gradient (weighted)."""
+        return self.weighted(grad)
 
     def polish(self, theta, f, grad):
-        """A final point no worse than ``theta`` (objective ``f``), here ``theta`` itself."""
+        """A final point no worse than ``theta`` (objective ``f``): fixed-point steps on a tiny C.
+
+        Where the penalty's curvature ``lambda`` dominates the data's
+        (``C * sum(s)`` far below 1), the optimal coefficients are
+        ``W = -g(W, b) / lambda`` with ``g`` the data term's gradient, which
+        hardly moves with ``W``; the objective changes by less than its
+        rounding between ``W = 0`` and the optimum, so line searches cannot
+        find it. The steps ``W <- W - grad_W f / lambda`` (in these
+        coordinates ``V <- V - sigma^2 grad_V f / lambda``) contract the
+        error by ``||H_data|| / lambda``, bounded here by half the sum of
+        the squared spreads over ``lambda``: taken where that is at most
+        :data:`POLISH_CONTRACTION`, up to :data:`POLISH_STEPS` of them,
+        each kept while it shrinks the test's largest entry.
+        """
+        loss = self.loss
+        strength = loss.penalty.l2_strength
+        if self.test_weight is None:
+            return theta
+        variance = np.square(self.spread / self.scale)
+        if not np.max(self.scale**2) / strength * 0.5 * variance.sum() <= self.POLISH_CONTRACTION:
+            return theta
+        n_coef = loss.n_classes * loss.n_features
+        step = np.tile(self.scale**2, loss.n_classes) / strength
+        best = np.max(np.abs(self.stationarity(theta, grad)), initial=0.0)
+        for _ in range(self.POLISH_STEPS):
+            candidate = theta.copy()
+            candidate[:n_coef] -= step * grad[:n_coef]
+            _, candidate_grad = self.loss_gradient(candidate)
+            measure = np.max(np.abs(self.stationarity(candidate, candidate_grad)), initial=0.0)
+            if not measure < best:
+                break
+            theta, grad, best = candidate, candidate_grad, measure
         return theta

@@ -346,8 +346,8 @@ class BoxProblem:
         return self.conditioned.loss_gradient(x)
 
     def stationarity(self, x, grad):
-        """The projected gradient (:func:`projected_gradient`), what L-BFGS-B tests."""
-        return projected_gradient(x, grad, *self.bounds)
+        """The projected gradient (:func:`projected_gradient`), weighted for the stopping test."""
+        return self.conditioned.weighted(projected_gradient(x, grad, *self.bounds))
 
     def polish(self, x, f, grad):
         """:func:`snapped_to_bounds`."""
@@ -421,9 +421,15 @@ class L1SplitProblem:
 
         Where a variable is off its bounds by more than its gradient this is
         the gradient, so after :meth:`polish` it equals the smallest
-        subgradient of the original objective.
+        subgradient of the original objective. Weighted for the stopping
+        test as the conditioned problem's gradient, each part of the split
+        as its coefficient.
         """
-        return projected_gradient(x, grad, *self.bounds)
+        stationarity = projected_gradient(x, grad, *self.bounds)
+        weight = self.conditioned.test_weight
+        if weight is None:
+            return stationarity
+        return stationarity * np.concatenate([weight[: self.n_coef], weight])
 
     def polish(self, x, f, grad):
         """Put on their bound the split variables that a unit projected-gradient step reaches.
@@ -551,8 +557,10 @@ class GroupLassoProblem:
         return hessian
 
     def stationarity(self, x, grad):
-        """The smallest subgradient (:func:`group_stationarity`)."""
-        return group_stationarity(x, grad, self.groups, self.group_weights, self.n_coef)
+        """The smallest subgradient (:func:`group_stationarity`), weighted for the stopping test."""
+        return self.conditioned.weighted(
+            group_stationarity(x, grad, self.groups, self.group_weights, self.n_coef)
+        )
 
     def polish(self, x, f, grad):
         """Dropped groups are exact zeros already (block soft-thresholding)."""

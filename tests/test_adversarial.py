@@ -295,6 +295,35 @@ def test_tiny_C_gives_the_class_prior_model(C, solver, l1_ratio):
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize(
+    "C, sample_weight", [(1e-20, 1.0), (1e-30, 1.0), (1e-300, 1.0), (1.0, 1e-20)]
+)
+def test_tiny_C_gives_the_first_order_coefficients(solver, fit_intercept, C, sample_weight):
+    # As C sum(s) -> 0 the optimum tends to W = C X_c^T diag(s) (Y - P0),
+    # written out here (P0 the weighted class shares with an intercept, 1/K
+    # without; X_c centred with one): exact to rounding at these C. The
+    # stopping test once weighed the coefficients' gradient in coordinates
+    # that shrank it by sqrt(1 / (C sum(s))): lbfgs and newton-cg returned
+    # -800 and 3400 times this, or zeros, without a warning.
+    X, y = noisy_problem()
+    X = X * [1.0, 30.0, 0.02, 1.0]  # features in other units than 1
+    weight = np.full(len(y), sample_weight)
+    onehot = np.eye(3)[y]
+    if fit_intercept:
+        share = weight @ onehot / weight.sum()
+        centred = X - weight @ X / weight.sum()
+    else:
+        share, centred = np.full(3, 1 / 3), X
+    expected = C * (centred.T @ (weight[:, None] * (onehot - share))).T
+    clf = MultinomialLogitClassifier(C=C, solver=solver, fit_intercept=fit_intercept)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf.fit(X, y, sample_weight=weight)
+    np.testing.assert_allclose(clf.coef_, expected, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
 def test_huge_C_is_no_penalty(solver):
     X, y = noisy_problem()
     clf = fit_quietly(MultinomialLogitClassifier(C=1e300, solver=solver, **TIGHT), X, y)

@@ -562,7 +562,14 @@ def test_compact_lbfgs_shrinks_a_first_step_whose_objective_overflows():
 
     data = type("Data", (), {"dtype": np.dtype(np.float64)})
     tracer = type("Tracer", (), {"loss_gradient": staticmethod(loss_gradient)})()
-    tracer.problem = type("Problem", (), {"loss": type("Loss", (), {"data": data})})
+    tracer.problem = type(
+        "Problem",
+        (),
+        {
+            "loss": type("Loss", (), {"data": data}),
+            "stationarity": staticmethod(lambda theta, grad: grad),
+        },
+    )
     tracer.callback = lambda res: None
     res = CompactLBFGS(tracer, tol=1e-10, max_iter=50).solve(np.array([0.0, 0.45, 0.0]))
     assert res.message == "gradient tolerance met"

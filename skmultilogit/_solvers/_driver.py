@@ -12,11 +12,12 @@ The objective handed to the optimiser is ``F / (C * sum(s))`` (``F / sum(s)``
 when ``C = inf``), as in scikit-learn, so that ``tol`` does not depend on the
 number of samples. A run has converged when the largest absolute entry of the
 gradient in the conditioned coordinates is at most ``tol`` (the projected
-gradient for a bound-constrained problem), or, when the optimiser stopped by
-itself because the objective no longer decreases in floating point, at most
-``max(tol, sqrt(eps))``: below that, float64 cannot resolve further progress
-on most problems. Anything else is reported as not converged, whatever the
-optimiser said.
+gradient for a bound-constrained problem; below ``C * sum(s) = 1`` the
+coefficients' entries weighted by ``_conditioning.stationarity_weight``),
+or, when the optimiser stopped by itself because the objective no longer
+decreases in floating point, at most ``max(tol, sqrt(eps))``: below that,
+float64 cannot resolve further progress on most problems. Anything else is
+reported as not converged, whatever the optimiser said.
 """
 
 from dataclasses import dataclass
@@ -281,8 +282,11 @@ def conditioned_problem(loss, feature_stats):
     ``feature_stats`` is ``feature_mean_scale(loss.data, loss.fit_intercept)``.
     """
     mean, spread = feature_stats
-    scale = feature_scale(spread, loss.penalty.l2_strength)
-    return loss.penalty.problem(ConditionedProblem(loss, mean, scale, inert=spread == 0))
+    strength = loss.penalty.l2_strength
+    conditioned = ConditionedProblem(
+        loss, mean, feature_scale(spread, strength), inert=spread == 0, spread=spread
+    )
+    return loss.penalty.problem(conditioned)
 
 
 def stationarity_max(loss, w, feature_stats=None):

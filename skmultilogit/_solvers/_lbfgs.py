@@ -235,8 +235,9 @@ class CompactLBFGS:
         self.projections = projections
 
     def converged(self):
-        """The driver's criterion: the largest gradient entry at most ``tol``."""
-        return not np.max(np.abs(self.grad), initial=0.0) > self.tol
+        """The driver's criterion: the largest (weighted) gradient entry at most ``tol``."""
+        stationarity = self.tracer.problem.stationarity(self.theta, self.grad)
+        return not np.max(np.abs(stationarity), initial=0.0) > self.tol
 
     def solve(self, theta0):
         """Run from ``theta0``; a scipy-style result (``x``, ``fun``, ``jac``, ``nit``, ...)."""

@@ -141,6 +141,10 @@ class NewtonInRounds:
             damping=absolute_damping(damping, data_hessian),
         )
 
+    def grad_max(self, theta, grad):
+        """The driver's criterion's measure: the largest (weighted) gradient entry."""
+        return np.max(np.abs(self.problem.stationarity(theta, grad)), initial=0.0)
+
     def solve(self, theta0):
         """Run from ``theta0``; a scipy-style result (``x``, ``nit``, ``message``)."""
         theta = np.array(theta0, dtype=np.float64)
@@ -150,7 +154,7 @@ class NewtonInRounds:
         message = "gradient tolerance met"
         n_iter = in_rounding = 0
         fresh = False
-        while np.max(np.abs(grad), initial=0.0) > self.tol:
+        while self.grad_max(theta, grad) > self.tol:
             if n_iter >= self.max_iter:
                 message = "maximum number of iterations reached"
                 break
@@ -209,11 +213,11 @@ class NewtonInRounds:
             in_rounding = in_rounding + 1 if within_rounding else 0
             self.tracer.callback(OptimizeResult(x=theta, fun=f))
             fresh = not renewed and gain < REBUILD_GAIN
-            if in_rounding >= 5 and np.max(np.abs(grad)) > self.tol:
+            if in_rounding >= 5 and self.grad_max(theta, grad) > self.tol:
                 message = "no decrease beyond rounding for 5 steps: precision exhausted"
                 break
         small = product_size(self.problem.loss.data) < POLISH_BELOW
-        if small and n_iter < self.max_iter and np.max(np.abs(grad), initial=0.0) <= self.tol:
+        if small and n_iter < self.max_iter and self.grad_max(theta, grad) <= self.tol:
             if factor is None or factor_damping:
                 factor = None
                 factor = self.factorise(hessian)

@@ -35,6 +35,12 @@ def finish(tracer, res, max_iter):
     res.nit += steps
 
 
+def scipy_gtol(problem, tol):
+    """``tol`` for scipy's unweighted gradient test: tightened by the largest test weight."""
+    weight = getattr(getattr(problem, "conditioned", problem), "test_weight", None)
+    return tol if weight is None else tol / float(weight.max())
+
+
 def lbfgs_b(tracer, theta0, tol, max_iter):
     """scipy's L-BFGS-B from ``theta0``, under the problem's bounds (an L1 split, a box)."""
     bounds = tracer.problem.bounds
@@ -49,7 +55,7 @@ def lbfgs_b(tracer, theta0, tol, max_iter):
             "maxiter": max_iter,
             "maxfun": max(15000, 2 * max_iter),
             "maxls": 50,
-            "gtol": tol,
+            "gtol": scipy_gtol(tracer.problem, tol),
             # tol decides: with ftol=0 L-BFGS-B goes on while the objective
             # still decreases at all (scikit-learn's 64 * eps stops up to
             # 10x short of the optimum in coef on flat problems).
@@ -77,8 +83,8 @@ def newton_cg(tracer, theta0, tol, max_iter, **_):
         callback=tracer.callback,
         # trust-ncg tests the Euclidean norm; the largest entry (our
         # criterion) is never larger, so meeting gtol meets tol.
-        options={"maxiter": max_iter, "gtol": tol},
+        options={"maxiter": max_iter, "gtol": scipy_gtol(tracer.problem, tol)},
     )
-    if res.status == 2 and np.max(np.abs(res.jac), initial=0.0) > tol and res.nit < max_iter:
+    if res.status == 2 and short_of(tracer, res, tol) and res.nit < max_iter:
         finish(tracer, res, max_iter)
     return res
