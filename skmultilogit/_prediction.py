@@ -56,7 +56,7 @@ class LinearPredictorMixin:
         a time, where the whole product cast all of X.) Row slices of a CSC
         matrix cost a pass over it each, so CSC X is one block.
         """
-        check_is_fitted(self)
+        check_is_fitted(self, ("coef_", "intercept_", "classes_"))
         namespace = _array_api.input_namespace(X)
         model_namespace = _array_api.input_namespace(self.coef_)
         if namespace is not None or model_namespace is not None:

@@ -43,6 +43,21 @@ def test_bad_X_is_rejected_in_predict():
         MultinomialLogitClassifier().predict(X_OK)
 
 
+def test_a_first_fit_that_failed_leaves_the_estimator_unfitted():
+    # validation set n_features_in_ before the fit failed: that alone is
+    # not a fitted model (an AttributeError on coef_ before)
+    from skmultilogit import MultinomialLogitClassifierCV, inference
+
+    for estimator in (MultinomialLogitClassifier(), MultinomialLogitClassifierCV(Cs=2)):
+        with pytest.raises(ValueError, match="at least 2 classes"):
+            estimator.fit(X_OK, np.zeros(len(Y_OK)))
+        for method in ("predict", "predict_proba", "decision_function"):
+            with pytest.raises(NotFittedError):
+                getattr(estimator, method)(X_OK)
+        with pytest.raises(NotFittedError):
+            inference(estimator, X_OK, Y_OK)
+
+
 @pytest.mark.parametrize(
     "y, match",
     [

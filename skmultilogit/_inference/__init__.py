@@ -225,7 +225,7 @@ def inference(
     >>> bool(np.all((lower <= clf.predict_proba(X[:3])) & (clf.predict_proba(X[:3]) <= upper)))
     True
     """
-    check_is_fitted(estimator)
+    check_is_fitted(estimator, ("coef_", "intercept_", "classes_"))
     # A model fitted on device arrays, and data of another namespace, are
     # read back: inference runs in numpy (see docs/array_api.rst).
     estimator = model_on_host(estimator)
