@@ -41,8 +41,13 @@ from ._validation import (
 )
 
 
-def _rows_chunked(X):
-    """X with a single chunk along the columns (blocks of whole rows)."""
+def _rows_chunked(X, row_sizes=True):
+    """X with a single chunk along the columns (blocks of whole rows).
+
+    ``row_sizes``: whether the blocks' numbers of rows must be known (a
+    fit's folds and weights are placed by them; a prediction maps block by
+    block whatever they are). The number of columns must be known.
+    """
     if not hasattr(X, "chunks"):
         raise TypeError(
             f"Dask input must be a dask array; got {type(X).__name__}. For a Dask DataFrame "
@@ -50,9 +55,10 @@ def _rows_chunked(X):
         )
     if X.ndim != 2:
         raise ValueError(f"X must be a 2-d Dask array; got {X.ndim} dimension(s).")
-    if any(np.isnan(size) for size in X.shape) or any(
-        np.isnan(size) for chunk in X.chunks for size in chunk
-    ):
+    unknown = [np.isnan(size) for size in X.chunks[1]]
+    if row_sizes:
+        unknown += [np.isnan(size) for size in X.chunks[0]]
+    if any(unknown):
         raise ValueError(
             "X has unknown chunk sizes (as after boolean indexing): call "
             "X.compute_chunk_sizes() first."
@@ -334,8 +340,8 @@ def _predict_block(X_block, *, estimator, method):
 
 
 def predict_blocks(estimator, method, X):
-    """``estimator.<method>`` mapped lazily over X's row blocks."""
-    X = _rows_chunked(X)
+    """``estimator.<method>`` mapped lazily over X's row blocks (of known sizes or not)."""
+    X = _rows_chunked(X, row_sizes=False)
     if X.shape[1] != estimator.n_features_in_:
         raise ValueError(
             f"X has {X.shape[1]} features, but {type(estimator).__name__} is expecting "

@@ -204,6 +204,20 @@ def test_bad_dask_input(client, problem):
                 MultinomialLogitClassifier(solver=solver).fit(X_empty.compute(), y_empty.compute())
 
 
+def test_prediction_runs_on_blocks_of_unknown_sizes(client, problem):
+    # rows selected by a mask: their number is known only once computed
+    X, y, _ = problem
+    fitted = MultinomialLogitClassifier().fit(X, y)
+    X_dask = as_dask(X)[0]
+    mask = X[:, 0] > 0.3
+    selected = X_dask[X_dask[:, 0] > 0.3]
+    assert np.isnan(selected.shape[0])
+    np.testing.assert_allclose(
+        fitted.predict_proba(selected).compute(), fitted.predict_proba(X[mask]), rtol=1e-12
+    )
+    np.testing.assert_array_equal(fitted.predict(selected).compute(), fitted.predict(X[mask]))
+
+
 def test_empty_blocks_scalar_weights_and_prediction_dtypes(client, problem):
     pd = pytest.importorskip("pandas")
     X, y, _ = problem
