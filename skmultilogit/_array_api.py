@@ -69,10 +69,21 @@ def read_back(value):
     """``value`` as numpy if it is an array of another array-API namespace; else as is.
 
     Whatever the ``array_api_dispatch`` setting (see :func:`namespace_of`).
+    Where the dispatch is not available (``SCIPY_ARRAY_API`` unset), an
+    array numpy can read itself (a tensor on the CPU) is read as numpy
+    reads the rest of the input with the dispatch off.
     """
     if isinstance(value, np.ndarray) or not hasattr(value, "__dlpack__"):
         return value
-    namespace = namespace_of(value)
+    try:
+        namespace = namespace_of(value)
+    except ValueError:
+        if hasattr(value, "__array__"):
+            try:
+                return np.asarray(value)
+            except (TypeError, RuntimeError):  # on a GPU: only the dispatch reads it
+                pass
+        raise
     return value if namespace is None else to_numpy(value, namespace[0])
 
 

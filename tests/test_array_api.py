@@ -727,3 +727,33 @@ def test_bounds_given_as_device_arrays_are_those_bounds(namespace):
         clf.fit(xp.asarray(X, device=device), xp.asarray(y, device=device))
     np.testing.assert_allclose(to_numpy(clf.coef_), reference.coef_, atol=1e-8)
     assert np.any(np.isclose(reference.coef_, lower) | np.isclose(reference.coef_, upper))
+
+
+def test_cpu_tensors_for_groups_and_inference_without_scipy_array_api():
+    # With SCIPY_ARRAY_API unset scikit-learn's dispatch cannot start, and
+    # torch X, y and weights are read as numpy arrays; groups and the data
+    # of inference() were refused instead ("dispatch ... not available").
+    pytest.importorskip("torch")
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np, torch
+from sklearn.datasets import load_iris
+from sklearn.model_selection import GroupKFold
+from skmultilogit import MultinomialLogitClassifier, MultinomialLogitClassifierCV, inference
+X, y = load_iris(return_X_y=True)
+groups = np.arange(len(y)) % 3
+cv = dict(Cs=2, cv=GroupKFold(3))
+tensors = MultinomialLogitClassifierCV(**cv).fit(
+    torch.asarray(X), torch.asarray(y), groups=torch.asarray(groups)
+)
+arrays = MultinomialLogitClassifierCV(**cv).fit(X, y, groups=groups)
+assert np.array_equal(tensors.scores_, arrays.scores_)
+model = MultinomialLogitClassifier().fit(X, y)
+assert np.array_equal(
+    inference(model, torch.asarray(X), torch.asarray(y)).bse, inference(model, X, y).bse
+)
+"""
+    env = {name: value for name, value in os.environ.items() if name != "SCIPY_ARRAY_API"}
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300, env=env)
