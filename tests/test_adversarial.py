@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import sklearn
+from sklearn.datasets import load_wine
 from sklearn.exceptions import ConvergenceWarning, DataConversionWarning
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.model_selection import KFold
@@ -321,6 +322,25 @@ def test_tiny_C_gives_the_first_order_coefficients(solver, fit_intercept, C, sam
         warnings.simplefilter("error", ConvergenceWarning)
         clf.fit(X, y, sample_weight=weight)
     np.testing.assert_allclose(clf.coef_, expected, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize(
+    "solver, dtype, C",
+    [("lbfgs", np.float64, 1e-6), ("auto", np.float32, 3.16e-6), ("auto", np.float32, 1e-5)],
+)
+def test_a_small_C_on_raw_features_converges_as_at_C_one(solver, dtype, C):
+    # Raw wine (proline in the thousands) at C * sum(s) of 2e-4 to 2e-3: a
+    # stopping test tightened by the full sqrt(lambda) weights asked lbfgs
+    # for more than 100 iterations, and lifted float32 rounding above tol,
+    # on fits already within 2e-6 of LogisticRegression's coefficients.
+    X, y = load_wine(return_X_y=True)
+    reference = LogisticRegression(C=C, solver="newton-cholesky", tol=1e-12, max_iter=1000)
+    expected = reference.fit(X, y).coef_
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = MultinomialLogitClassifier(C=C, solver=solver).fit(X.astype(dtype), y)
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(clf.coef_, expected, rtol=0, atol=1e-5 * scale)
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
