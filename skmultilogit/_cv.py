@@ -38,12 +38,13 @@ from ._cv_folds import (
     metadata_router,
     routed_fit_params,
     routed_score_params,
+    scoring_on_the_rows,
     scoring_view,
 )
 from ._objective import FittedObjective
 from ._path import coefficient_path, fit_coefficients
 from ._prediction import LinearPredictorMixin
-from ._scoring import ON_THE_ROWS, neg_log_loss
+from ._scoring import neg_log_loss
 from ._validation import (
     check_bool,
     check_coef_bounds,
@@ -267,9 +268,10 @@ class MultinomialLogitClassifierCV(
         self.coef_bounds = coef_bounds
         self.l1_groups = l1_groups
 
-    # score's sample_weight goes to the scorer (routed as it requests it),
-    # as in LogisticRegressionCV: not a request of this estimator's own
-    __metadata_request__score = {"sample_weight": metadata_routing.UNUSED}
+    # fit's groups are the splitter's (routed to it when it asks for them),
+    # not a request of this estimator's own: an outer search then routes them
+    # here as it does to LogisticRegressionCV, whose splitter asks for them
+    __metadata_request__fit = {"groups": metadata_routing.UNUSED}
 
     @with_callbacks
     def fit(self, X, y, sample_weight=None, groups=None, **params):
@@ -517,17 +519,12 @@ class MultinomialLogitClassifierCV(
     def _dask_paths(self, X, y, sample_weight, metadata, Cs, l1_ratios, params):
         """The fold paths on a Dask cluster: folds selected where the rows live (see ``_dask``).
 
-        The scores are of the rows' weights: the scorers computed there are
-        named by strings, which request no metadata under routing.
+        The held-out scores are weighted by the fit's ``sample_weight`` when
+        the scorer gets it (``metadata``), and by nothing else.
         """
         from ._dask import class_indices, fold_path, prepare_dask_data
 
-        if self.scoring not in ON_THE_ROWS:
-            raise ValueError(
-                f"scoring={self.scoring!r} on Dask arrays: the held-out scores are computed "
-                "where the rows live, for 'neg_log_loss' and 'accuracy' (or None); use one "
-                "of them, or fit on data in memory."
-            )
+        scoring = scoring_on_the_rows(self.scoring, metadata[1], sample_weight)
         classes, data = prepare_dask_data(self, X, y, sample_weight, self.class_weight)
         self._add_penalty_params(params, len(classes), data.n_features, Cs, l1_ratios)
         self.n_features_in_ = data.n_features
@@ -538,7 +535,6 @@ class MultinomialLogitClassifierCV(
         rows = np.empty((data.n_samples, 0))  # the splitter needs the rows, not X
         split_params = metadata[0]
         folds = list(check_cv(self.cv, y, classifier=True).split(rows, y, **split_params))
-        scoring = "accuracy" if self.scoring is None else self.scoring
         task, fold_tasks = self._root_task(
             X, y_labels, sample_weight, classes, data.dtype, len(folds) * len(l1_ratios), len(Cs)
         )

@@ -11,7 +11,7 @@ splitter's ``split`` and the scorer's ``score`` get what they request of
 import inspect
 
 import numpy as np
-from sklearn.metrics import check_scoring, get_scorer, make_scorer
+from sklearn.metrics import accuracy_score, check_scoring, get_scorer, log_loss, make_scorer
 from sklearn.utils.metadata_routing import (
     MetadataRouter,
     MethodMapping,
@@ -22,7 +22,7 @@ from sklearn.utils.validation import _check_method_params
 
 from ._array_api import input_namespace, to_host, to_namespace, to_numpy
 from ._classifier import MultinomialLogitClassifier
-from ._scoring import neg_log_loss
+from ._scoring import ON_THE_ROWS, neg_log_loss
 
 
 def routing_scorer(scoring):
@@ -65,6 +65,51 @@ def routed_fit_params(estimator, sample_weight, groups, params):
     split_params = {} if groups is None else {"groups": groups}
     score_params = {} if sample_weight is None else {"sample_weight": sample_weight}
     return split_params, score_params
+
+
+def rows_scoring(scoring):
+    """``'neg_log_loss'`` or ``'accuracy'`` if ``scoring`` is one of them, else None.
+
+    By name (None is accuracy) or as scikit-learn's scorer of either
+    (``get_scorer``), which can carry a metadata request: the scores a fit
+    on Dask arrays computes where the rows live.
+    """
+    if isinstance(scoring, str) or scoring is None:
+        return ("accuracy" if scoring is None else scoring) if scoring in ON_THE_ROWS else None
+    if getattr(scoring, "_kwargs", None):
+        return None
+    function, sign = getattr(scoring, "_score_func", None), getattr(scoring, "_sign", None)
+    if function is log_loss and sign == -1:
+        return "neg_log_loss"
+    if function is accuracy_score and sign == 1:
+        return "accuracy"
+    return None
+
+
+def scoring_on_the_rows(scoring, score_params, sample_weight):
+    """``(name, weighted)`` of the held-out score a Dask fit computes where the rows live.
+
+    ``name`` from :func:`rows_scoring`; ``weighted`` whether the scorer gets
+    the fit's ``sample_weight`` (``score_params``, routed by
+    :func:`routed_fit_params`). Raises ValueError for any other scoring or
+    metadata: only the fit's weights live beside the rows.
+    """
+    name = rows_scoring(scoring)
+    if name is None:
+        raise ValueError(
+            f"scoring={scoring!r} on Dask arrays: the held-out scores are computed where "
+            "the rows live, for 'neg_log_loss' and 'accuracy' (or None, or scikit-learn's "
+            "scorer of either); use one of them, or fit on data in memory."
+        )
+    score_weight = score_params.get("sample_weight")
+    if set(score_params) - {"sample_weight"} or not (
+        score_weight is None or score_weight is sample_weight
+    ):
+        raise ValueError(
+            "On Dask arrays the held-out scores can be weighted by fit's sample_weight "
+            f"only; the scorer was routed {sorted(score_params)}."
+        )
+    return name, score_weight is not None
 
 
 def routed_score_params(estimator, sample_weight, params):

@@ -276,15 +276,18 @@ def _train_weight(X_block, pair_block):
     return pair_block[:, 1].sum()
 
 
-def _held_out_sums(X_block, pair_block, rows, *, coefs, fit_intercept, scoring):
+def _held_out_sums(X_block, pair_block, rows, *, coefs, fit_intercept, scoring, weighted):
     y_index = pair_block[rows, 0].astype(np.intp)
-    return score_sums(X_block[rows], y_index, pair_block[rows, 2], coefs, fit_intercept, scoring)
+    weight = pair_block[rows, 2] if weighted else np.ones(len(y_index))
+    return score_sums(X_block[rows], y_index, weight, coefs, fit_intercept, scoring)
 
 
 def fold_path(data, fold, Cs, l1_ratio, scoring, params, task):
     """One fold, one l1_ratio, on the cluster: as ``_cv._fold_path`` does in memory.
 
-    ``fold`` is ``(train, test)``. The fold's training data are all rows,
+    ``fold`` is ``(train, test)``; ``scoring`` is ``(name, weighted)``: the
+    score (``'neg_log_loss'`` or ``'accuracy'``) and whether the sample
+    weights weight it. The fold's training data are all rows,
     each weighted by its count in ``train`` (0 for the others), made where
     each block lives (a zero weight takes a row out of the loss, the
     gradient, the Hessian and the feature statistics alike); the held-out
@@ -293,6 +296,7 @@ def fold_path(data, fold, Cs, l1_ratio, scoring, params, task):
     fold's training rows exist only as weights on the cluster.
     """
     train, test = fold
+    scoring, weighted = scoring
     test_rows = _local_rows(test, data.blocks.rows)
     X_blocks = [block[0] for block in data.blocks.blocks]
     pairs = data.blocks.map(_only_rows, _local_rows(train, data.blocks.rows))
@@ -317,6 +321,7 @@ def fold_path(data, fold, Cs, l1_ratio, scoring, params, task):
         coefs=coefs,
         fit_intercept=params["fit_intercept"],
         scoring=scoring,
+        weighted=weighted,
     )
     sums = np.sum(sums, axis=0)
     if not sums[:, 1].min() > 0:

@@ -301,16 +301,10 @@ def test_routing_gives_the_scorer_the_weights_it_requests(metadata_routing, requ
     ours = MultinomialLogitClassifierCV(Cs=Cs, cv=folds, scoring=scorer, **TIGHT)
     ours.fit(X, y, sample_weight=weight)
     np.testing.assert_allclose(ours.scores_[:, 0, :], reference_scores(reference), rtol=3e-5)
-    # score() routes the same way: weights the scorer declined are refused,
-    # as LogisticRegressionCV.score refuses them
-    if request_weight:
-        expected = -log_loss(y, ours.predict_proba(X), sample_weight=weight)
-        assert ours.score(X, y, sample_weight=weight) == pytest.approx(expected, rel=1e-12)
-    else:
-        with pytest.raises(TypeError, match="not routed to any object"):
-            ours.score(X, y, sample_weight=weight)
-        expected = -log_loss(y, ours.predict_proba(X))
-        assert ours.score(X, y) == pytest.approx(expected, rel=1e-12)
+    # score() routes the same way: weights the scorer declined are not used
+    # (LogisticRegressionCV 1.6 does the same; 1.9 raises a TypeError)
+    expected = -log_loss(y, ours.predict_proba(X), sample_weight=weight if request_weight else None)
+    assert ours.score(X, y, sample_weight=weight) == pytest.approx(expected, rel=1e-12)
 
 
 def test_weights_a_scorer_was_not_asked_about_as_logistic_regression_cv(metadata_routing):
@@ -333,12 +327,30 @@ def test_weights_a_scorer_was_not_asked_about_as_logistic_regression_cv(metadata
 
 def test_routing_gives_the_splitter_its_groups(metadata_routing):
     X, y = standardised(load_wine)
-    groups = np.arange(len(y)) % 4
+    groups = np.arange(len(y)) % 8
     explicit = MultinomialLogitClassifierCV(Cs=3, cv=list(GroupKFold(4).split(X, y, groups)))
     explicit.fit(X, y)
-    for cv in (GroupKFold(4), GroupKFold(4).split(X, y, groups)):  # a generator is used once
-        routed = MultinomialLogitClassifierCV(Cs=3, cv=cv).fit(X, y, groups=groups)
-        np.testing.assert_array_equal(routed.scores_, explicit.scores_)
+    routed = MultinomialLogitClassifierCV(Cs=3, cv=GroupKFold(4)).fit(X, y, groups=groups)
+    np.testing.assert_array_equal(routed.scores_, explicit.scores_)
+    # a generator of splits is used once (routing reads cv, and must not use it up)
+    generator = GroupKFold(4).split(X, y, groups)
+    routed = MultinomialLogitClassifierCV(Cs=3, cv=generator).fit(X, y)
+    np.testing.assert_array_equal(routed.scores_, explicit.scores_)
+    # an outer search routes groups to the inner splitter, as it does for
+    # LogisticRegressionCV (fit's groups are not a request of the estimator's
+    # own: an unset one was refused)
+    from sklearn.model_selection import GridSearchCV
+
+    inner = MultinomialLogitClassifierCV(Cs=3, cv=GroupKFold(3))
+    search = GridSearchCV(inner, {"fit_intercept": [True]}, cv=GroupKFold(2)).fit(
+        X, y, groups=groups
+    )
+    train, test = next(GroupKFold(2).split(X, y, groups))
+    expected = MultinomialLogitClassifierCV(Cs=3, cv=GroupKFold(3))
+    expected.fit(X[train], y[train], groups=groups[train])
+    assert search.cv_results_["split0_test_score"][0] == pytest.approx(
+        expected.score(X[test], y[test]), rel=1e-12
+    )
 
 
 def test_other_metadata_need_routing():
@@ -359,3 +371,30 @@ def test_a_fold_of_zero_weight_is_refused_by_name(part):
         weight[test] = 0.0
     with pytest.raises(ValueError, match=f"fold 1: the {part} rows"):
         MultinomialLogitClassifierCV(Cs=2, cv=folds).fit(X, y, sample_weight=weight)
+
+
+def test_an_outer_search_scores_with_the_weights_the_estimator_asks_for(metadata_routing):
+    # GridSearchCV scores the CV estimator through its score(): with
+    # set_score_request(sample_weight=True) the weighted score on scikit-learn
+    # 1.6 and 1.9 alike (1.6 dropped the weights silently while score's
+    # request was declared unused), without it an error, never unweighted
+    from sklearn.exceptions import UnsetMetadataPassedError
+    from sklearn.model_selection import GridSearchCV, KFold
+
+    X, y = standardised(load_wine)
+    weight = np.random.default_rng(0).uniform(0.2, 3.0, size=len(y))
+    scorer = get_scorer("neg_log_loss").set_score_request(sample_weight=True)
+    outer = KFold(3, shuffle=True, random_state=0)
+    model = MultinomialLogitClassifierCV(Cs=[0.1, 1.0], cv=3, scoring=scorer)
+    model.set_fit_request(sample_weight=True)
+    with pytest.raises(UnsetMetadataPassedError, match="score"):
+        GridSearchCV(model, {"fit_intercept": [True]}, cv=outer).fit(X, y, sample_weight=weight)
+    model.set_score_request(sample_weight=True)
+    search = GridSearchCV(model, {"fit_intercept": [True]}, cv=outer).fit(
+        X, y, sample_weight=weight
+    )
+    train, test = next(outer.split(X))
+    fitted = MultinomialLogitClassifierCV(Cs=[0.1, 1.0], cv=3, scoring=scorer)
+    fitted.fit(X[train], y[train], sample_weight=weight[train])
+    expected = -log_loss(y[test], fitted.predict_proba(X[test]), sample_weight=weight[test])
+    assert search.cv_results_["split0_test_score"][0] == pytest.approx(expected, rel=1e-12)

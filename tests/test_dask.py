@@ -537,6 +537,27 @@ def test_cross_validation_on_dask_trains_on_the_training_rows_only(client, probl
         np.testing.assert_allclose(on_cluster.scores_, in_memory.scores_, rtol=1e-9)
 
 
+@pytest.mark.parametrize("request_weight", [True, False])
+def test_cross_validation_on_dask_routes_weights_to_the_scorer(client, problem, request_weight):
+    # with routing on, a string scorer cannot ask for the weights (fitting
+    # with them is refused, as in memory); scikit-learn's scorer object of
+    # the same metric can, and the held-out sums follow its request
+    import sklearn
+    from sklearn.metrics import get_scorer
+
+    from skmultilogit import MultinomialLogitClassifierCV
+
+    X, y, sample_weight = problem
+    with sklearn.config_context(enable_metadata_routing=True):
+        scorer = get_scorer("neg_log_loss").set_score_request(sample_weight=request_weight)
+        params = dict(Cs=3, cv=3, tol=1e-10, scoring=scorer)
+        in_memory = MultinomialLogitClassifierCV(**params).fit(X, y, sample_weight=sample_weight)
+        on_cluster = MultinomialLogitClassifierCV(**params).fit(
+            *as_dask(X, y), sample_weight=as_dask(sample_weight)[0]
+        )
+    np.testing.assert_allclose(on_cluster.scores_, in_memory.scores_, rtol=1e-9)
+
+
 def test_cross_validation_on_dask_refuses_a_fold_of_zero_weight(client, problem):
     from skmultilogit import MultinomialLogitClassifierCV
 
