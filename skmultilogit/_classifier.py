@@ -133,9 +133,9 @@ class MultinomialLogitClassifier(
         Converged when the largest entry of the gradient of the objective
         divided by ``C * sum(s)``, in the solver's scaled coordinates, is at
         most ``tol`` (for ``C * sum(s) < 1`` each coefficient's entry is
-        weighted so that the test is at most 100 times looser than at
-        ``C * sum(s) = 1``, and a tiny C still gets its coefficients to
-        rounding). A run that stops because the objective no longer
+        weighted so that the test means what it means at ``C * sum(s) = 1``,
+        up to 100 times looser for float32 data, and a tiny C still gets its
+        coefficients to rounding). A run that stops because the objective no longer
         decreases in floating point counts as converged if that entry is
         below ``max(tol, sqrt(machine epsilon))``, about 1.5e-8; any other
         stop short of ``tol`` raises a ConvergenceWarning. The default is

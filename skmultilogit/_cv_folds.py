@@ -79,9 +79,10 @@ def rows_scoring(scoring):
     if getattr(scoring, "_kwargs", None):
         return None
     function, sign = getattr(scoring, "_score_func", None), getattr(scoring, "_sign", None)
-    if function is log_loss and sign == -1:
+    response = getattr(scoring, "_response_method", None)
+    if function is log_loss and sign == -1 and response == "predict_proba":
         return "neg_log_loss"
-    if function is accuracy_score and sign == 1:
+    if function is accuracy_score and sign == 1 and response == "predict":
         return "accuracy"
     return None
 

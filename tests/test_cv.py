@@ -398,3 +398,20 @@ def test_an_outer_search_scores_with_the_weights_the_estimator_asks_for(metadata
     fitted.fit(X[train], y[train], sample_weight=weight[train])
     expected = -log_loss(y[test], fitted.predict_proba(X[test]), sample_weight=weight[test])
     assert search.cv_results_["split0_test_score"][0] == pytest.approx(expected, rel=1e-12)
+
+
+def test_dask_scores_are_named_or_scikit_learns_own_scorers():
+    # the held-out scores a Dask fit sums where the rows live: a scorer that
+    # computes something else (log-loss of predicted labels, accuracy of
+    # probabilities, extra arguments) is not one of them
+    from sklearn.metrics import accuracy_score, make_scorer
+
+    from skmultilogit._cv_folds import rows_scoring
+
+    assert rows_scoring(None) == rows_scoring("accuracy") == "accuracy"
+    assert rows_scoring(get_scorer("neg_log_loss")) == "neg_log_loss"
+    assert rows_scoring(get_scorer("accuracy")) == "accuracy"
+    assert rows_scoring(make_scorer(log_loss, greater_is_better=False)) is None
+    assert rows_scoring(make_scorer(accuracy_score, response_method="predict_proba")) is None
+    assert rows_scoring(make_scorer(log_loss, greater_is_better=False, eps=1e-3)) is None
+    assert rows_scoring("f1_macro") is None
