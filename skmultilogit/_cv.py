@@ -291,8 +291,10 @@ class MultinomialLogitClassifierCV(
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights, used in every fit. Without metadata
             routing also passed to the scorer; with it, passed to the
-            scorer and the splitter as they request it (see
-            :ref:`sklearn:metadata_routing`), as LogisticRegressionCV does.
+            scorer and the splitter as they request it (see scikit-learn's
+            `metadata routing
+            <https://scikit-learn.org/stable/metadata_routing.html>`__), as
+            LogisticRegressionCV does.
         groups : array-like of shape (n_samples,), default=None
             Group labels for a group-aware ``cv`` splitter (such as
             :class:`~sklearn.model_selection.GroupKFold`); with metadata
@@ -580,9 +582,10 @@ class MultinomialLogitClassifierCV(
     def get_metadata_routing(self):
         """The metadata routing of this estimator: its own, the splitter's and the scorer's.
 
-        See :ref:`sklearn:metadata_routing`: ``fit`` routes metadata to the
-        ``cv`` splitter's ``split`` and to the scorer's ``score``, ``score``
-        to the scorer's ``score``.
+        ``fit`` routes metadata to the ``cv`` splitter's ``split`` and to
+        the scorer's ``score``, ``score`` to the scorer's ``score`` (see
+        scikit-learn's `metadata routing
+        <https://scikit-learn.org/stable/metadata_routing.html>`__).
 
         Returns
         -------
