@@ -19,7 +19,9 @@ OpenMP to 1 thread, then to all cores):
   sparse X), R of shape (n, K) in X's dtype, as numpy and scipy run them;
 - loss+gradient: ``NumpyBackend.loss_gradient``, what every solver calls;
 - Hessian product: ``NumpyBackend.hessp`` at a point whose probabilities are
-  already computed (as inside a conjugate-gradient solve).
+  already computed (as inside a conjugate-gradient solve);
+- both passes again with the compiled element-wise loops (``_kernel``) off,
+  on the same steps in numpy: what the loops save, side by side.
 
 Each is the median of ``--repeats`` calls after a warm-up; the two passes
 are interleaved so that a noisy machine slows both alike, and timed a
@@ -45,6 +47,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
+from skmultilogit import _loss
 from skmultilogit._backends import NumpyBackend
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "kernel.json"
@@ -114,14 +117,31 @@ def measure(X, n_classes, repeats):
     # passes never meet them): let them sleep first
     time.sleep(SPIN_SECONDS)
     data.hessp(coef, intercept, direction, dir_intercept)  # fills the probability cache
-    loss_gradient_s, hessp_s = median_times(
-        [
-            lambda: data.loss_gradient(coef, intercept),
-            lambda: data.hessp(coef, intercept, direction, dir_intercept),
-        ],
-        repeats,
-    )
-    return {"products_s": products_s, "loss_gradient_s": loss_gradient_s, "hessp_s": hessp_s}
+    compiled = _loss._kernel
+
+    def without_compiled_loops(function):
+        def run():
+            _loss._kernel = None
+            try:
+                function()
+            finally:
+                _loss._kernel = compiled
+
+        return run
+
+    passes = [
+        lambda: data.loss_gradient(coef, intercept),
+        lambda: data.hessp(coef, intercept, direction, dir_intercept),
+    ]
+    times = median_times(passes + [without_compiled_loops(f) for f in passes], repeats)
+    return {
+        "products_s": products_s,
+        "loss_gradient_s": times[0],
+        "hessp_s": times[1],
+        "compiled": compiled is not None,
+        "numpy_loss_gradient_s": times[2],
+        "numpy_hessp_s": times[3],
+    }
 
 
 def main(argv=None):
@@ -143,16 +163,24 @@ def main(argv=None):
         f"calls, {all_cores} cores (targets: <= 1.10 at 1 thread, <= 1.15 at all cores).",
         "",
         "| case | threads | products (ms) | loss+gradient (ms) | / products "
-        "| Hessian product (ms) | / products |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| Hessian product (ms) | / products | numpy loops: loss+gradient, "
+        "Hessian / products |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         products_ms = 1e3 * row["products_s"]
+        numpy_loops = (
+            f"{row['numpy_loss_gradient_s'] / row['products_s']:.2f}, "
+            f"{row['numpy_hessp_s'] / row['products_s']:.2f}"
+            if row["compiled"]
+            else "(not built: the columns before are numpy's)"
+        )
         lines.append(
             f"| {row['case']} | {row['threads']} | {products_ms:.1f} "
             f"| {1e3 * row['loss_gradient_s']:.1f} "
             f"| {row['loss_gradient_s'] / row['products_s']:.2f} "
-            f"| {1e3 * row['hessp_s']:.1f} | {row['hessp_s'] / row['products_s']:.2f} |"
+            f"| {1e3 * row['hessp_s']:.1f} | {row['hessp_s'] / row['products_s']:.2f} "
+            f"| {numpy_loops} |"
         )
     report = "\n".join(lines)
     print(report)

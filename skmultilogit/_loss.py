@@ -74,6 +74,11 @@ from scipy.linalg import blas
 
 from ._scratch import FRESH
 
+try:
+    from . import _kernel
+except ImportError:  # a source tree whose extension was never built
+    _kernel = None
+
 __all__ = ["log_softmax", "softmax"]
 
 
@@ -239,13 +244,27 @@ def _by_class_major_chunks(raw, work, scratch):
     return total
 
 
+def _compiled(raw, *others):
+    """Whether ``_kernel`` is built and takes float32 or float64 ``raw`` and these arrays.
+
+    Each must be contiguous along its last axis; the callers check the other dtypes.
+    """
+    return (
+        _kernel is not None
+        and raw.dtype in (np.float32, np.float64)
+        and all(array.strides[-1] == array.itemsize for array in (raw, *others))
+    )
+
+
 def residual_and_loss(raw, y_block, weight_block, positions, scratch=FRESH):
     """Turn a block's class-major logits into ``R^T = (P - Y)^T diag(omega)`` in place.
 
     Returns the block's data term ``sum_i omega_i (-log P[i, y_i])``.
     ``positions`` is ``arange(m)`` for at least the block's m rows, or for
     :data:`CLASS_MAJOR_ROWS` where ``raw`` is not C-contiguous (kept by the
-    caller, so that no block allocates its own).
+    caller, so that no block allocates its own). The work is compiled
+    (``_kernel``) where it can be, and :func:`numpy_residual_and_loss`, the
+    same steps, otherwise.
     """
     if not raw.flags.c_contiguous:
         return _by_class_major_chunks(
@@ -255,6 +274,17 @@ def residual_and_loss(raw, y_block, weight_block, positions, scratch=FRESH):
             ),
             scratch,
         )
+    if (
+        _compiled(raw, y_block, weight_block)
+        and y_block.dtype == np.intp
+        and weight_block.dtype == np.float64
+    ):
+        return _kernel.residual_and_loss(raw, y_block, weight_block)
+    return numpy_residual_and_loss(raw, y_block, weight_block, positions)
+
+
+def numpy_residual_and_loss(raw, y_block, weight_block, positions):
+    """:func:`residual_and_loss` on C-contiguous logits in numpy: the reference of ``_kernel``."""
     raw -= raw.max(axis=0)
     n_block = raw.shape[1]
     # flat positions of Z^T[y_i, i] in memory (a view, never a copy)
@@ -283,7 +313,8 @@ def hessp_residual(direction_logits, proba, weight_block, scratch=FRESH):
     """Turn a block's ``U^T`` (class-major) into the Hessian product's ``R^T`` in place.
 
     ``R = omega * (P * U - P * rowsum(P * U))``; this order kept trust-ncg
-    converging on float32 data where ``P * (U - rowsum)`` did not.
+    converging on float32 data where ``P * (U - rowsum)`` did not. Compiled
+    (``_kernel``) where it can be, :func:`numpy_hessp_residual` otherwise.
     """
     if not direction_logits.flags.c_contiguous:
 
@@ -293,6 +324,18 @@ def hessp_residual(direction_logits, proba, weight_block, scratch=FRESH):
 
         _by_class_major_chunks(direction_logits, chunk_residual, scratch)
         return direction_logits
+    if (
+        _compiled(direction_logits, proba, weight_block)
+        and proba.dtype == direction_logits.dtype
+        and weight_block.dtype == np.float64
+    ):
+        _kernel.hessp_residual(direction_logits, proba, weight_block)
+        return direction_logits
+    return numpy_hessp_residual(direction_logits, proba, weight_block, scratch)
+
+
+def numpy_hessp_residual(direction_logits, proba, weight_block, scratch=FRESH):
+    """:func:`hessp_residual` on C-contiguous arrays in numpy: the reference of ``_kernel``."""
     dtype = direction_logits.dtype
     direction_logits *= proba
     rowsum = direction_logits.sum(axis=0)

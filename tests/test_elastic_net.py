@@ -180,7 +180,14 @@ def test_warm_start_reaches_the_cold_optimum_in_fewer_iterations():
     clf = MultinomialLogitClassifier(C=0.1, l1_ratio=0.8, warm_start=True, **TIGHT).fit(X, y)
     clf.set_params(C=0.12).fit(X, y)
     cold = MultinomialLogitClassifier(C=0.12, l1_ratio=0.8, **TIGHT).fit(X, y)
-    np.testing.assert_allclose(clf.coef_, cold.coef_, atol=1e-8)
+    # Both at the optimum to rounding: the written-out optimality conditions
+    # hold to ~1e-9 for either (1.2e-9 warm, 9.4e-10 cold) and the objectives
+    # differ by one ulp, yet the coefficients by up to 6e-8 (2e-8 with the
+    # numpy element-wise path): flat directions of the split problem, where
+    # the float64 objective cannot tell them apart.
+    for fit in (clf, cold):
+        assert kkt_violation(fit, X, y, 0.12, 0.8) < 1e-8
+    np.testing.assert_allclose(clf.coef_, cold.coef_, atol=2e-7)
     assert clf.n_iter_[0] < cold.n_iter_[0]
 
 

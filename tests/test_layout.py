@@ -14,7 +14,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "skmultilogit"
 # Lowest first: a module may import from its own layer's package or from a
 # lower layer, never from a higher one (docs/layout.md).
 LAYERS = [
-    ["_scratch", "_array_api", "_threads"],
+    ["_kernel", "_scratch", "_array_api", "_threads"],
     ["_loss", "_cholesky", "_penalties", "_conditioning", "_memory"],
     ["_backends", "_scoring"],
     ["_objective"],

@@ -1,0 +1,171 @@
+"""The compiled element-wise loops (``skmultilogit._kernel``) against numpy.
+
+References: numpy's ``exp`` for the loops' own exp, and ``_loss``'s numpy
+code (``numpy_residual_and_loss``, ``numpy_hessp_residual``: the same steps
+written as separate numpy passes) for the loss, the residual and the
+Hessian product's residual; ``scipy.special.logsumexp`` for the loss of rows
+far from any numpy code path's reach. The gradient and Hessian-vector
+product that the loops feed are checked against finite differences and
+scikit-learn in ``test_loss.py``, which runs them through the compiled path
+wherever it is built.
+"""
+
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+
+from skmultilogit import _loss
+
+_kernel = pytest.importorskip(
+    "skmultilogit._kernel", reason="the compiled extension is not built (pip install -e .)"
+)
+
+SMALLEST_NORMAL = np.finfo(np.float64).tiny
+SMALLEST_SUBNORMAL = np.finfo(np.float64).smallest_subnormal
+
+
+def test_the_loss_module_uses_the_compiled_loops():
+    assert _loss._kernel is _kernel
+
+
+def test_exp_is_within_one_ulp_of_numpy_everywhere():
+    x = np.concatenate(
+        [
+            -np.logspace(-300, np.log10(750.0), 20001),
+            np.linspace(-746.0, -700.0, 10001),  # subnormal results and the underflow
+            np.linspace(-20.0, 20.0, 10001),
+            np.linspace(700.0, 709.78, 1001),
+            [0.0, -0.0, 709.7827, 709.7828, 710.0, 1e300, -1e300],
+        ]
+    )
+    ours = np.empty_like(x)
+    _kernel.exp(x, ours)
+    with np.errstate(over="ignore"):
+        expected = np.exp(x)
+    normal = (expected >= SMALLEST_NORMAL) & np.isfinite(expected)
+    ulps = np.abs(ours[normal] - expected[normal]) / np.spacing(expected[normal])
+    assert ulps.max() <= 1.0
+    subnormal = (expected > 0) & (expected < SMALLEST_NORMAL)
+    assert subnormal.sum() > 1000
+    # one rounding into the subnormals: within one unit of their spacing
+    assert np.abs(ours[subnormal] - expected[subnormal]).max() <= SMALLEST_SUBNORMAL
+    np.testing.assert_array_equal(ours[expected == 0], 0.0)
+    np.testing.assert_array_equal(ours[np.isinf(expected)], np.inf)
+
+
+def test_exp_keeps_nan_and_the_infinities():
+    x = np.array([np.nan, -np.inf, np.inf])
+    ours = np.empty_like(x)
+    _kernel.exp(x, ours)
+    assert np.isnan(ours[0])
+    assert ours[1] == 0.0
+    assert ours[2] == np.inf
+
+
+def block(n_classes, n_rows, dtype, seed=0, scale=4.0):
+    """Class-major logits with confident rows, far-apart logits and ties; labels; weights."""
+    rng = np.random.default_rng(seed)
+    raw = rng.normal(scale=scale, size=(n_classes, n_rows))
+    raw[:, ::7] *= 100.0  # margins in the hundreds: exps that underflow
+    raw[:, 1::11] = raw[0, 1::11]  # all classes tied
+    y = rng.integers(0, n_classes, size=n_rows).astype(np.intp)
+    weight = rng.uniform(0.0, 3.0, size=n_rows)
+    weight[::5] = 0.0
+    return raw.astype(dtype), y, weight
+
+
+# rows around the loops' chunk of 256, so that a partial last chunk is covered
+@pytest.mark.parametrize("n_rows", [1, 7, 255, 256, 257, 1000])
+@pytest.mark.parametrize("n_classes", [2, 3, 10, 50])
+def test_residual_and_loss_match_numpy_float64(n_classes, n_rows):
+    raw, y, weight = block(n_classes, n_rows, np.float64)
+    expected = raw.copy()
+    expected_loss = _loss.numpy_residual_and_loss(expected, y, weight, np.arange(n_rows))
+    compiled = raw.copy()
+    loss = _kernel.residual_and_loss(compiled, y, weight)
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-12)
+    np.testing.assert_allclose(compiled, expected, rtol=1e-12, atol=1e-300)
+    # and the loss is the written-out one, log-sum-exp minus the true logit
+    rows = np.arange(n_rows)
+    written_out = weight @ (logsumexp(raw, axis=0) - raw[y, rows])
+    np.testing.assert_allclose(loss, written_out, rtol=1e-12)
+
+
+@pytest.mark.parametrize("n_classes", [2, 10, 50])
+def test_residual_and_loss_match_numpy_float32(n_classes):
+    raw, y, weight = block(n_classes, 1000, np.float32)
+    expected = raw.copy()
+    expected_loss = _loss.numpy_residual_and_loss(expected, y, weight, np.arange(1000))
+    compiled = raw.copy()
+    loss = _kernel.residual_and_loss(compiled, y, weight)
+    assert compiled.dtype == np.float32
+    # the loss is float64 from float32 exps: the two exps differ in the last bit
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-9)
+    np.testing.assert_allclose(compiled, expected, rtol=1e-6, atol=1e-6 * weight.max())
+
+
+def test_the_residual_of_a_confident_row_keeps_its_size():
+    # p_y = 1 - 1e-20: w (p_y - 1) is -1e-20, which w * p_y - w would round to 0
+    raw = np.array([[46.0517], [0.0]])
+    residual = raw.copy()
+    _kernel.residual_and_loss(residual, np.array([0], dtype=np.intp), np.array([1.0]))
+    np.testing.assert_allclose(residual[:, 0], [-np.exp(-46.0517), np.exp(-46.0517)], rtol=1e-12)
+
+
+def test_nan_logits_give_a_nan_loss():
+    raw, y, weight = block(3, 10, np.float64)
+    weight[:] = 1.0
+    raw[1, 4] = np.nan
+    assert np.isnan(_kernel.residual_and_loss(raw, y, weight))
+
+
+def test_labels_outside_the_classes_are_refused():
+    raw, y, weight = block(3, 10, np.float64)
+    y[2] = 3
+    with pytest.raises(ValueError, match="class indices"):
+        _kernel.residual_and_loss(raw, y, weight)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+@pytest.mark.parametrize("n_classes", [2, 10, 50])
+def test_hessp_residual_matches_numpy_on_a_slice_of_the_probabilities(n_classes, dtype, rtol):
+    rng = np.random.default_rng(1)
+    logits = rng.normal(scale=3.0, size=(n_classes, 3000))
+    proba = np.exp(logits - logsumexp(logits, axis=0)).astype(dtype)
+    rows = slice(1000, 2000)  # as a backend's row block: rows contiguous, classes strided
+    direction = rng.normal(size=(n_classes, 1000)).astype(dtype)
+    weight = rng.uniform(0.0, 2.0, size=1000)
+    expected = _loss.numpy_hessp_residual(direction.copy(), proba[:, rows], weight)
+    compiled = direction.copy()
+    _kernel.hessp_residual(compiled, proba[:, rows], weight)
+    np.testing.assert_allclose(compiled, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
+    # and it is the Hessian's product written out row by row
+    for i in (0, 17, 999):
+        p = proba[:, rows][:, i].astype(np.float64)
+        jacobian = weight[i] * (np.diag(p) - np.outer(p, p))
+        np.testing.assert_allclose(
+            compiled[:, i], jacobian @ direction[:, i], rtol=100 * rtol, atol=100 * rtol
+        )
+
+
+def test_the_backend_pass_is_the_same_through_either_path(monkeypatch):
+    from skmultilogit._backends import NumpyBackend
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(5000, 20))
+    y = rng.integers(0, 7, size=5000)
+    data = NumpyBackend(X, y, 7, rng.uniform(0.5, 2.0, size=5000))
+    coef, intercept = rng.normal(size=(7, 20)), rng.normal(size=7)
+    direction, dir_intercept = rng.normal(size=(7, 20)), rng.normal(size=7)
+    compiled = (
+        data.loss_gradient(coef, intercept),
+        data.hessp(coef, intercept, direction, dir_intercept),
+    )
+    monkeypatch.setattr(_loss, "_kernel", None)
+    data._proba_cache = None
+    reference = (
+        data.loss_gradient(coef, intercept),
+        data.hessp(coef, intercept, direction, dir_intercept),
+    )
+    for ours, theirs in zip(compiled[0] + compiled[1], reference[0] + reference[1], strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
