@@ -61,8 +61,9 @@ def hessp_residual(floating[:, ::1] direction_logits, const floating[:, :] proba
     cdef Py_ssize_t proba_stride = proba.strides[0] // sizeof(floating)
     if proba.shape[0] != n_classes or proba.shape[1] != m or weight.shape[0] < m:
         raise ValueError("proba and weight must match the block's logits")
-    if proba.strides[1] != sizeof(floating):
-        raise ValueError("proba must be contiguous along its rows")
+    if proba.strides[1] != sizeof(floating) or proba.strides[0] % sizeof(floating):
+        # the loops step from class to class by a whole number of entries
+        raise ValueError("proba must be contiguous along its rows, its rows whole entries apart")
     if m == 0:
         return
     with nogil:
@@ -75,15 +76,16 @@ def hessp_residual(floating[:, ::1] direction_logits, const floating[:, :] proba
 
 
 
+
 cdef extern from "_kernel_loops.h" nogil:
-    double skml_exp(double x)
+    void skml_exp_array(const double *x, double *out, Py_ssize_t n)
 
 
 def exp(const double[::1] x, double[::1] out):
     """The loops' exp of each entry of ``x``, into ``out`` (the tests compare it with numpy's)."""
-    cdef Py_ssize_t i
     if out.shape[0] != x.shape[0]:
         raise ValueError("out must have x's length")
+    if x.shape[0] == 0:
+        return
     with nogil:
-        for i in range(x.shape[0]):
-            out[i] = skml_exp(x[i])
+        skml_exp_array(&x[0], &out[0], x.shape[0])

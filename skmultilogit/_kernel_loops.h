@@ -25,7 +25,10 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__INTEL_COMPILER)
+/* target_clones needs the loader's ifunc support: glibc's, not musl's (GCC
+ * refuses the attribute there, and clang's output does not load) */
+#if defined(__x86_64__) && defined(__linux__) && defined(__GLIBC__) && defined(__GNUC__) && \
+    !defined(__INTEL_COMPILER)
 #define SKML_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define SKML_CLONES
@@ -108,6 +111,16 @@ static inline double skml_exp(double x)
     p = x < -746.0 ? 0.0 : p;
     p = x > 709.782712893384 ? (double)INFINITY : p; /* log(DBL_MAX) */
     return x != x ? x : p;
+}
+
+/* exp of each of n values, compiled as the loops are (for the tests: the
+ * AVX-512 clone contracts to FMA, and may differ from the baseline's in
+ * the last bit) */
+SKML_CLONES
+void skml_exp_array(const double *x, double *out, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i++)
+        out[i] = skml_exp(x[i]);
 }
 
 /* The loops, once for double and once for float (_kernel_loops_typed.h). */

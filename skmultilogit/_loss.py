@@ -247,13 +247,11 @@ def _by_class_major_chunks(raw, work, scratch):
 def _compiled(raw, *others):
     """Whether ``_kernel`` is built and takes float32 or float64 ``raw`` and these arrays.
 
-    Each must be contiguous along its last axis; the callers check the other dtypes.
+    Each contiguous along its last axis, rows whole entries apart; callers check the dtypes.
     """
-    return (
-        _kernel is not None
-        and raw.dtype in (np.float32, np.float64)
-        and all(array.strides[-1] == array.itemsize for array in (raw, *others))
-    )
+    arrays = (raw, *others)
+    whole = all(a.strides[-1] == a.itemsize and a.strides[0] % a.itemsize == 0 for a in arrays)
+    return _kernel is not None and raw.dtype in (np.float32, np.float64) and whole
 
 
 def residual_and_loss(raw, y_block, weight_block, positions, scratch=FRESH):

@@ -148,6 +148,22 @@ def test_hessp_residual_matches_numpy_on_a_slice_of_the_probabilities(n_classes,
         )
 
 
+def test_probabilities_whose_rows_are_not_whole_entries_apart_take_the_numpy_path():
+    # a field of a packed record array: a valid (K, m) float64 array whose
+    # rows lie 8 m + 4 bytes apart, forwards and reversed
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(4, 300))
+    records = np.zeros(4, dtype=[("proba", "f8", (300,)), ("pad", "i4")])
+    records["proba"] = np.exp(logits - logsumexp(logits, axis=0))
+    direction, weight = rng.normal(size=(4, 300)), rng.uniform(0.5, 2.0, size=300)
+    for proba in (records["proba"], records["proba"][::-1]):
+        expected = _loss.numpy_hessp_residual(direction.copy(), np.array(proba), weight)
+        ours = _loss.hessp_residual(direction.copy(), proba, weight)
+        np.testing.assert_allclose(ours, expected, rtol=1e-12, atol=1e-15)
+        with pytest.raises(ValueError, match="whole entries apart"):
+            _kernel.hessp_residual(direction.copy(), proba, weight)
+
+
 def test_the_backend_pass_is_the_same_through_either_path(monkeypatch):
     from skmultilogit._backends import NumpyBackend
 
