@@ -8,6 +8,9 @@ them side by side. ``_loss`` calls them where the arrays fit (C-contiguous
 code is the reference the tests compare these with.
 """
 
+from libc.stdint cimport int32_t, int64_t
+from libc.stdlib cimport calloc, free
+
 cdef extern from "_kernel_loops.h" nogil:
     double skml_residual_loss_f64(double *z, Py_ssize_t K, Py_ssize_t m,
                                   const Py_ssize_t *y, const double *w)
@@ -17,10 +20,58 @@ cdef extern from "_kernel_loops.h" nogil:
                                  Py_ssize_t K, Py_ssize_t m, const double *w)
     void skml_hessp_residual_f32(float *u, const float *p, Py_ssize_t p_stride,
                                  Py_ssize_t K, Py_ssize_t m, const double *w)
+    double skml_csr_loss_gradient_f64_i32(const double *data, const int32_t *indices,
+                                          const int32_t *indptr, Py_ssize_t n_rows, Py_ssize_t K,
+                                          Py_ssize_t stride, const double *coef_t,
+                                          const double *intercept, const Py_ssize_t *y,
+                                          const double *w, double *grad_t,
+                                          double *grad_intercept, double *z)
+    void skml_csr_hessp_f64_i32(const double *data, const int32_t *indices, const int32_t *indptr,
+                                Py_ssize_t n_rows, Py_ssize_t K, Py_ssize_t stride,
+                                const double *dir_t, const double *dir_intercept,
+                                const double *proba, Py_ssize_t proba_stride, const double *w,
+                                double *out_t, double *out_intercept, double *u)
+    double skml_csr_loss_gradient_f64_i64(const double *data, const int64_t *indices,
+                                          const int64_t *indptr, Py_ssize_t n_rows, Py_ssize_t K,
+                                          Py_ssize_t stride, const double *coef_t,
+                                          const double *intercept, const Py_ssize_t *y,
+                                          const double *w, double *grad_t,
+                                          double *grad_intercept, double *z)
+    void skml_csr_hessp_f64_i64(const double *data, const int64_t *indices, const int64_t *indptr,
+                                Py_ssize_t n_rows, Py_ssize_t K, Py_ssize_t stride,
+                                const double *dir_t, const double *dir_intercept,
+                                const double *proba, Py_ssize_t proba_stride, const double *w,
+                                double *out_t, double *out_intercept, double *u)
+    double skml_csr_loss_gradient_f32_i32(const float *data, const int32_t *indices,
+                                          const int32_t *indptr, Py_ssize_t n_rows, Py_ssize_t K,
+                                          Py_ssize_t stride, const double *coef_t,
+                                          const double *intercept, const Py_ssize_t *y,
+                                          const double *w, double *grad_t,
+                                          double *grad_intercept, double *z)
+    void skml_csr_hessp_f32_i32(const float *data, const int32_t *indices, const int32_t *indptr,
+                                Py_ssize_t n_rows, Py_ssize_t K, Py_ssize_t stride,
+                                const double *dir_t, const double *dir_intercept,
+                                const float *proba, Py_ssize_t proba_stride, const double *w,
+                                double *out_t, double *out_intercept, double *u)
+    double skml_csr_loss_gradient_f32_i64(const float *data, const int64_t *indices,
+                                          const int64_t *indptr, Py_ssize_t n_rows, Py_ssize_t K,
+                                          Py_ssize_t stride, const double *coef_t,
+                                          const double *intercept, const Py_ssize_t *y,
+                                          const double *w, double *grad_t,
+                                          double *grad_intercept, double *z)
+    void skml_csr_hessp_f32_i64(const float *data, const int64_t *indices, const int64_t *indptr,
+                                Py_ssize_t n_rows, Py_ssize_t K, Py_ssize_t stride,
+                                const double *dir_t, const double *dir_intercept,
+                                const float *proba, Py_ssize_t proba_stride, const double *w,
+                                double *out_t, double *out_intercept, double *u)
 
 ctypedef fused floating:
     float
     double
+
+ctypedef fused csr_index:
+    int32_t
+    int64_t
 
 
 def residual_and_loss(floating[:, ::1] raw, const Py_ssize_t[::1] y, const double[::1] weight):
@@ -89,3 +140,148 @@ def exp(const double[::1] x, double[::1] out):
         return
     with nogil:
         skml_exp_array(&x[0], &out[0], x.shape[0])
+
+
+
+cdef int _check_csr(Py_ssize_t n_rows, Py_ssize_t n_features, const csr_index[::1] indices,
+                    const csr_index[::1] indptr, Py_ssize_t n_data) except -1:
+    """Refuse CSR arrays the loops would read or write outside of."""
+    cdef Py_ssize_t i, bad = 0
+    if indptr.shape[0] != n_rows + 1:
+        raise ValueError("indptr must have one entry more than the rows")
+    if n_rows and (indptr[0] < 0 or indptr[n_rows] > min(n_data, indices.shape[0])):
+        raise ValueError("indptr points outside data and indices")
+    with nogil:
+        for i in range(n_rows):
+            bad += indptr[i + 1] < indptr[i]
+        if n_rows:
+            for i in range(indptr[0], indptr[n_rows]):
+                bad += (indices[i] < 0) | (indices[i] >= n_features)
+    if bad:
+        raise ValueError("indptr must not decrease, and indices must lie in 0..n_features-1")
+    return 0
+
+
+cdef int _check_tables(Py_ssize_t n_classes, const double[:, ::1] table,
+                       double[:, ::1] out, double[::1] out_intercept, offset) except -1:
+    """Check the shapes of the (padded) tables of a CSR pass."""
+    cdef const double[::1] b
+    if n_classes < 1 or table.shape[1] < n_classes:
+        raise ValueError("the tables' rows need at least n_classes entries")
+    if out.shape[0] != table.shape[0] or out.shape[1] != table.shape[1]:
+        raise ValueError("the output table must have the input table's shape")
+    if out_intercept.shape[0] != n_classes:
+        raise ValueError("the intercept's output must have one entry per class")
+    if offset is not None:
+        b = offset
+        if b.shape[0] != n_classes:
+            raise ValueError("the intercept must have one entry per class")
+    return 0
+
+
+cdef inline const double *_optional(const double[::1] values) noexcept:
+    return NULL if values is None else &values[0]
+
+
+def csr_loss_gradient(const floating[::1] data, const csr_index[::1] indices,
+                      const csr_index[::1] indptr, Py_ssize_t n_classes,
+                      const double[:, ::1] coef_t, const double[::1] intercept,
+                      const Py_ssize_t[::1] y, const double[::1] weight,
+                      double[:, ::1] grad_t, double[::1] grad_intercept):
+    """Loss+gradient over the rows of CSR X: returns the data term, adds the gradient.
+
+    ``coef_t`` is W transposed, (n_features, stride) float64 with
+    ``stride >= n_classes`` (the entries beyond n_classes zero: see
+    ``_kernel_sparse_typed.h``); ``intercept`` float64 (K,) or None;
+    ``grad_t`` of ``coef_t``'s shape and ``grad_intercept`` (K,) are added to.
+    """
+    cdef Py_ssize_t n_rows = indptr.shape[0] - 1, stride = coef_t.shape[1], i
+    cdef const double *b = NULL
+    cdef double *z
+    cdef double loss = 0.0
+    _check_tables(n_classes, coef_t, grad_t, grad_intercept, intercept)
+    _check_csr(n_rows, coef_t.shape[0], indices, indptr, data.shape[0])
+    if y.shape[0] < n_rows or weight.shape[0] < n_rows:
+        raise ValueError("y and weight need a value for every row")
+    for i in range(n_rows):
+        if y[i] < 0 or y[i] >= n_classes:
+            raise ValueError(f"class indices must lie in 0..{n_classes - 1}")
+    if n_rows == 0:
+        return 0.0
+    b = _optional(intercept)
+    z = <double *>calloc(stride, sizeof(double))
+    if z == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            if floating is double and csr_index is int32_t:
+                loss = skml_csr_loss_gradient_f64_i32(
+                    &data[0], &indices[0], &indptr[0], n_rows, n_classes, stride,
+                    &coef_t[0, 0], b, &y[0], &weight[0], &grad_t[0, 0], &grad_intercept[0], z)
+            elif floating is double:
+                loss = skml_csr_loss_gradient_f64_i64(
+                    &data[0], &indices[0], &indptr[0], n_rows, n_classes, stride,
+                    &coef_t[0, 0], b, &y[0], &weight[0], &grad_t[0, 0], &grad_intercept[0], z)
+            elif csr_index is int32_t:
+                loss = skml_csr_loss_gradient_f32_i32(
+                    &data[0], &indices[0], &indptr[0], n_rows, n_classes, stride,
+                    &coef_t[0, 0], b, &y[0], &weight[0], &grad_t[0, 0], &grad_intercept[0], z)
+            else:
+                loss = skml_csr_loss_gradient_f32_i64(
+                    &data[0], &indices[0], &indptr[0], n_rows, n_classes, stride,
+                    &coef_t[0, 0], b, &y[0], &weight[0], &grad_t[0, 0], &grad_intercept[0], z)
+    finally:
+        free(z)
+    return loss
+
+
+def csr_hessp(const floating[::1] data, const csr_index[::1] indices,
+              const csr_index[::1] indptr, Py_ssize_t n_classes,
+              const double[:, ::1] dir_t, const double[::1] dir_intercept,
+              const floating[:, :] proba, const double[::1] weight,
+              double[:, ::1] out_t, double[::1] out_intercept):
+    """The Hessian-vector product over the rows of CSR X, added to ``out_t`` and ``out_intercept``.
+
+    ``dir_t`` is V transposed and padded as ``coef_t`` of
+    :func:`csr_loss_gradient`; ``dir_intercept`` float64 (K,) or None;
+    ``proba`` the rows' class-major probabilities (K, n_rows) in X's dtype,
+    contiguous along rows.
+    """
+    cdef Py_ssize_t n_rows = indptr.shape[0] - 1, stride = dir_t.shape[1], proba_stride
+    cdef const double *c = NULL
+    cdef double *u
+    _check_tables(n_classes, dir_t, out_t, out_intercept, dir_intercept)
+    _check_csr(n_rows, dir_t.shape[0], indices, indptr, data.shape[0])
+    if weight.shape[0] < n_rows:
+        raise ValueError("weight needs a value for every row")
+    if proba.shape[0] != n_classes or proba.shape[1] != n_rows:
+        raise ValueError("proba must be (K, n_rows)")
+    if proba.strides[1] != sizeof(floating) or proba.strides[0] % sizeof(floating):
+        raise ValueError("proba must be contiguous along its rows, its rows whole entries apart")
+    if n_rows == 0:
+        return
+    c = _optional(dir_intercept)
+    proba_stride = proba.strides[0] // sizeof(floating)
+    u = <double *>calloc(stride, sizeof(double))
+    if u == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            if floating is double and csr_index is int32_t:
+                skml_csr_hessp_f64_i32(
+                    &data[0], &indices[0], &indptr[0], n_rows, n_classes, stride, &dir_t[0, 0],
+                    c, &proba[0, 0], proba_stride, &weight[0], &out_t[0, 0], &out_intercept[0], u)
+            elif floating is double:
+                skml_csr_hessp_f64_i64(
+                    &data[0], &indices[0], &indptr[0], n_rows, n_classes, stride, &dir_t[0, 0],
+                    c, &proba[0, 0], proba_stride, &weight[0], &out_t[0, 0], &out_intercept[0], u)
+            elif csr_index is int32_t:
+                skml_csr_hessp_f32_i32(
+                    &data[0], &indices[0], &indptr[0], n_rows, n_classes, stride, &dir_t[0, 0],
+                    c, &proba[0, 0], proba_stride, &weight[0], &out_t[0, 0], &out_intercept[0], u)
+            else:
+                skml_csr_hessp_f32_i64(
+                    &data[0], &indices[0], &indptr[0], n_rows, n_classes, stride, &dir_t[0, 0],
+                    c, &proba[0, 0], proba_stride, &weight[0], &out_t[0, 0], &out_intercept[0], u)
+    finally:
+        free(u)

@@ -13,13 +13,13 @@
  * others, so that its residual -w * others / S keeps its size on a
  * confidently right row (S - e_y would cancel); the exps are SKML_T, their
  * sums double; each row's loss log(S) - (z_y - max) is double and so is
- * their sum.
+ * their (compensated) sum.
  */
 SKML_CLONES
 double SKML_NAME(skml_residual_loss)(SKML_T *z, ptrdiff_t K, ptrdiff_t m, const ptrdiff_t *y,
                                      const double *w)
 {
-    double loss = 0.0;
+    double loss = 0.0, loss_error = 0.0;
     SKML_T row_max[SKML_CHUNK], shifted_true[SKML_CHUNK];
     SKML_T factor[SKML_CHUNK];
     double others[SKML_CHUNK], true_factor[SKML_CHUNK];
@@ -52,7 +52,7 @@ double SKML_NAME(skml_residual_loss)(SKML_T *z, ptrdiff_t K, ptrdiff_t m, const 
             double sum_exp = others[i] + (double)zc[yc[i] * m + i];
             true_factor[i] = wc[i] / sum_exp;
             factor[i] = (SKML_T)true_factor[i];
-            loss += wc[i] * (log(sum_exp) - (double)shifted_true[i]);
+            skml_add(&loss, &loss_error, wc[i] * (log(sum_exp) - (double)shifted_true[i]));
         }
         for (ptrdiff_t k = 0; k < K; k++) {
             SKML_T *SKML_RESTRICT zk = zc + k * m;
@@ -62,7 +62,7 @@ double SKML_NAME(skml_residual_loss)(SKML_T *z, ptrdiff_t K, ptrdiff_t m, const 
         for (ptrdiff_t i = 0; i < c; i++)
             zc[yc[i] * m + i] = (SKML_T)(-true_factor[i] * others[i]);
     }
-    return loss;
+    return loss + loss_error;
 }
 
 /*

@@ -65,9 +65,11 @@ class NumpyBackend:
 
     def __init__(self, X, y, n_classes, sample_weight):
         self.X = X
-        self.y = np.asarray(y, dtype=np.intp)
+        # contiguous: the compiled loops take rows of them (a Dask block's
+        # labels can be a strided view)
+        self.y = np.ascontiguousarray(y, dtype=np.intp)
         self.n_classes = int(n_classes)
-        self.sample_weight = np.asarray(sample_weight, dtype=np.float64)
+        self.sample_weight = np.ascontiguousarray(sample_weight, dtype=np.float64)
         self.n_samples, self.n_features = X.shape
         self.dtype = X.dtype
         self.sparse = sp.issparse(X)
@@ -164,8 +166,57 @@ class NumpyBackend:
             self._csr_block_cache = cached
         return cached
 
+    def _csr_kernel(self):
+        """The compiled loops (``_kernel``) when they run whole passes over this X, else None.
+
+        CSR X of float32 or float64 values with int32 or int64 indices: a
+        pass is then one loop over each row's stored entries, reading X once
+        (``_kernel_sparse_typed.h``) where the numpy steps make two sparse
+        products and copy the n x K logits to class-major order and back.
+        """
+        kernel = _loss._kernel
+        if kernel is None or not self.sparse or self.X.format != "csr":
+            return None
+        arrays = self.X.data, self.X.indices, self.X.indptr
+        if not all(array.flags.c_contiguous for array in arrays):
+            return None
+        index_dtype = self.X.indices.dtype
+        if self.dtype not in (np.float32, np.float64) or index_dtype not in (np.int32, np.int64):
+            return None
+        return kernel if self.X.indptr.dtype == index_dtype else None
+
+    def _csr_pass(self, block_pass):
+        """``block_pass(rows, X_block, grad_t, grad_intercept)`` on each row block of CSR X, summed.
+
+        Each thread adds its blocks into its own transposed gradient
+        ``grad_t`` (a :func:`csr_table`) and ``grad_intercept``; ``block_pass``
+        returns the block's share of the value. Returns ``(value,
+        grad_coef, grad_intercept)``, ``grad_coef`` (K, n_features).
+        """
+
+        def on_blocks(blocks):
+            grad_t = csr_table(self.n_features, self.n_classes)
+            grad_intercept = np.zeros(self.n_classes)
+            value = 0.0
+            for rows, X_block, _ in blocks:
+                value += block_pass(rows, X_block, grad_t, grad_intercept)
+            return value, grad_t[:, : self.n_classes].T, grad_intercept
+
+        value, grad_coef, grad_intercept = _summed(map_in_threads(on_blocks, self._pass_groups()))
+        return value, np.ascontiguousarray(grad_coef), grad_intercept
+
     def loss_gradient(self, coef, intercept):
         """The data term and its gradient (see the backend protocol)."""
+        kernel = self._csr_kernel()
+        if kernel is not None:
+            coef_t = csr_table(self.n_features, self.n_classes, coef.T)
+            b = None if intercept is None else np.ascontiguousarray(intercept, dtype=np.float64)
+            return self._csr_pass(
+                lambda rows, X_block, grad_t, grad_intercept: kernel.csr_loss_gradient(
+                    X_block.data, X_block.indices, X_block.indptr, self.n_classes, coef_t, b,
+                    self.y[rows], self.weight[rows], grad_t, grad_intercept,
+                )
+            )  # fmt: skip
         coef_x = coef.astype(self.dtype, copy=False)
 
         def on_blocks(blocks):
@@ -215,6 +266,23 @@ class NumpyBackend:
     def hessp(self, coef, intercept, dir_coef, dir_intercept):
         """The data term's Hessian times ``(dir_coef, dir_intercept)``."""
         proba = self._cached_proba(coef, intercept)
+        kernel = self._csr_kernel()
+        if kernel is not None:
+            dir_t = csr_table(self.n_features, self.n_classes, dir_coef.T)
+            c = (
+                None
+                if dir_intercept is None
+                else np.ascontiguousarray(dir_intercept, dtype=np.float64)
+            )
+
+            def block_pass(rows, X_block, product_t, product_intercept):
+                kernel.csr_hessp(
+                    X_block.data, X_block.indices, X_block.indptr, self.n_classes, dir_t, c,
+                    proba[:, rows], self.weight[rows], product_t, product_intercept,
+                )  # fmt: skip
+                return 0.0
+
+            return self._csr_pass(block_pass)[1:]
         dir_x = dir_coef.astype(self.dtype, copy=False)
 
         def on_blocks(blocks):
@@ -448,6 +516,24 @@ class NumpyBackend:
             step = max(32, min(STATS_BLOCK_ROWS, self.n_samples // 16))
             blocks = [slice(start, start + step) for start in range(0, self.n_samples, step)]
         return [function(self.X[rows], self.sample_weight[rows], **kwargs) for rows in blocks]
+
+
+def csr_table(n_features, n_classes, values=None):
+    """A table of the compiled CSR passes: (n_features, stride) float64, zero but for ``values``.
+
+    ``values`` (n_features, n_classes) fills the first columns. From K = 8
+    on, rows are padded to a multiple of 8 entries and the table starts on
+    a 64-byte boundary, so that each row is whole, aligned vectors of eight
+    (see ``_kernel_sparse_typed.h``).
+    """
+    stride = n_classes if n_classes < 8 else -(-n_classes // 8) * 8
+    size = n_features * stride
+    buffer = np.zeros(size + 8)
+    start = (-buffer.ctypes.data % 64) // 8
+    table = buffer[start : start + size].reshape(n_features, stride)
+    if values is not None:
+        table[:, :n_classes] = values
+    return table
 
 
 def _summed(parts):
