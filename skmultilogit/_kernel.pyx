@@ -74,7 +74,8 @@ ctypedef fused csr_index:
     int64_t
 
 
-def residual_and_loss(floating[:, ::1] raw, const Py_ssize_t[::1] y, const double[::1] weight):
+def residual_and_loss(floating[:, ::1] raw not None, const Py_ssize_t[::1] y not None,
+                      const double[::1] weight not None):
     """``_loss.residual_and_loss`` on C-contiguous class-major logits; returns the data term.
 
     ``y`` (intp) and ``weight`` (float64) hold at least the block's rows.
@@ -101,8 +102,8 @@ def residual_and_loss(floating[:, ::1] raw, const Py_ssize_t[::1] y, const doubl
     return loss
 
 
-def hessp_residual(floating[:, ::1] direction_logits, const floating[:, :] proba,
-                   const double[::1] weight):
+def hessp_residual(floating[:, ::1] direction_logits not None, const floating[:, :] proba not None,
+                   const double[::1] weight not None):
     """``_loss.hessp_residual`` on class-major arrays of one dtype, in place.
 
     ``direction_logits`` C-contiguous; ``proba`` contiguous along rows only
@@ -132,7 +133,7 @@ cdef extern from "_kernel_loops.h" nogil:
     void skml_exp_array(const double *x, double *out, Py_ssize_t n)
 
 
-def exp(const double[::1] x, double[::1] out):
+def exp(const double[::1] x not None, double[::1] out not None):
     """The loops' exp of each entry of ``x``, into ``out`` (the tests compare it with numpy's)."""
     if out.shape[0] != x.shape[0]:
         raise ValueError("out must have x's length")
@@ -183,11 +184,11 @@ cdef inline const double *_optional(const double[::1] values) noexcept:
     return NULL if values is None else &values[0]
 
 
-def csr_loss_gradient(const floating[::1] data, const csr_index[::1] indices,
-                      const csr_index[::1] indptr, Py_ssize_t n_classes,
-                      const double[:, ::1] coef_t, const double[::1] intercept,
-                      const Py_ssize_t[::1] y, const double[::1] weight,
-                      double[:, ::1] grad_t, double[::1] grad_intercept):
+def csr_loss_gradient(const floating[::1] data not None, const csr_index[::1] indices not None,
+                      const csr_index[::1] indptr not None, Py_ssize_t n_classes,
+                      const double[:, ::1] coef_t not None, const double[::1] intercept,
+                      const Py_ssize_t[::1] y not None, const double[::1] weight not None,
+                      double[:, ::1] grad_t not None, double[::1] grad_intercept not None):
     """Loss+gradient over the rows of CSR X: returns the data term, adds the gradient.
 
     ``coef_t`` is W transposed, (n_features, stride) float64 with
@@ -195,7 +196,7 @@ def csr_loss_gradient(const floating[::1] data, const csr_index[::1] indices,
     ``_kernel_sparse_typed.h``); ``intercept`` float64 (K,) or None;
     ``grad_t`` of ``coef_t``'s shape and ``grad_intercept`` (K,) are added to.
     """
-    cdef Py_ssize_t n_rows = indptr.shape[0] - 1, stride = coef_t.shape[1], i
+    cdef Py_ssize_t n_rows = max(indptr.shape[0], 1) - 1, stride = coef_t.shape[1], i
     cdef const double *b = NULL
     cdef double *z
     cdef double loss = 0.0
@@ -235,11 +236,11 @@ def csr_loss_gradient(const floating[::1] data, const csr_index[::1] indices,
     return loss
 
 
-def csr_hessp(const floating[::1] data, const csr_index[::1] indices,
-              const csr_index[::1] indptr, Py_ssize_t n_classes,
-              const double[:, ::1] dir_t, const double[::1] dir_intercept,
-              const floating[:, :] proba, const double[::1] weight,
-              double[:, ::1] out_t, double[::1] out_intercept):
+def csr_hessp(const floating[::1] data not None, const csr_index[::1] indices not None,
+              const csr_index[::1] indptr not None, Py_ssize_t n_classes,
+              const double[:, ::1] dir_t not None, const double[::1] dir_intercept,
+              const floating[:, :] proba not None, const double[::1] weight not None,
+              double[:, ::1] out_t not None, double[::1] out_intercept not None):
     """The Hessian-vector product over the rows of CSR X, added to ``out_t`` and ``out_intercept``.
 
     ``dir_t`` is V transposed and padded as ``coef_t`` of
@@ -247,7 +248,7 @@ def csr_hessp(const floating[::1] data, const csr_index[::1] indices,
     ``proba`` the rows' class-major probabilities (K, n_rows) in X's dtype,
     contiguous along rows.
     """
-    cdef Py_ssize_t n_rows = indptr.shape[0] - 1, stride = dir_t.shape[1], proba_stride
+    cdef Py_ssize_t n_rows = max(indptr.shape[0], 1) - 1, stride = dir_t.shape[1], proba_stride
     cdef const double *c = NULL
     cdef double *u
     _check_tables(n_classes, dir_t, out_t, out_intercept, dir_intercept)

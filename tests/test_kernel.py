@@ -322,6 +322,12 @@ def test_malformed_csr_arrays_are_refused_before_the_loops_read_them():
     indptr[-1] += 1
     with pytest.raises(ValueError, match="outside data"):
         _kernel.csr_loss_gradient(X.data, X.indices, indptr, *arguments)
+    with pytest.raises(ValueError, match="one entry more than the rows"):
+        _kernel.csr_loss_gradient(X.data, X.indices, X.indptr[:0], *arguments)
+    with pytest.raises(TypeError):
+        _kernel.csr_loss_gradient(X.data, X.indices, None, *arguments)
+    with pytest.raises(TypeError):
+        _kernel.residual_and_loss(None, y, weight)
 
 
 def test_the_loss_of_many_rows_is_summed_to_rounding():
