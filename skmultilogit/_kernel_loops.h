@@ -13,7 +13,7 @@
  *
  * The loops over rows vectorise. exp is not libm's, which no compiler
  * vectorises without -ffast-math: skml_exp below is branch-free (selects
- * only) so that it does. On x86-64 Linux each loop nest is compiled for
+ * only) so that it does. On x86-64 Linux with glibc each loop nest is compiled for
  * AVX-512, AVX2 and the baseline, chosen at load time by the CPU
  * (target_clones); elsewhere for the baseline the compiler targets.
  */
