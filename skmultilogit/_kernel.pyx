@@ -1,11 +1,15 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
-"""Compiled element-wise loops of ``_loss`` on one block of class-major logits.
+"""Compiled loops: ``_loss``'s element-wise work on one block of class-major logits,
+and whole passes over CSR X.
 
-Thin wrappers of the loops in ``_kernel_loops.h``, which say what they
-compute. They release the GIL, so that the backends' row-block threads run
-them side by side. ``_loss`` calls them where the arrays fit (C-contiguous
-(K, m) float32 or float64) and runs its numpy code otherwise; that numpy
-code is the reference the tests compare these with.
+Thin wrappers of the loops in ``_kernel_loops.h`` (which includes
+``_kernel_loops_typed.h`` and ``_kernel_sparse_typed.h``), which say what
+they compute; the wrappers check every array the loops index before they
+run. They release the GIL, so that the backends' row-block threads run them
+side by side. ``_loss`` calls the block loops where the arrays fit
+(C-contiguous (K, m) float32 or float64) and ``NumpyBackend`` the CSR passes;
+both run the same steps in numpy otherwise, the reference the tests compare
+these with.
 """
 
 from libc.stdint cimport int32_t, int64_t
@@ -20,6 +24,7 @@ cdef extern from "_kernel_loops.h" nogil:
                                  Py_ssize_t K, Py_ssize_t m, const double *w)
     void skml_hessp_residual_f32(float *u, const float *p, Py_ssize_t p_stride,
                                  Py_ssize_t K, Py_ssize_t m, const double *w)
+    void skml_exp_array(const double *x, double *out, Py_ssize_t n)
     double skml_csr_loss_gradient_f64_i32(const double *data, const int32_t *indices,
                                           const int32_t *indptr, Py_ssize_t n_rows, Py_ssize_t K,
                                           Py_ssize_t stride, const double *coef_t,
@@ -74,26 +79,42 @@ ctypedef fused csr_index:
     int64_t
 
 
+cdef int _check_labels(const Py_ssize_t[::1] y, Py_ssize_t m, Py_ssize_t n_classes) except -1:
+    """Refuse labels outside 0..K-1 among the first ``m``: the loops index by them."""
+    cdef Py_ssize_t i
+    cdef bint out_of_range = False
+    with nogil:
+        for i in range(m):
+            out_of_range |= (y[i] < 0) | (y[i] >= n_classes)
+    if out_of_range:
+        raise ValueError(f"class indices must lie in 0..{n_classes - 1}")
+    return 0
+
+
+cdef Py_ssize_t _row_stride(const floating[:, :] proba) except -1:
+    """Entries from one class's row of ``proba`` to the next; refuses other layouts.
+
+    The loops read each row contiguously and step from row to row by a
+    whole number of entries.
+    """
+    if proba.strides[1] != sizeof(floating) or proba.strides[0] % sizeof(floating):
+        raise ValueError("proba must be contiguous along its rows, its rows whole entries apart")
+    return proba.strides[0] // sizeof(floating)
+
+
 def residual_and_loss(floating[:, ::1] raw not None, const Py_ssize_t[::1] y not None,
                       const double[::1] weight not None):
     """``_loss.residual_and_loss`` on C-contiguous class-major logits; returns the data term.
 
     ``y`` (intp) and ``weight`` (float64) hold at least the block's rows.
     """
-    cdef Py_ssize_t n_classes = raw.shape[0], m = raw.shape[1], i
+    cdef Py_ssize_t n_classes = raw.shape[0], m = raw.shape[1]
     cdef double loss
-    cdef bint out_of_range = False
     if y.shape[0] < m or weight.shape[0] < m:
         raise ValueError("y and weight need a value for every row of the block")
     if m == 0:
         return 0.0
-    with nogil:
-        # the loops index the block by y: a label outside 0..K-1 would
-        # write outside it
-        for i in range(m):
-            out_of_range |= (y[i] < 0) | (y[i] >= n_classes)
-    if out_of_range:
-        raise ValueError(f"class indices must lie in 0..{n_classes - 1}")
+    _check_labels(y, m, n_classes)
     with nogil:
         if floating is double:
             loss = skml_residual_loss_f64(&raw[0, 0], n_classes, m, &y[0], &weight[0])
@@ -110,12 +131,9 @@ def hessp_residual(floating[:, ::1] direction_logits not None, const floating[:,
     (a block of columns of every row's probabilities will do).
     """
     cdef Py_ssize_t n_classes = direction_logits.shape[0], m = direction_logits.shape[1]
-    cdef Py_ssize_t proba_stride = proba.strides[0] // sizeof(floating)
+    cdef Py_ssize_t proba_stride = _row_stride(proba)
     if proba.shape[0] != n_classes or proba.shape[1] != m or weight.shape[0] < m:
         raise ValueError("proba and weight must match the block's logits")
-    if proba.strides[1] != sizeof(floating) or proba.strides[0] % sizeof(floating):
-        # the loops step from class to class by a whole number of entries
-        raise ValueError("proba must be contiguous along its rows, its rows whole entries apart")
     if m == 0:
         return
     with nogil:
@@ -127,12 +145,6 @@ def hessp_residual(floating[:, ::1] direction_logits not None, const floating[:,
                                     n_classes, m, &weight[0])
 
 
-
-
-cdef extern from "_kernel_loops.h" nogil:
-    void skml_exp_array(const double *x, double *out, Py_ssize_t n)
-
-
 def exp(const double[::1] x not None, double[::1] out not None):
     """The loops' exp of each entry of ``x``, into ``out`` (the tests compare it with numpy's)."""
     if out.shape[0] != x.shape[0]:
@@ -141,7 +153,6 @@ def exp(const double[::1] x not None, double[::1] out not None):
         return
     with nogil:
         skml_exp_array(&x[0], &out[0], x.shape[0])
-
 
 
 cdef int _check_csr(Py_ssize_t n_rows, Py_ssize_t n_features, const csr_index[::1] indices,
@@ -196,7 +207,7 @@ def csr_loss_gradient(const floating[::1] data not None, const csr_index[::1] in
     ``_kernel_sparse_typed.h``); ``intercept`` float64 (K,) or None;
     ``grad_t`` of ``coef_t``'s shape and ``grad_intercept`` (K,) are added to.
     """
-    cdef Py_ssize_t n_rows = max(indptr.shape[0], 1) - 1, stride = coef_t.shape[1], i
+    cdef Py_ssize_t n_rows = max(indptr.shape[0], 1) - 1, stride = coef_t.shape[1]
     cdef const double *b = NULL
     cdef double *z
     cdef double loss = 0.0
@@ -204,9 +215,7 @@ def csr_loss_gradient(const floating[::1] data not None, const csr_index[::1] in
     _check_csr(n_rows, coef_t.shape[0], indices, indptr, data.shape[0])
     if y.shape[0] < n_rows or weight.shape[0] < n_rows:
         raise ValueError("y and weight need a value for every row")
-    for i in range(n_rows):
-        if y[i] < 0 or y[i] >= n_classes:
-            raise ValueError(f"class indices must lie in 0..{n_classes - 1}")
+    _check_labels(y, n_rows, n_classes)
     if n_rows == 0:
         return 0.0
     b = _optional(intercept)
@@ -257,12 +266,10 @@ def csr_hessp(const floating[::1] data not None, const csr_index[::1] indices no
         raise ValueError("weight needs a value for every row")
     if proba.shape[0] != n_classes or proba.shape[1] != n_rows:
         raise ValueError("proba must be (K, n_rows)")
-    if proba.strides[1] != sizeof(floating) or proba.strides[0] % sizeof(floating):
-        raise ValueError("proba must be contiguous along its rows, its rows whole entries apart")
+    proba_stride = _row_stride(proba)
     if n_rows == 0:
         return
     c = _optional(dir_intercept)
-    proba_stride = proba.strides[0] // sizeof(floating)
     u = <double *>calloc(stride, sizeof(double))
     if u == NULL:
         raise MemoryError()
