@@ -176,3 +176,86 @@ def _linalg_errors():
     if torch is not None:
         errors.append(torch.linalg.LinAlgError)
     return tuple(errors)
+
+
+class KroneckerFactor:
+    """Solves with ``M = A (x) G + I (x) diag(a) + s 1 1^T (x) e e^T`` block by block.
+
+    The Hessian where every row has the same probabilities ``p`` (all
+    coefficients zero) is ``A (x) G`` in the class-by-class order
+    ``[coef_k, intercept_k]``: ``A = diag(p) - p p^T`` (K-square) and ``G``
+    the m-square Gram matrix of the design rows (``_hessian.kronecker_hessian``).
+    ``a`` (length m) is the penalty's diagonal, the same for every class,
+    and ``s 1 1^T`` the intercepts' shift (see the module docstring) on the
+    last coordinate ``e`` of each class (the intercept; ``s = 0`` without
+    one).
+
+    ``A 1 = 0``, so ``A`` and ``1 1^T`` commute and one orthogonal ``Q``
+    diagonalises both: the eigenvectors of ``A + 1 1^T`` (the one along
+    ``1`` has the eigenvalue K there, above every eigenvalue of ``A``, which
+    are at most 1). With ``alpha_j = q_j^T A q_j`` and ``tau_j = (1^T q_j)^2``
+    (K along 1, 0 across it), ``M`` is block diagonal in the rotated classes:
+    ``M_j = alpha_j G + diag(a) + s tau_j e e^T``, K blocks of size m, each
+    factored on its own. That is ``K m^3 / 3`` operations and K m^2 numbers
+    instead of ``(K m)^3 / 3`` and ``(K m)^2``. A solve with the rows
+    ``R`` (K, m) is ``Q [M_j^-1 (Q^T R)_j]_j``.
+
+    Parameters
+    ----------
+    class_factor : ndarray of shape (K, K)
+        ``A``, symmetric with ``A 1 = 0``.
+    gram : ndarray of shape (m, m)
+        ``G``, symmetric positive semidefinite.
+    diagonal : ndarray of shape (m,)
+        ``a``.
+    intercept_shift : float
+        ``s``, added on the last coordinate.
+
+    Raises ``numpy.linalg.LinAlgError`` where a block is not numerically
+    positive definite, a pivot at most rounding (``eps`` times the largest
+    diagonal entry) included: the caller adds a ridge, as for ``factorise``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = np.array([0.25, 0.75])
+    >>> A = np.diag(p) - np.outer(p, p)
+    >>> G = np.array([[2.0, 1.0], [1.0, 3.0]])
+    >>> factor = KroneckerFactor(A, G, np.array([0.5, 0.0]), 0.5)
+    >>> dense = np.kron(A, G) + np.diag([0.5, 0.0, 0.5, 0.0])
+    >>> dense[np.ix_([1, 3], [1, 3])] += 0.5
+    >>> rows = np.array([[1.0, 2.0], [3.0, 4.0]])
+    >>> bool(np.allclose(factor.solve(rows).ravel(), np.linalg.solve(dense, rows.ravel())))
+    True
+    """
+
+    def __init__(self, class_factor, gram, diagonal, intercept_shift):
+        n_classes = class_factor.shape[0]
+        _, self.rotation = np.linalg.eigh(class_factor + 1.0)
+        alpha = np.einsum("kj,kl,lj->j", self.rotation, class_factor, self.rotation)
+        tau = self.rotation.sum(axis=0) ** 2
+        # exactly 0 along 1 (A 1 = 0), not rounding's 1e-17: an unpenalised
+        # coefficient's pivot there must fail, as in the dense factor, and get
+        # its ridge, not a pivot of rounding noise
+        alpha[tau > n_classes / 2] = 0.0
+        blocks = alpha[:, None, None] * gram + np.diag(diagonal)
+        if intercept_shift:
+            blocks[:, -1, -1] += intercept_shift * tau
+        lower = np.linalg.cholesky(blocks)
+        # A pivot at rounding's level is no curvature (a penalty of 1e-303,
+        # C = 1e300): its inverse would send the step to 1e300. Refused as
+        # not positive definite, as float32's factor refuses it by rounding
+        # the penalty to zero; the caller's ridge then takes its place.
+        size = np.max(np.abs(np.diagonal(blocks, axis1=1, axis2=2)))
+        if np.min(np.diagonal(lower, axis1=1, axis2=2)) ** 2 <= np.finfo(np.float64).eps * size:
+            raise np.linalg.LinAlgError("a pivot at the level of rounding")
+        # the inverse from the inverse of the lower factor: batched, where
+        # LAPACK's triangular solves are one matrix at a time
+        inverse_lower = np.linalg.inv(lower)
+        self.inverse = np.matmul(np.swapaxes(inverse_lower, 1, 2), inverse_lower)
+
+    def solve(self, rows):
+        """``M^-1`` applied to the rows ``R`` (K, m), float64."""
+        rotated = self.rotation.T @ rows
+        solved = np.matmul(self.inverse, rotated[:, :, None])[:, :, 0]
+        return self.rotation @ solved

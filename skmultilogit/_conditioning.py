@@ -491,6 +491,21 @@ class ConditionedProblem:
             on_device=on_device,
         )
 
+    def data_gram(self):
+        """The Gram matrix of the design rows, ``sum_i omega_i x^_i x^_i^T``: float64.
+
+        ``x^_i = [(x_i - mean) / scale, 1]`` (the 1 only with an intercept):
+        the data term's Hessian at zero coefficients is
+        ``(diag(p) - p p^T) (x)`` this matrix (``_hessian.kronecker_hessian``).
+        None where the backend has no host Gram pass (the backend protocol).
+        """
+        if self.loss.data.gram is None:
+            return None
+        gram = self.loss.data.gram(center=self.mean, scale=self.scale)
+        if not self.loss.fit_intercept:
+            gram = gram[:-1, :-1]
+        return gram
+
     def penalty_diagonal(self):
         """The L2 penalty's Hessian in these coordinates: ``lambda / sigma^2`` per coefficient."""
         loss = self.loss

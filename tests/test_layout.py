@@ -15,7 +15,8 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "skmultilogit"
 # lower layer, never from a higher one (docs/layout.md).
 LAYERS = [
     ["_kernel", "_scratch", "_array_api", "_threads"],
-    ["_loss", "_cholesky", "_penalties", "_conditioning", "_memory"],
+    ["_loss"],
+    ["_hessian", "_cholesky", "_penalties", "_conditioning", "_memory"],
     ["_backends", "_scoring"],
     ["_objective"],
     ["_solvers"],
@@ -36,6 +37,7 @@ LAYER = {name: level for level, names in enumerate(LAYERS) for name in names}
 NO_OPTIMISER_OR_ESTIMATOR = [
     "_scratch",
     "_loss",
+    "_hessian",
     "_cholesky",
     "_penalties",
     "_conditioning",

@@ -400,7 +400,7 @@ def test_hessian_from_class_pairs_equals_the_textbook_sum(
 
 def test_class_pairs_travel_as_their_triangles():
     # What a Dask worker sends: each pair's upper triangle, unpacked on the client.
-    from skmultilogit._loss import class_pair_hessian, pack_class_pairs, unpack_class_pairs
+    from skmultilogit._hessian import class_pair_hessian, pack_class_pairs, unpack_class_pairs
 
     X, y, coef, intercept, weights = make_problem(4, n_samples=60, n_features=3, seed=10)
     loss = MultinomialLoss.from_arrays(X, y, 4, weights, 1.0)

@@ -390,6 +390,131 @@ def test_a_reused_hessian_follows_changed_feature_scales():
     np.testing.assert_allclose(rebuilt[0], rebuilt[1], rtol=0, atol=1e-5 * size)
 
 
+@pytest.mark.parametrize("uniform", [True, False])
+@pytest.mark.parametrize("n_classes", [2, 6])
+def test_kronecker_factor_solves_with_the_written_out_matrix(uniform, n_classes):
+    # A (x) G + I (x) diag(a) + s 1 1^T (x) e e^T, written out with np.kron;
+    # uniform probabilities give A a repeated eigenvalue
+    from skmultilogit._cholesky import KroneckerFactor
+
+    rng = np.random.default_rng(n_classes)
+    proba = np.full(n_classes, 1 / n_classes) if uniform else rng.dirichlet(np.ones(n_classes))
+    class_factor = np.diag(proba) - np.outer(proba, proba)
+    design = rng.normal(size=(50, 4))
+    gram = design.T @ design
+    diagonal = np.array([0.3, 0.1, 2.0, 0.0])  # nothing on the intercept
+    dense = np.kron(class_factor, gram) + np.diag(np.tile(diagonal, n_classes))
+    last = np.arange(n_classes) * 4 + 3
+    dense[np.ix_(last, last)] += 0.4
+    rows = rng.normal(size=(n_classes, 4))
+    solved = KroneckerFactor(class_factor, gram, diagonal, 0.4).solve(rows)
+    expected = np.linalg.solve(dense, rows.ravel()).reshape(n_classes, 4)
+    np.testing.assert_allclose(solved, expected, rtol=1e-9, atol=1e-12 * np.abs(expected).max())
+
+
+def test_kronecker_factor_refuses_a_pivot_at_the_level_of_rounding():
+    # C = 1e300: the penalty's 1e-303 on a direction of no curvature (the
+    # classes' common shift) is positive but no curvature; its inverse would
+    # send a step to 1e300 (a fit then stopped after 0 iterations)
+    from skmultilogit._cholesky import KroneckerFactor
+
+    proba = np.full(3, 1 / 3)
+    class_factor = np.diag(proba) - np.outer(proba, proba)
+    design = np.random.default_rng(0).normal(size=(30, 4))
+    with pytest.raises(np.linalg.LinAlgError):
+        KroneckerFactor(class_factor, design.T @ design, np.full(4, 1e-303), 0.0)
+    KroneckerFactor(class_factor, design.T @ design, np.full(4, 1e-10), 0.0)
+
+
+@pytest.mark.parametrize("C", [0.5, np.inf])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_the_preconditioner_at_zero_solves_with_the_hessian_from_its_products(C, fit_intercept):
+    # The Kronecker form at zero coefficients against the matrix of exact
+    # Hessian-vector products (penalty included), plus what the dense
+    # preconditioner adds: the intercepts' shift and, without a penalty, 1
+    # on the inert coefficients (a constant column here).
+    rng = np.random.default_rng(5)
+    X = rng.normal(loc=2.0, scale=[0.5, 3.0, 1.0, 1.0], size=(120, 4))
+    X[:, 2] = 7.0 if fit_intercept else 0.0
+    y = rng.integers(0, 4, size=120)
+    loss = MultinomialLoss.from_arrays(X, y, 4, rng.uniform(0.5, 2, 120), C,
+                                       fit_intercept=fit_intercept, normalize=True)  # fmt: skip
+    mean, spread = feature_mean_scale(loss.data, fit_intercept)
+    problem = ConditionedProblem(
+        loss, mean, feature_scale(spread, loss.penalty.l2_strength), inert=spread == 0
+    )
+    assert problem.inert is not None
+    theta = np.zeros(loss.n_params)
+    if fit_intercept:
+        theta[-4:] = rng.normal(size=4)
+    null_weight = 0.25 if fit_intercept else 0.0
+    pre = newton.KroneckerPreconditioner.at(problem, theta, null_weight)
+    assert pre is not None
+    dense = np.column_stack([problem.hessp(theta, e) for e in np.eye(loss.n_params)])
+    if fit_intercept:
+        dense[16:, 16:] += null_weight
+    if C == np.inf:
+        inert = np.tile(problem.inert, 4)
+        dense[np.flatnonzero(inert), np.flatnonzero(inert)] += 1.0
+    residual = rng.normal(size=loss.n_params)
+    if C == np.inf:
+        # singular along the classes' common shift of the coefficients: a
+        # ridge then, and a residual across that null space (as a gradient is)
+        eigenvalues, eigenvectors = np.linalg.eigh(dense)
+        null = eigenvectors[:, eigenvalues < 1e-10 * eigenvalues.max()]
+        assert null.shape[1] == 3  # the three free features
+        residual -= null @ (null.T @ residual)
+        expected = np.linalg.pinv(dense, hermitian=True) @ residual
+        # (the rounding of the residual along the null space, divided by the
+        # ridge, is all the solve adds there)
+        solved = pre.solve(residual)
+        solved -= null @ (null.T @ solved)
+        # the ridge (1e-10 of the diagonal's size) against the smallest
+        # curvature moves the rest by 8e-8 relative here
+        np.testing.assert_allclose(solved, expected, rtol=1e-6, atol=1e-10)
+    else:
+        expected = np.linalg.solve(dense, residual)
+        np.testing.assert_allclose(pre.solve(residual), expected, rtol=1e-8, atol=1e-10)
+    # elsewhere: the dense form
+    theta[0] = 0.1
+    assert newton.KroneckerPreconditioner.at(problem, theta, null_weight) is None
+
+
+def test_a_fit_from_zero_forms_no_dense_hessian_at_zero(monkeypatch):
+    # the start's preconditioner comes from the Gram matrix alone
+    at_zero = []
+    original = NumpyBackend.hessian
+
+    def spy(self, coef, *args, **kwargs):
+        at_zero.append(not np.any(coef))
+        return original(self, coef, *args, **kwargs)
+
+    monkeypatch.setattr(NumpyBackend, "hessian", spy)
+    X, y = load_wine(return_X_y=True)
+    MultinomialLogitClassifier(solver="newton-cholesky").fit(X, y)
+    assert at_zero and not any(at_zero)
+
+
+def test_a_carried_kronecker_preconditioner_follows_changed_feature_scales():
+    # as test_a_reused_hessian_follows_changed_feature_scales, at zero
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(300, 4)) * [0.001, 1.0, 50.0, 3.0]
+    y = rng.integers(0, 3, size=300)
+    mean, spread = feature_mean_scale(NumpyBackend(X, y, 3, np.ones(300)), True)
+
+    def problem_at(C):
+        loss = MultinomialLoss.from_arrays(X, y, 3, np.ones(300), C, normalize=True)
+        return ConditionedProblem(loss, mean, feature_scale(spread, loss.penalty.l2_strength))
+
+    first, second = problem_at(1e-4), problem_at(10.0)
+    assert not np.allclose(first.scale, second.scale)
+    theta = np.r_[np.zeros(12), 0.3, -0.2, 0.1]
+    carried = newton.KroneckerPreconditioner.at(first, theta, 1 / 3).for_problem(second, 1 / 3)
+    fresh = newton.KroneckerPreconditioner.at(second, theta, 1 / 3)
+    residual = rng.normal(size=15)
+    np.testing.assert_allclose(carried.solve(residual), fresh.solve(residual), rtol=1e-10)
+
+
 def test_a_path_holds_one_hessian_at_a_time():
     from skmultilogit._path import coefficient_path
 

@@ -59,6 +59,12 @@ Attributes
     ``(loss, grad_coef, grad_intercept, hessian)`` in one evaluation (one
     round on a cluster), the Hessian on a row sample of about ``budget`` rows
     drawn by curvature where the rows live, when that is fewer than the rows.
+``gram(*, center, scale)``
+    ``sum_i omega_i x^_i x^_i^T`` for the design rows ``x^_i = [(x_i - center)
+    / scale, 1]``, numpy float64, (d + 1)-square: the data term's Hessian at
+    zero coefficients in Kronecker form, for a preconditioner solved on the
+    host. None (the attribute) where the rows are not in this process's
+    memory as numpy or scipy arrays (then ``hessian`` serves).
 ``curvature(coef, intercept)``
     ``omega_i (1 - ||p_i||^2)`` for every row (in memory only: elsewhere it
     would move an n-vector).

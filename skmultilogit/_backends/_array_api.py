@@ -45,6 +45,9 @@ class ArrayAPIBackend:
     """
 
     passes_are_rounds = False
+    # the Gram matrix would be formed and factored on the host: the
+    # preconditioner at zero coefficients is built on the device instead
+    gram = None
     newton_by_default = True
     sparse = False
 

@@ -8,7 +8,7 @@ every block evaluates its rows where they live (a :class:`~._numpy.NumpyBackend`
 of the block), and the partial results come back. Only the parameters go
 out, and back come the sums (``K (d + 1)`` numbers, with a Hessian the
 upper triangles of its ``K (K - 1) / 2`` class pairs, see
-``_loss.add_class_pairs``), one per worker thread,
+``_hessian.add_class_pairs``), one per worker thread,
 each over the blocks that worker holds. scipy's optimisers and the Newton
 steps run on the client.
 The data term is additive over rows, so the sums are the in-memory data
@@ -30,7 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 
-from .. import _loss
+from .. import _hessian
 from ._numpy import NumpyBackend
 
 
@@ -342,7 +342,7 @@ def _packed_hessian(data, coef, intercept, *, center, scale, dtype, rows=None, r
     At all coefficients zero the Kronecker form: the upper triangle of the
     Gram matrix, ``(d + 1)(d + 2) / 2`` numbers. Otherwise the upper
     triangles of the sums ``S_kl``, ``k < l``, that make the Hessian
-    (``_loss.add_class_pairs``): under half of its own triangle.
+    (``_hessian.add_class_pairs``): under half of its own triangle.
     """
     if not coef.any():
         gram = data.gram(center=center, scale=scale)
@@ -350,7 +350,7 @@ def _packed_hessian(data, coef, intercept, *, center, scale, dtype, rows=None, r
     pairs = data.class_pairs(
         coef, intercept, center=center, scale=scale, rows=rows, row_factor=row_factor, dtype=dtype
     )
-    return _loss.pack_class_pairs(pairs)
+    return _hessian.pack_class_pairs(pairs)
 
 
 def _block_hessian(X_block, pair_block, *, coef, intercept, center, scale, dtype, n_classes, index):
@@ -425,6 +425,8 @@ class DaskBackend:
     # Every evaluation is a round: Newton's method here fuses a gradient and
     # a Hessian into one, and solves with the Hessian on the client.
     passes_are_rounds = True
+    # the Gram matrix comes in the Hessian's round (loss_gradient_hessian)
+    gram = None
     newton_by_default = True
 
     def __init__(
@@ -564,13 +566,13 @@ class DaskBackend:
         packed *= self.multiplier / self.divisor
         K, d, fit_intercept = self.n_classes, self.n_features, intercept is not None
         if np.any(coef):
-            pairs = _loss.unpack_class_pairs(packed, K, d + fit_intercept, dtype)
-            return _loss.class_pair_hessian(pairs, K, d, fit_intercept)
+            pairs = _hessian.unpack_class_pairs(packed, K, d + fit_intercept, dtype)
+            return _hessian.class_pair_hessian(pairs, K, d, fit_intercept)
         upper = np.triu_indices(d + 1)
         gram = np.zeros((d + 1, d + 1))
         gram[upper] = packed
         gram[upper[::-1]] = packed
-        return _loss.kronecker_hessian(gram, intercept, K, dtype)
+        return _hessian.kronecker_hessian(gram, intercept, K, dtype)
 
     def map_blocks(self, function, **kwargs):
         """``function(X_block, sample_weight_block, **kwargs)`` of every block, where it lives."""

@@ -5,7 +5,7 @@ import copy
 import numpy as np
 import scipy.sparse as sp
 
-from .. import _loss
+from .. import _hessian, _loss
 from .._scratch import Scratch
 from .._threads import map_in_threads, pass_threads
 
@@ -315,7 +315,7 @@ class NumpyBackend:
                 # in float32, and a row of curvature 0 is never sampled
                 logits = _loss.class_major_logits(X_block, coef_x, intercept, scratch)
                 proba = _loss.softmax_class_major(logits.astype(np.float64, copy=False))
-                curvature[rows] = _loss.curvature(proba, self.weight[rows])
+                curvature[rows] = _hessian.curvature(proba, self.weight[rows])
 
         map_in_threads(on_blocks, self._pass_groups())
         return curvature
@@ -363,7 +363,7 @@ class NumpyBackend:
         if not coef.any():
             # Every row has p = softmax(b): the Kronecker form.
             gram = self.gram(center=center, scale=scale, rows=rows, row_factor=row_factor)
-            return _loss.kronecker_hessian(gram, intercept, K, dtype)
+            return _hessian.kronecker_hessian(gram, intercept, K, dtype)
         pairs = self.class_pairs(
             coef,
             intercept,
@@ -373,7 +373,7 @@ class NumpyBackend:
             row_factor=row_factor,
             dtype=dtype,
         )
-        return _loss.class_pair_hessian(pairs, K, d, fit_intercept)
+        return _hessian.class_pair_hessian(pairs, K, d, fit_intercept)
 
     def class_pairs(
         self,
@@ -386,10 +386,10 @@ class NumpyBackend:
         row_factor=None,
         dtype=np.float64,
     ):
-        """The sums ``S_kl``, ``k < l``, that make the Hessian (``_loss.add_class_pairs``).
+        """The sums ``S_kl``, ``k < l``, that make the Hessian (``_hessian.add_class_pairs``).
 
         Arguments as in :meth:`hessian`, which is
-        ``_loss.class_pair_hessian`` of them away from the zero point.
+        ``_hessian.class_pair_hessian`` of them away from the zero point.
         """
         fit_intercept = intercept is not None
         blocks, weight, transformed = self._hessian_blocks(
@@ -400,12 +400,12 @@ class NumpyBackend:
         def on_blocks(group):
             # one buffer per thread, summed after: a thread's share of the
             # rows costs as much as the Hessian's size in memory again
-            pairs = _loss.class_pairs_buffer(self.n_classes, size, dtype)
+            pairs = _hessian.class_pairs_buffer(self.n_classes, size, dtype)
             scratch = Scratch()
             for block in group:
                 X_block, design = transformed(block, scratch)
                 proba = _loss.softmax_in_place(_loss.logits(X_block, coef_x, intercept, scratch))
-                _loss.add_class_pairs(pairs, design, proba, weight[block], scratch)
+                _hessian.add_class_pairs(pairs, design, proba, weight[block], scratch)
             return pairs
 
         size = self.n_features + fit_intercept
@@ -417,7 +417,7 @@ class NumpyBackend:
         return parts[0]
 
     def gram(self, *, center=None, scale=None, rows=None, row_factor=None):
-        """``sum_i omega_i [x^_i, 1] [x^_i, 1]^T``, float64, (d + 1)-square (``_loss.add_gram``).
+        """``sum_i omega_i [x^_i, 1] [x^_i, 1]^T``, float64, (d + 1)-square (``_hessian.add_gram``).
 
         ``x^_i = (x_i - center) / scale``; ``rows`` and ``row_factor`` as in
         :meth:`hessian`, which at all coefficients zero is this matrix in
@@ -427,7 +427,7 @@ class NumpyBackend:
         blocks, weight, transformed = self._hessian_blocks(center, scale, rows, row_factor)
         gram = np.zeros((self.n_features + 1, self.n_features + 1))
         for block in blocks:
-            _loss.add_gram(gram, transformed(block, scratch)[1], weight[block], scratch)
+            _hessian.add_gram(gram, transformed(block, scratch)[1], weight[block], scratch)
         return gram
 
     def _hessian_blocks(
@@ -490,7 +490,7 @@ class NumpyBackend:
 
         ``(loss, grad_coef, grad_intercept, hessian)``; the Hessian as in
         :meth:`hessian`, on a row sample drawn by curvature
-        (``_loss.hessian_rows``, seeded by ``seed``) of about ``budget`` rows
+        (``_hessian.hessian_rows``, seeded by ``seed``) of about ``budget`` rows
         when that is fewer than the rows (and the coefficients are not all
         zero: there the Kronecker form is exact and cheap).
         """
@@ -553,7 +553,7 @@ def hessian_sample(data, coef, intercept, budget, seed):
     if budget is None or budget >= data.n_samples or not coef.any():
         return None, None
     rng = np.random.default_rng(seed)
-    return _loss.hessian_rows(data.curvature(coef, intercept), budget, rng)
+    return _hessian.hessian_rows(data.curvature(coef, intercept), budget, rng)
 
 
 def sampled_loss_gradient_hessian(data, coef, intercept, *, center, scale, budget, seed, dtype):

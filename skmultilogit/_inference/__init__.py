@@ -28,7 +28,7 @@ and one-hot labels ``y_i``, the negative log-likelihood
         \otimes \tilde x_i \tilde x_i^\top,
 
 the closed-form softmax Jacobian, formed by
-``NumpyBackend.hessian`` (from ``_loss.add_class_pairs``). With ``C < inf`` the
+``NumpyBackend.hessian`` (from ``_hessian.add_class_pairs``). With ``C < inf`` the
 estimate minimises ``L + ||W||^2 / (2 C)``, so the penalised Hessian
 ``H + I_W / C`` (identity on the coefficients) replaces ``H``.
 
