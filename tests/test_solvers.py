@@ -358,16 +358,11 @@ def test_l1_split_gradient_matches_finite_differences_and_polish_finds_zeros():
     assert polished[zero] == 0.0 and problem.loss_gradient(polished)[0] < f
 
 
-def test_a_reused_hessian_follows_changed_feature_scales():
-    # Along a path the penalty changes the feature scales; the data Hessian
-    # of the previous fit, carried over, must equal a fresh one in the new
-    # coordinates (to float32 accumulation).
-    from skmultilogit._solvers._newton_cholesky import Preconditioner
-
+def problems_of_two_feature_scales():
+    """One data set in the coordinates of C = 1e-4 and of C = 10 (feature scales differ)."""
     rng = np.random.default_rng(4)
     X = rng.normal(size=(300, 4)) * [0.001, 1.0, 50.0, 3.0]
     y = rng.integers(0, 3, size=300)
-    w = rng.normal(size=15) * 0.1
     mean, spread = feature_mean_scale(NumpyBackend(X, y, 3, np.ones(300)), True)
 
     def problem_at(C):
@@ -376,6 +371,17 @@ def test_a_reused_hessian_follows_changed_feature_scales():
 
     first, second = problem_at(1e-4), problem_at(10.0)
     assert not np.allclose(first.scale, second.scale)
+    return first, second, rng
+
+
+def test_a_reused_hessian_follows_changed_feature_scales():
+    # Along a path the penalty changes the feature scales; the data Hessian
+    # of the previous fit, carried over, must equal a fresh one in the new
+    # coordinates (to float32 accumulation).
+    from skmultilogit._solvers._newton_cholesky import Preconditioner
+
+    first, second, rng = problems_of_two_feature_scales()
+    w = rng.normal(size=15) * 0.1
     old = Preconditioner(first, first.to_conditioned(w), np.inf, None, 1 / 3, keep=True)
     fresh = Preconditioner(second, second.to_conditioned(w), np.inf, None, 1 / 3, keep=True)
     carried = old.for_problem(second, 1 / 3)
@@ -497,17 +503,7 @@ def test_a_fit_from_zero_forms_no_dense_hessian_at_zero(monkeypatch):
 
 def test_a_carried_kronecker_preconditioner_follows_changed_feature_scales():
     # as test_a_reused_hessian_follows_changed_feature_scales, at zero
-    rng = np.random.default_rng(4)
-    X = rng.normal(size=(300, 4)) * [0.001, 1.0, 50.0, 3.0]
-    y = rng.integers(0, 3, size=300)
-    mean, spread = feature_mean_scale(NumpyBackend(X, y, 3, np.ones(300)), True)
-
-    def problem_at(C):
-        loss = MultinomialLoss.from_arrays(X, y, 3, np.ones(300), C, normalize=True)
-        return ConditionedProblem(loss, mean, feature_scale(spread, loss.penalty.l2_strength))
-
-    first, second = problem_at(1e-4), problem_at(10.0)
-    assert not np.allclose(first.scale, second.scale)
+    first, second, rng = problems_of_two_feature_scales()
     theta = np.r_[np.zeros(12), 0.3, -0.2, 0.1]
     carried = newton.KroneckerPreconditioner.at(first, theta, 1 / 3).for_problem(second, 1 / 3)
     fresh = newton.KroneckerPreconditioner.at(second, theta, 1 / 3)
