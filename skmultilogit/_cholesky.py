@@ -211,6 +211,12 @@ class KroneckerFactor:
     intercept_shift : float
         ``s``, added on the last coordinate.
 
+    The block along 1 is the classes' common shift of the coefficients,
+    where the data have no curvature: its diagonal is raised to at least
+    ``sqrt(eps)`` times the largest diagonal entry (:attr:`NULL_FLOOR`), so
+    that a penalty below that (``C = inf``, or ``C`` of 1e8 and more) does
+    not make the solve divide rounding by rounding.
+
     Raises ``numpy.linalg.LinAlgError`` where a block is not numerically
     positive definite, a pivot at most rounding (``eps`` times the largest
     diagonal entry) included: the caller adds a ridge, as for ``factorise``.
@@ -229,30 +235,59 @@ class KroneckerFactor:
     True
     """
 
+    # The block along 1 is the classes' common shift of the coefficients,
+    # where the data have no curvature: its pivots are at least this share
+    # of the largest diagonal entry (see __init__).
+    NULL_FLOOR = float(np.sqrt(np.finfo(np.float64).eps))
+
     def __init__(self, class_factor, gram, diagonal, intercept_shift):
-        n_classes = class_factor.shape[0]
         _, self.rotation = np.linalg.eigh(class_factor + 1.0)
         alpha = np.einsum("kj,kl,lj->j", self.rotation, class_factor, self.rotation)
         tau = self.rotation.sum(axis=0) ** 2
-        # exactly 0 along 1 (A 1 = 0), not rounding's 1e-17: an unpenalised
-        # coefficient's pivot there must fail, as in the dense factor, and get
-        # its ridge, not a pivot of rounding noise
-        alpha[tau > n_classes / 2] = 0.0
+        along_one = int(np.argmax(tau))
+        # exactly 0 along 1 (A 1 = 0), not rounding's 1e-17 times G
+        alpha[along_one] = 0.0
         blocks = alpha[:, None, None] * gram + np.diag(diagonal)
         if intercept_shift:
             blocks[:, -1, -1] += intercept_shift * tau
-        lower = np.linalg.cholesky(blocks)
-        # A pivot at rounding's level is no curvature (a penalty of 1e-303,
-        # C = 1e300): its inverse would send the step to 1e300. Refused as
-        # not positive definite, as float32's factor refuses it by rounding
-        # the penalty to zero; the caller's ridge then takes its place.
-        size = np.max(np.abs(np.diagonal(blocks, axis1=1, axis2=2)))
-        if np.min(np.diagonal(lower, axis1=1, axis2=2)) ** 2 <= np.finfo(np.float64).eps * size:
-            raise np.linalg.LinAlgError("a pivot at the level of rounding")
-        # the inverse from the inverse of the lower factor: batched, where
-        # LAPACK's triangular solves are one matrix at a time
-        inverse_lower = np.linalg.inv(lower)
-        self.inverse = np.matmul(np.swapaxes(inverse_lower, 1, 2), inverse_lower)
+        size = float(np.max(np.abs(np.diagonal(blocks, axis1=1, axis2=2))))
+        # Along the common shift only the penalty curves the objective, and
+        # at C = inf or C >= ~1e8 it is below rounding's level for this
+        # purpose: the residual's rounding there, divided by such a pivot,
+        # swamped the solve (a closely solved polish step failed at C = inf,
+        # 2.6e-6 from the optimum). The exact gradient has (almost) nothing
+        # there, so a floor of sqrt(eps) costs nothing; float32's dense
+        # factor had its rounding, about 1e-7, there.
+        pivots = np.einsum("ii->i", blocks[along_one])
+        np.maximum(pivots, self.NULL_FLOOR * size, out=pivots)
+        # Each block's inverse from its factor (LAPACK potrf, potri), in
+        # place of the block: a solve is then one batched product, where
+        # triangular solves are one matrix at a time. The block along 1 is
+        # diagonal (no G there; the shift is on the intercept's entry).
+        eps = float(np.finfo(np.float64).eps)
+        for index, block in enumerate(blocks):
+            if index == along_one:
+                self._invert_diagonal(block, eps * size)
+                continue
+            factor, info = lapack.dpotrf(block, lower=0, clean=1)
+            # A pivot at rounding's level is no curvature (a penalty of
+            # 1e-303, C = 1e300, where collinear columns leave the data
+            # none): its inverse would send the step to 1e300. Refused as not
+            # positive definite, as float32's factor refused it by rounding
+            # the penalty to zero; the caller's ridge then takes its place.
+            if info != 0 or np.min(np.diag(factor)) ** 2 <= eps * size:
+                raise np.linalg.LinAlgError("a block is not numerically positive definite")
+            upper, _ = lapack.dpotri(factor, lower=0, overwrite_c=1)
+            block[...] = np.triu(upper) + np.triu(upper, 1).T
+        self.inverse = blocks
+
+    @staticmethod
+    def _invert_diagonal(block, tiny):
+        """Invert, in place, a diagonal block (the one along 1); refuse a pivot up to ``tiny``."""
+        diagonal = np.diag(block).copy()
+        if np.min(diagonal) <= tiny:
+            raise np.linalg.LinAlgError("a block is not numerically positive definite")
+        block[...] = np.diag(1.0 / diagonal)
 
     def solve(self, rows):
         """``M^-1`` applied to the rows ``R`` (K, m), float64."""

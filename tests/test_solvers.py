@@ -1,5 +1,6 @@
 """The solver layer: the change of variables, stopping rules, hard conditioning."""
 
+import copy
 import warnings
 
 import numpy as np
@@ -358,15 +359,17 @@ def test_l1_split_gradient_matches_finite_differences_and_polish_finds_zeros():
     assert polished[zero] == 0.0 and problem.loss_gradient(polished)[0] < f
 
 
-def problems_of_two_feature_scales():
+def problems_of_two_feature_scales(fit_intercept=True):
     """One data set in the coordinates of C = 1e-4 and of C = 10 (feature scales differ)."""
     rng = np.random.default_rng(4)
     X = rng.normal(size=(300, 4)) * [0.001, 1.0, 50.0, 3.0]
     y = rng.integers(0, 3, size=300)
-    mean, spread = feature_mean_scale(NumpyBackend(X, y, 3, np.ones(300)), True)
+    mean, spread = feature_mean_scale(NumpyBackend(X, y, 3, np.ones(300)), fit_intercept)
 
     def problem_at(C):
-        loss = MultinomialLoss.from_arrays(X, y, 3, np.ones(300), C, normalize=True)
+        loss = MultinomialLoss.from_arrays(
+            X, y, 3, np.ones(300), C, fit_intercept=fit_intercept, normalize=True
+        )
         return ConditionedProblem(loss, mean, feature_scale(spread, loss.penalty.l2_strength))
 
     first, second = problem_at(1e-4), problem_at(10.0)
@@ -419,17 +422,48 @@ def test_kronecker_factor_solves_with_the_written_out_matrix(uniform, n_classes)
 
 
 def test_kronecker_factor_refuses_a_pivot_at_the_level_of_rounding():
-    # C = 1e300: the penalty's 1e-303 on a direction of no curvature (the
-    # classes' common shift) is positive but no curvature; its inverse would
-    # send a step to 1e300 (a fit then stopped after 0 iterations)
+    # C = 1e300: a penalty of 1e-303 on a direction of no data curvature is
+    # positive but no curvature; its inverse would send a step to 1e300 (a
+    # fit then stopped after 0 iterations). Collinear columns give every
+    # block such a direction: refused, for the caller's ridge.
     from skmultilogit._cholesky import KroneckerFactor
 
-    proba = np.full(3, 1 / 3)
+    proba = np.array([0.2, 0.3, 0.5])
     class_factor = np.diag(proba) - np.outer(proba, proba)
     design = np.random.default_rng(0).normal(size=(30, 4))
+    design[:, 3] = design[:, 2]
     with pytest.raises(np.linalg.LinAlgError):
         KroneckerFactor(class_factor, design.T @ design, np.full(4, 1e-303), 0.0)
     KroneckerFactor(class_factor, design.T @ design, np.full(4, 1e-10), 0.0)
+
+
+def test_kronecker_factor_floors_the_common_shift_at_sqrt_eps():
+    # Along the classes' common shift only the penalty curves the objective;
+    # below sqrt(eps) of the diagonal (C = inf, or C of 1e8 and more) the
+    # solve would divide the residual's rounding by it (a polish step then
+    # failed at C = inf and the fit ended 2.6e-6 from the optimum)
+    from skmultilogit._cholesky import KroneckerFactor
+
+    proba = np.array([0.2, 0.3, 0.5])
+    class_factor = np.diag(proba) - np.outer(proba, proba)
+    design = np.random.default_rng(0).normal(size=(30, 4))
+    gram = design.T @ design
+    factor = KroneckerFactor(class_factor, gram, np.full(4, 1e-14), 0.0)
+    size = np.max(np.outer(np.linalg.eigvalsh(class_factor), np.diag(gram)))
+    shift = np.outer(np.ones(3) / np.sqrt(3), np.eye(4)[1])  # one feature, every class
+    expected = shift / (KroneckerFactor.NULL_FLOOR * size)
+    np.testing.assert_allclose(
+        factor.solve(shift), expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max()
+    )
+    # and in all, the inverse of the written-out matrix with that floor
+    rows = np.random.default_rng(1).normal(size=(3, 4))
+    ones = np.full((3, 3), 1 / 3)
+    dense = np.kron(class_factor, gram) + 1e-14 * np.eye(12)
+    dense += np.kron(ones, (KroneckerFactor.NULL_FLOOR * size - 1e-14) * np.eye(4))
+    # (condition 7e7: either solve's rounding is about 1e-8)
+    np.testing.assert_allclose(
+        factor.solve(rows).ravel(), np.linalg.solve(dense, rows.ravel()), rtol=1e-7
+    )
 
 
 @pytest.mark.parametrize("C", [0.5, np.inf])
@@ -503,12 +537,23 @@ def test_a_fit_from_zero_forms_no_dense_hessian_at_zero(monkeypatch):
 
 def test_a_carried_kronecker_preconditioner_follows_changed_feature_scales():
     # as test_a_reused_hessian_follows_changed_feature_scales, at zero
-    first, second, rng = problems_of_two_feature_scales()
-    theta = np.r_[np.zeros(12), 0.3, -0.2, 0.1]
-    carried = newton.KroneckerPreconditioner.at(first, theta, 1 / 3).for_problem(second, 1 / 3)
-    fresh = newton.KroneckerPreconditioner.at(second, theta, 1 / 3)
-    residual = rng.normal(size=15)
-    np.testing.assert_allclose(carried.solve(residual), fresh.solve(residual), rtol=1e-10)
+    for fit_intercept in (True, False):
+        first, second, rng = problems_of_two_feature_scales(fit_intercept)
+        null_weight = 1 / 3 if fit_intercept else 0.0
+        theta = np.zeros(first.loss.n_params)
+        if fit_intercept:
+            theta[-3:] = [0.3, -0.2, 0.1]
+        old = newton.KroneckerPreconditioner.at(first, theta, null_weight)
+        carried = old.for_problem(second, null_weight)
+        assert old.gram is None and old.factor is None  # handed over, not copied
+        assert old.for_problem(second, null_weight) is None
+        fresh = newton.KroneckerPreconditioner.at(second, theta, null_weight)
+        residual = rng.normal(size=theta.size)
+        np.testing.assert_allclose(carried.solve(residual), fresh.solve(residual), rtol=1e-10)
+    # another centre: not carried
+    shifted = copy.copy(second)
+    shifted.mean = second.mean + 1.0
+    assert fresh.for_problem(shifted, null_weight) is None
 
 
 def test_a_path_holds_one_hessian_at_a_time():

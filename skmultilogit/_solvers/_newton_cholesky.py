@@ -286,15 +286,18 @@ class KroneckerPreconditioner:
         shape differs.
         """
         loss = problem.loss
-        if (loss.n_classes, loss.n_features, loss.fit_intercept) != (
-            self.n_classes,
-            self.n_features,
-            self.fit_intercept,
-        ) or not np.array_equal(self.mean, problem.mean):
+        if (
+            self.gram is None
+            or (loss.n_classes, loss.n_features, loss.fit_intercept)
+            != (self.n_classes, self.n_features, self.fit_intercept)
+            or not np.array_equal(self.mean, problem.mean)
+        ):
             return None
         ratio = np.ones(self.gram.shape[0])
         ratio[: self.n_features] = self.scale / problem.scale
-        gram = self.gram * ratio[:, None] * ratio
+        # consumed, as Preconditioner.for_problem: a path holds one at a time
+        gram, self.gram, self.factor = self.gram, None, None
+        gram *= ratio[:, None] * ratio
         return KroneckerPreconditioner(problem, gram, self.class_factor, null_weight)
 
     def solve(self, residual):
