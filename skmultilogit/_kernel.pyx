@@ -25,6 +25,7 @@ cdef extern from "_kernel_loops.h" nogil:
     void skml_hessp_residual_f32(float *u, const float *p, Py_ssize_t p_stride,
                                  Py_ssize_t K, Py_ssize_t m, const double *w)
     void skml_exp_array(const double *x, double *out, Py_ssize_t n)
+    void skml_log_array(const double *x, double *out, Py_ssize_t n)
     double skml_csr_loss_gradient_f64_i32(const double *data, const int32_t *indices,
                                           const int32_t *indptr, Py_ssize_t n_rows, Py_ssize_t K,
                                           Py_ssize_t stride, const double *coef_t,
@@ -153,6 +154,16 @@ def exp(const double[::1] x not None, double[::1] out not None):
         return
     with nogil:
         skml_exp_array(&x[0], &out[0], x.shape[0])
+
+
+def log(const double[::1] x not None, double[::1] out not None):
+    """The loops' log of each entry of ``x``, into ``out`` (the tests compare it with numpy's)."""
+    if out.shape[0] != x.shape[0]:
+        raise ValueError("out must have x's length")
+    if x.shape[0] == 0:
+        return
+    with nogil:
+        skml_log_array(&x[0], &out[0], x.shape[0])
 
 
 cdef int _check_csr(Py_ssize_t n_rows, Py_ssize_t n_features, const csr_index[::1] indices,

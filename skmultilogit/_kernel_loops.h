@@ -11,9 +11,9 @@
  * makes one pass over chunks of CHUNK rows whose per-row temporaries live
  * on the stack.
  *
- * The loops over rows vectorise. exp is not libm's, which no compiler
- * vectorises without -ffast-math: skml_exp below is branch-free (selects
- * only) so that it does. On x86-64 Linux with glibc each loop nest is compiled for
+ * The loops over rows vectorise. exp and log are not libm's, which no
+ * compiler vectorises without -ffast-math: skml_exp and skml_log below are
+ * branch-free (selects only) so that they do. On x86-64 Linux with glibc each loop nest is compiled for
  * AVX-512, AVX2 and the baseline, chosen at load time by the CPU
  * (target_clones); elsewhere for the baseline the compiler targets.
  */
@@ -51,48 +51,37 @@ typedef double skml_v8d __attribute__((vector_size(64)));
 #define SKML_CHUNK 256
 
 /*
- * exp(x) to about 1 ulp, for the x <= 0 of a logit minus its row's maximum
- * (and correct, if not needed, up to the overflow above log(DBL_MAX)).
+ * exp(x) to about 1 ulp for the x <= 0 of a logit minus its row's maximum,
+ * the only arguments the loops take; results below the smallest normal
+ * double (x < -708.39) are 0, and NaN stays NaN. Positive x are outside
+ * its contract (2^n's exponent bits would overflow past 1023).
  *
  * x = n ln2 + r with n = round(x / ln2) and |r| <= ln2 / 2 (ln2 split into
  * a high part exact in 53 bits times any n in range and a low part, as in
  * Cody and Waite), e^r by its Taylor polynomial of degree 13 (truncation
- * below 4e-18 relative for |r| <= ln2 / 2), times 2^n. The roundings to an
- * integer are the "add 1.5 * 2^52" trick, whose result's low bits hold the
- * integer; 2^n is the product of two powers of two built from those bits,
- * each a normal double, so that results down to the smallest subnormal come
- * out right and below it 0. Only arithmetic, integer adds and shifts, and
- * selects: the loops that call it vectorise (on AVX2, which has no
- * conversion from double to 64-bit integers, too). NaN stays NaN.
+ * below 4e-18 relative for |r| <= ln2 / 2) in Horner's order, times 2^n.
+ * The rounding to an integer is the "add 1.5 * 2^52" trick, whose result's
+ * low bits hold the integer n, and 2^n is built from those bits. Only
+ * arithmetic, integer adds and shifts, and selects: the loops that call it
+ * vectorise (on AVX2, which has no conversion from double to 64-bit
+ * integers, too). A vectorised loop of these is bound by the number of
+ * operations, not their chain: the polynomial's 14, the reduction's 5 and
+ * 5 more. Taking only x <= 0 and flushing the subnormal results (one power
+ * of two, no clamp above, no select for infinities or NaN) took 20 480 exps
+ * from 1.03 to 0.69 ns each (AVX-512, best of 30 x 50 calls); an exp of 1e-308
+ * or less is nothing next to a row's sum of exps, which is at least 1.
  */
-static inline int64_t skml_rounded_bits(double x)
-{
-    /* x + 1.5 * 2^52 rounds x to an integer, held in the low bits */
-    const double round_shift = 6755399441055744.0;
-    double shifted = x + round_shift;
-    int64_t bits;
-    memcpy(&bits, &shifted, sizeof bits);
-    return bits - INT64_C(0x4338000000000000);
-}
-
-static inline double skml_power_of_two(int64_t n)
-{
-    /* 2^n for -1022 <= n <= 1023, from its exponent bits */
-    int64_t bits = (int64_t)((uint64_t)(n + 1023) << 52);
-    double power;
-    memcpy(&power, &bits, sizeof power);
-    return power;
-}
-
 static inline double skml_exp(double x)
 {
     const double log2e = 1.4426950408889634;
     const double ln2_hi = 0.6931471803691238;
     const double ln2_lo = 1.9082149292705877e-10;
     const double round_shift = 6755399441055744.0;
-    /* beyond these the result is 0 or infinite, set below */
-    double clamped = x < -746.0 ? -746.0 : (x > 709.79 ? 709.79 : x);
-    double n = (clamped * log2e + round_shift) - round_shift;
+    /* bounds n below (the result is set to 0 there); NaN passes through */
+    double clamped = x < -746.0 ? -746.0 : x;
+    /* n_shifted's low bits hold n = round(x / ln2) */
+    double n_shifted = clamped * log2e + round_shift;
+    double n = n_shifted - round_shift;
     double r = (clamped - n * ln2_hi) - n * ln2_lo;
     double p = 1.0 / 6227020800.0;
     p = p * r + 1.0 / 479001600.0;
@@ -108,14 +97,69 @@ static inline double skml_exp(double x)
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    /* n = half + rest, each within the normal exponents for n in
-     * [-1076, 1024] */
-    double half = (n * 0.5 + round_shift) - round_shift;
-    p = p * skml_power_of_two(skml_rounded_bits(half));
-    p = p * skml_power_of_two(skml_rounded_bits(n - half));
-    p = x < -746.0 ? 0.0 : p;
-    p = x > 709.782712893384 ? (double)INFINITY : p; /* log(DBL_MAX) */
-    return x != x ? x : p;
+    /* 2^n from the exponent bits n + 1023 (nonsense, and replaced below,
+     * where n < -1022) */
+    int64_t n_bits;
+    memcpy(&n_bits, &n_shifted, sizeof n_bits);
+    int64_t power_bits =
+        (int64_t)((uint64_t)(n_bits - INT64_C(0x4338000000000000) + 1023) << 52);
+    double power;
+    memcpy(&power, &power_bits, sizeof power);
+    p = p * power;
+    /* below log(DBL_MIN), n < -1022 may hold: 0 there; at and above it
+     * n >= -1022 and the product is normal, or subnormal within an ulp */
+    return x < -708.3964185322641 ? 0.0 : p;
+}
+
+/*
+ * log(x) to about 1 ulp for normal x > 0 (the loss's log of a sum of exps,
+ * which is at least 1): +inf for +inf, NaN for NaN and x < 0, -inf for 0;
+ * subnormal x are taken as 0 (they never occur here).
+ *
+ * fdlibm's method (e_log.c): x = 2^e m with m in [sqrt(1/2), sqrt(2)),
+ * both read from x's bits, f = m - 1 (exact), s = f / (2 + f), and
+ * log(m) = f - (f^2/2 - s (f^2/2 + R(s^2))), R its minimax polynomial
+ * (error below 2^-58.45); log(x) = e ln2 + log(m) with ln2 in two parts as
+ * in skml_exp. As skml_exp, only arithmetic, integer adds, logical shifts
+ * and selects, so that the per-row loop vectorises where libm's log, a
+ * call, kept it scalar.
+ */
+static inline double skml_log(double x)
+{
+    const double ln2_hi = 0.6931471803691238;
+    const double ln2_lo = 1.9082149292705877e-10;
+    const double round_shift = 6755399441055744.0;
+    const int64_t sqrt_half_bits = INT64_C(0x3fe6a09e667f3bcd);
+    const int64_t exponent_bias = INT64_C(1023) << 52;
+    int64_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    /* e + 1023, positive for every normal x > 0, by a logical shift */
+    int64_t e_biased = (int64_t)((uint64_t)(bits - sqrt_half_bits + exponent_bias) >> 52);
+    int64_t m_bits = bits - (int64_t)((uint64_t)(e_biased - 1023) << 52);
+    double m;
+    memcpy(&m, &m_bits, sizeof m);
+    /* e as a double from the bits of 1.5 * 2^52 + e: no conversion from a
+     * 64-bit integer, which AVX2 lacks */
+    int64_t e_bits = INT64_C(0x4338000000000000) + (e_biased - 1023);
+    double e;
+    memcpy(&e, &e_bits, sizeof e);
+    e -= round_shift;
+    double f = m - 1.0;
+    double half_square = 0.5 * f * f;
+    double s = f / (2.0 + f);
+    double z = s * s;
+    double w = z * z;
+    double even = w * (3.999999999940941908e-01 + w * (2.222219843214978396e-01 +
+                                                       w * 1.531383769920937332e-01));
+    double odd = z * (6.666666666666735130e-01 +
+                      w * (2.857142874366239149e-01 +
+                           w * (1.818357216161805012e-01 + w * 1.479819860511658591e-01)));
+    double r = odd + even;
+    double result = e * ln2_hi - ((half_square - (s * (half_square + r) + e * ln2_lo)) - f);
+    result = x < 2.2250738585072014e-308 ? -(double)INFINITY : result; /* below the normals */
+    result = x > 1.7976931348623157e308 ? x : result;                  /* +inf */
+    result = x < 0.0 ? (double)NAN : result;
+    return x != x ? x : result;
 }
 
 /*
@@ -136,14 +180,21 @@ static inline void skml_add(double *sum, double *compensation, double term)
     *sum = total;
 }
 
-/* exp of each of n values, compiled as the loops are (for the tests: the
- * AVX-512 clone contracts to FMA, and may differ from the baseline's in
- * the last bit) */
+/* exp and log of each of n values, compiled as the loops are (for the
+ * tests: the AVX-512 clone contracts to FMA, and may differ from the
+ * baseline's in the last bit) */
 SKML_CLONES
 void skml_exp_array(const double *x, double *out, ptrdiff_t n)
 {
     for (ptrdiff_t i = 0; i < n; i++)
         out[i] = skml_exp(x[i]);
+}
+
+SKML_CLONES
+void skml_log_array(const double *x, double *out, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i++)
+        out[i] = skml_log(x[i]);
 }
 
 /* The loops, once for double and once for float (_kernel_loops_typed.h). */

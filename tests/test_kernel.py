@@ -28,38 +28,63 @@ def test_the_loss_module_uses_the_compiled_loops():
     assert _loss._kernel is _kernel
 
 
-def test_exp_is_within_one_ulp_of_numpy_everywhere():
+def test_exp_is_within_one_ulp_of_numpy_on_the_shifted_logits():
+    # the loops' exp takes a logit minus its row's maximum: x <= 0
     x = np.concatenate(
         [
             -np.logspace(-300, np.log10(750.0), 20001),
-            np.linspace(-746.0, -700.0, 10001),  # subnormal results and the underflow
-            np.linspace(-20.0, 20.0, 10001),
-            np.linspace(700.0, 709.78, 1001),
-            [0.0, -0.0, 709.7827, 709.7828, 710.0, 1e300, -1e300],
+            np.linspace(-746.0, -700.0, 10001),  # the smallest normal results and below
+            np.linspace(-20.0, 0.0, 10001),
+            [0.0, -0.0, -708.3964185322641, -708.39641853226, -1e300],
         ]
     )
     ours = np.empty_like(x)
     _kernel.exp(x, ours)
-    with np.errstate(over="ignore"):
-        expected = np.exp(x)
-    normal = (expected >= SMALLEST_NORMAL) & np.isfinite(expected)
+    expected = np.exp(x)
+    normal = expected >= SMALLEST_NORMAL
+    assert normal.sum() > 30000
     ulps = np.abs(ours[normal] - expected[normal]) / np.spacing(expected[normal])
     assert ulps.max() <= 1.0
-    subnormal = (expected > 0) & (expected < SMALLEST_NORMAL)
-    assert subnormal.sum() > 1000
-    # one rounding into the subnormals: within one unit of their spacing
-    assert np.abs(ours[subnormal] - expected[subnormal]).max() <= SMALLEST_SUBNORMAL
-    np.testing.assert_array_equal(ours[expected == 0], 0.0)
-    np.testing.assert_array_equal(ours[np.isinf(expected)], np.inf)
+    # below the normal doubles, 0: nothing next to a row's sum of exps (>= 1)
+    assert (~normal).sum() > 1000
+    np.testing.assert_array_equal(ours[~normal], 0.0)
 
 
-def test_exp_keeps_nan_and_the_infinities():
-    x = np.array([np.nan, -np.inf, np.inf])
+def test_exp_keeps_nan_and_takes_minus_infinity_to_zero():
+    x = np.array([np.nan, -np.inf])
     ours = np.empty_like(x)
     _kernel.exp(x, ours)
     assert np.isnan(ours[0])
     assert ours[1] == 0.0
-    assert ours[2] == np.inf
+
+
+def test_log_is_within_one_ulp_of_numpy():
+    rng = np.random.default_rng(0)
+    x = np.concatenate(
+        [
+            np.exp(rng.uniform(np.log(SMALLEST_NORMAL), np.log(np.finfo(np.float64).max), 100_000)),
+            rng.uniform(1.0, 60.0, 100_000),  # a row's sum of exps: 1 <= S <= K
+            np.linspace(0.5, 2.0, 10_001),  # around the reduction's sqrt(2) and 1
+            [1.0, np.nextafter(1.0, 2.0), np.nextafter(1.0, 0.0), np.sqrt(0.5), np.sqrt(2.0)],
+        ]
+    )
+    ours = np.empty_like(x)
+    _kernel.log(x, ours)
+    expected = np.log(x)
+    exact_zero = expected == 0.0
+    np.testing.assert_array_equal(ours[exact_zero], 0.0)
+    ulps = np.abs(ours - expected)[~exact_zero] / np.spacing(np.abs(expected[~exact_zero]))
+    assert ulps.max() <= 1.0
+
+
+def test_log_of_the_special_values():
+    x = np.array([np.inf, np.nan, 0.0, -1.0])
+    ours = np.empty_like(x)
+    _kernel.log(x, ours)
+    assert ours[0] == np.inf
+    assert np.isnan(ours[1])
+    assert ours[2] == -np.inf
+    assert np.isnan(ours[3])
 
 
 def block(n_classes, n_rows, dtype, seed=0, scale=4.0):
