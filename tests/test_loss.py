@@ -381,9 +381,10 @@ def test_hessian_from_class_pairs_equals_the_textbook_sum(
 ):
     # The Hessian is built from its blocks above the diagonal alone, the
     # diagonal blocks from M_kk = -sum_{l != k} M_kl (which only the math
-    # guarantees); the reference is the per-sample Kronecker sum. Both ways
-    # of forming the pairs: a product per class (4 features), a rank update
-    # per pair (60).
+    # guarantees); the reference is the per-sample Kronecker sum. The three
+    # ways of forming the pairs: a product per class (K = 2, 3 with 4
+    # features), a rank update per pair (K = 2, 3 with 60), one rank update
+    # of the classes' stacked rows (K = 5; see also the test below).
     X, y, coef, intercept, weights = make_problem(
         n_classes, n_samples=80, n_features=n_features, seed=9
     )
@@ -396,6 +397,29 @@ def test_hessian_from_class_pairs_equals_the_textbook_sum(
     expected = textbook_hessian(X, y, n_classes, weights, 1.5, coef, intercept)
     atol = (1e-13 if dtype == np.float64 else 1e-6) * np.abs(expected).max()
     np.testing.assert_allclose(full_hessian(hessian), expected, rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("stacked", [True, False])
+@pytest.mark.parametrize("n_features, n_classes", [(3, 2), (6, 4), (60, 6)])
+def test_both_ways_of_summing_the_class_pairs_give_the_textbook_hessian(
+    monkeypatch, stacked, n_features, n_classes
+):
+    # Each way on each shape, whatever the rule that chooses between them.
+    from skmultilogit import _hessian
+
+    monkeypatch.setattr(_hessian, "stacks_classes", lambda n_classes, size: stacked)
+    # the stacked rows formed 64 at a time: several updates per row block
+    monkeypatch.setattr(_hessian, "STACKED_BLOCK_BYTES", 4096)
+    X, y, coef, intercept, weights = make_problem(
+        n_classes, n_samples=700, n_features=n_features, seed=12
+    )
+    loss = MultinomialLoss.from_arrays(X, y, n_classes, weights, 0.7)
+    assert _hessian.ClassPairSums(n_classes, n_features + 1, np.float64).stacked is stacked
+    hessian = loss.data.hessian(coef, intercept, dtype=np.float64)
+    expected = textbook_hessian(X, y, n_classes, weights, 0.7, coef, intercept)
+    np.testing.assert_allclose(
+        full_hessian(hessian), expected, rtol=0, atol=1e-13 * np.abs(expected).max()
+    )
 
 
 def test_class_pairs_travel_as_their_triangles():

@@ -386,7 +386,7 @@ class NumpyBackend:
         row_factor=None,
         dtype=np.float64,
     ):
-        """The sums ``S_kl``, ``k < l``, that make the Hessian (``_hessian.add_class_pairs``).
+        """The sums ``S_kl``, ``k < l``, that make the Hessian (``_hessian.ClassPairSums``).
 
         Arguments as in :meth:`hessian`, which is
         ``_hessian.class_pair_hessian`` of them away from the zero point.
@@ -398,19 +398,25 @@ class NumpyBackend:
         coef_x = coef.astype(self.dtype)
 
         def on_blocks(group):
-            # one buffer per thread, summed after: a thread's share of the
-            # rows costs as much as the Hessian's size in memory again
-            pairs = _hessian.class_pairs_buffer(self.n_classes, size, dtype)
+            # one accumulator per thread, summed after: a thread's share of
+            # the rows costs as much as the Hessian's size in memory again
+            sums = _hessian.ClassPairSums(self.n_classes, size, dtype)
             scratch = Scratch()
             for block in group:
                 X_block, design = transformed(block, scratch)
                 proba = _loss.softmax_in_place(_loss.logits(X_block, coef_x, intercept, scratch))
-                _hessian.add_class_pairs(pairs, design, proba, weight[block], scratch)
-            return pairs
+                sums.add(design, proba, weight[block], scratch)
+            return sums.pairs()
 
         size = self.n_features + fit_intercept
-        buffer_bytes = np.dtype(dtype).itemsize * size**2 * self.n_classes**2 // 2
-        threads = min(pass_threads(self, len(blocks)), 1 + PAIR_THREADS_BYTES // buffer_bytes)
+        if _hessian.stacks_classes(self.n_classes, size):
+            # one K (d + 1)-square accumulator, whose large updates BLAS's
+            # threads share: row-block threads would each need their own,
+            # and on 2 cores were no faster (see _hessian.ClassPairSums)
+            threads = 1
+        else:
+            buffer_bytes = np.dtype(dtype).itemsize * size**2 * self.n_classes**2 // 2
+            threads = min(pass_threads(self, len(blocks)), 1 + PAIR_THREADS_BYTES // buffer_bytes)
         parts = map_in_threads(on_blocks, [blocks[start::threads] for start in range(threads)])
         for part in parts[1:]:
             parts[0] += part

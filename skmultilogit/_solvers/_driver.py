@@ -59,9 +59,11 @@ SOLVERS = ("auto", *SOLVER_RUNS)
 PENALTY_SOLVER_RUNS = {"proximal-newton": proximal_newton}
 
 # newton-cholesky forms the K (d + 1) square Hessian: at most 12 bytes per
-# entry while it is built (the float32 accumulator, plus a float64 Kronecker
-# product at a start from zero), then a float32 factor (4 bytes). "auto" uses
-# it when that is at most 64 MiB.
+# entry while it is built (in memory, a float32 accumulator of the class
+# pairs, 2 or 4 bytes, the pairs copied out, 2, then the float32 Hessian, 4;
+# on an array-API device a float64 Kronecker product at a start from zero
+# beside the float32 one), then a float32 factor (4 bytes). "auto" uses it
+# when that is at most 64 MiB.
 HESSIAN_BYTES_PER_ENTRY = 12
 AUTO_NEWTON_MAX_BYTES = 64 * 2**20
 # The group lasso's proximal Newton forms the whole symmetric Hessian in
