@@ -88,6 +88,24 @@ def next_ridge(shift, size):
     return max(10 * shift, 1e-10 * size or 1e-10)
 
 
+def with_ridge(factorise, size):
+    """``factorise(0)``, else ``factorise(ridge)`` for growing ridges: the first not None.
+
+    ``size`` is the largest entry of the matrix's diagonal (see
+    :func:`next_ridge`); None after :data:`RIDGE_TRIES` failures. Float32
+    rounding can leave an unpenalised, nearly separable problem's Hessian
+    not numerically positive definite: a small ridge makes a preconditioner
+    of it.
+    """
+    shift = 0.0
+    for _ in range(RIDGE_TRIES):
+        factor = factorise(shift)
+        if factor is not None:
+            return factor
+        shift = next_ridge(shift, size)
+    return None
+
+
 def added_diagonal(problem):
     """What a preconditioner adds to the data Hessian's diagonal: the penalty's curvature.
 
@@ -163,25 +181,18 @@ class Preconditioner:
         added = added_diagonal(problem) + damping
         diagonal = linalg.diagonal(data_hessian) + added
         diagonal[n_coef:] += null_weight
-        size = float(np.max(np.abs(diagonal)))
-        shift = 0.0
-        for _ in range(RIDGE_TRIES):
-            # Factorised in float32: one copy besides the kept one, and half
-            # the time of float64 (spotrf and strsv), with the same Newton
-            # iterations on the digits (raw, binarised at C=1e4) and the wine
-            # data: CG with exact Hessian products needs only an approximate
-            # preconditioner. (float64 where the factor makes the steps
-            # themselves: NewtonInRounds.polish.) Shifting every intercept by
-            # one constant changes nothing, so H is singular along
-            # u = (0, 1/sqrt(K)); H + u u^T is not, and the Newton step for a
-            # gradient orthogonal to u is the same.
-            factor = linalg.factorise(data_hessian, added + shift, n_coef, null_weight, dtype)
-            if factor is not None:
-                return factor
-            # Not numerically positive definite (float32 rounding on an
-            # unpenalised, nearly separable problem): add a small ridge.
-            shift = next_ridge(shift, size)
-        return None
+        # Factorised in float32: one copy besides the kept one, and half the
+        # time of float64 (spotrf and strsv), with the same Newton iterations
+        # on the digits (raw, binarised at C=1e4) and the wine data: CG with
+        # exact Hessian products needs only an approximate preconditioner.
+        # (float64 where the factor makes the steps themselves:
+        # NewtonInRounds.polish.) Shifting every intercept by one constant
+        # changes nothing, so H is singular along u = (0, 1/sqrt(K)); H + u u^T
+        # is not, and the Newton step for a gradient orthogonal to u is the same.
+        return with_ridge(
+            lambda shift: linalg.factorise(data_hessian, added + shift, n_coef, null_weight, dtype),
+            float(np.max(np.abs(diagonal))),
+        )
 
     def for_problem(self, problem, null_weight):
         """This data Hessian seen in ``problem``'s coordinates and with its penalty.
@@ -232,7 +243,7 @@ class KroneckerPreconditioner:
     Use :meth:`at`, which says None where the form does not apply.
     """
 
-    def __init__(self, problem, gram, class_factor, null_weight):
+    def __init__(self, problem, gram, class_factor, added, null_weight):
         loss = problem.loss
         self.n_classes, self.n_features = loss.n_classes, loss.n_features
         self.fit_intercept = loss.fit_intercept
@@ -240,7 +251,7 @@ class KroneckerPreconditioner:
         self.class_factor = class_factor
         self.mean = problem.mean
         self.scale = problem.scale
-        self.factor = self._factorise(problem, null_weight)
+        self.factor = self._factorise(added, null_weight)
 
     @classmethod
     def at(cls, problem, theta, null_weight):
@@ -253,30 +264,26 @@ class KroneckerPreconditioner:
         coef, intercept = loss.unpack(problem.to_original(theta))
         if coef.any() or loss.data.gram is None:
             return None
-        added = added_diagonal(problem)
-        rows = _class_rows(added, loss.n_classes, loss.n_features, loss.fit_intercept)
-        if not np.all(rows == rows[0]):
+        added = _added_class_row(problem)
+        if added is None:
             return None
         class_factor = class_covariance(intercept, loss.n_classes)
-        return cls(problem, problem.data_gram(), class_factor, null_weight)
+        return cls(problem, problem.data_gram(), class_factor, added, null_weight)
 
-    def _factorise(self, problem, null_weight):
-        loss = problem.loss
-        added = _class_rows(
-            added_diagonal(problem), loss.n_classes, loss.n_features, self.fit_intercept
-        )[0]
+    def _factorise(self, added, null_weight):
+        """The blocks' factor with ``added`` (one class's row of the added diagonal)."""
         # the largest entry of the dense matrix's diagonal, for the ridge's size
         diagonal = np.outer(np.diag(self.class_factor), np.diag(self.gram)) + added
         if self.fit_intercept:
             diagonal[:, -1] += null_weight
-        size = float(np.max(np.abs(diagonal)))
-        shift = 0.0
-        for _ in range(RIDGE_TRIES):
+
+        def factorise(shift):
             try:
                 return KroneckerFactor(self.class_factor, self.gram, added + shift, null_weight)
             except np.linalg.LinAlgError:
-                shift = next_ridge(shift, size)
-        return None
+                return None
+
+        return with_ridge(factorise, float(np.max(np.abs(diagonal))))
 
     def for_problem(self, problem, null_weight):
         """This preconditioner in ``problem``'s coordinates (see ``Preconditioner.for_problem``).
@@ -293,12 +300,15 @@ class KroneckerPreconditioner:
             or not np.array_equal(self.mean, problem.mean)
         ):
             return None
+        added = _added_class_row(problem)
+        if added is None:
+            return None
         ratio = np.ones(self.gram.shape[0])
         ratio[: self.n_features] = self.scale / problem.scale
         # consumed, as Preconditioner.for_problem: a path holds one at a time
         gram, self.gram, self.factor = self.gram, None, None
         gram *= ratio[:, None] * ratio
-        return KroneckerPreconditioner(problem, gram, self.class_factor, null_weight)
+        return KroneckerPreconditioner(problem, gram, self.class_factor, added, null_weight)
 
     def solve(self, residual):
         """``M^-1 residual`` (float64)."""
@@ -306,6 +316,13 @@ class KroneckerPreconditioner:
             return residual.copy()
         rows = _class_rows(residual, self.n_classes, self.n_features, self.fit_intercept)
         return _flat(self.factor.solve(rows), self.n_features, self.fit_intercept)
+
+
+def _added_class_row(problem):
+    """One class's row of :func:`added_diagonal`, or None where the classes' rows differ."""
+    loss = problem.loss
+    rows = _class_rows(added_diagonal(problem), loss.n_classes, loss.n_features, loss.fit_intercept)
+    return rows[0] if np.all(rows == rows[0]) else None
 
 
 def _class_rows(flat, n_classes, n_features, fit_intercept):
