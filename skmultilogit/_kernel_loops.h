@@ -4,8 +4,9 @@
  * values), each in one compiled loop nest.
  *
  * The math is skmultilogit/_loss.py's (residual_and_loss and hessp_residual),
- * step for step and in the same precision; that module's numpy code is the
- * reference the tests compare these loops with. What is compiled here is
+ * step for step and in the same precision (but for exps below the smallest
+ * normal double, which are 0 here: see skml_exp); that module's numpy code
+ * is the reference the tests compare these loops with. What is compiled here is
  * the order of the work: numpy makes a separate pass over the block for
  * each step (max, subtract, exp, sums, log, scale, gather, scatter), this
  * makes one pass over chunks of CHUNK rows whose per-row temporaries live
@@ -54,7 +55,8 @@ typedef double skml_v8d __attribute__((vector_size(64)));
  * exp(x) to about 1 ulp for the x <= 0 of a logit minus its row's maximum,
  * the only arguments the loops take; results below the smallest normal
  * double (x < -708.39) are 0, and NaN stays NaN. Positive x are outside
- * its contract (2^n's exponent bits would overflow past 1023).
+ * its contract (right up to about 709.78, above which 2^n's exponent bits
+ * overflow; +inf gives NaN).
  *
  * x = n ln2 + r with n = round(x / ln2) and |r| <= ln2 / 2 (ln2 split into
  * a high part exact in 53 bits times any n in range and a low part, as in
@@ -129,18 +131,20 @@ static inline double skml_log(double x)
     const double ln2_hi = 0.6931471803691238;
     const double ln2_lo = 1.9082149292705877e-10;
     const double round_shift = 6755399441055744.0;
-    const int64_t sqrt_half_bits = INT64_C(0x3fe6a09e667f3bcd);
-    const int64_t exponent_bias = INT64_C(1023) << 52;
-    int64_t bits;
+    const uint64_t sqrt_half_bits = UINT64_C(0x3fe6a09e667f3bcd);
+    const uint64_t exponent_bias = UINT64_C(1023) << 52;
+    /* the bit arithmetic unsigned, which wraps (NaN's or a negative x's
+     * bits would overflow a signed sum); the selects below set those */
+    uint64_t bits;
     memcpy(&bits, &x, sizeof bits);
-    /* e + 1023, positive for every normal x > 0, by a logical shift */
-    int64_t e_biased = (int64_t)((uint64_t)(bits - sqrt_half_bits + exponent_bias) >> 52);
-    int64_t m_bits = bits - (int64_t)((uint64_t)(e_biased - 1023) << 52);
+    /* e + 1023, in 1..2046 for every normal x > 0, by a logical shift */
+    uint64_t e_biased = (bits - sqrt_half_bits + exponent_bias) >> 52;
+    uint64_t m_bits = bits - ((e_biased - 1023) << 52);
     double m;
     memcpy(&m, &m_bits, sizeof m);
     /* e as a double from the bits of 1.5 * 2^52 + e: no conversion from a
      * 64-bit integer, which AVX2 lacks */
-    int64_t e_bits = INT64_C(0x4338000000000000) + (e_biased - 1023);
+    uint64_t e_bits = UINT64_C(0x4338000000000000) + (e_biased - 1023);
     double e;
     memcpy(&e, &e_bits, sizeof e);
     e -= round_shift;
@@ -173,7 +177,9 @@ static inline double skml_log(double x)
 static inline void skml_add(double *sum, double *compensation, double term)
 {
     double total = *sum + term;
-    if (fabs(*sum) >= fabs(term))
+    if (!isfinite(total))
+        ; /* an infinite sum has no rounding error to keep (inf - inf is NaN) */
+    else if (fabs(*sum) >= fabs(term))
         *compensation += (*sum - total) + term;
     else
         *compensation += (term - total) + *sum;

@@ -144,6 +144,18 @@ def test_nan_logits_give_a_nan_loss():
     assert np.isnan(_kernel.residual_and_loss(raw, y, weight))
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_true_class_at_minus_infinity_gives_an_infinite_loss_as_numpy(dtype):
+    # -log P[i, y_i] is +inf there; the compensated sum once turned it to NaN
+    # (its rounding-error term computed inf - inf)
+    raw = np.array([[-np.inf, 0, 0], [0, 1, 0], [0, 0, 2], [1, 1, 1]], dtype=dtype)
+    y = np.array([0, 1, 2], dtype=np.intp)
+    weight = np.array([1.0, 2.0, 0.5])
+    expected_loss = _loss.numpy_residual_and_loss(raw.copy(), y, weight, np.arange(3))
+    assert expected_loss == np.inf
+    assert _kernel.residual_and_loss(raw.copy(), y, weight) == np.inf
+
+
 def test_labels_outside_the_classes_are_refused():
     raw, y, weight = block(3, 10, np.float64)
     y[2] = 3
