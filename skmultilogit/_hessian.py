@@ -181,7 +181,8 @@ def add_stacked_products(sums, design, proba, weight_block, scratch=FRESH):
     step = max(64, STACKED_BLOCK_BYTES // (n_classes * size * dtype.itemsize))
     for first in range(0, m, step):
         rows = slice(first, first + step)
-        count = design[rows].shape[0]
+        design_rows = design[rows]
+        count = design_rows.shape[0]
         stacked = scratch.empty("stacked", (count, n_classes * size), dtype, order="F")
         factor = np.multiply(
             np.sqrt(weight_block[rows])[:, None],
@@ -191,7 +192,7 @@ def add_stacked_products(sums, design, proba, weight_block, scratch=FRESH):
         factor_x = scratch.cast("stacked-factor-cast", factor, dtype)
         for k in range(n_classes):
             np.multiply(
-                design[rows], factor_x[:, k, None], out=stacked[:, k * size : (k + 1) * size]
+                design_rows, factor_x[:, k, None], out=stacked[:, k * size : (k + 1) * size]
             )
         updated = syrk(1.0, stacked, beta=1.0, c=sums, trans=1, lower=0, overwrite_c=1)
         if updated is not sums:  # in place for a Fortran array of syrk's dtype

@@ -146,24 +146,27 @@ def hessp_residual(floating[:, ::1] direction_logits not None, const floating[:,
                                     n_classes, m, &weight[0])
 
 
-def exp(const double[::1] x not None, double[::1] out not None):
-    """The loops' exp of each entry of ``x``, into ``out`` (the tests compare it with numpy's)."""
+ctypedef void (*_values_loop)(const double *, double *, Py_ssize_t) noexcept nogil
+
+
+cdef _each_value(_values_loop loop, const double[::1] x, double[::1] out):
+    """``loop`` over the entries of ``x`` into ``out``, after checking their lengths."""
     if out.shape[0] != x.shape[0]:
         raise ValueError("out must have x's length")
     if x.shape[0] == 0:
         return
     with nogil:
-        skml_exp_array(&x[0], &out[0], x.shape[0])
+        loop(&x[0], &out[0], x.shape[0])
+
+
+def exp(const double[::1] x not None, double[::1] out not None):
+    """The loops' exp of each entry of ``x``, into ``out`` (the tests compare it with numpy's)."""
+    _each_value(skml_exp_array, x, out)
 
 
 def log(const double[::1] x not None, double[::1] out not None):
     """The loops' log of each entry of ``x``, into ``out`` (the tests compare it with numpy's)."""
-    if out.shape[0] != x.shape[0]:
-        raise ValueError("out must have x's length")
-    if x.shape[0] == 0:
-        return
-    with nogil:
-        skml_log_array(&x[0], &out[0], x.shape[0])
+    _each_value(skml_log_array, x, out)
 
 
 cdef int _check_csr(Py_ssize_t n_rows, Py_ssize_t n_features, const csr_index[::1] indices,
