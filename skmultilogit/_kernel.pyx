@@ -17,9 +17,11 @@ from libc.stdlib cimport calloc, free
 
 cdef extern from "_kernel_loops.h" nogil:
     double skml_residual_loss_f64(double *z, Py_ssize_t K, Py_ssize_t m,
-                                  const Py_ssize_t *y, const double *w)
+                                  const Py_ssize_t *y, const double *w, double *proba,
+                                  Py_ssize_t p_stride)
     double skml_residual_loss_f32(float *z, Py_ssize_t K, Py_ssize_t m,
-                                  const Py_ssize_t *y, const double *w)
+                                  const Py_ssize_t *y, const double *w, float *proba,
+                                  Py_ssize_t p_stride)
     void skml_hessp_residual_f64(double *u, const double *p, Py_ssize_t p_stride,
                                  Py_ssize_t K, Py_ssize_t m, const double *w)
     void skml_hessp_residual_f32(float *u, const float *p, Py_ssize_t p_stride,
@@ -104,23 +106,33 @@ cdef Py_ssize_t _row_stride(const floating[:, :] proba) except -1:
 
 
 def residual_and_loss(floating[:, ::1] raw not None, const Py_ssize_t[::1] y not None,
-                      const double[::1] weight not None):
+                      const double[::1] weight not None, floating[:, :] proba=None):
     """``_loss.residual_and_loss`` on C-contiguous class-major logits; returns the data term.
 
-    ``y`` (intp) and ``weight`` (float64) hold at least the block's rows.
+    ``y`` (intp) and ``weight`` (float64) hold at least the block's rows;
+    ``proba`` (K, m) of raw's dtype, contiguous along its rows, receives the
+    probabilities when given.
     """
-    cdef Py_ssize_t n_classes = raw.shape[0], m = raw.shape[1]
+    cdef Py_ssize_t n_classes = raw.shape[0], m = raw.shape[1], proba_stride = 0
+    cdef floating *proba_start = NULL
     cdef double loss
     if y.shape[0] < m or weight.shape[0] < m:
         raise ValueError("y and weight need a value for every row of the block")
+    if proba is not None and (proba.shape[0] != n_classes or proba.shape[1] != m):
+        raise ValueError("proba must have the shape of the logits")
     if m == 0:
         return 0.0
     _check_labels(y, m, n_classes)
+    if proba is not None:
+        proba_stride = _row_stride(proba)
+        proba_start = &proba[0, 0]
     with nogil:
         if floating is double:
-            loss = skml_residual_loss_f64(&raw[0, 0], n_classes, m, &y[0], &weight[0])
+            loss = skml_residual_loss_f64(&raw[0, 0], n_classes, m, &y[0], &weight[0],
+                                          proba_start, proba_stride)
         else:
-            loss = skml_residual_loss_f32(&raw[0, 0], n_classes, m, &y[0], &weight[0])
+            loss = skml_residual_loss_f32(&raw[0, 0], n_classes, m, &y[0], &weight[0],
+                                          proba_start, proba_stride)
     return loss
 
 

@@ -7,6 +7,9 @@
 /*
  * residual_and_loss: turn class-major logits z (K, m) into
  * R^T = (P - Y)^T diag(w) in place; return sum_i w_i (-log P[i, y_i]).
+ * Where proba is not NULL, also write P^T there (K rows p_stride apart),
+ * each p_ik = e_ik / S_i rounded once from double: the Newton solvers'
+ * Hessian products at this point then need no forward product of their own.
  *
  * As _loss.residual_and_loss: the row maximum is subtracted before exp
  * (in SKML_T); the true class's exp is kept apart from the sum of the
@@ -23,12 +26,12 @@
  */
 SKML_CLONES
 double SKML_NAME(skml_residual_loss)(SKML_T *z, ptrdiff_t K, ptrdiff_t m, const ptrdiff_t *y,
-                                     const double *w)
+                                     const double *w, SKML_T *proba, ptrdiff_t p_stride)
 {
     double loss = 0.0, loss_error = 0.0;
     SKML_T row_max[SKML_CHUNK], shifted_true[SKML_CHUNK], exp_true[SKML_CHUNK];
     SKML_T factor[SKML_CHUNK], true_residual[SKML_CHUNK];
-    double others[SKML_CHUNK], row_loss[SKML_CHUNK];
+    double others[SKML_CHUNK], row_loss[SKML_CHUNK], sum_exp[SKML_CHUNK];
     for (ptrdiff_t start = 0; start < m; start += SKML_CHUNK) {
         const ptrdiff_t c = m - start < SKML_CHUNK ? m - start : SKML_CHUNK;
         const ptrdiff_t *SKML_RESTRICT yc = y + start;
@@ -56,11 +59,19 @@ double SKML_NAME(skml_residual_loss)(SKML_T *z, ptrdiff_t K, ptrdiff_t m, const 
             }
         }
         for (ptrdiff_t i = 0; i < c; i++) {
-            double sum_exp = others[i] + (double)exp_true[i];
-            double true_factor = wc[i] / sum_exp;
+            sum_exp[i] = others[i] + (double)exp_true[i];
+            double true_factor = wc[i] / sum_exp[i];
             factor[i] = (SKML_T)true_factor;
             true_residual[i] = (SKML_T)(-true_factor * others[i]);
-            row_loss[i] = wc[i] * (skml_log(sum_exp) - (double)shifted_true[i]);
+            row_loss[i] = wc[i] * (skml_log(sum_exp[i]) - (double)shifted_true[i]);
+        }
+        if (proba != NULL) {
+            for (ptrdiff_t k = 0; k < K; k++) {
+                const SKML_T *SKML_RESTRICT zk = zc + k * m;
+                SKML_T *SKML_RESTRICT pk = proba + k * p_stride + start;
+                for (ptrdiff_t i = 0; i < c; i++)
+                    pk[i] = (SKML_T)((double)zk[i] / sum_exp[i]);
+            }
         }
         for (ptrdiff_t k = 0; k < K; k++) {
             SKML_T *SKML_RESTRICT zk = zc + k * m;

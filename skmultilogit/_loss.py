@@ -241,21 +241,27 @@ def _compiled(raw, *others):
     return _kernel is not None and raw.dtype in (np.float32, np.float64) and whole
 
 
-def residual_and_loss(raw, y_block, weight_block, positions, scratch=FRESH):
+def residual_and_loss(raw, y_block, weight_block, positions, scratch=FRESH, proba=None):
     """Turn a block's class-major logits into ``R^T = (P - Y)^T diag(omega)`` in place.
 
     Returns the block's data term ``sum_i omega_i (-log P[i, y_i])``.
     ``positions`` is ``arange(m)`` for at least the block's m rows, or for
     :data:`CLASS_MAJOR_ROWS` where ``raw`` is not C-contiguous (kept by the
-    caller, so that no block allocates its own). The work is compiled
-    (``_kernel``) where it can be, and :func:`numpy_residual_and_loss`, the
-    same steps, otherwise.
+    caller, so that no block allocates its own). ``proba``, if given, a
+    (K, m) array of ``raw``'s dtype contiguous along its rows, receives
+    ``P^T`` on the way (``p_ik = e_ik / S_i``, rounded once from float64).
+    The work is compiled (``_kernel``) where it can be, and
+    :func:`numpy_residual_and_loss`, the same steps, otherwise.
     """
     if not raw.flags.c_contiguous:
         return _by_class_major_chunks(
             raw,
             lambda chunk, rows: residual_and_loss(
-                chunk, y_block[rows], weight_block[rows], positions
+                chunk,
+                y_block[rows],
+                weight_block[rows],
+                positions,
+                proba=None if proba is None else proba[:, rows],
             ),
             scratch,
         )
@@ -263,12 +269,13 @@ def residual_and_loss(raw, y_block, weight_block, positions, scratch=FRESH):
         _compiled(raw, y_block, weight_block)
         and y_block.dtype == np.intp
         and weight_block.dtype == np.float64
+        and (proba is None or (proba.dtype == raw.dtype and proba.strides[-1] == raw.itemsize))
     ):
-        return _kernel.residual_and_loss(raw, y_block, weight_block)
-    return numpy_residual_and_loss(raw, y_block, weight_block, positions)
+        return _kernel.residual_and_loss(raw, y_block, weight_block, proba)
+    return numpy_residual_and_loss(raw, y_block, weight_block, positions, proba)
 
 
-def numpy_residual_and_loss(raw, y_block, weight_block, positions):
+def numpy_residual_and_loss(raw, y_block, weight_block, positions, proba=None):
     """:func:`residual_and_loss` on C-contiguous logits in numpy: the reference of ``_kernel``."""
     raw -= raw.max(axis=0)
     n_block = raw.shape[1]
@@ -285,6 +292,9 @@ def numpy_residual_and_loss(raw, y_block, weight_block, positions):
     flat[true_class] = 0
     others = raw.sum(axis=0, dtype=np.float64)
     sum_exp = others + exp_true
+    if proba is not None:
+        np.divide(raw, sum_exp, out=proba, casting="unsafe")
+        proba[y_block, positions[:n_block]] = exp_true / sum_exp
     factor = weight_block / sum_exp
     # one pass for both the normalisation and the weights, in raw's dtype
     raw *= factor.astype(raw.dtype, copy=False)

@@ -12,7 +12,7 @@ wherever it is built.
 
 import numpy as np
 import pytest
-from scipy.special import logsumexp
+from scipy.special import logsumexp, softmax
 
 from skmultilogit import _loss
 
@@ -118,6 +118,40 @@ def test_residual_and_loss_match_numpy_float64(n_classes, n_rows):
     rows = np.arange(n_rows)
     written_out = weight @ (logsumexp(raw, axis=0) - raw[y, rows])
     np.testing.assert_allclose(loss, written_out, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_classes", [2, 10, 50])
+def test_the_probabilities_written_on_the_way_are_the_softmax(n_classes, dtype):
+    # into a slice of a wider array, as a backend's row block of its cache
+    raw, y, weight = block(n_classes, 1000, dtype)
+    # the row maximum is subtracted in the logits' dtype, the rest as float64
+    expected = softmax((raw - raw.max(axis=0)).astype(np.float64), axis=0)
+    compiled = np.full((n_classes, 1200), -1.0, dtype=dtype)
+    residual = raw.copy()
+    loss = _kernel.residual_and_loss(residual, y, weight, compiled[:, 100:1100])
+    via_numpy = np.empty((n_classes, 1000), dtype=dtype)
+    numpy_residual = raw.copy()
+    numpy_loss = _loss.numpy_residual_and_loss(
+        numpy_residual, y, weight, np.arange(1000), via_numpy
+    )
+    # float32: the exps are float32's, and those below its normal range lose digits
+    rtol, atol = (1e-15, 1e-300) if dtype == np.float64 else (1e-6, 1e-37)
+    for proba in (compiled[:, 100:1100], via_numpy):
+        assert proba.dtype == dtype
+        np.testing.assert_allclose(proba, expected, rtol=rtol, atol=atol)
+    assert np.all(compiled[:, :100] == -1.0) and np.all(compiled[:, 1100:] == -1.0)
+    # and the residual and loss are those of a pass without them
+    plain = raw.copy()
+    assert _kernel.residual_and_loss(plain, y, weight) == loss
+    np.testing.assert_array_equal(residual, plain)
+    np.testing.assert_allclose(numpy_loss, loss, rtol=1e-9)
+
+
+def test_probabilities_of_another_shape_are_refused():
+    raw, y, weight = block(3, 10, np.float64)
+    with pytest.raises(ValueError, match="shape of the logits"):
+        _kernel.residual_and_loss(raw, y, weight, np.empty((3, 9)))
 
 
 @pytest.mark.parametrize("n_classes", [2, 10, 50])

@@ -107,6 +107,32 @@ def test_hessian_vector_product_matches_finite_differences(
     np.testing.assert_allclose(loss.hessp(w2, v), numeric, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("fmt", ["dense", "csr", "csc"])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_hessian_products_after_a_loss_pass_match_finite_differences(
+    fmt, fit_intercept, monkeypatch
+):
+    # A Newton solver's order: products at w (which keeps the probabilities),
+    # then a loss and gradient at the next point w2 (which refills them on
+    # the way), then products at w2, which must see w2's probabilities. Rows
+    # in blocks of 7, some of weight zero.
+    from skmultilogit._backends import _numpy
+
+    monkeypatch.setattr(_numpy, "MIN_BLOCK_ROWS", 7)
+    X, y, coef, intercept, weights = make_problem(4, seed=3)
+    weights[::6] = 0.0
+    loss = MultinomialLoss.from_arrays(
+        as_format(X, fmt), y, 4, weights, 0.7, fit_intercept=fit_intercept
+    )
+    w = loss.pack(coef, intercept)
+    w2 = w + np.random.default_rng(4).normal(scale=0.5, size=w.size)
+    v = np.random.default_rng(5).normal(size=w.size)
+    numeric = (loss.gradient(w2 + 1e-5 * v) - loss.gradient(w2 - 1e-5 * v)) / 2e-5
+    loss.hessp(w, v)
+    loss.loss_gradient(w2)
+    np.testing.assert_allclose(loss.hessp(w2, v), numeric, rtol=1e-6, atol=1e-6)
+
+
 def naive_loss_gradient(coef, intercept, X, y, sample_weight, C):
     """Textbook per-sample loop: loss and grad_{w_k} = sum_n s_n x_n (p_nk - y_nk)."""
     n_classes = coef.shape[0]

@@ -8,6 +8,7 @@ import scipy.sparse as sp
 from .. import _hessian, _loss
 from .._scratch import Scratch
 from .._threads import map_in_threads, pass_threads
+from ._proba_cache import cached_proba, keep_proba, proba_to_refill
 
 # Bytes of dense X evaluated per row block, and the fewest rows in a block
 # (see NumpyBackend.row_blocks).
@@ -218,6 +219,8 @@ class NumpyBackend:
                 )
             )  # fmt: skip
         coef_x = coef.astype(self.dtype, copy=False)
+        # refilled on the way once a Newton solver keeps them (_proba_cache)
+        proba = proba_to_refill(self) if self.dtype == np.float64 else None
 
         def on_blocks(blocks):
             grad_coef = np.zeros((self.n_classes, self.n_features))
@@ -227,14 +230,22 @@ class NumpyBackend:
             for rows, X_block, X_block_T in blocks:
                 residual = _loss.class_major_logits(X_block, coef_x, intercept, scratch)
                 loss += _loss.residual_and_loss(
-                    residual, self.y[rows], self.weight[rows], self._positions, scratch
+                    residual,
+                    self.y[rows],
+                    self.weight[rows],
+                    self._positions,
+                    scratch,
+                    proba=None if proba is None else proba[:, rows],
                 )
                 _loss.add_transposed_products(
                     X_block, residual, grad_coef, grad_intercept, X_block_T, scratch
                 )
             return loss, grad_coef, grad_intercept
 
-        return _summed(map_in_threads(on_blocks, self._pass_groups()))
+        result = _summed(map_in_threads(on_blocks, self._pass_groups()))
+        if proba is not None:
+            keep_proba(self, coef, intercept, proba)
+        return result
 
     def _proba(self, coef, intercept):
         """Softmax probabilities, class-major (n_classes, n_samples), in X's dtype.
@@ -576,24 +587,3 @@ def sampled_loss_gradient_hessian(data, coef, intercept, *, center, scale, budge
         dtype=dtype,
     )
     return loss, grad_coef, grad_intercept, hessian
-
-
-def cached_proba(data, coef, intercept):
-    """``data._proba(coef, intercept)``, kept in ``data._proba_cache`` between calls at one point.
-
-    For an in-memory backend: a sequence of Hessian products at one point
-    (a conjugate-gradient inner solve) then costs two matrix products each.
-    """
-    cache = data._proba_cache
-    if (
-        cache is None
-        or not np.array_equal(cache[0], coef)
-        or not (intercept is None or np.array_equal(cache[1], intercept))
-    ):
-        # the old n x K probabilities go before the new ones are made: two
-        # at once were 0.4 of a 1 000 000 x 50 float64 X at K = 10
-        data._proba_cache = cache = None
-        kept_intercept = None if intercept is None else np.array(intercept, copy=True)
-        cache = (np.array(coef, copy=True), kept_intercept, data._proba(coef, intercept))
-        data._proba_cache = cache
-    return cache[2]
