@@ -184,16 +184,13 @@ def add_stacked_products(sums, design, proba, weight_block, scratch=FRESH):
         design_rows = design[rows]
         count = design_rows.shape[0]
         stacked = scratch.empty("stacked", (count, n_classes * size), dtype, order="F")
-        factor = np.multiply(
-            np.sqrt(weight_block[rows])[:, None],
-            proba[rows],
-            out=scratch.empty("stacked-factor", (count, n_classes), np.float64),
-        )
-        factor_x = scratch.cast("stacked-factor-cast", factor, dtype)
+        # class by class along the rows, as the stacked rows are laid out:
+        # with the factors row-major, forming B for the digits' 1797 rows
+        # took 770 us (its syrk 4.1 ms), 430 us so
+        factor = scratch.empty("stacked-factor", (count, n_classes), dtype, order="F")
+        np.multiply(np.sqrt(weight_block[rows])[:, None], proba[rows], out=factor, casting="unsafe")
         for k in range(n_classes):
-            np.multiply(
-                design_rows, factor_x[:, k, None], out=stacked[:, k * size : (k + 1) * size]
-            )
+            np.multiply(design_rows, factor[:, k, None], out=stacked[:, k * size : (k + 1) * size])
         updated = syrk(1.0, stacked, beta=1.0, c=sums, trans=1, lower=0, overwrite_c=1)
         if updated is not sums:  # in place for a Fortran array of syrk's dtype
             sums[...] = updated
