@@ -23,6 +23,7 @@ from scipy.optimize import OptimizeResult
 
 from .._cholesky import KroneckerFactor, factoriser_for
 from .._hessian import class_covariance, hessian_rows
+from ._conjugate_gradient import closely_solved_steps, conjugate_gradient
 from ._threads import product_size
 
 # A refresh of the preconditioner may cost about as many multiply-adds as
@@ -39,7 +40,7 @@ MAX_CG_PER_STEP = 6
 
 # Once tol is met, on problems whose products X W^T take fewer multiply-adds
 # than POLISH_BELOW: up to POLISH_STEPS further Newton steps solved closely
-# (CG to a relative residual of POLISH_RTOL, at most POLISH_MAX_CG products),
+# (_conjugate_gradient.closely_solved_steps: POLISH_RTOL, POLISH_MAX_CG there),
 # each kept if it shrinks the gradient POLISH_GAIN-fold (NewtonCholesky.polish).
 # Measured (1 BLAS thread, defaults): the 8x8 digits took 6-17 % longer and
 # ended at gradients of 1e-14 to 1e-17 instead of 1e-7; on 75 000 x 100, K = 10
@@ -48,8 +49,6 @@ MAX_CG_PER_STEP = 6
 POLISH_BELOW = 2e7
 
 POLISH_STEPS = 2
-POLISH_RTOL = 1e-6
-POLISH_MAX_CG = 10
 POLISH_GAIN = 10.0
 
 
@@ -341,80 +340,6 @@ def _flat(rows, n_features, fit_intercept):
     if not fit_intercept:
         return rows.ravel()
     return np.concatenate([rows[:, :n_features].ravel(), rows[:, n_features]])
-
-
-def conjugate_gradient(hessp, grad, preconditioner, rtol, max_steps):
-    """Preconditioned CG on ``H step = -grad``; returns ``(step, solved)``."""
-    step = np.zeros_like(grad)
-    residual = -grad
-    target = rtol * np.linalg.norm(grad)
-    direction = preconditioner.solve(residual)
-    rho = residual @ direction
-    for _ in range(max_steps):
-        product = hessp(direction)
-        curvature = direction @ product
-        if not curvature > 0:
-            # Only rounding can make a convex objective's curvature non-positive.
-            return step, False
-        alpha = rho / curvature
-        step += alpha * direction
-        residual = residual - alpha * product
-        if np.linalg.norm(residual) <= target:
-            return step, True
-        preconditioned = preconditioner.solve(residual)
-        rho, rho_old = residual @ preconditioned, rho
-        direction = preconditioned + (rho / rho_old) * direction
-    return step, False
-
-
-class _Identity:
-    """No preconditioner: ``solve`` returns its argument."""
-
-    factor = None
-
-    def solve(self, residual):
-        return residual.copy()
-
-
-IDENTITY = _Identity()
-
-
-def closely_solved_steps(
-    tracer, hessp, theta, f, grad, preconditioner, *, max_steps, gain, rounding
-):
-    """Newton steps solved closely, from where a bound on the objective's decrease stops.
-
-    Each step is a CG solve of ``H step = -grad`` to a relative residual of
-    ``POLISH_RTOL`` (at most ``POLISH_MAX_CG`` products of ``hessp(theta,
-    direction)``) and one evaluation at the full step, kept only if it
-    shrinks the largest gradient entry ``gain``-fold without raising the
-    objective beyond its ``rounding`` (relative): near the optimum the
-    objective's decrease is below its rounding and cannot tell progress,
-    the gradient still can. Returns ``(theta, f, grad, steps taken)``.
-    """
-    steps = 0
-    for _ in range(max_steps):
-        grad_max = np.max(np.abs(grad), initial=0.0)
-        step, _ = conjugate_gradient(
-            lambda direction, at=theta: hessp(at, direction),
-            grad,
-            preconditioner,
-            POLISH_RTOL,
-            POLISH_MAX_CG,
-        )
-        if not grad @ step < 0:
-            break
-        candidate = theta + step
-        f_new, grad_new = tracer.loss_gradient(candidate)
-        if not (
-            f_new <= f + rounding * abs(f)
-            and gain * np.max(np.abs(grad_new), initial=0.0) <= grad_max
-        ):
-            break
-        theta, f, grad = candidate, f_new, grad_new
-        steps += 1
-        tracer.callback(OptimizeResult(x=theta, fun=f))
-    return theta, f, grad, steps
 
 
 class NewtonCholesky:

@@ -3,7 +3,8 @@
 import numpy as np
 from scipy.optimize import Bounds, minimize
 
-from ._newton_cholesky import IDENTITY, closely_solved_steps, objective_rounding
+from ._conjugate_gradient import IDENTITY, closely_solved_steps
+from ._newton_cholesky import objective_rounding
 
 # After trust-ncg, or L-BFGS twice, stops at the objective's rounding: at
 # most this many closely solved Newton steps, each kept if it halves the
