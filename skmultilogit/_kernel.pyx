@@ -105,6 +105,22 @@ cdef Py_ssize_t _row_stride(const floating[:, :] proba) except -1:
     return proba.strides[0] // sizeof(floating)
 
 
+cdef int _check_apart(const void *raw, size_t raw_bytes, const void *first_row,
+                      const void *last_row, size_t row_bytes) except -1:
+    """Refuse output rows (``first_row`` to ``last_row``, each ``row_bytes``) overlapping ``raw``.
+
+    The loops take their arrays as ``restrict``: an output inside the logits
+    would be read back half-written.
+    """
+    cdef size_t raw_start = <size_t>raw, rows_start = <size_t>first_row
+    cdef size_t rows_stop = <size_t>last_row
+    if rows_stop < rows_start:  # rows in reverse order (a negative stride)
+        rows_start, rows_stop = rows_stop, rows_start
+    if rows_start < raw_start + raw_bytes and raw_start < rows_stop + row_bytes:
+        raise ValueError("proba must not overlap the logits")
+    return 0
+
+
 def residual_and_loss(floating[:, ::1] raw not None, const Py_ssize_t[::1] y not None,
                       const double[::1] weight not None, floating[:, :] proba=None):
     """``_loss.residual_and_loss`` on C-contiguous class-major logits; returns the data term.
@@ -126,6 +142,8 @@ def residual_and_loss(floating[:, ::1] raw not None, const Py_ssize_t[::1] y not
     if proba is not None:
         proba_stride = _row_stride(proba)
         proba_start = &proba[0, 0]
+        _check_apart(&raw[0, 0], n_classes * m * sizeof(floating), &proba[0, 0],
+                     &proba[n_classes - 1, 0], m * sizeof(floating))
     with nogil:
         if floating is double:
             loss = skml_residual_loss_f64(&raw[0, 0], n_classes, m, &y[0], &weight[0],

@@ -248,11 +248,13 @@ def residual_and_loss(raw, y_block, weight_block, positions, scratch=FRESH, prob
     ``positions`` is ``arange(m)`` for at least the block's m rows, or for
     :data:`CLASS_MAJOR_ROWS` where ``raw`` is not C-contiguous (kept by the
     caller, so that no block allocates its own). ``proba``, if given, a
-    (K, m) array of ``raw``'s dtype contiguous along its rows, receives
-    ``P^T`` on the way (``p_ik = e_ik / S_i``, rounded once from float64).
-    The work is compiled (``_kernel``) where it can be, and
-    :func:`numpy_residual_and_loss`, the same steps, otherwise.
+    (K, m) array of ``raw``'s dtype, receives ``P^T`` on the way
+    (``p_ik = e_ik / S_i``, rounded once from float64). The work is compiled
+    (``_kernel``) where it can be (every array contiguous along its rows),
+    and :func:`numpy_residual_and_loss`, the same steps, otherwise.
     """
+    if proba is not None and (proba.dtype != raw.dtype or proba.shape != raw.shape):
+        raise ValueError("proba must have the logits' dtype and shape")
     if not raw.flags.c_contiguous:
         return _by_class_major_chunks(
             raw,
@@ -266,10 +268,9 @@ def residual_and_loss(raw, y_block, weight_block, positions, scratch=FRESH, prob
             scratch,
         )
     if (
-        _compiled(raw, y_block, weight_block)
+        _compiled(raw, y_block, weight_block, *(() if proba is None else (proba,)))
         and y_block.dtype == np.intp
         and weight_block.dtype == np.float64
-        and (proba is None or (proba.dtype == raw.dtype and proba.strides[-1] == raw.itemsize))
     ):
         return _kernel.residual_and_loss(raw, y_block, weight_block, proba)
     return numpy_residual_and_loss(raw, y_block, weight_block, positions, proba)

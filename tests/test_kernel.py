@@ -148,10 +148,28 @@ def test_the_probabilities_written_on_the_way_are_the_softmax(n_classes, dtype):
     np.testing.assert_allclose(numpy_loss, loss, rtol=1e-9)
 
 
-def test_probabilities_of_another_shape_are_refused():
+def test_probabilities_of_another_shape_or_inside_the_logits_are_refused():
     raw, y, weight = block(3, 10, np.float64)
     with pytest.raises(ValueError, match="shape of the logits"):
         _kernel.residual_and_loss(raw, y, weight, np.empty((3, 9)))
+    # the loops read the logits back after writing the probabilities
+    buffer = np.zeros(60)
+    logits = buffer[:30].reshape(3, 10)
+    for inside in (logits, logits[::-1], buffer[25:55].reshape(3, 10)):
+        logits[...] = raw
+        with pytest.raises(ValueError, match="overlap"):
+            _kernel.residual_and_loss(logits, y, weight, inside)
+    # rows in reverse order elsewhere are fine
+    reversed_rows = np.zeros((3, 10))[::-1]
+    _kernel.residual_and_loss(raw.copy(), y, weight, reversed_rows)
+    np.testing.assert_allclose(reversed_rows, softmax(raw, axis=0), rtol=1e-15)
+
+
+def test_the_loss_module_refuses_probabilities_of_another_dtype():
+    # an integer array would take the probabilities truncated, without a word
+    raw, y, weight = block(3, 10, np.float64)
+    with pytest.raises(ValueError, match="dtype and shape"):
+        _loss.residual_and_loss(raw, y, weight, np.arange(10), proba=np.zeros((3, 10), int))
 
 
 @pytest.mark.parametrize("n_classes", [2, 10, 50])

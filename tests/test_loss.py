@@ -115,22 +115,45 @@ def test_hessian_products_after_a_loss_pass_match_finite_differences(
     # A Newton solver's order: products at w (which keeps the probabilities),
     # then a loss and gradient at the next point w2 (which refills them on
     # the way), then products at w2, which must see w2's probabilities. Rows
-    # in blocks of 7, some of weight zero.
+    # in blocks of 7 (on several threads where BLAS has them), some of
+    # weight zero; CSR through its numpy steps (the compiled CSR pass forms
+    # no logits and refills nothing).
+    from skmultilogit import _threads
     from skmultilogit._backends import _numpy
 
     monkeypatch.setattr(_numpy, "MIN_BLOCK_ROWS", 7)
+    monkeypatch.setattr(_numpy, "BLOCK_BYTES", 7 * 5 * 8)
+    monkeypatch.setattr(_threads, "ROW_THREADS_FROM", 0)
+    monkeypatch.setattr(_numpy.NumpyBackend, "_csr_kernel", lambda self: None)
     X, y, coef, intercept, weights = make_problem(4, seed=3)
     weights[::6] = 0.0
     loss = MultinomialLoss.from_arrays(
         as_format(X, fmt), y, 4, weights, 0.7, fit_intercept=fit_intercept
     )
+    assert len(loss.data.row_blocks()) == (5 if fmt == "dense" else 1)
     w = loss.pack(coef, intercept)
     w2 = w + np.random.default_rng(4).normal(scale=0.5, size=w.size)
     v = np.random.default_rng(5).normal(size=w.size)
     numeric = (loss.gradient(w2 + 1e-5 * v) - loss.gradient(w2 - 1e-5 * v)) / 2e-5
     loss.hessp(w, v)
     loss.loss_gradient(w2)
+    # the pass refilled the probabilities at w2: the products use those
+    np.testing.assert_array_equal(loss.data._proba_cache[0], loss.unpack(w2)[0])
     np.testing.assert_allclose(loss.hessp(w2, v), numeric, rtol=1e-6, atol=1e-6)
+
+
+def test_probabilities_kept_with_an_intercept_are_not_those_without():
+    X, y, coef, intercept, weights = make_problem(3, seed=8)
+    data = MultinomialLoss.from_arrays(X, y, 3, weights, 1.0).data
+    fresh = MultinomialLoss.from_arrays(X, y, 3, weights, 1.0).data
+    direction = np.random.default_rng(9).normal(size=coef.shape)
+    data.loss_gradient(coef, intercept)
+    data.hessp(coef, intercept, direction, np.zeros(3))
+    np.testing.assert_allclose(
+        data.hessp(coef, None, direction, None)[0],
+        fresh.hessp(coef, None, direction, None)[0],
+        rtol=1e-12,
+    )
 
 
 def naive_loss_gradient(coef, intercept, X, y, sample_weight, C):

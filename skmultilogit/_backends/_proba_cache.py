@@ -2,15 +2,19 @@
 
 A conjugate-gradient solve takes several Hessian products at one point,
 each needing the probabilities ``P`` there. The backend keeps them in
-``data._proba_cache`` as ``(coef, intercept, proba)``: ``proba`` is
-class-major (K, n) in X's dtype, valid at the copies ``coef`` and
+``data._proba_cache`` as ``(coef, intercept, proba)``: ``proba`` in the
+backend's layout (``NumpyBackend``: class-major (K, n) in X's dtype; the
+array-API backend: (n, K) on its device), valid at the copies ``coef`` and
 ``intercept`` of the point. A product at another point recomputes them
-(:func:`cached_proba`). Once the cache exists (a Newton solver has asked
-for a product), each loss and gradient refills its array on the way
-(:func:`proba_to_refill`, :func:`keep_proba`): the Newton step after a line
-search then starts at a point whose probabilities are already there, which
-saves one product ``X W^T`` and a softmax per step (~4 % of a fit on the
-8x8 digits). Fits that never ask for a product (lbfgs) keep no n x K array.
+(:func:`cached_proba`). Once the cache exists (a solver has asked for a
+product), each of ``NumpyBackend``'s dense and numpy-path sparse loss
+passes refills its array on the way (:func:`proba_to_refill`,
+:func:`keep_proba`; the compiled CSR pass, which never forms the n x K
+logits, does not): the Newton step after a line search then starts at a
+point whose probabilities are already there, which saves one product
+``X W^T`` and a softmax per step (~4 % of a fit on the 8x8 digits). Fits
+that never ask for a product (lbfgs, unless its finishing steps do) keep no
+n x K array.
 
 Only float64 X: there the pass's probabilities (each rounded once from
 float64) and a softmax of their own differ in the last bit at most. float32
@@ -32,11 +36,7 @@ def cached_proba(data, coef, intercept):
     (a conjugate-gradient inner solve) then costs two matrix products each.
     """
     cache = data._proba_cache
-    if (
-        cache is None
-        or not np.array_equal(cache[0], coef)
-        or not (intercept is None or np.array_equal(cache[1], intercept))
-    ):
+    if cache is None or not _at(cache, coef, intercept):
         # the old n x K probabilities go before the new ones are made: two
         # at once were 0.4 of a 1 000 000 x 50 float64 X at K = 10
         data._proba_cache = cache = None
@@ -58,6 +58,15 @@ def proba_to_refill(data):
 def keep_proba(data, coef, intercept, proba):
     """Keep ``proba``, filled by a pass at ``(coef, intercept)``, as the cache."""
     data._proba_cache = _point(coef, intercept) + (proba,)
+
+
+def _at(cache, coef, intercept):
+    """Whether ``cache`` belongs to the point ``(coef, intercept)`` (intercept None: none)."""
+    if not np.array_equal(cache[0], coef):
+        return False
+    if cache[1] is None or intercept is None:
+        return cache[1] is None and intercept is None
+    return np.array_equal(cache[1], intercept)
 
 
 def _point(coef, intercept):
