@@ -471,6 +471,52 @@ def test_both_ways_of_summing_the_class_pairs_give_the_textbook_hessian(
     )
 
 
+@pytest.mark.parametrize("stacked", [True, False])
+@pytest.mark.parametrize("n_features, n_classes", [(6, 4), (60, 3), (3, 3)])
+def test_confident_rows_hand_blas_no_subnormal_numbers(monkeypatch, stacked, n_features, n_classes):
+    # Probabilities of confidently classified rows (1e-40 and below) are
+    # subnormal in float32, where BLAS's products run many times slower: no
+    # factor handed to BLAS is subnormal, and the float32 Hessian is still
+    # the textbook one to float32's resolution. All three ways of forming
+    # the pairs (stacked rows, a rank update per pair, a product per class).
+    from scipy.linalg import blas as scipy_blas
+
+    from skmultilogit import _hessian
+
+    monkeypatch.setattr(_hessian, "stacks_classes", lambda n_classes, size: stacked)
+    tiny = np.finfo(np.float32).tiny
+    seen = []
+
+    def spy(name):
+        real = getattr(scipy_blas, name)
+
+        def call(*args, **kwargs):
+            for array in (a for a in args if isinstance(a, np.ndarray) and a.dtype == np.float32):
+                magnitude = np.abs(array)
+                seen.append(bool(np.any((magnitude > 0) & (magnitude < tiny))))
+            return real(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(
+        _hessian, "blas", type("Blas", (), {"ssyrk": spy("ssyrk"), "dsyrk": scipy_blas.dsyrk})
+    )
+    X, y, coef, intercept, weights = make_problem(
+        n_classes, n_samples=300, n_features=n_features, seed=13
+    )
+    coef = coef * 40.0  # margins of hundreds: probabilities down to 1e-100 and below
+    loss = MultinomialLoss.from_arrays(X, y, n_classes, weights, 1.0)
+    proba = scipy_softmax(X @ coef.T + intercept, axis=1)
+    assert np.any((proba > 0) & (proba < tiny))
+    hessian = loss.data.hessian(coef, intercept, dtype=np.float32)
+    if stacked or n_features >= _hessian.PAIR_SYRK_MIN_COLUMNS:
+        assert seen and not any(seen)
+    expected = textbook_hessian(X, y, n_classes, weights, 1.0, coef, intercept)
+    np.testing.assert_allclose(
+        full_hessian(hessian), expected, rtol=0, atol=1e-6 * np.abs(expected).max()
+    )
+
+
 def test_class_pairs_travel_as_their_triangles():
     # What a Dask worker sends: each pair's upper triangle, unpacked on the client.
     from skmultilogit._hessian import class_pair_hessian, pack_class_pairs, unpack_class_pairs
