@@ -380,6 +380,7 @@ class NewtonCholesky:
         self.null_weight = 1.0 / loss.n_classes if loss.fit_intercept else 0.0
         self.n_coef = loss.n_classes * loss.n_features
         self.rounding = objective_rounding(loss.data)
+        self.within_rounding = False  # of the last step (newton_step)
 
     def setup(self, theta0):
         """The starting point's objective and gradient, and a first preconditioner."""
@@ -493,16 +494,10 @@ class NewtonCholesky:
                 break
             # Refused short of the optimum: Newton's method is not in its
             # quadratic regime yet. One ordinary step, then try again.
-            if stale:
-                self.update_preconditioner()
-            step, slope, solved = self.inner_solve()
-            accepted = self.line_search(step, slope)
-            if accepted is None:
+            stale = self.newton_step(stale)
+            if stale is None:
                 break
-            self.theta, self.f, self.grad, _ = accepted
             taken += 1
-            stale = not solved
-            self.tracer.callback(OptimizeResult(x=self.theta, fun=self.f))
         return taken
 
     def short_of_optimum(self):
@@ -527,6 +522,24 @@ class NewtonCholesky:
         stationarity = self.problem.stationarity(self.theta, self.grad)
         return not np.max(np.abs(stationarity), initial=0.0) > self.tol
 
+    def newton_step(self, stale):
+        """One Newton step (CG, line search), the factor rebuilt first if ``stale``.
+
+        Returns whether the factor is stale for the next step (CG did not
+        converge), or None where the line search found no decrease. Sets
+        ``within_rounding`` (whether the step changed ``f`` by no more than
+        its rounding).
+        """
+        if stale:
+            self.update_preconditioner()
+        step, slope, solved = self.inner_solve()
+        accepted = self.line_search(step, slope)
+        if accepted is None:
+            return None
+        self.theta, self.f, self.grad, self.within_rounding = accepted
+        self.tracer.callback(OptimizeResult(x=self.theta, fun=self.f))
+        return not solved
+
     def solve(self, theta0):
         """Run from ``theta0``; a scipy-style result (``x``, ``nit``, ``message``)."""
         self.setup(theta0)
@@ -538,19 +551,13 @@ class NewtonCholesky:
             if n_iter >= self.max_iter:
                 message = "maximum number of iterations reached"
                 break
-            if stale:
-                self.update_preconditioner()
-            step, slope, solved = self.inner_solve()
-            accepted = self.line_search(step, slope)
-            if accepted is None:
+            # the factor rebuilt at the next step when this one's CG did not converge
+            stale = self.newton_step(stale)
+            if stale is None:
                 message = "line search found no decrease: precision exhausted"
                 break
-            self.theta, self.f, self.grad, within_rounding = accepted
             n_iter += 1
-            in_rounding = in_rounding + 1 if within_rounding else 0
-            self.tracer.callback(OptimizeResult(x=self.theta, fun=self.f))
-            # rebuilt at the next step, if there is one
-            stale = not solved
+            in_rounding = in_rounding + 1 if self.within_rounding else 0
             if in_rounding >= 5 and not self.converged():
                 # Five steps in a row that changed f by no more than its
                 # rounding: the gradient is at its noise floor, not converging.
