@@ -51,16 +51,6 @@ POLISH_BELOW = 2e7
 POLISH_STEPS = 2
 POLISH_GAIN = 10.0
 
-# A polish whose closely solved steps were refused while a Newton step could
-# still lower the objective by more than its rounding
-# (NewtonCholesky.short_of_optimum) takes an ordinary Newton step and tries
-# again, up to POLISH_RETRIES times. Where the curvature is weak the first
-# closely solved step from tol did not shrink the gradient tenfold and the
-# fit ended far from the optimum the polish is meant to reach: the raw
-# digits at C = 1e4 0.3-0.55 of the optimal objective above it (4e-3
-# standardised; 3.6e-4 from tol=1e-4 with sample weights at C = 1).
-POLISH_RETRIES = 10
-
 
 def objective_rounding(data):
     """The relative change of the objective below which a step cannot be told from none.
@@ -380,7 +370,6 @@ class NewtonCholesky:
         self.null_weight = 1.0 / loss.n_classes if loss.fit_intercept else 0.0
         self.n_coef = loss.n_classes * loss.n_features
         self.rounding = objective_rounding(loss.data)
-        self.within_rounding = False  # of the last step (newton_step)
 
     def setup(self, theta0):
         """The starting point's objective and gradient, and a first preconditioner."""
@@ -465,51 +454,25 @@ class NewtonCholesky:
         method converges quadratically when its steps are solved closely:
         from a gradient of ``tol`` two such steps reach the rounding floor
         (:func:`closely_solved_steps`, each kept if it shrinks the largest
-        gradient entry ``POLISH_GAIN``-fold). Where one is refused while the
-        Newton decrement says the objective can still fall by more than its
-        rounding (:meth:`short_of_optimum`), Newton's method is not in its
-        quadratic regime yet: an ordinary step (CG-solved, line-searched),
-        then closely solved ones again, up to ``POLISH_RETRIES`` times. Only
-        where the products are small (``POLISH_BELOW``; see there for the
-        measured cost), and no more than ``max_steps`` (what ``max_iter``
-        leaves). Returns the number of steps taken.
+        gradient entry ``POLISH_GAIN``-fold). Only where the products are
+        small (``POLISH_BELOW``; see there for the measured cost), and no
+        more than ``max_steps`` (what ``max_iter`` leaves). Returns the
+        number of steps taken.
         """
         if product_size(self.problem.loss.data) >= POLISH_BELOW or max_steps < 1:
             return 0
-        taken, stale = 0, False
-        for _ in range(POLISH_RETRIES + 1):
-            self.theta, self.f, self.grad, steps = closely_solved_steps(
-                self.tracer,
-                self._hessp_at,
-                self.theta,
-                self.f,
-                self.grad,
-                self.preconditioner,
-                max_steps=min(POLISH_STEPS, max_steps - taken),
-                gain=POLISH_GAIN,
-                rounding=self.rounding,
-            )
-            taken += steps
-            if steps == POLISH_STEPS or taken >= max_steps or not self.short_of_optimum():
-                break
-            # Refused short of the optimum: Newton's method is not in its
-            # quadratic regime yet. One ordinary step, then try again.
-            stale = self.newton_step(stale)
-            if stale is None:
-                break
-            taken += 1
-        return taken
-
-    def short_of_optimum(self):
-        """Whether a Newton step would still lower the objective by more than its rounding.
-
-        The Newton decrement ``g^T H^-1 g / 2`` estimates ``f - f*``; with the
-        preconditioner for ``H`` (one solve). A gradient of ``tol`` where the
-        curvature is weak leaves ``f`` far above ``f*`` (raw digits at
-        C = 1e4: 0.55 of ``f*`` above it, the polish's steps refused).
-        """
-        decrement = 0.5 * float(self.grad @ self.preconditioner.solve(self.grad))
-        return decrement > self.rounding * abs(self.f)
+        self.theta, self.f, self.grad, steps = closely_solved_steps(
+            self.tracer,
+            self._hessp_at,
+            self.theta,
+            self.f,
+            self.grad,
+            self.preconditioner,
+            max_steps=min(POLISH_STEPS, max_steps),
+            gain=POLISH_GAIN,
+            rounding=self.rounding,
+        )
+        return steps
 
     def _hessp_at(self, theta, direction):
         product = self.problem.hessp(theta, direction)
@@ -522,24 +485,6 @@ class NewtonCholesky:
         stationarity = self.problem.stationarity(self.theta, self.grad)
         return not np.max(np.abs(stationarity), initial=0.0) > self.tol
 
-    def newton_step(self, stale):
-        """One Newton step (CG, line search), the factor rebuilt first if ``stale``.
-
-        Returns whether the factor is stale for the next step (CG did not
-        converge), or None where the line search found no decrease. Sets
-        ``within_rounding`` (whether the step changed ``f`` by no more than
-        its rounding).
-        """
-        if stale:
-            self.update_preconditioner()
-        step, slope, solved = self.inner_solve()
-        accepted = self.line_search(step, slope)
-        if accepted is None:
-            return None
-        self.theta, self.f, self.grad, self.within_rounding = accepted
-        self.tracer.callback(OptimizeResult(x=self.theta, fun=self.f))
-        return not solved
-
     def solve(self, theta0):
         """Run from ``theta0``; a scipy-style result (``x``, ``nit``, ``message``)."""
         self.setup(theta0)
@@ -551,13 +496,19 @@ class NewtonCholesky:
             if n_iter >= self.max_iter:
                 message = "maximum number of iterations reached"
                 break
-            # the factor rebuilt at the next step when this one's CG did not converge
-            stale = self.newton_step(stale)
-            if stale is None:
+            if stale:
+                self.update_preconditioner()
+            step, slope, solved = self.inner_solve()
+            accepted = self.line_search(step, slope)
+            if accepted is None:
                 message = "line search found no decrease: precision exhausted"
                 break
+            self.theta, self.f, self.grad, within_rounding = accepted
             n_iter += 1
-            in_rounding = in_rounding + 1 if self.within_rounding else 0
+            in_rounding = in_rounding + 1 if within_rounding else 0
+            self.tracer.callback(OptimizeResult(x=self.theta, fun=self.f))
+            # rebuilt at the next step, if there is one
+            stale = not solved
             if in_rounding >= 5 and not self.converged():
                 # Five steps in a row that changed f by no more than its
                 # rounding: the gradient is at its noise floor, not converging.
