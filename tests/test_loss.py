@@ -477,8 +477,9 @@ def test_confident_rows_hand_blas_no_subnormal_numbers(monkeypatch, stacked, n_f
     # Probabilities of confidently classified rows (1e-40 and below) are
     # subnormal in float32, where BLAS's products run many times slower: no
     # factor handed to BLAS is subnormal, and the float32 Hessian is still
-    # the textbook one to float32's resolution. All three ways of forming
-    # the pairs (stacked rows, a rank update per pair, a product per class).
+    # the textbook one to float32's resolution. The spy sees the two ways
+    # that call syrk (stacked rows, a rank update per pair); the third (a
+    # numpy product per class) is checked for its values only.
     from scipy.linalg import blas as scipy_blas
 
     from skmultilogit import _hessian
@@ -515,6 +516,19 @@ def test_confident_rows_hand_blas_no_subnormal_numbers(monkeypatch, stacked, n_f
     np.testing.assert_allclose(
         full_hessian(hessian), expected, rtol=0, atol=1e-6 * np.abs(expected).max()
     )
+
+
+def test_only_factors_whose_products_would_be_subnormal_are_dropped():
+    # sqrt of float32's smallest normal number is 1.08e-19: a factor of
+    # 1e-18 still carries curvature (times a factor of 1, a normal 1e-18);
+    # without a penalty that can be all a class has.
+    from skmultilogit import _hessian
+
+    factors = np.array([1e-18, -1e-18, 2e-20, -2e-20, 0.0, 1.0], dtype=np.float32)
+    _hessian.flush_tiny(factors)
+    np.testing.assert_array_equal(factors, np.float32([1e-18, -1e-18, 0, 0, 0, 1]))
+    wide = _hessian.flush_tiny(np.array([1e-150, 1e-160]))
+    np.testing.assert_array_equal(wide, [1e-150, 0.0])
 
 
 def test_class_pairs_travel_as_their_triangles():
