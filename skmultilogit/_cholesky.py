@@ -4,7 +4,7 @@ Newton's solvers precondition their conjugate-gradient steps (or solve
 their steps) with ``A = H + diag(a) + c J``, the data term's Hessian ``H``
 of the K (d + 1) parameters plus the penalty's (and any damping's)
 diagonal ``a`` and, with an intercept, a constant ``c`` on the intercepts'
-block ``J`` (see ``_solvers._newton_cholesky.Preconditioner``). Two
+block ``J`` (see ``_solvers._preconditioners.Preconditioner``). Two
 factorisers:
 
 :data:`HOST`

@@ -11,7 +11,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
 import skmultilogit._solvers._driver as driver
-import skmultilogit._solvers._newton_cholesky as newton
+import skmultilogit._solvers._preconditioners as preconditioners
 from skmultilogit import MultinomialLogitClassifier, loss_gradient
 from skmultilogit._backends import NumpyBackend
 from skmultilogit._conditioning import ConditionedProblem, feature_mean_scale, feature_scale
@@ -230,17 +230,17 @@ def objective(clf, X, y):
 def test_sampled_preconditioner_reaches_the_optimum(monkeypatch):
     # A budget of 0.2 rows per parameter forces the curvature-drawn sample on
     # the digits (without it they get the exact Hessian).
-    monkeypatch.setattr(newton, "HESSIAN_COST_IN_GRADIENTS", 1)
-    monkeypatch.setattr(newton, "MIN_HESSIAN_ROWS_PER_PARAM", 0.2)
+    monkeypatch.setattr(preconditioners, "HESSIAN_COST_IN_GRADIENTS", 1)
+    monkeypatch.setattr(preconditioners, "MIN_HESSIAN_ROWS_PER_PARAM", 0.2)
     sampled = []
-    original = newton.hessian_rows
+    original = preconditioners.hessian_rows
 
     def spy(*args):
         rows, factor = original(*args)
         sampled.append(rows is not None and len(rows) < 1797)
         return rows, factor
 
-    monkeypatch.setattr(newton, "hessian_rows", spy)
+    monkeypatch.setattr(preconditioners, "hessian_rows", spy)
     X, y = load_digits(return_X_y=True)
     clf = MultinomialLogitClassifier(solver="newton-cholesky", tol=1e-8).fit(X, y)
     assert sampled and all(sampled)
@@ -256,7 +256,7 @@ def test_sampling_keeps_rows_of_large_curvature_and_is_unbiased():
     coef, intercept = np.array([[-6.0, 0, 0], [6.0, -6.0, 0], [0, 6.0, 0]]), np.zeros(3)
     curvature = loss.data.curvature(coef, intercept)
     budget = 300
-    rows, factor = newton.hessian_rows(curvature, budget, np.random.default_rng(1))
+    rows, factor = preconditioners.hessian_rows(curvature, budget, np.random.default_rng(1))
     # every row whose share of the total curvature exceeds 1/budget is kept, unscaled
     heavy = np.flatnonzero(budget * curvature / curvature.sum() >= 1)
     assert np.isin(heavy, rows).all()
@@ -264,7 +264,7 @@ def test_sampling_keeps_rows_of_large_curvature_and_is_unbiased():
     # Horvitz-Thompson: the weighted sample estimates the total curvature
     estimates = []
     for seed in range(200):
-        rows, factor = newton.hessian_rows(curvature, budget, np.random.default_rng(seed))
+        rows, factor = preconditioners.hessian_rows(curvature, budget, np.random.default_rng(seed))
         estimates.append(curvature[rows] @ factor)
     assert abs(np.mean(estimates) / curvature.sum() - 1) < 0.01
 
@@ -381,7 +381,7 @@ def test_a_reused_hessian_follows_changed_feature_scales():
     # Along a path the penalty changes the feature scales; the data Hessian
     # of the previous fit, carried over, must equal a fresh one in the new
     # coordinates (to float32 accumulation).
-    from skmultilogit._solvers._newton_cholesky import Preconditioner
+    from skmultilogit._solvers._preconditioners import Preconditioner
 
     first, second, rng = problems_of_two_feature_scales()
     w = rng.normal(size=15) * 0.1
@@ -488,7 +488,7 @@ def test_the_preconditioner_at_zero_solves_with_the_hessian_from_its_products(C,
     if fit_intercept:
         theta[-4:] = rng.normal(size=4)
     null_weight = 0.25 if fit_intercept else 0.0
-    pre = newton.KroneckerPreconditioner.at(problem, theta, null_weight)
+    pre = preconditioners.KroneckerPreconditioner.at(problem, theta, null_weight)
     assert pre is not None
     dense = np.column_stack([problem.hessp(theta, e) for e in np.eye(loss.n_params)])
     if fit_intercept:
@@ -517,7 +517,7 @@ def test_the_preconditioner_at_zero_solves_with_the_hessian_from_its_products(C,
         np.testing.assert_allclose(pre.solve(residual), expected, rtol=1e-8, atol=1e-10)
     # elsewhere: the dense form
     theta[0] = 0.1
-    assert newton.KroneckerPreconditioner.at(problem, theta, null_weight) is None
+    assert preconditioners.KroneckerPreconditioner.at(problem, theta, null_weight) is None
 
 
 def test_a_fit_from_zero_forms_no_dense_hessian_at_zero(monkeypatch):
@@ -543,11 +543,11 @@ def test_a_carried_kronecker_preconditioner_follows_changed_feature_scales():
         theta = np.zeros(first.loss.n_params)
         if fit_intercept:
             theta[-3:] = [0.3, -0.2, 0.1]
-        old = newton.KroneckerPreconditioner.at(first, theta, null_weight)
+        old = preconditioners.KroneckerPreconditioner.at(first, theta, null_weight)
         carried = old.for_problem(second, null_weight)
         assert old.gram is None and old.factor is None  # handed over, not copied
         assert old.for_problem(second, null_weight) is None
-        fresh = newton.KroneckerPreconditioner.at(second, theta, null_weight)
+        fresh = preconditioners.KroneckerPreconditioner.at(second, theta, null_weight)
         residual = rng.normal(size=theta.size)
         np.testing.assert_allclose(carried.solve(residual), fresh.solve(residual), rtol=1e-10)
     # another centre: not carried

@@ -8,13 +8,8 @@ solve: there each Hessian-vector product would cost a round. See
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-from ._newton_cholesky import (
-    POLISH_BELOW,
-    POLISH_GAIN,
-    Preconditioner,
-    hessian_budget,
-    objective_rounding,
-)
+from ._newton_cholesky import POLISH_BELOW, POLISH_GAIN, objective_rounding
+from ._preconditioners import Preconditioner, hessian_budget
 from ._threads import product_size
 
 # A step with the current Hessian factor that shrinks the largest gradient
