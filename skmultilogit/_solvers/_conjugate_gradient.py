@@ -1,14 +1,17 @@
 """Preconditioned conjugate gradients on Newton's system, and Newton steps solved closely.
 
-Shared by the Newton solvers that take Hessian products
-(``_newton_cholesky.NewtonCholesky``, newton-cg's finish in ``_scipy``).
+CG serves the Newton solvers that take Hessian products
+(``_newton_cholesky.NewtonCholesky``, newton-cg's finish in ``_scipy``);
+newton-cg's finish takes :func:`closely_solved_steps`, newton-cholesky's
+polish its own (it also takes damped steps where the Newton decrement is
+large).
 """
 
 import numpy as np
 from scipy.optimize import OptimizeResult
 
 # A closely solved step: CG to this relative residual, with at most this
-# many Hessian products (see closely_solved_steps).
+# many Hessian products (closely_solved_steps, NewtonCholesky.polish).
 POLISH_RTOL = 1e-6
 POLISH_MAX_CG = 10
 

@@ -10,7 +10,8 @@ has moved away from it). At a start with zero coefficients it is exact and
 cheap (the Kronecker form, see ``_hessian.kronecker_hessian``); on large data it
 is estimated from a row sample drawn by curvature (``_hessian.hessian_rows``). A
 backtracking line search (Armijo) on the objective makes every step a
-descent. The factors come from ``_preconditioners``.
+descent. The factors come from ``_preconditioners``. On small problems the
+fit goes on past ``tol`` to the optimum (:meth:`NewtonCholesky.polish`).
 
 The solver works on the problem the driver hands it (the objective in the
 conditioned coordinates of ``_conditioning``) and asks it for gradients,
@@ -21,7 +22,7 @@ curvature; it knows nothing of estimators or of where the rows live.
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-from ._conjugate_gradient import closely_solved_steps, conjugate_gradient
+from ._conjugate_gradient import POLISH_MAX_CG, POLISH_RTOL, conjugate_gradient
 from ._preconditioners import KroneckerPreconditioner, Preconditioner, hessian_budget
 from ._threads import product_size
 
@@ -30,9 +31,10 @@ from ._threads import product_size
 MAX_CG_PER_STEP = 6
 
 # Once tol is met, on problems whose products X W^T take fewer multiply-adds
-# than POLISH_BELOW: up to POLISH_STEPS further Newton steps solved closely
-# (_conjugate_gradient.closely_solved_steps: POLISH_RTOL, POLISH_MAX_CG there),
-# each kept if it shrinks the gradient POLISH_GAIN-fold (NewtonCholesky.polish).
+# than POLISH_BELOW: Newton steps solved closely (POLISH_RTOL, POLISH_MAX_CG in
+# _conjugate_gradient), damped ones while the decrement exceeds OPTIMUM_GAP,
+# then up to POLISH_STEPS full ones, each kept if it shrinks the gradient
+# POLISH_GAIN-fold (NewtonCholesky.polish).
 # Measured (1 BLAS thread, defaults): the 8x8 digits took 6-17 % longer and
 # ended at gradients of 1e-14 to 1e-17 instead of 1e-7; on 75 000 x 100, K = 10
 # and 22 500 x 40, K = 50 the same steps took 30-57 % longer, so larger
@@ -41,6 +43,11 @@ POLISH_BELOW = 2e7
 
 POLISH_STEPS = 2
 POLISH_GAIN = 10.0
+
+# A polish step whose Newton decrement says the objective can still fall by
+# more than this much of itself (or of its rounding, if that is larger) is
+# taken as a damped Newton step (NewtonCholesky.polish).
+OPTIMUM_GAP = 1e-10
 
 
 def objective_rounding(data):
@@ -153,37 +160,84 @@ class NewtonCholesky:
         return None
 
     def polish(self, max_steps):
-        """Newton steps past ``tol`` towards the gradient's floating-point floor (small problems).
+        """Newton steps past ``tol`` to the optimum at floating-point resolution (small problems).
 
         ``tol`` bounds the gradient, not the distance to the optimum: where
         the curvature is weak (a weak penalty on nearly separable data) a
         gradient of ``tol`` leaves the coefficients about ``tol / curvature``
-        off, and two fits of one problem that differ only in rounding
-        (weighted rows against repeated ones, C = 1e4) end 5e-5 apart: the
-        inexact steps of an ill-conditioned problem amplify rounding
-        differences about 100-fold per iteration. Near the optimum Newton's
-        method converges quadratically when its steps are solved closely:
-        from a gradient of ``tol`` two such steps reach the rounding floor
-        (:func:`closely_solved_steps`, each kept if it shrinks the largest
-        gradient entry ``POLISH_GAIN``-fold). Only where the products are
-        small (``POLISH_BELOW``; see there for the measured cost), and no
-        more than ``max_steps`` (what ``max_iter`` leaves). Returns the
-        number of steps taken.
+        off (the raw 8x8 digits at the default tol: the objective 1e-4 of
+        its minimum above it at C = 100, 0.55 at C = 1e4), and two fits of
+        one problem that differ only in rounding (weighted rows against
+        repeated ones) end apart.
+
+        Each step is solved closely (CG to ``POLISH_RTOL``, at most
+        ``POLISH_MAX_CG`` products), which also gives the Newton decrement
+        ``-g^T step ~ g^T H^-1 g``: half of it estimates ``f - f*``. Where
+        that is at most ``OPTIMUM_GAP`` of ``f`` (or of its rounding, if
+        larger), or where there is no optimum to reach (no L2 penalty:
+        separable data have none), Newton's method converges quadratically:
+        the full step is kept if it shrinks the largest gradient entry
+        ``POLISH_GAIN``-fold, and the polish ends after ``POLISH_STEPS``
+        steps or at the first refused one (the gradient is at its floor).
+        Otherwise it is still in its damped phase: the step is line-searched
+        (backtracking from half of it, if the full one is refused) and
+        ordinary Newton steps follow (:meth:`newton_step`) until their
+        decrement is that small, then a closely solved one again. Only
+        where the products are small (``POLISH_BELOW``; see there for the
+        measured cost), at most ``max_steps`` steps (what ``max_iter``
+        leaves); a damped step can raise the gradient above ``tol``, and if
+        the steps run out there the fit ends at the last iterate that met
+        it. Returns the number of steps taken.
         """
         if product_size(self.problem.loss.data) >= POLISH_BELOW or max_steps < 1:
             return 0
-        self.theta, self.f, self.grad, steps = closely_solved_steps(
-            self.tracer,
-            self._hessp_at,
-            self.theta,
-            self.f,
-            self.grad,
-            self.preconditioner,
-            max_steps=min(POLISH_STEPS, max_steps),
-            gain=POLISH_GAIN,
-            rounding=self.rounding,
-        )
-        return steps
+        has_optimum = self.problem.loss.penalty.l2_strength > 0
+        gap = max(OPTIMUM_GAP, self.rounding)
+        met_tol = (self.theta, self.f, self.grad)
+        taken = close_steps = 0
+        while taken < max_steps:
+            grad_max = np.max(np.abs(self.grad), initial=0.0)
+            step, solved = conjugate_gradient(
+                self.hessp, self.grad, self.preconditioner, POLISH_RTOL, POLISH_MAX_CG
+            )
+            slope = self.grad @ step
+            if not slope < 0:
+                break
+            damped = has_optimum and -0.5 * slope > gap * abs(self.f)
+            candidate = self.theta + step
+            f_new, grad_new = self.tracer.loss_gradient(candidate)
+            if (
+                f_new <= self.f + self.rounding * abs(self.f)
+                and POLISH_GAIN * np.max(np.abs(grad_new), initial=0.0) <= grad_max
+            ):
+                self.accept(candidate, f_new, grad_new)
+                close_steps += 1
+            elif damped:
+                accepted = self.line_search(0.5 * step, 0.5 * slope)
+                stale = not solved
+                while accepted is not None:
+                    self.accept(*accepted[:3])
+                    taken += 1
+                    if self.converged():
+                        met_tol = (self.theta, self.f, self.grad)
+                        if -0.5 * slope <= gap * abs(self.f):
+                            break
+                    if taken >= max_steps:
+                        break
+                    slope, stale, accepted = self.newton_step(stale)
+                if accepted is None:
+                    break
+                continue
+            else:
+                break
+            taken += 1
+            if self.converged():
+                met_tol = (self.theta, self.f, self.grad)
+            if close_steps >= POLISH_STEPS and not damped:
+                break
+        if not self.converged():
+            self.theta, self.f, self.grad = met_tol
+        return taken
 
     def _hessp_at(self, theta, direction):
         product = self.problem.hessp(theta, direction)
@@ -196,6 +250,24 @@ class NewtonCholesky:
         stationarity = self.problem.stationarity(self.theta, self.grad)
         return not np.max(np.abs(stationarity), initial=0.0) > self.tol
 
+    def accept(self, theta, f, grad):
+        """Move to ``theta`` (objective ``f``, gradient ``grad``) and tell the callback."""
+        self.theta, self.f, self.grad = theta, f, grad
+        self.tracer.callback(OptimizeResult(x=self.theta, fun=self.f))
+
+    def newton_step(self, stale):
+        """A Newton step's solve and line search: ``(slope, stale, accepted)``.
+
+        The factor is rebuilt first if ``stale``; ``slope`` is ``g^T step``
+        (minus the decrement, up to the forcing term), the returned ``stale``
+        says whether CG did not converge, and ``accepted`` is the line
+        search's answer (None: no decrease) for the caller to :meth:`accept`.
+        """
+        if stale:
+            self.update_preconditioner()
+        step, slope, solved = self.inner_solve()
+        return slope, not solved, self.line_search(step, slope)
+
     def solve(self, theta0):
         """Run from ``theta0``; a scipy-style result (``x``, ``nit``, ``message``)."""
         self.setup(theta0)
@@ -207,19 +279,14 @@ class NewtonCholesky:
             if n_iter >= self.max_iter:
                 message = "maximum number of iterations reached"
                 break
-            if stale:
-                self.update_preconditioner()
-            step, slope, solved = self.inner_solve()
-            accepted = self.line_search(step, slope)
+            # rebuilt at the next step, if there is one, when CG did not converge
+            _, stale, accepted = self.newton_step(stale)
             if accepted is None:
                 message = "line search found no decrease: precision exhausted"
                 break
-            self.theta, self.f, self.grad, within_rounding = accepted
+            self.accept(*accepted[:3])
             n_iter += 1
-            in_rounding = in_rounding + 1 if within_rounding else 0
-            self.tracer.callback(OptimizeResult(x=self.theta, fun=self.f))
-            # rebuilt at the next step, if there is one
-            stale = not solved
+            in_rounding = in_rounding + 1 if accepted[3] else 0
             if in_rounding >= 5 and not self.converged():
                 # Five steps in a row that changed f by no more than its
                 # rounding: the gradient is at its noise floor, not converging.
