@@ -10,8 +10,10 @@ has moved away from it). At a start with zero coefficients it is exact and
 cheap (the Kronecker form, see ``_hessian.kronecker_hessian``); on large data it
 is estimated from a row sample drawn by curvature (``_hessian.hessian_rows``). A
 backtracking line search (Armijo) on the objective makes every step a
-descent. The factors come from ``_preconditioners``. On small problems the
-fit goes on past ``tol`` to the optimum (:meth:`NewtonCholesky.polish`).
+descent. The factors (``_preconditioners``) are float32 until one of the
+exact Hessian at the current iterate fails to solve a step
+(:meth:`NewtonCholesky.widen_hessian`). On small problems the fit goes on
+past ``tol`` to the optimum (:meth:`NewtonCholesky.polish`).
 
 The solver works on the problem the driver hands it (the objective in the
 conditioned coordinates of ``_conditioning``) and asks it for gradients,
@@ -43,6 +45,12 @@ POLISH_BELOW = 2e7
 
 POLISH_STEPS = 2
 POLISH_GAIN = 10.0
+
+# A float64 Hessian (NewtonCholesky.widen_hessian) takes twice the float32
+# build's bytes per entry (_driver.HESSIAN_BYTES_PER_ENTRY): where that
+# exceeds this, the factor stays float32 (digits: 650 parameters, 10 MB).
+FLOAT64_HESSIAN_BYTES_PER_ENTRY = 24
+FLOAT64_HESSIAN_MAX_BYTES = 64 * 2**20
 
 # A polish step whose Newton decrement says the objective can still fall by
 # more than this much of itself (or of its rounding, if that is larger) is
@@ -88,6 +96,8 @@ class NewtonCholesky:
         self.null_weight = 1.0 / loss.n_classes if loss.fit_intercept else 0.0
         self.n_coef = loss.n_classes * loss.n_features
         self.rounding = objective_rounding(loss.data)
+        self.hessian_dtype = np.float32  # float64 once float32 proves too coarse
+        self.built_here = False  # whether the factor is the exact Hessian's at theta
 
     def setup(self, theta0):
         """The starting point's objective and gradient, and a first preconditioner."""
@@ -112,7 +122,9 @@ class NewtonCholesky:
                 self.rng,
                 self.null_weight,
                 keep=self.keep_hessian,
+                dtype=self.hessian_dtype,
             )
+        self.built_here = getattr(preconditioner, "exact", False)
         self.preconditioner = preconditioner
         self.tracer.preconditioner = self.preconditioner
 
@@ -134,11 +146,31 @@ class NewtonCholesky:
             min(0.5, np.sqrt(grad_norm)),
             MAX_CG_PER_STEP,
         )
+        if not solved and self.built_here:
+            self.widen_hessian()
         slope = self.grad @ step
         if not slope < 0:
             step = -self.preconditioner.solve(self.grad)
             slope = self.grad @ step
         return step, slope, solved
+
+    def widen_hessian(self):
+        """Build later factors in float64: CG did not converge on a float32 one of this Hessian.
+
+        A factor of the exact Hessian at the current iterate needs one or two
+        CG products, unless float32 cannot resolve the Hessian: where the
+        penalty's curvature is weak against the data's (a weak penalty on
+        nearly separable data) its small eigenvalues are lost to float32
+        rounding (a ridge then makes it positive definite). Measured on the
+        raw 8x8 digits at C = 1e4: fresh float32 factors needed 14-23
+        products, every step rebuilt one and its step was still inexact (the
+        fit 242 ms, 27 iterations); float64 ones needed one (151 ms). Where
+        the float64 build would take more than ``FLOAT64_HESSIAN_MAX_BYTES``
+        the factor stays float32.
+        """
+        n_params = self.problem.loss.n_params
+        if FLOAT64_HESSIAN_BYTES_PER_ENTRY * n_params**2 <= FLOAT64_HESSIAN_MAX_BYTES:
+            self.hessian_dtype = np.float64
 
     def line_search(self, step, slope):
         """Backtracking (Armijo) along ``step``: ``(theta, f, grad, within_rounding)`` or None.
@@ -253,6 +285,7 @@ class NewtonCholesky:
     def accept(self, theta, f, grad):
         """Move to ``theta`` (objective ``f``, gradient ``grad``) and tell the callback."""
         self.theta, self.f, self.grad = theta, f, grad
+        self.built_here = False
         self.tracer.callback(OptimizeResult(x=self.theta, fun=self.f))
 
     def newton_step(self, stale):

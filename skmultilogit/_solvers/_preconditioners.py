@@ -92,7 +92,9 @@ class Preconditioner:
     depend on C, so along a path of C values the next fit can start from
     :meth:`for_problem`, one factorisation with the new penalty, instead of
     forming the Hessian again. ``damping`` (absolute) is added to the
-    diagonal too: NewtonInRounds's Levenberg-Marquardt steps.
+    diagonal too: NewtonInRounds's Levenberg-Marquardt steps. ``exact``:
+    whether the data Hessian is the one at ``theta`` on every row (not a row
+    sample's, nor handed in).
     """
 
     def __init__(
@@ -107,9 +109,11 @@ class Preconditioner:
         dtype=np.float32,
         damping=0.0,
     ):
+        self.exact = data_hessian is None
         if data_hessian is None:
-            data_hessian = self._data_hessian(problem, theta, budget, rng)
-        # kept only when asked: 4 bytes an entry on top of the factor's 4
+            data_hessian, sampled = self._data_hessian(problem, theta, budget, rng, dtype)
+            self.exact = not sampled
+        # kept only when asked: a second n_params-square matrix beside the factor
         self.data_hessian = data_hessian if keep else None
         self.mean = problem.mean
         self.scale = problem.scale
@@ -121,8 +125,11 @@ class Preconditioner:
         )
 
     @staticmethod
-    def _data_hessian(problem, theta, budget, rng):
-        """The data term's Hessian at ``theta``, on a row sample when the data are large."""
+    def _data_hessian(problem, theta, budget, rng, dtype):
+        """The data term's Hessian at ``theta``, on a row sample when the data are large.
+
+        Returns ``(hessian, sampled)``.
+        """
         loss = problem.loss
         rows = row_factor = None
         coef = loss.unpack(problem.to_original(theta))[0]
@@ -130,11 +137,12 @@ class Preconditioner:
         # cluster every row is used (sampling would move n numbers).
         if coef.any() and budget < loss.data.n_samples:
             rows, row_factor = hessian_rows(problem.curvature(theta), budget, rng)
-        # float32 like its accumulation: the kept copy costs 4 bytes an entry;
-        # on the device of an array-API fit, to be factored there
-        return problem.data_hessian(
-            theta, rows=rows, row_factor=row_factor, dtype=np.float32, on_device=True
+        # float32 (see _factorise) like its accumulation: the kept copy costs 4
+        # bytes an entry; on the device of an array-API fit, to be factored there
+        hessian = problem.data_hessian(
+            theta, rows=rows, row_factor=row_factor, dtype=dtype, on_device=True
         )
+        return hessian, rows is not None
 
     @staticmethod
     def _factorise(problem, data_hessian, null_weight, dtype, damping, linalg):
