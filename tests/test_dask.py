@@ -357,6 +357,74 @@ def test_a_default_fit_to_1e_8_takes_few_rounds_and_reaches_the_optimum(client, 
     assert_same_coef(clf.intercept_, optimum.intercept_, rtol=1e-7)
 
 
+def test_a_weakly_penalised_small_fit_on_the_cluster_ends_at_the_optimum(client):
+    # As in memory (tests/test_solvers.py): the raw digits at C = 1e4 met the
+    # default tol 0.1 of the optimal objective above it (0.27 with other
+    # blocks), and the polish ended there; now it goes on with undamped steps
+    # on Hessians of all the rows. The reference: LogisticRegression's
+    # newton-cholesky.
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_digits(return_X_y=True)
+    C = 1e4
+    X_dask, y_dask = as_dask(X, y, rows=450)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        on_cluster = MultinomialLogitClassifier(C=C).fit(X_dask, y_dask)
+    reference = LogisticRegression(C=C, solver="newton-cholesky", tol=1e-12, max_iter=1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reference.fit(X, y)
+
+    def objective(coef, intercept):
+        logits = X @ coef.T + intercept
+        loss = scipy.special.logsumexp(logits, axis=1) - logits[np.arange(len(y)), y]
+        return C * loss.sum() + 0.5 * np.sum(coef**2)
+
+    best = objective(reference.coef_, reference.intercept_)
+    assert objective(on_cluster.coef_, on_cluster.intercept_) - best <= 1e-9 * best
+
+
+def test_steps_past_tol_on_the_cluster_never_end_a_fit_above_it(client):
+    # 40 rows, 30 features scaled by e^-4..e^4 and shifted, C = 1e6: tol is met
+    # at the 25th iteration, 3.9x the optimal objective above it; the steps
+    # that go on leave the gradient above tol at the 26th to 31st. A max_iter
+    # that ends the fit there ends it at the 25th iterate, without a warning.
+    from scipy.special import logsumexp
+    from sklearn.datasets import make_classification
+
+    rng = np.random.default_rng(42)
+    X, y = make_classification(
+        n_samples=40,
+        n_features=30,
+        n_informative=3,
+        n_redundant=0,
+        n_classes=3,
+        n_clusters_per_class=1,
+        class_sep=0.5,
+        flip_y=0.1,
+        random_state=42,
+    )
+    X = X * np.exp(rng.uniform(-4, 4, 30)) + rng.uniform(-10, 10, 30)
+    C = 1e6
+    X_dask, y_dask = as_dask(X, y, rows=20)
+
+    def objective(clf):
+        logits = X @ clf.coef_.T + clf.intercept_
+        loss = logsumexp(logits, axis=1) - logits[np.arange(len(y)), y]
+        return C * loss.sum() + 0.5 * np.sum(clf.coef_**2)
+
+    objectives = []
+    for max_iter in (25, 28, 31, 40):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ConvergenceWarning)
+            clf = MultinomialLogitClassifier(C=C, tol=1e-6, max_iter=max_iter)
+            objectives.append(objective(clf.fit(X_dask, y_dask)))
+    assert np.all(np.diff(objectives) <= 1e-12 * objectives[0]), objectives
+    assert objectives[-1] < 0.5 * objectives[0]
+
+
 def test_newton_on_the_cluster_converges_where_full_steps_overshoot(client):
     # Many classes, some rare, and badly scaled columns: from zero the full
     # Newton step overshoots about a million-fold. Halving it (and taking the

@@ -8,7 +8,7 @@ solve: there each Hessian-vector product would cost a round. See
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-from ._newton_cholesky import POLISH_BELOW, POLISH_GAIN, objective_rounding
+from ._newton_cholesky import OPTIMUM_GAP, POLISH_BELOW, POLISH_GAIN, objective_rounding
 from ._preconditioners import Preconditioner, hessian_budget
 from ._threads import product_size
 
@@ -87,7 +87,12 @@ class NewtonInRounds:
     step costs one round: from zero coefficients ten or so rounds reach a
     gradient of 1e-8 on well-scaled data (27 to 41 to 1e-4 on the badly
     scaled problems with many rare classes named at ``MIN_DAMPING``). Small
-    problems are then polished (:meth:`polish`).
+    problems are then polished (:meth:`polish`); with an L2 penalty they
+    first go on past ``tol``, undamped at first and each step's Hessian on
+    all the rows, while the Newton decrement with the current factor says
+    the objective is more than ``OPTIMUM_GAP`` of itself above its minimum
+    (a weak penalty: see ``NewtonCholesky.polish``), ending at the last
+    iterate that met ``tol`` if ``max_iter`` runs out on one that does not.
     """
 
     def __init__(self, tracer, tol, max_iter):
@@ -149,20 +154,44 @@ class NewtonInRounds:
         message = "gradient tolerance met"
         n_iter = in_rounding = 0
         fresh = False
-        while self.grad_max(theta, grad) > self.tol:
+        # Small problems with an optimum go on past tol while the decrement
+        # with the current factor says f is far above f* (NewtonCholesky.polish).
+        small = product_size(self.problem.loss.data) < POLISH_BELOW
+        go_on = small and self.problem.loss.penalty.l2_strength > 0
+        gap = max(OPTIMUM_GAP, self.rounding)
+        met_tol = None  # the last iterate that met tol
+        met_before = False
+        while True:
+            met = self.grad_max(theta, grad) <= self.tol
+            if met:
+                met_tol = (theta, f, grad)
+                if not go_on:
+                    break
             if n_iter >= self.max_iter:
-                message = "maximum number of iterations reached"
+                if met_tol is None:
+                    message = "maximum number of iterations reached"
                 break
+            if met and not met_before:
+                # past tol a full step's trial decides (an overshoot still damps)
+                damping, met_before = 0.0, True
             if factor is None or factor_damping != damping:
                 factor = None  # one factor held at a time
                 factor, factor_damping = self.factorise(hessian, damping), damping
             step, slope, model_curvature = self.direction(factor, grad, hessian, damping)
+            if met and -0.5 * slope <= gap * abs(f):
+                break
             grad_size = np.abs(grad).sum()
             length = 1.0  # of ``step``, by backtracking
             renewed = False  # whether a Hessian came with this step's trials
             for _ in range(MAX_TRIALS):
                 candidate = theta + length * step
-                f_new, grad_new, new_hessian = self.evaluate(candidate, fresh)
+                # past tol, each step's Hessian on all the rows (as the polish's)
+                f_new, grad_new, new_hessian = self.evaluate(
+                    candidate,
+                    fresh or met,
+                    all_rows=met,
+                    dtype=self.polish_dtype() if met else np.float32,
+                )
                 fresh = False  # one fresh Hessian per step is enough
                 within_rounding = abs(f_new - f) <= self.rounding * abs(f)
                 if f_new <= f + 1e-4 * length * slope or (
@@ -188,7 +217,8 @@ class NewtonInRounds:
                         new_hessian = None
                     length *= 0.5
             else:
-                message = "line search found no decrease: precision exhausted"
+                if met_tol is None:
+                    message = "line search found no decrease: precision exhausted"
                 break
             if within_rounding:
                 # the decrease is rounding noise, not a measure of the model:
@@ -209,10 +239,15 @@ class NewtonInRounds:
             self.tracer.callback(OptimizeResult(x=theta, fun=f))
             fresh = not renewed and gain < REBUILD_GAIN
             if in_rounding >= 5 and self.grad_max(theta, grad) > self.tol:
-                message = "no decrease beyond rounding for 5 steps: precision exhausted"
+                if met_tol is None:
+                    message = "no decrease beyond rounding for 5 steps: precision exhausted"
                 break
-        small = product_size(self.problem.loss.data) < POLISH_BELOW
-        if small and n_iter < self.max_iter and self.grad_max(theta, grad) <= self.tol:
+        restored = met_tol is not None and self.grad_max(theta, grad) > self.tol
+        if restored:
+            # a damped step past tol left the gradient above it: back to the
+            # last iterate that met tol (its Hessian is not at hand: no polish)
+            theta, f, grad = met_tol
+        elif small and n_iter < self.max_iter and self.grad_max(theta, grad) <= self.tol:
             if factor is None or factor_damping:
                 factor = None
                 factor = self.factorise(hessian)
@@ -224,6 +259,14 @@ class NewtonInRounds:
         # the final point's evaluation, for the driver (a rejected trial was the last)
         self.tracer.last = (theta.copy(), f, grad)
         return OptimizeResult(x=theta, nit=n_iter, message=message)
+
+    def polish_dtype(self):
+        """float64 for Hessians on all rows where they fit ``ROUNDS_POLISH_FLOAT64_MAX_BYTES``."""
+        fits = (
+            ROUNDS_POLISH_BYTES_PER_ENTRY * self.problem.loss.n_params**2
+            <= ROUNDS_POLISH_FLOAT64_MAX_BYTES
+        )
+        return np.float64 if fits else np.float32
 
     @staticmethod
     def direction(factor, grad, data_hessian, damping):
@@ -274,9 +317,7 @@ class NewtonInRounds:
         80 000 x 20, K = 3.
         """
         steps = 0
-        loss = self.problem.loss
-        fits = ROUNDS_POLISH_BYTES_PER_ENTRY * loss.n_params**2 <= ROUNDS_POLISH_FLOAT64_MAX_BYTES
-        dtype = np.float64 if fits else np.float32
+        dtype = self.polish_dtype()
         factor = None  # of the Hessian on all the rows, after the first step
         for _ in range(min(ROUNDS_POLISH_STEPS, max_steps)):
             if factor is not None:
