@@ -187,7 +187,9 @@ class Preconditioner:
         )
         data_hessian, self.data_hessian, self.factor = self.data_hessian, None, None
         data_hessian = self.linalg.rescale(data_hessian, ratio)
-        return Preconditioner(problem, None, None, None, null_weight, data_hessian, keep=True)
+        return Preconditioner(
+            problem, None, None, None, null_weight, data_hessian, keep=True, dtype=self.dtype
+        )
 
     def solve(self, residual):
         """``H^-1 residual`` (float64) from the factor (``_cholesky``)."""
