@@ -144,10 +144,11 @@ class MultinomialLogitClassifier(
         is weak (raw 8x8 digits, C=1, newton-cholesky: 1.2e-3 above it in
         relative terms). On small problems (``n * d * K`` below 2e7)
         newton-cholesky goes on past ``tol`` to the optimum at float64's
-        resolution: damped Newton steps while the Newton decrement says the
-        objective is more than 1e-10 of itself above its minimum (a weak
-        penalty: raw 8x8 digits at C=1e4 stopped at ``tol`` are 0.55 of it
-        above), then up to two closely solved ones.
+        resolution: with float64 X and an L2 penalty, damped Newton steps
+        while the Newton decrement says the objective is more than 1e-10 of
+        itself above its minimum (a weak penalty: raw 8x8 digits at C=1e4
+        stopped at ``tol`` are 0.55 of it above), then up to two closely
+        solved ones.
     max_iter : int, default=100
         Largest number of solver iterations.
     warm_start : bool, default=False

@@ -87,8 +87,8 @@ class NewtonInRounds:
     step costs one round: from zero coefficients ten or so rounds reach a
     gradient of 1e-8 on well-scaled data (27 to 41 to 1e-4 on the badly
     scaled problems with many rare classes named at ``MIN_DAMPING``). Small
-    problems are then polished (:meth:`polish`); with an L2 penalty they
-    first go on past ``tol``, undamped at first and each step's Hessian on
+    problems are then polished (:meth:`polish`); with an L2 penalty and
+    float64 X they first go on past ``tol``, undamped at first and each step's Hessian on
     all the rows, while the Newton decrement with the current factor says
     the objective is more than ``OPTIMUM_GAP`` of itself above its minimum
     (a weak penalty: see ``NewtonCholesky.polish``), ending at the last
@@ -157,15 +157,16 @@ class NewtonInRounds:
         # Small problems with an optimum go on past tol while the decrement
         # with the current factor says f is far above f* (NewtonCholesky.polish).
         small = product_size(self.problem.loss.data) < POLISH_BELOW
-        go_on = small and self.problem.loss.penalty.l2_strength > 0
-        gap = max(OPTIMUM_GAP, self.rounding)
+        loss = self.problem.loss
+        go_on = small and loss.penalty.l2_strength > 0 and loss.data.dtype == np.float64
         met_tol = None  # the last iterate that met tol
         met_before = False
         while True:
             met = self.grad_max(theta, grad) <= self.tol
             if met:
                 met_tol = (theta, f, grad)
-                if not go_on:
+                # (a step within f's rounding: the decrement is noise there)
+                if not go_on or in_rounding:
                     break
             if n_iter >= self.max_iter:
                 if met_tol is None:
@@ -178,7 +179,7 @@ class NewtonInRounds:
                 factor = None  # one factor held at a time
                 factor, factor_damping = self.factorise(hessian, damping), damping
             step, slope, model_curvature = self.direction(factor, grad, hessian, damping)
-            if met and -0.5 * slope <= gap * abs(f):
+            if met and -0.5 * slope <= OPTIMUM_GAP * abs(f):
                 break
             grad_size = np.abs(grad).sum()
             length = 1.0  # of ``step``, by backtracking
