@@ -425,6 +425,39 @@ def test_steps_past_tol_on_the_cluster_never_end_a_fit_above_it(client):
     assert objectives[-1] < 0.5 * objectives[0]
 
 
+def test_going_on_past_tol_on_the_cluster_ends_where_it_stops_gaining(client):
+    # 37 rows, K = 5, C = 3.3e7 (parameters as a random sweep drew them):
+    # past tol an undamped step overshot, the damping rose, decayed to zero
+    # in four steps and the next undamped step overshot again; each cycle
+    # lowered f by about 2e-8 of itself, above its rounding, so the fit went
+    # on until max_iter (300 of 300), without a warning. It now ends where
+    # ten steps have not halved the undamped decrement (34 iterations).
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(
+        n_samples=37,
+        n_features=8,
+        n_informative=3,
+        n_redundant=0,
+        n_classes=5,
+        n_clusters_per_class=1,
+        class_sep=0.5,
+        flip_y=0.2909402780490898,
+        random_state=466,
+    )
+    rng = np.random.default_rng(466)
+    scale, offset = 3.6433919926182288, 6.198525135583106
+    X = X * np.exp(rng.uniform(-scale, scale, 8)) + rng.uniform(-offset, offset, 8)
+    X_dask, y_dask = as_dask(X, y, rows=22)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = MultinomialLogitClassifier(
+            C=33208805.839139648, tol=2.7817070758170475e-06, max_iter=300
+        )
+        clf.fit(X_dask, y_dask)
+    assert clf.n_iter_[0] < 60
+
+
 def test_newton_on_the_cluster_converges_where_full_steps_overshoot(client):
     # Many classes, some rare, and badly scaled columns: from zero the full
     # Newton step overshoots about a million-fold. Halving it (and taking the

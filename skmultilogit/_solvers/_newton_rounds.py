@@ -56,6 +56,9 @@ MAX_TRIALS = 40
 # sampled Hessian is released first) fit in 64 MiB (about 1650 parameters),
 # otherwise in float32.
 ROUNDS_POLISH_STEPS = 3
+# Going on past tol (small problems, NewtonInRounds.solve) ends where this
+# many steps have not halved the undamped Newton decrement.
+ROUNDS_STALLED_STEPS = 10
 ROUNDS_POLISH_BYTES_PER_ENTRY = 24
 ROUNDS_POLISH_FLOAT64_MAX_BYTES = 64 * 2**20
 # Its Hessians are drawn from at least this many rows per parameter, per
@@ -161,6 +164,7 @@ class NewtonInRounds:
         go_on = small and loss.penalty.l2_strength > 0 and loss.data.dtype == np.float64
         met_tol = None  # the last iterate that met tol
         met_before = False
+        halved, since_halved = np.inf, 0  # the undamped decrement when it last halved
         while True:
             met = self.grad_max(theta, grad) <= self.tol
             if met:
@@ -179,8 +183,20 @@ class NewtonInRounds:
                 factor = None  # one factor held at a time
                 factor, factor_damping = self.factorise(hessian, damping), damping
             step, slope, model_curvature = self.direction(factor, grad, hessian, damping)
-            if met and -0.5 * slope <= OPTIMUM_GAP * abs(f):
-                break
+            if met:
+                # Judged on undamped steps (a damped one's decrement is far
+                # below Newton's); and ended where the undamped decrement has
+                # not halved in ROUNDS_STALLED_STEPS steps: overshoot, damp,
+                # undamp, overshoot cycles there ran to max_iter (37 rows,
+                # K = 5, C = 3e7), where memory's line search halves the step.
+                since_halved += 1
+                if not damping:
+                    if -0.5 * slope <= OPTIMUM_GAP * abs(f):
+                        break
+                    if -0.5 * slope <= 0.5 * halved:
+                        halved, since_halved = -0.5 * slope, 0
+                if since_halved > ROUNDS_STALLED_STEPS:
+                    break
             grad_size = np.abs(grad).sum()
             length = 1.0  # of ``step``, by backtracking
             renewed = False  # whether a Hessian came with this step's trials
