@@ -224,7 +224,11 @@ class NewtonCholesky:
         quadratically:
         the full step is kept if it shrinks the largest gradient entry
         ``POLISH_GAIN``-fold, and the polish ends after ``POLISH_STEPS``
-        steps or at the first refused one (the gradient is at its floor).
+        such steps (since the last damped one, whatever their decrement:
+        counting one at 1.4e-11 against 1.4e-11 of f as damped gave a third
+        step that one of two fits equal up to rounding took and the other
+        refused, weighted rows against repeated ones 2e-6 apart) or at the
+        first refused one (the gradient is at its floor).
         Otherwise it is still in its damped phase: the step is line-searched
         (backtracking from half of it, if the full one is refused) and
         ordinary Newton steps follow (:meth:`newton_step`) until their
@@ -274,6 +278,7 @@ class NewtonCholesky:
                 # 8e-2 above the optimum; on all rows 2e-10). Small problems
                 # (POLISH_BELOW) afford it.
                 self.budget = np.inf
+                close_steps = 0  # the quadratic phase's steps come after these
                 accepted = self.line_search(0.5 * step, 0.5 * slope)
                 stale = not solved
                 while accepted is not None:
@@ -301,7 +306,7 @@ class NewtonCholesky:
             taken += 1
             if self.converged():
                 met_tol = (self.theta, self.f, self.grad)
-            if close_steps >= POLISH_STEPS and not damped:
+            if close_steps >= POLISH_STEPS:
                 break
         if not self.converged():
             self.theta, self.f, self.grad = met_tol
