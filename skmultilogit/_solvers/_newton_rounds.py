@@ -91,11 +91,13 @@ class NewtonInRounds:
     gradient of 1e-8 on well-scaled data (27 to 41 to 1e-4 on the badly
     scaled problems with many rare classes named at ``MIN_DAMPING``). Small
     problems are then polished (:meth:`polish`); with an L2 penalty and
-    float64 X they first go on past ``tol``, undamped at first and each step's Hessian on
-    all the rows, while the Newton decrement with the current factor says
-    the objective is more than ``OPTIMUM_GAP`` of itself above its minimum
-    (a weak penalty: see ``NewtonCholesky.polish``), ending at the last
-    iterate that met ``tol`` if ``max_iter`` runs out on one that does not.
+    float64 X they first go on past ``tol`` while the undamped Newton
+    decrement with the current factor says the objective is more than
+    ``OPTIMUM_GAP`` of itself above its minimum (a weak penalty: see
+    ``NewtonCholesky.polish``), undamped at first and each step's Hessian on
+    all the rows, until ``ROUNDS_STALLED_STEPS`` steps have not halved that
+    decrement; they end at the last iterate that met ``tol`` if
+    ``max_iter`` runs out on one that does not.
     """
 
     def __init__(self, tracer, tol, max_iter):
