@@ -12,8 +12,9 @@ is estimated from a row sample drawn by curvature (``_hessian.hessian_rows``). A
 backtracking line search (Armijo) on the objective makes every step a
 descent. The factors (``_preconditioners``) are float32 until one of the
 exact Hessian at the current iterate fails to solve a step
-(:meth:`NewtonCholesky.widen_hessian`). On small problems the fit goes on
-past ``tol`` to the optimum (:meth:`NewtonCholesky.polish`).
+(:meth:`NewtonCholesky.widen_hessian`); on small problems a row sample's
+that fails gives way to all rows. On small problems the fit goes on past
+``tol`` to the optimum (:meth:`NewtonCholesky.polish`).
 
 The solver works on the problem the driver hands it (the objective in the
 conditioned coordinates of ``_conditioning``) and asks it for gradients,
@@ -219,28 +220,31 @@ class NewtonCholesky:
 
         Each step is solved closely (CG to ``POLISH_RTOL``, at most
         ``POLISH_MAX_CG`` products), which also gives the Newton decrement
-        ``-g^T step ~ g^T H^-1 g``: half of it estimates ``f - f*``. Where
-        that is at most ``OPTIMUM_GAP`` of ``f``, Newton's method converges
-        quadratically:
-        the full step is kept if it shrinks the largest gradient entry
-        ``POLISH_GAIN``-fold, and the polish ends after ``POLISH_STEPS``
-        such steps (since the last damped one, whatever their decrement:
-        counting one at 1.4e-11 against 1.4e-11 of f as damped gave a third
-        step that one of two fits equal up to rounding took and the other
-        refused, weighted rows against repeated ones 2e-6 apart) or at the
-        first refused one (the gradient is at its floor).
+        ``-g^T step ~ g^T H^-1 g``: half of it estimates ``f - f*``.
+
+        Where that is at most ``OPTIMUM_GAP`` of ``f``, Newton's method
+        converges quadratically: the full step is kept if it shrinks the
+        largest gradient entry ``POLISH_GAIN``-fold, and the polish ends
+        after ``POLISH_STEPS`` such steps since the last damped one (whatever
+        their decrement: counting one at 1.4e-11 against 1.4e-11 of f as
+        damped gave a third step that one of two fits equal up to rounding
+        took and the other refused, weighted rows against repeated ones 2e-6
+        apart), or at the first refused one (the gradient is at its floor).
+
         Otherwise it is still in its damped phase: the step is line-searched
-        (backtracking from half of it, if the full one is refused) and
-        ordinary Newton steps follow (:meth:`newton_step`) until their
-        decrement is that small, then a closely solved one again. No damped
-        steps without an L2 penalty (separable data have no optimum to go
-        on to) or with float32 X (see below); they are taken with factors
-        of the Hessian on all the rows (a row sample's never widen, see
-        :meth:`widen_hessian`), and end at one that lowers ``f`` by no more
-        than ``OPTIMUM_GAP`` of it (the decrement is then rounding noise:
-        tiny ``f`` on separable data at C = 1e8). Only
-        where the products are small (``POLISH_BELOW``; see there for the
-        measured cost), at most ``max_steps`` steps (what ``max_iter``
+        (backtracking from half of it, the full one refused) and ordinary
+        Newton steps follow (:meth:`newton_step`) until their decrement is
+        that small, then a closely solved one again. The damped steps use
+        factors of the Hessian on all the rows (a row sample's are inexact
+        where the curvature is weak, and never widen: :meth:`widen_hessian`)
+        and end at one that lowers ``f`` by no more than ``OPTIMUM_GAP`` of
+        it (the decrement is then rounding noise: tiny ``f`` on separable
+        rows at C = 1e8). None without an L2 penalty (separable data have no
+        optimum to go on to) or with float32 X (its products resolve weak
+        curvature too coarsely for them to converge in reasonable time).
+
+        Only where the products are small (``POLISH_BELOW``; see there for
+        the measured cost), at most ``max_steps`` steps (what ``max_iter``
         leaves). A damped step can raise the gradient above ``tol``, and if
         the steps run out there the fit ends at the last iterate that met
         it. Returns the number of steps taken.
