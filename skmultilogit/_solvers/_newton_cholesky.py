@@ -59,6 +59,17 @@ FLOAT64_HESSIAN_MAX_BYTES = 64 * 2**20
 OPTIMUM_GAP = 1e-10
 
 
+def goes_on_past_tol(loss):
+    """Whether a small problem's fit takes damped Newton steps past ``tol`` (``polish``).
+
+    Only with an L2 penalty (separable data have no optimum to go on to
+    without one) and float64 X (float32 products resolve weak curvature too
+    coarsely for the steps to converge in reasonable time: the raw digits
+    at C = 1e4 as torch float32 tensors took 15 -> 65 iterations, 1.3 -> 27 s).
+    """
+    return loss.penalty.l2_strength > 0 and loss.data.dtype == np.float64
+
+
 def objective_rounding(data):
     """The relative change of the objective below which a step cannot be told from none.
 
@@ -239,9 +250,8 @@ class NewtonCholesky:
         where the curvature is weak, and never widen: :meth:`widen_hessian`)
         and end at one that lowers ``f`` by no more than ``OPTIMUM_GAP`` of
         it (the decrement is then rounding noise: tiny ``f`` on separable
-        rows at C = 1e8). None without an L2 penalty (separable data have no
-        optimum to go on to) or with float32 X (its products resolve weak
-        curvature too coarsely for them to converge in reasonable time).
+        rows at C = 1e8). None without an L2 penalty or with float32 X
+        (:func:`goes_on_past_tol`).
 
         Only where the products are small (``POLISH_BELOW``; see there for
         the measured cost), at most ``max_steps`` steps (what ``max_iter``
@@ -251,11 +261,7 @@ class NewtonCholesky:
         """
         if product_size(self.problem.loss.data) >= POLISH_BELOW or max_steps < 1:
             return 0
-        loss = self.problem.loss
-        # float32 X: its products resolve weak curvature too coarsely for
-        # damped steps to converge in reasonable time (the raw digits at
-        # C = 1e4 with torch float32 tensors: 15 -> 65 iterations, 1.3 -> 27 s)
-        has_optimum = loss.penalty.l2_strength > 0 and loss.data.dtype == np.float64
+        has_optimum = goes_on_past_tol(self.problem.loss)
         met_tol = (self.theta, self.f, self.grad)
         taken = close_steps = 0
         while taken < max_steps:

@@ -8,7 +8,13 @@ solve: there each Hessian-vector product would cost a round. See
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-from ._newton_cholesky import OPTIMUM_GAP, POLISH_BELOW, POLISH_GAIN, objective_rounding
+from ._newton_cholesky import (
+    OPTIMUM_GAP,
+    POLISH_BELOW,
+    POLISH_GAIN,
+    goes_on_past_tol,
+    objective_rounding,
+)
 from ._preconditioners import Preconditioner, hessian_budget
 from ._threads import product_size
 
@@ -162,8 +168,7 @@ class NewtonInRounds:
         # Small problems with an optimum go on past tol while the decrement
         # with the current factor says f is far above f* (NewtonCholesky.polish).
         small = product_size(self.problem.loss.data) < POLISH_BELOW
-        loss = self.problem.loss
-        go_on = small and loss.penalty.l2_strength > 0 and loss.data.dtype == np.float64
+        go_on = small and goes_on_past_tol(self.problem.loss)
         met_tol = None  # the last iterate that met tol
         met_before = False
         halved, since_halved = np.inf, 0  # the undamped decrement when it last halved
