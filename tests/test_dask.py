@@ -327,6 +327,25 @@ def dense_problem(client):
     return X, y
 
 
+def written_out_objective(X, y, C, coef, intercept):
+    """``C * sum(cross-entropy) + ||coef||^2 / 2`` from scipy's logsumexp (labels 0..K-1)."""
+    logits = X @ coef.T + intercept
+    loss = scipy.special.logsumexp(logits, axis=1) - logits[np.arange(len(y)), y]
+    return C * loss.sum() + 0.5 * np.sum(coef**2)
+
+
+def badly_scaled_classification(seed, scale, offset, **params):
+    """make_classification's rows, columns scaled by e^-scale..e^scale and shifted by +-offset."""
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(
+        n_informative=3, n_redundant=0, n_clusters_per_class=1, random_state=seed, **params
+    )
+    rng = np.random.default_rng(seed)
+    d = X.shape[1]
+    return X * np.exp(rng.uniform(-scale, scale, d)) + rng.uniform(-offset, offset, d), y
+
+
 def written_out_gradient(X, y, coef, intercept, C=1.0):
     """The gradient of mean cross-entropy + ||coef||^2 / (2 C n), from scipy's softmax."""
     n = len(y)
@@ -376,14 +395,9 @@ def test_a_weakly_penalised_small_fit_on_the_cluster_ends_at_the_optimum(client)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         reference.fit(X, y)
-
-    def objective(coef, intercept):
-        logits = X @ coef.T + intercept
-        loss = scipy.special.logsumexp(logits, axis=1) - logits[np.arange(len(y)), y]
-        return C * loss.sum() + 0.5 * np.sum(coef**2)
-
-    best = objective(reference.coef_, reference.intercept_)
-    assert objective(on_cluster.coef_, on_cluster.intercept_) - best <= 1e-9 * best
+    best = written_out_objective(X, y, C, reference.coef_, reference.intercept_)
+    ours = written_out_objective(X, y, C, on_cluster.coef_, on_cluster.intercept_)
+    assert ours - best <= 1e-9 * best
 
 
 def test_steps_past_tol_on_the_cluster_never_end_a_fit_above_it(client):
@@ -391,36 +405,18 @@ def test_steps_past_tol_on_the_cluster_never_end_a_fit_above_it(client):
     # at the 25th iteration, 3.9x the optimal objective above it; the steps
     # that go on leave the gradient above tol at the 26th to 31st. A max_iter
     # that ends the fit there ends it at the 25th iterate, without a warning.
-    from scipy.special import logsumexp
-    from sklearn.datasets import make_classification
-
-    rng = np.random.default_rng(42)
-    X, y = make_classification(
-        n_samples=40,
-        n_features=30,
-        n_informative=3,
-        n_redundant=0,
-        n_classes=3,
-        n_clusters_per_class=1,
-        class_sep=0.5,
-        flip_y=0.1,
-        random_state=42,
+    X, y = badly_scaled_classification(
+        42, 4, 10, n_samples=40, n_features=30, n_classes=3, class_sep=0.5, flip_y=0.1
     )
-    X = X * np.exp(rng.uniform(-4, 4, 30)) + rng.uniform(-10, 10, 30)
     C = 1e6
     X_dask, y_dask = as_dask(X, y, rows=20)
-
-    def objective(clf):
-        logits = X @ clf.coef_.T + clf.intercept_
-        loss = logsumexp(logits, axis=1) - logits[np.arange(len(y)), y]
-        return C * loss.sum() + 0.5 * np.sum(clf.coef_**2)
-
     objectives = []
     for max_iter in (25, 28, 31, 40):
         with warnings.catch_warnings():
             warnings.simplefilter("error", ConvergenceWarning)
             clf = MultinomialLogitClassifier(C=C, tol=1e-6, max_iter=max_iter)
-            objectives.append(objective(clf.fit(X_dask, y_dask)))
+            clf.fit(X_dask, y_dask)
+            objectives.append(written_out_objective(X, y, C, clf.coef_, clf.intercept_))
     assert np.all(np.diff(objectives) <= 1e-12 * objectives[0]), objectives
     assert objectives[-1] < 0.5 * objectives[0]
 
@@ -432,22 +428,16 @@ def test_going_on_past_tol_on_the_cluster_ends_where_it_stops_gaining(client):
     # lowered f by about 2e-8 of itself, above its rounding, so the fit went
     # on until max_iter (300 of 300), without a warning. It now ends where
     # ten steps have not halved the undamped decrement (34 iterations).
-    from sklearn.datasets import make_classification
-
-    X, y = make_classification(
+    X, y = badly_scaled_classification(
+        466,
+        3.6433919926182288,
+        6.198525135583106,
         n_samples=37,
         n_features=8,
-        n_informative=3,
-        n_redundant=0,
         n_classes=5,
-        n_clusters_per_class=1,
         class_sep=0.5,
         flip_y=0.2909402780490898,
-        random_state=466,
     )
-    rng = np.random.default_rng(466)
-    scale, offset = 3.6433919926182288, 6.198525135583106
-    X = X * np.exp(rng.uniform(-scale, scale, 8)) + rng.uniform(-offset, offset, 8)
     X_dask, y_dask = as_dask(X, y, rows=22)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)

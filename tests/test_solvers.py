@@ -221,6 +221,41 @@ def lr_optimum_objective(X, y, C):
     return f / (C * len(y))
 
 
+def written_out_objective(X, y, C, coef, intercept):
+    """``C * sum(cross-entropy) + ||coef||^2 / 2`` from scipy's logsumexp (labels 0..K-1)."""
+    from scipy.special import logsumexp
+
+    logits = X @ coef.T + intercept
+    loss = logsumexp(logits, axis=1) - logits[np.arange(len(y)), y]
+    return C * loss.sum() + 0.5 * np.sum(coef**2)
+
+
+def assert_at_the_optimum(ours, X, y, C):
+    """``ours`` within 1e-9 of LogisticRegression's newton-cholesky optimum (tol=1e-12)."""
+    reference = LogisticRegression(C=C, solver="newton-cholesky", tol=1e-12, max_iter=1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reference.fit(X, y)
+    best = written_out_objective(X, y, C, reference.coef_, reference.intercept_)
+    assert written_out_objective(X, y, C, ours.coef_, ours.intercept_) - best <= 1e-9 * best
+
+
+def badly_scaled_classification(seed, scale, offset, **params):
+    """make_classification's rows, columns scaled by e^-scale..e^scale and shifted by +-offset."""
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(
+        n_informative=params.pop("n_informative", 3),
+        n_redundant=0,
+        n_clusters_per_class=1,
+        random_state=seed,
+        **params,
+    )
+    rng = np.random.default_rng(seed)
+    d = X.shape[1]
+    return X * np.exp(rng.uniform(-scale, scale, d)) + rng.uniform(-offset, offset, d), y
+
+
 def objective(clf, X, y):
     _, y_index = np.unique(y, return_inverse=True)
     f, _, _ = loss_gradient(clf.coef_, clf.intercept_, X, y_index, C=clf.C)
@@ -596,24 +631,11 @@ def test_a_weakly_penalised_small_fit_ends_at_the_optimum(C, max_n_iter):
     # it: every damped step rebuilt one and stayed inexact, and the fit ran
     # to max_iter=100 (40 iterations with float64 factors). The reference:
     # LogisticRegression's newton-cholesky to tol=1e-12.
-    from scipy.special import logsumexp
-
     X, y = load_digits(return_X_y=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         ours = MultinomialLogitClassifier(C=C).fit(X, y)
-    reference = LogisticRegression(C=C, solver="newton-cholesky", tol=1e-12, max_iter=1000)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        reference.fit(X, y)
-
-    def objective(coef, intercept):
-        logits = X @ coef.T + intercept
-        loss = logsumexp(logits, axis=1) - logits[np.arange(len(y)), y]
-        return C * loss.sum() + 0.5 * np.sum(coef**2)
-
-    best = objective(reference.coef_, reference.intercept_)
-    assert objective(ours.coef_, ours.intercept_) - best <= 1e-9 * best
+    assert_at_the_optimum(ours, X, y, C)
     assert ours.n_iter_[0] < max_n_iter
 
 
@@ -624,34 +646,16 @@ def test_steps_past_tol_never_end_a_fit_above_it():
     # max_iter that ends the fit there must not turn a fit that met tol into
     # a warning: it ends at the last iterate that met tol, and more
     # iterations never end higher.
-    from scipy.special import logsumexp
-    from sklearn.datasets import make_classification
-
-    rng = np.random.default_rng(114)
-    X, y = make_classification(
-        n_samples=20,
-        n_features=30,
-        n_informative=3,
-        n_redundant=0,
-        n_clusters_per_class=1,
-        class_sep=0.5,
-        flip_y=0.1,
-        random_state=114,
+    X, y = badly_scaled_classification(
+        114, 4, 10, n_samples=20, n_features=30, class_sep=0.5, flip_y=0.1
     )
-    X = X * np.exp(rng.uniform(-4, 4, 30)) + rng.uniform(-10, 10, 30)
     C = 1e4
-
-    def objective(clf):
-        logits = X @ clf.coef_.T + clf.intercept_
-        loss = logsumexp(logits, axis=1) - logits[np.arange(len(y)), y]
-        return C * loss.sum() + 0.5 * np.sum(clf.coef_**2)
-
     objectives = []
     for max_iter in range(8, 20):
         with warnings.catch_warnings():
             warnings.simplefilter("error", ConvergenceWarning)
             clf = MultinomialLogitClassifier(C=C, tol=1e-3, max_iter=max_iter).fit(X, y)
-        objectives.append(objective(clf))
+        objectives.append(written_out_objective(X, y, C, clf.coef_, clf.intercept_))
     assert np.all(np.diff(objectives) <= 1e-12 * objectives[0]), objectives
     # and the steps past tol were worth taking: 0.5 of the first one's value
     assert objectives[-1] < 0.5 * objectives[0]
@@ -663,20 +667,9 @@ def test_steps_past_tol_stop_where_the_objective_cannot_tell_progress(seed):
     # the Newton decrement's rounding stays above 1e-10 of f. Without the
     # stop on a step within f's rounding these fits took every one of
     # max_iter=300 iterations (39, 30 and 34 now).
-    from sklearn.datasets import make_classification
-
-    rng = np.random.default_rng(seed)
-    X, y = make_classification(
-        n_samples=34,
-        n_features=9,
-        n_informative=1,
-        n_redundant=0,
-        n_clusters_per_class=1,
-        class_sep=1.7,
-        flip_y=0.0,
-        random_state=seed,
+    X, y = badly_scaled_classification(
+        seed, 4, 10, n_samples=34, n_features=9, n_informative=1, class_sep=1.7, flip_y=0.0
     )
-    X = X * np.exp(rng.uniform(-4, 4, 9)) + rng.uniform(-10, 10, 9)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         clf = MultinomialLogitClassifier(C=1e8, tol=1e-5, max_iter=300).fit(X, y)
@@ -758,37 +751,20 @@ def test_near_separable_small_fits_reach_the_optimum(seed, n, d, K, scale, offse
     # 7.2e-4 above the optimum. A small problem now takes all rows once a
     # sampled factor fails (22 and 20 iterations). The reference:
     # LogisticRegression's newton-cholesky to tol=1e-12.
-    from scipy.special import logsumexp
-    from sklearn.datasets import make_classification
-
-    rng = np.random.default_rng(seed)
-    X, y = make_classification(
+    X, y = badly_scaled_classification(
+        seed,
+        scale,
+        offset,
         n_samples=n,
         n_features=d,
-        n_informative=3,
-        n_redundant=0,
         n_classes=K,
-        n_clusters_per_class=1,
         class_sep=class_sep,
         flip_y=0.005,
-        random_state=seed,
     )
-    X = X * np.exp(rng.uniform(-scale, scale, d)) + rng.uniform(-offset, offset, d)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         ours = MultinomialLogitClassifier(C=C).fit(X, y)
-    reference = LogisticRegression(C=C, solver="newton-cholesky", tol=1e-12, max_iter=500)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        reference.fit(X, y)
-
-    def objective(coef, intercept):
-        logits = X @ coef.T + intercept
-        loss = logsumexp(logits, axis=1) - logits[np.arange(len(y)), y]
-        return C * loss.sum() + 0.5 * np.sum(coef**2)
-
-    best = objective(reference.coef_, reference.intercept_)
-    assert objective(ours.coef_, ours.intercept_) - best <= 1e-9 * abs(best)
+    assert_at_the_optimum(ours, X, y, C)
 
 
 def test_newton_in_rounds_keeps_a_small_damping_where_full_steps_overshoot(monkeypatch):
