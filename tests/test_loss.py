@@ -345,6 +345,48 @@ def test_row_blocks_add_up_to_the_whole(monkeypatch, dtype):
     np.testing.assert_allclose(loss.hessp(w, v), expected, rtol=hv_rtol, atol=1e-6)
 
 
+@pytest.mark.parametrize("n_features", [5, 30])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_float32_passes_either_side_of_the_row_major_rule(monkeypatch, n_features, fit_intercept):
+    # K = 3: 30 features take the logits row-major first, 5 do not
+    # (_loss.ROW_MAJOR_FEATURES_PER_CLASS); in blocks of 7 rows (last of 5),
+    # so that the reused temporaries change shape. Both against the textbook
+    # loop in float64, to float32's resolution.
+    import skmultilogit._backends._numpy as backend
+    from skmultilogit import _loss
+
+    monkeypatch.setattr(backend, "BLOCK_BYTES", 1)
+    monkeypatch.setattr(backend, "MIN_BLOCK_ROWS", 7)
+    row_major_calls = []
+    row_major_first = _loss._row_major_first_logits
+
+    def spy(*args):
+        row_major_calls.append(args[0].shape)
+        return row_major_first(*args)
+
+    monkeypatch.setattr(_loss, "_row_major_first_logits", spy)
+    X, y, coef, intercept, weights = make_problem(3, n_samples=40, n_features=n_features, seed=12)
+    if not fit_intercept:
+        intercept = np.zeros(3)
+    X32 = X.astype(np.float32)
+    loss = MultinomialLoss.from_arrays(X32, y, 3, weights, 2.5, fit_intercept=fit_intercept)
+    w = loss.pack(coef, intercept if fit_intercept else None)
+    f, grad = loss.loss_gradient(w)
+    assert bool(row_major_calls) == (n_features >= _loss.ROW_MAJOR_FEATURES_PER_CLASS * 3)
+    X64 = X32.astype(np.float64)
+    ref_loss, ref_coef, ref_intercept = naive_loss_gradient(coef, intercept, X64, y, weights, 2.5)
+    np.testing.assert_allclose(f, ref_loss, rtol=1e-5)
+    ref_grad = ref_coef.ravel()
+    if fit_intercept:
+        ref_grad = np.concatenate([ref_grad, ref_intercept])
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-5, atol=1e-5 * np.abs(ref_grad).max())
+    # the Hessian product against the float64 one, itself checked by finite differences above
+    reference = MultinomialLoss.from_arrays(X64, y, 3, weights, 2.5, fit_intercept=fit_intercept)
+    v = np.random.default_rng(13).normal(size=loss.n_params)
+    expected = reference.hessp(w, v)
+    np.testing.assert_allclose(loss.hessp(w, v), expected, atol=1e-5 * np.abs(expected).max())
+
+
 def full_hessian(H):
     """The symmetric matrix from the upper triangle ``hessian`` returns."""
     return np.triu(H) + np.triu(H, 1).T
