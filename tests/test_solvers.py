@@ -213,6 +213,20 @@ def test_a_runaway_inner_solve_is_reported_not_hidden(monkeypatch):
     assert loss_gradient(clf.coef_, clf.intercept_, X, y)[0] <= start
 
 
+def test_a_runaway_inner_solve_on_float32_data_is_float32_precision():
+    # newton-cg's CG asks for a residual of |g|^1.5; near the optimum float32
+    # products cannot resolve that and CG runs away. That is float32's
+    # floor, not a degenerate problem: the advice is to fit float64, and
+    # the gradient is far below what float32 resolves in the objective.
+    X = np.array([[1.21875], [0.5], [2.25], [0.0], [0.0]], dtype=np.float32)
+    y = np.array([0, 1, 2, 3, 0])
+    with pytest.warns(ConvergenceWarning, match="no longer decreases at float32") as caught:
+        clf = MultinomialLogitClassifier(solver="newton-cg", tol=1e-10, max_iter=10000).fit(X, y)
+    assert not any("degenerate" in str(w.message) for w in caught)
+    exact = MultinomialLogitClassifier(tol=1e-12).fit(X.astype(np.float64), y)
+    np.testing.assert_allclose(clf.predict_proba(X), exact.predict_proba(X), atol=1e-5)
+
+
 def lr_optimum_objective(X, y, C):
     """The objective F / (C n) at LogisticRegression's exact-Newton optimum."""
     lr = LogisticRegression(C=C, solver="newton-cholesky", tol=1e-12, max_iter=1000).fit(X, y)

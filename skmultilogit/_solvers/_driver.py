@@ -426,7 +426,7 @@ def _run(
         converged, reason = True, ""
     elif stopped:
         converged, reason = False, "callback"
-    elif runaway:
+    elif runaway and problem.loss.data.dtype != np.float32:
         converged, reason = False, "inner_solve"
     elif n_iter >= max_iter:
         converged, reason = False, "max_iter"
@@ -434,6 +434,9 @@ def _run(
         # The optimiser gave up before max_iter: line search failure, no
         # decrease (L-BFGS-B with ftol=0), or a trust-region model predicting
         # no decrease (trust-ncg status 2). Precision, not effort, ran out.
+        # So did it where CG ran away on float32 X: newton-cg's CG asks for a
+        # residual of |g|^1.5, which float32 products cannot resolve near the
+        # optimum (5 float32 rows, K = 4, tol=1e-10: the gradient at 1.9e-8).
         converged = grad_max <= max(tol, PRECISION_GTOL)
         reason = "" if converged else "precision"
     return SolverResult(
