@@ -18,14 +18,18 @@ from libc.stdlib cimport calloc, free
 cdef extern from "_kernel_loops.h" nogil:
     double skml_residual_loss_f64(double *z, Py_ssize_t K, Py_ssize_t m,
                                   const Py_ssize_t *y, const double *w, double *proba,
-                                  Py_ssize_t p_stride)
+                                  Py_ssize_t p_stride, const double *intercept,
+                                  double *residual_sums)
     double skml_residual_loss_f32(float *z, Py_ssize_t K, Py_ssize_t m,
                                   const Py_ssize_t *y, const double *w, float *proba,
-                                  Py_ssize_t p_stride)
+                                  Py_ssize_t p_stride, const double *intercept,
+                                  double *residual_sums)
     void skml_hessp_residual_f64(double *u, const double *p, Py_ssize_t p_stride,
-                                 Py_ssize_t K, Py_ssize_t m, const double *w)
+                                 Py_ssize_t K, Py_ssize_t m, const double *w,
+                                 const double *dir_intercept, double *residual_sums)
     void skml_hessp_residual_f32(float *u, const float *p, Py_ssize_t p_stride,
-                                 Py_ssize_t K, Py_ssize_t m, const double *w)
+                                 Py_ssize_t K, Py_ssize_t m, const double *w,
+                                 const double *dir_intercept, double *residual_sums)
     void skml_exp_array(const double *x, double *out, Py_ssize_t n)
     void skml_log_array(const double *x, double *out, Py_ssize_t n)
     double skml_csr_loss_gradient_f64_i32(const double *data, const int32_t *indices,
@@ -122,15 +126,20 @@ cdef int _check_apart(const void *raw, size_t raw_bytes, const void *first_row,
 
 
 def residual_and_loss(floating[:, ::1] raw not None, const Py_ssize_t[::1] y not None,
-                      const double[::1] weight not None, floating[:, :] proba=None):
+                      const double[::1] weight not None, floating[:, :] proba=None,
+                      const double[::1] intercept=None, double[::1] residual_sums=None):
     """``_loss.residual_and_loss`` on C-contiguous class-major logits; returns the data term.
 
     ``y`` (intp) and ``weight`` (float64) hold at least the block's rows;
     ``proba`` (K, m) of raw's dtype, contiguous along its rows, receives the
-    probabilities when given.
+    probabilities when given. ``intercept`` (K,) is added to the logits
+    first and the residual's class sums are added to ``residual_sums`` (K,),
+    each where given.
     """
     cdef Py_ssize_t n_classes = raw.shape[0], m = raw.shape[1], proba_stride = 0
     cdef floating *proba_start = NULL
+    cdef const double *b = _class_values(intercept, n_classes, "intercept")
+    cdef double *sums = _class_sums(residual_sums, n_classes)
     cdef double loss
     if y.shape[0] < m or weight.shape[0] < m:
         raise ValueError("y and weight need a value for every row of the block")
@@ -147,22 +156,46 @@ def residual_and_loss(floating[:, ::1] raw not None, const Py_ssize_t[::1] y not
     with nogil:
         if floating is double:
             loss = skml_residual_loss_f64(&raw[0, 0], n_classes, m, &y[0], &weight[0],
-                                          proba_start, proba_stride)
+                                          proba_start, proba_stride, b, sums)
         else:
             loss = skml_residual_loss_f32(&raw[0, 0], n_classes, m, &y[0], &weight[0],
-                                          proba_start, proba_stride)
+                                          proba_start, proba_stride, b, sums)
     return loss
 
 
+cdef const double *_class_values(const double[::1] values, Py_ssize_t n_classes,
+                                 str name) except? NULL:
+    """A pointer to ``values`` (one per class), NULL for None; refuses another length."""
+    if values is None:
+        return NULL
+    if values.shape[0] != n_classes:
+        raise ValueError(f"{name} must have one value per class")
+    return &values[0]
+
+
+cdef double *_class_sums(double[::1] sums, Py_ssize_t n_classes) except? NULL:
+    """A pointer to the per-class sums to add to, NULL for None; refuses another length."""
+    if sums is None:
+        return NULL
+    if sums.shape[0] != n_classes:
+        raise ValueError("residual_sums must have one value per class")
+    return &sums[0]
+
+
 def hessp_residual(floating[:, ::1] direction_logits not None, const floating[:, :] proba not None,
-                   const double[::1] weight not None):
+                   const double[::1] weight not None, const double[::1] dir_intercept=None,
+                   double[::1] residual_sums=None):
     """``_loss.hessp_residual`` on class-major arrays of one dtype, in place.
 
     ``direction_logits`` C-contiguous; ``proba`` contiguous along rows only
     (a block of columns of every row's probabilities will do).
+    ``dir_intercept`` and ``residual_sums`` as :func:`residual_and_loss`'s
+    ``intercept`` and ``residual_sums``.
     """
     cdef Py_ssize_t n_classes = direction_logits.shape[0], m = direction_logits.shape[1]
     cdef Py_ssize_t proba_stride = _row_stride(proba)
+    cdef const double *c = _class_values(dir_intercept, n_classes, "dir_intercept")
+    cdef double *sums = _class_sums(residual_sums, n_classes)
     if proba.shape[0] != n_classes or proba.shape[1] != m or weight.shape[0] < m:
         raise ValueError("proba and weight must match the block's logits")
     if m == 0:
@@ -170,10 +203,10 @@ def hessp_residual(floating[:, ::1] direction_logits not None, const floating[:,
     with nogil:
         if floating is double:
             skml_hessp_residual_f64(&direction_logits[0, 0], &proba[0, 0], proba_stride,
-                                    n_classes, m, &weight[0])
+                                    n_classes, m, &weight[0], c, sums)
         else:
             skml_hessp_residual_f32(&direction_logits[0, 0], &proba[0, 0], proba_stride,
-                                    n_classes, m, &weight[0])
+                                    n_classes, m, &weight[0], c, sums)
 
 
 ctypedef void (*_values_loop)(const double *, double *, Py_ssize_t) noexcept nogil

@@ -5,11 +5,33 @@
  */
 
 /*
+ * The sum of c values of a chunk in double, in eight lanes (as the loss's
+ * rows): a plain running sum would not vectorise.
+ */
+static inline double SKML_NAME(skml_chunk_sum)(const SKML_T *SKML_RESTRICT values, ptrdiff_t c)
+{
+    double lanes[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+    ptrdiff_t i = 0;
+    for (; i + 8 <= c; i += 8)
+        for (int lane = 0; lane < 8; lane++)
+            lanes[lane] += (double)values[i + lane];
+    for (; i < c; i++)
+        lanes[i % 8] += (double)values[i];
+    return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+           ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+}
+
+/*
  * residual_and_loss: turn class-major logits z (K, m) into
  * R^T = (P - Y)^T diag(w) in place; return sum_i w_i (-log P[i, y_i]).
  * Where proba is not NULL, also write P^T there (K rows p_stride apart),
  * each p_ik = e_ik / S_i rounded once from double: the Newton solvers'
  * Hessian products at this point then need no forward product of their own.
+ * Where intercept (K) is not NULL, z holds X W^T alone and b_k, rounded to
+ * SKML_T, is added to class k's logits first (as numpy's z += b in z's
+ * dtype); where residual_sums (K) is not NULL, each class's sum of the
+ * residual, R^T 1 (the intercept's gradient), is added to it in double.
+ * Both on the way, in the loops that read the chunk anyway.
  *
  * As _loss.residual_and_loss: the row maximum is subtracted before exp
  * (in SKML_T); the true class's exp is kept apart from the sum of the
@@ -26,7 +48,8 @@
  */
 SKML_CLONES
 double SKML_NAME(skml_residual_loss)(SKML_T *z, ptrdiff_t K, ptrdiff_t m, const ptrdiff_t *y,
-                                     const double *w, SKML_T *proba, ptrdiff_t p_stride)
+                                     const double *w, SKML_T *proba, ptrdiff_t p_stride,
+                                     const double *intercept, double *residual_sums)
 {
     double loss = 0.0, loss_error = 0.0;
     SKML_T row_max[SKML_CHUNK], shifted_true[SKML_CHUNK], exp_true[SKML_CHUNK];
@@ -37,12 +60,28 @@ double SKML_NAME(skml_residual_loss)(SKML_T *z, ptrdiff_t K, ptrdiff_t m, const 
         const ptrdiff_t *SKML_RESTRICT yc = y + start;
         const double *SKML_RESTRICT wc = w + start;
         SKML_T *zc = z + start;
-        for (ptrdiff_t i = 0; i < c; i++)
-            row_max[i] = zc[i];
-        for (ptrdiff_t k = 1; k < K; k++) {
-            const SKML_T *SKML_RESTRICT zk = zc + k * m;
+        if (intercept != NULL) {
+            const SKML_T b0 = (SKML_T)intercept[0];
+            for (ptrdiff_t i = 0; i < c; i++) {
+                zc[i] += b0;
+                row_max[i] = zc[i];
+            }
+            for (ptrdiff_t k = 1; k < K; k++) {
+                SKML_T *SKML_RESTRICT zk = zc + k * m;
+                const SKML_T bk = (SKML_T)intercept[k];
+                for (ptrdiff_t i = 0; i < c; i++) {
+                    zk[i] += bk;
+                    row_max[i] = zk[i] > row_max[i] ? zk[i] : row_max[i];
+                }
+            }
+        } else {
             for (ptrdiff_t i = 0; i < c; i++)
-                row_max[i] = zk[i] > row_max[i] ? zk[i] : row_max[i];
+                row_max[i] = zc[i];
+            for (ptrdiff_t k = 1; k < K; k++) {
+                const SKML_T *SKML_RESTRICT zk = zc + k * m;
+                for (ptrdiff_t i = 0; i < c; i++)
+                    row_max[i] = zk[i] > row_max[i] ? zk[i] : row_max[i];
+            }
         }
         for (ptrdiff_t i = 0; i < c; i++)
             others[i] = 0.0;
@@ -77,6 +116,8 @@ double SKML_NAME(skml_residual_loss)(SKML_T *z, ptrdiff_t K, ptrdiff_t m, const 
             SKML_T *SKML_RESTRICT zk = zc + k * m;
             for (ptrdiff_t i = 0; i < c; i++)
                 zk[i] = yc[i] == k ? true_residual[i] : zk[i] * factor[i];
+            if (residual_sums != NULL)
+                residual_sums[k] += SKML_NAME(skml_chunk_sum)(zk, c);
         }
         double lanes[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
         ptrdiff_t i = 0;
@@ -96,11 +137,14 @@ double SKML_NAME(skml_residual_loss)(SKML_T *z, ptrdiff_t K, ptrdiff_t m, const 
  * R^T = (w * (P * U - P * rowsum(P * U)))^T in place, p the block's
  * probabilities (K, m) in the same type, class k's row at p + k * p_stride
  * (a block of columns of all rows' probabilities). As _loss.hessp_residual and in its
- * order; the row sums in double.
+ * order; the row sums in double. dir_intercept and residual_sums as
+ * residual_and_loss's intercept and residual_sums: c_k added to U's class k
+ * first, R^T 1 (the product's intercept part) added to residual_sums.
  */
 SKML_CLONES
 void SKML_NAME(skml_hessp_residual)(SKML_T *u, const SKML_T *p, ptrdiff_t p_stride, ptrdiff_t K,
-                                    ptrdiff_t m, const double *w)
+                                    ptrdiff_t m, const double *w, const double *dir_intercept,
+                                    double *residual_sums)
 {
     double row_sum[SKML_CHUNK];
     for (ptrdiff_t start = 0; start < m; start += SKML_CHUNK) {
@@ -111,9 +155,19 @@ void SKML_NAME(skml_hessp_residual)(SKML_T *u, const SKML_T *p, ptrdiff_t p_stri
         for (ptrdiff_t k = 0; k < K; k++) {
             SKML_T *SKML_RESTRICT uk = u + k * m + start;
             const SKML_T *SKML_RESTRICT pk = p + k * p_stride + start;
-            for (ptrdiff_t i = 0; i < c; i++) {
-                uk[i] *= pk[i];
-                row_sum[i] += (double)uk[i];
+            if (dir_intercept != NULL) {
+                const SKML_T ck = (SKML_T)dir_intercept[k];
+                for (ptrdiff_t i = 0; i < c; i++) {
+                    /* rounded to SKML_T before the product, as numpy's u += c */
+                    const SKML_T shifted = uk[i] + ck;
+                    uk[i] = shifted * pk[i];
+                    row_sum[i] += (double)uk[i];
+                }
+            } else {
+                for (ptrdiff_t i = 0; i < c; i++) {
+                    uk[i] *= pk[i];
+                    row_sum[i] += (double)uk[i];
+                }
             }
         }
         for (ptrdiff_t k = 0; k < K; k++) {
@@ -121,6 +175,8 @@ void SKML_NAME(skml_hessp_residual)(SKML_T *u, const SKML_T *p, ptrdiff_t p_stri
             const SKML_T *SKML_RESTRICT pk = p + k * p_stride + start;
             for (ptrdiff_t i = 0; i < c; i++)
                 uk[i] = (uk[i] - pk[i] * (SKML_T)row_sum[i]) * (SKML_T)wc[i];
+            if (residual_sums != NULL)
+                residual_sums[k] += SKML_NAME(skml_chunk_sum)(uk, c);
         }
     }
 }

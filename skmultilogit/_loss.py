@@ -281,7 +281,16 @@ def _compiled(raw, *others):
     return _kernel is not None and raw.dtype in (np.float32, np.float64) and whole
 
 
-def residual_and_loss(raw, y_block, weight_block, positions, scratch=FRESH, proba=None):
+def residual_and_loss(
+    raw,
+    y_block,
+    weight_block,
+    positions,
+    scratch=FRESH,
+    proba=None,
+    intercept=None,
+    residual_sums=None,
+):
     """Turn a block's class-major logits into ``R^T = (P - Y)^T diag(omega)`` in place.
 
     Returns the block's data term ``sum_i omega_i (-log P[i, y_i])``.
@@ -289,14 +298,20 @@ def residual_and_loss(raw, y_block, weight_block, positions, scratch=FRESH, prob
     :data:`CLASS_MAJOR_ROWS` where ``raw`` is not C-contiguous (kept by the
     caller, so that no block allocates its own). ``proba``, if given, a
     (K, m) array of ``raw``'s dtype, receives ``P^T`` on the way
-    (``p_ik = e_ik / S_i``, rounded once from float64). The work is compiled
-    (``_kernel``) where it can be (every array contiguous along its rows),
-    and :func:`numpy_residual_and_loss`, the same steps, otherwise.
+    (``p_ik = e_ik / S_i``, rounded once from float64). Given
+    ``intercept`` (K,), ``raw`` holds ``W X^T`` alone and ``b`` is added
+    first, in ``raw``'s dtype; given ``residual_sums`` (K,), float64,
+    ``R^T 1`` (the intercept's gradient) is added to it, summed in float64.
+    The work is compiled (``_kernel``) where it can be (every array
+    contiguous along its rows), and :func:`numpy_residual_and_loss`, the
+    same steps, otherwise.
     """
     if proba is not None and (proba.dtype != raw.dtype or proba.shape != raw.shape):
         raise ValueError("proba must have the logits' dtype and shape")
     if not raw.flags.c_contiguous:
-        return _by_class_major_chunks(
+        if intercept is not None:
+            raw += intercept.astype(raw.dtype, copy=False)[:, None]
+        loss = _by_class_major_chunks(
             raw,
             lambda chunk, rows: residual_and_loss(
                 chunk,
@@ -307,17 +322,33 @@ def residual_and_loss(raw, y_block, weight_block, positions, scratch=FRESH, prob
             ),
             scratch,
         )
+        if residual_sums is not None:
+            residual_sums += raw.sum(axis=1, dtype=np.float64)
+        return loss
     if (
         _compiled(raw, y_block, weight_block, *(() if proba is None else (proba,)))
         and y_block.dtype == np.intp
         and weight_block.dtype == np.float64
     ):
-        return _kernel.residual_and_loss(raw, y_block, weight_block, proba)
-    return numpy_residual_and_loss(raw, y_block, weight_block, positions, proba)
+        return _kernel.residual_and_loss(
+            raw, y_block, weight_block, proba, _class_values(intercept), residual_sums
+        )
+    return numpy_residual_and_loss(
+        raw, y_block, weight_block, positions, proba, intercept, residual_sums
+    )
 
 
-def numpy_residual_and_loss(raw, y_block, weight_block, positions, proba=None):
+def _class_values(values):
+    """``values`` as the compiled loops take them: float64 and contiguous (None stays None)."""
+    return None if values is None else np.ascontiguousarray(values, dtype=np.float64)
+
+
+def numpy_residual_and_loss(
+    raw, y_block, weight_block, positions, proba=None, intercept=None, residual_sums=None
+):
     """:func:`residual_and_loss` on C-contiguous logits in numpy: the reference of ``_kernel``."""
+    if intercept is not None:
+        raw += intercept.astype(raw.dtype, copy=False)[:, None]
     raw -= raw.max(axis=0)
     n_block = raw.shape[1]
     # flat positions of Z^T[y_i, i] in memory (a view, never a copy)
@@ -340,52 +371,75 @@ def numpy_residual_and_loss(raw, y_block, weight_block, positions, proba=None):
     # one pass for both the normalisation and the weights, in raw's dtype
     raw *= factor.astype(raw.dtype, copy=False)
     flat[true_class] = -factor * others
+    if residual_sums is not None:
+        residual_sums += raw.sum(axis=1, dtype=np.float64)
     # -log P[i, y_i] = logsumexp(z_i) - z_{i, y_i}, never log of a P; each
     # row's term and the sum in float64.
     return weight_block @ (np.log(sum_exp) - raw_true)
 
 
-def hessp_residual(direction_logits, proba, weight_block, scratch=FRESH):
+def hessp_residual(
+    direction_logits, proba, weight_block, scratch=FRESH, dir_intercept=None, residual_sums=None
+):
     """Turn a block's ``U^T`` (class-major) into the Hessian product's ``R^T`` in place.
 
     ``R = omega * (P * U - P * rowsum(P * U))``; this order kept trust-ncg
-    converging on float32 data where ``P * (U - rowsum)`` did not. Compiled
+    converging on float32 data where ``P * (U - rowsum)`` did not.
+    ``dir_intercept`` and ``residual_sums`` as :func:`residual_and_loss`'s
+    ``intercept`` and ``residual_sums`` (``direction_logits`` then holds
+    ``V X^T`` alone; ``R^T 1`` is the product's intercept part). Compiled
     (``_kernel``) where it can be, :func:`numpy_hessp_residual` otherwise.
     """
     if not direction_logits.flags.c_contiguous:
+        if dir_intercept is not None:
+            direction_logits += dir_intercept.astype(direction_logits.dtype, copy=False)[:, None]
 
         def chunk_residual(chunk, rows):
             hessp_residual(chunk, proba[:, rows], weight_block[rows], scratch)
             return 0.0
 
         _by_class_major_chunks(direction_logits, chunk_residual, scratch)
+        if residual_sums is not None:
+            residual_sums += direction_logits.sum(axis=1, dtype=np.float64)
         return direction_logits
     if (
         _compiled(direction_logits, proba, weight_block)
         and proba.dtype == direction_logits.dtype
         and weight_block.dtype == np.float64
     ):
-        _kernel.hessp_residual(direction_logits, proba, weight_block)
+        _kernel.hessp_residual(
+            direction_logits, proba, weight_block, _class_values(dir_intercept), residual_sums
+        )
         return direction_logits
-    return numpy_hessp_residual(direction_logits, proba, weight_block, scratch)
+    return numpy_hessp_residual(
+        direction_logits, proba, weight_block, scratch, dir_intercept, residual_sums
+    )
 
 
-def numpy_hessp_residual(direction_logits, proba, weight_block, scratch=FRESH):
+def numpy_hessp_residual(
+    direction_logits, proba, weight_block, scratch=FRESH, dir_intercept=None, residual_sums=None
+):
     """:func:`hessp_residual` on C-contiguous arrays in numpy: the reference of ``_kernel``."""
     dtype = direction_logits.dtype
+    if dir_intercept is not None:
+        direction_logits += dir_intercept.astype(dtype, copy=False)[:, None]
     direction_logits *= proba
     rowsum = direction_logits.sum(axis=0)
     direction_logits -= np.multiply(
         proba, rowsum, out=scratch.empty("hessp", direction_logits.shape, dtype)
     )
     direction_logits *= weight_block.astype(dtype, copy=False)
+    if residual_sums is not None:
+        residual_sums += direction_logits.sum(axis=1, dtype=np.float64)
     return direction_logits
 
 
 def add_transposed_products(X_block, residual, grad_coef, grad_intercept, X_T=None, scratch=FRESH):
     """Add a block's ``R^T X`` and ``R^T 1`` (``residual`` is ``R^T``, class-major).
 
-    The product runs in X's dtype, the sums across blocks in float64.
+    The product runs in X's dtype, the sums across blocks in float64. With
+    ``grad_intercept`` None only ``R^T X`` (the residual's sums were taken
+    with it: :func:`residual_and_loss`'s ``residual_sums``).
     ``X_T`` may pass a sparse block's transpose, built once: constructing
     the transposed matrix object costs as much as a small product.
     """
@@ -397,4 +451,5 @@ def add_transposed_products(X_block, residual, grad_coef, grad_intercept, X_T=No
         grad_coef += np.ascontiguousarray((transposed @ residual_x.T).T)
     else:
         grad_coef += scratch.cast("residual-cast", residual, X_block.dtype) @ X_block
-    grad_intercept += residual.sum(axis=1)
+    if grad_intercept is not None:
+        grad_intercept += residual.sum(axis=1)

@@ -241,6 +241,55 @@ def test_hessp_residual_matches_numpy_on_a_slice_of_the_probabilities(n_classes,
         )
 
 
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+@pytest.mark.parametrize("n_rows", [7, 257, 1000])
+@pytest.mark.parametrize("n_classes", [2, 10, 50])
+def test_the_intercept_and_its_gradient_on_the_way(n_classes, n_rows, dtype, rtol):
+    # The loops add the intercept to X W^T and sum the residual per class
+    # (the intercept's gradient) on the way: against the numpy steps, and
+    # against the written-out softmax residual summed in float64.
+    product, y, weight = block(n_classes, n_rows, dtype)
+    intercept = np.random.default_rng(2).normal(scale=5.0, size=n_classes)
+    logits = product + intercept.astype(dtype)[:, None]
+    compiled, compiled_sums = product.copy(), np.full(n_classes, 0.5)
+    loss = _kernel.residual_and_loss(compiled, y, weight, None, intercept, compiled_sums)
+    expected, expected_sums = product.copy(), np.full(n_classes, 0.5)
+    expected_loss = _loss.numpy_residual_and_loss(
+        expected, y, weight, np.arange(n_rows), None, intercept, expected_sums
+    )
+    np.testing.assert_allclose(loss, expected_loss, rtol=rtol)
+    np.testing.assert_allclose(compiled, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
+    np.testing.assert_allclose(compiled_sums, expected_sums, rtol=rtol, atol=rtol)
+    wide = logits.astype(np.float64)
+    residual = (softmax(wide, axis=0) - np.eye(n_classes)[y].T) * weight
+    np.testing.assert_allclose(compiled_sums - 0.5, residual.sum(axis=1), rtol=rtol, atol=rtol)
+    # the Hessian product's residual the same way, with the direction's intercept
+    proba = softmax(wide, axis=0).astype(dtype)
+    direction = np.random.default_rng(3).normal(size=(n_classes, n_rows)).astype(dtype)
+    dir_intercept = np.random.default_rng(4).normal(size=n_classes)
+    compiled, compiled_sums = direction.copy(), np.zeros(n_classes)
+    _kernel.hessp_residual(compiled, proba, weight, dir_intercept, compiled_sums)
+    expected, expected_sums = direction.copy(), np.zeros(n_classes)
+    _loss.numpy_hessp_residual(expected, proba, weight, _loss.FRESH, dir_intercept, expected_sums)
+    np.testing.assert_allclose(compiled, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
+    np.testing.assert_allclose(compiled_sums, expected_sums, rtol=rtol, atol=rtol)
+    shifted = (direction + dir_intercept.astype(dtype)[:, None]).astype(np.float64)
+    p = proba.astype(np.float64)
+    written_out = weight * (p * shifted - p * (p * shifted).sum(axis=0))
+    scale = np.abs(written_out).sum()
+    np.testing.assert_allclose(compiled_sums, written_out.sum(axis=1), atol=10 * rtol * scale)
+
+
+def test_an_intercept_or_sums_of_another_length_are_refused():
+    raw, y, weight = block(3, 10, np.float64)
+    with pytest.raises(ValueError, match="one value per class"):
+        _kernel.residual_and_loss(raw.copy(), y, weight, None, np.zeros(2))
+    with pytest.raises(ValueError, match="one value per class"):
+        _kernel.residual_and_loss(raw.copy(), y, weight, None, None, np.zeros(4))
+    with pytest.raises(ValueError, match="one value per class"):
+        _kernel.hessp_residual(raw.copy(), softmax(raw, axis=0), weight, np.zeros(4))
+
+
 def test_probabilities_whose_rows_are_not_whole_entries_apart_take_the_numpy_path():
     # a field of a packed record array: a valid (K, m) float64 array whose
     # rows lie 8 m + 4 bytes apart, forwards and reversed

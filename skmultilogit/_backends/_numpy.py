@@ -228,7 +228,9 @@ class NumpyBackend:
             loss = 0.0
             scratch = Scratch()
             for rows, X_block, X_block_T in blocks:
-                residual = _loss.class_major_logits(X_block, coef_x, intercept, scratch)
+                # the intercept added, and its gradient summed, on the way
+                # through the element-wise work
+                residual = _loss.class_major_logits(X_block, coef_x, None, scratch)
                 loss += _loss.residual_and_loss(
                     residual,
                     self.y[rows],
@@ -236,9 +238,11 @@ class NumpyBackend:
                     self._positions,
                     scratch,
                     proba=None if proba is None else proba[:, rows],
+                    intercept=intercept,
+                    residual_sums=grad_intercept,
                 )
                 _loss.add_transposed_products(
-                    X_block, residual, grad_coef, grad_intercept, X_block_T, scratch
+                    X_block, residual, grad_coef, None, X_block_T, scratch
                 )
             return loss, grad_coef, grad_intercept
 
@@ -302,13 +306,15 @@ class NumpyBackend:
             scratch = Scratch()
             for rows, X_block, X_block_T in blocks:
                 residual = _loss.hessp_residual(
-                    _loss.class_major_logits(X_block, dir_x, dir_intercept, scratch),
+                    _loss.class_major_logits(X_block, dir_x, None, scratch),
                     proba[:, rows],
                     self.weight[rows],
                     scratch,
+                    dir_intercept=dir_intercept,
+                    residual_sums=product_intercept,
                 )
                 _loss.add_transposed_products(
-                    X_block, residual, product_coef, product_intercept, X_block_T, scratch
+                    X_block, residual, product_coef, None, X_block_T, scratch
                 )
             return product_coef, product_intercept
 
