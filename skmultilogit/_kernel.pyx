@@ -138,8 +138,14 @@ def residual_and_loss(floating[:, ::1] raw not None, const Py_ssize_t[::1] y not
     """
     cdef Py_ssize_t n_classes = raw.shape[0], m = raw.shape[1], proba_stride = 0
     cdef floating *proba_start = NULL
-    cdef const double *b = _class_values(intercept, n_classes, "intercept")
-    cdef double *sums = _class_sums(residual_sums, n_classes)
+    cdef const double *b = NULL
+    cdef double *sums = NULL
+    if intercept is not None:
+        _check_per_class(intercept.shape[0], n_classes, "intercept")
+        b = &intercept[0]
+    if residual_sums is not None:
+        _check_per_class(residual_sums.shape[0], n_classes, "residual_sums")
+        sums = &residual_sums[0]
     cdef double loss
     if y.shape[0] < m or weight.shape[0] < m:
         raise ValueError("y and weight need a value for every row of the block")
@@ -163,23 +169,11 @@ def residual_and_loss(floating[:, ::1] raw not None, const Py_ssize_t[::1] y not
     return loss
 
 
-cdef const double *_class_values(const double[::1] values, Py_ssize_t n_classes,
-                                 str name) except? NULL:
-    """A pointer to ``values`` (one per class), NULL for None; refuses another length."""
-    if values is None:
-        return NULL
-    if values.shape[0] != n_classes:
+cdef int _check_per_class(Py_ssize_t length, Py_ssize_t n_classes, str name) except -1:
+    """Refuse an intercept or per-class sums whose length is not the number of classes."""
+    if length != n_classes:
         raise ValueError(f"{name} must have one value per class")
-    return &values[0]
-
-
-cdef double *_class_sums(double[::1] sums, Py_ssize_t n_classes) except? NULL:
-    """A pointer to the per-class sums to add to, NULL for None; refuses another length."""
-    if sums is None:
-        return NULL
-    if sums.shape[0] != n_classes:
-        raise ValueError("residual_sums must have one value per class")
-    return &sums[0]
+    return 0
 
 
 def hessp_residual(floating[:, ::1] direction_logits not None, const floating[:, :] proba not None,
@@ -194,8 +188,14 @@ def hessp_residual(floating[:, ::1] direction_logits not None, const floating[:,
     """
     cdef Py_ssize_t n_classes = direction_logits.shape[0], m = direction_logits.shape[1]
     cdef Py_ssize_t proba_stride = _row_stride(proba)
-    cdef const double *c = _class_values(dir_intercept, n_classes, "dir_intercept")
-    cdef double *sums = _class_sums(residual_sums, n_classes)
+    cdef const double *c = NULL
+    cdef double *sums = NULL
+    if dir_intercept is not None:
+        _check_per_class(dir_intercept.shape[0], n_classes, "dir_intercept")
+        c = &dir_intercept[0]
+    if residual_sums is not None:
+        _check_per_class(residual_sums.shape[0], n_classes, "residual_sums")
+        sums = &residual_sums[0]
     if proba.shape[0] != n_classes or proba.shape[1] != m or weight.shape[0] < m:
         raise ValueError("proba and weight must match the block's logits")
     if m == 0:
