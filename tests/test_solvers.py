@@ -213,18 +213,31 @@ def test_a_runaway_inner_solve_is_reported_not_hidden(monkeypatch):
     assert loss_gradient(clf.coef_, clf.intercept_, X, y)[0] <= start
 
 
-def test_a_runaway_inner_solve_on_float32_data_is_float32_precision():
+def test_a_runaway_inner_solve_on_float32_data_names_float32_too():
     # newton-cg's CG asks for a residual of |g|^1.5; near the optimum float32
-    # products cannot resolve that and CG runs away. That is float32's
-    # floor, not a degenerate problem: the advice is to fit float64, and
-    # the gradient is far below what float32 resolves in the objective.
+    # products cannot resolve that and CG runs away, without the problem
+    # being degenerate: the warning names both causes and both remedies
+    # (a degenerate problem runs away in float64 too, and far from the optimum).
     X = np.array([[1.21875], [0.5], [2.25], [0.0], [0.0]], dtype=np.float32)
     y = np.array([0, 1, 2, 3, 0])
-    with pytest.warns(ConvergenceWarning, match="no longer decreases at float32") as caught:
+    with pytest.warns(ConvergenceWarning, match="did not terminate") as caught:
         clf = MultinomialLogitClassifier(solver="newton-cg", tol=1e-10, max_iter=10000).fit(X, y)
-    assert not any("degenerate" in str(w.message) for w in caught)
+    (message,) = [str(w.message) for w in caught if w.category is ConvergenceWarning]
+    assert "float32 products cannot resolve it" in message and "fit float64 data" in message
+    assert "degenerate" in message
     exact = MultinomialLogitClassifier(tol=1e-12).fit(X.astype(np.float64), y)
     np.testing.assert_allclose(clf.predict_proba(X), exact.predict_proba(X), atol=1e-5)
+    # float64 data keep the degenerate-problem advice alone
+    result = driver.SolverResult(
+        w=None,
+        n_iter=3,
+        converged=False,
+        reason="inner_solve",
+        message="inner CG solve did not terminate",
+        grad_max=1e-3,
+        solver="newton-cg",
+    )
+    assert "float32" not in result.warning_message(1e-6, np.float64)
 
 
 def lr_optimum_objective(X, y, C):

@@ -140,6 +140,17 @@ class SolverResult:
                 if newton_helps
                 else "."
             )
+        elif self.reason == "inner_solve" and dtype == np.float32:
+            # newton-cg's CG asks for a residual of |g|^1.5, which float32
+            # products cannot resolve near the optimum (5 float32 rows, K = 4,
+            # tol=1e-10: a runaway at a gradient of 1.9e-8); a degenerate
+            # problem runs away in either dtype, far from it too
+            advice = (
+                "A Newton step's conjugate-gradient solve did not terminate: near the "
+                "optimum float32 products cannot resolve it (fit float64 data for a "
+                "tighter optimum, or loosen tol), or the problem is numerically "
+                "degenerate (standardise the features, or use solver='lbfgs')."
+            )
         elif self.reason == "inner_solve":
             advice = (
                 "A Newton step's conjugate-gradient solve did not terminate: the "
@@ -426,7 +437,7 @@ def _run(
         converged, reason = True, ""
     elif stopped:
         converged, reason = False, "callback"
-    elif runaway and problem.loss.data.dtype != np.float32:
+    elif runaway:
         converged, reason = False, "inner_solve"
     elif n_iter >= max_iter:
         converged, reason = False, "max_iter"
@@ -434,9 +445,6 @@ def _run(
         # The optimiser gave up before max_iter: line search failure, no
         # decrease (L-BFGS-B with ftol=0), or a trust-region model predicting
         # no decrease (trust-ncg status 2). Precision, not effort, ran out.
-        # So did it where CG ran away on float32 X: newton-cg's CG asks for a
-        # residual of |g|^1.5, which float32 products cannot resolve near the
-        # optimum (5 float32 rows, K = 4, tol=1e-10: the gradient at 1.9e-8).
         converged = grad_max <= max(tol, PRECISION_GTOL)
         reason = "" if converged else "precision"
     return SolverResult(
