@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import scipy.special
+from _helpers import badly_scaled_classification, written_out_objective
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
@@ -325,25 +326,6 @@ def dense_problem(client):
     X, y = client.persist([X, y])
     distributed.wait([X, y])
     return X, y
-
-
-def written_out_objective(X, y, C, coef, intercept):
-    """``C * sum(cross-entropy) + ||coef||^2 / 2`` from scipy's logsumexp (labels 0..K-1)."""
-    logits = X @ coef.T + intercept
-    loss = scipy.special.logsumexp(logits, axis=1) - logits[np.arange(len(y)), y]
-    return C * loss.sum() + 0.5 * np.sum(coef**2)
-
-
-def badly_scaled_classification(seed, scale, offset, **params):
-    """make_classification's rows, columns scaled by e^-scale..e^scale and shifted by +-offset."""
-    from sklearn.datasets import make_classification
-
-    X, y = make_classification(
-        n_informative=3, n_redundant=0, n_clusters_per_class=1, random_state=seed, **params
-    )
-    rng = np.random.default_rng(seed)
-    d = X.shape[1]
-    return X * np.exp(rng.uniform(-scale, scale, d)) + rng.uniform(-offset, offset, d), y
 
 
 def written_out_gradient(X, y, coef, intercept, C=1.0):

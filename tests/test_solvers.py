@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from _helpers import badly_scaled_classification, written_out_objective
 from sklearn.datasets import load_digits, load_iris, load_wine
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
@@ -248,15 +249,6 @@ def lr_optimum_objective(X, y, C):
     return f / (C * len(y))
 
 
-def written_out_objective(X, y, C, coef, intercept):
-    """``C * sum(cross-entropy) + ||coef||^2 / 2`` from scipy's logsumexp (labels 0..K-1)."""
-    from scipy.special import logsumexp
-
-    logits = X @ coef.T + intercept
-    loss = logsumexp(logits, axis=1) - logits[np.arange(len(y)), y]
-    return C * loss.sum() + 0.5 * np.sum(coef**2)
-
-
 def assert_at_the_optimum(ours, X, y, C):
     """``ours`` within 1e-9 of LogisticRegression's newton-cholesky optimum (tol=1e-12)."""
     reference = LogisticRegression(C=C, solver="newton-cholesky", tol=1e-12, max_iter=1000)
@@ -265,22 +257,6 @@ def assert_at_the_optimum(ours, X, y, C):
         reference.fit(X, y)
     best = written_out_objective(X, y, C, reference.coef_, reference.intercept_)
     assert written_out_objective(X, y, C, ours.coef_, ours.intercept_) - best <= 1e-9 * best
-
-
-def badly_scaled_classification(seed, scale, offset, **params):
-    """make_classification's rows, columns scaled by e^-scale..e^scale and shifted by +-offset."""
-    from sklearn.datasets import make_classification
-
-    X, y = make_classification(
-        n_informative=params.pop("n_informative", 3),
-        n_redundant=0,
-        n_clusters_per_class=1,
-        random_state=seed,
-        **params,
-    )
-    rng = np.random.default_rng(seed)
-    d = X.shape[1]
-    return X * np.exp(rng.uniform(-scale, scale, d)) + rng.uniform(-offset, offset, d), y
 
 
 def objective(clf, X, y):
