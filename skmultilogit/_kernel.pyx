@@ -110,7 +110,7 @@ cdef Py_ssize_t _row_stride(const floating[:, :] proba) except -1:
 
 
 cdef int _check_apart(const void *raw, size_t raw_bytes, const void *first_row,
-                      const void *last_row, size_t row_bytes) except -1:
+                      const void *last_row, size_t row_bytes, str name="proba") except -1:
     """Refuse output rows (``first_row`` to ``last_row``, each ``row_bytes``) overlapping ``raw``.
 
     The loops take their arrays as ``restrict``: an output inside the logits
@@ -121,7 +121,7 @@ cdef int _check_apart(const void *raw, size_t raw_bytes, const void *first_row,
     if rows_stop < rows_start:  # rows in reverse order (a negative stride)
         rows_start, rows_stop = rows_stop, rows_start
     if rows_start < raw_start + raw_bytes and raw_start < rows_stop + row_bytes:
-        raise ValueError("proba must not overlap the logits")
+        raise ValueError(f"{name} must not overlap the logits")
     return 0
 
 
@@ -134,7 +134,8 @@ def residual_and_loss(floating[:, ::1] raw not None, const Py_ssize_t[::1] y not
     ``proba`` (K, m) of raw's dtype, contiguous along its rows, receives the
     probabilities when given. ``intercept`` (K,) is added to the logits
     first and the residual's class sums are added to ``residual_sums`` (K,),
-    each where given.
+    each where given; neither may overlap the logits (the loops take them as
+    apart).
     """
     cdef Py_ssize_t n_classes = raw.shape[0], m = raw.shape[1], proba_stride = 0
     cdef floating *proba_start = NULL
@@ -159,6 +160,12 @@ def residual_and_loss(floating[:, ::1] raw not None, const Py_ssize_t[::1] y not
         proba_start = &proba[0, 0]
         _check_apart(&raw[0, 0], n_classes * m * sizeof(floating), &proba[0, 0],
                      &proba[n_classes - 1, 0], m * sizeof(floating))
+    if b != NULL:
+        _check_apart(&raw[0, 0], n_classes * m * sizeof(floating), b, b + n_classes - 1,
+                     sizeof(double), "intercept")
+    if sums != NULL:
+        _check_apart(&raw[0, 0], n_classes * m * sizeof(floating), sums,
+                     sums + n_classes - 1, sizeof(double), "residual_sums")
     with nogil:
         if floating is double:
             loss = skml_residual_loss_f64(&raw[0, 0], n_classes, m, &y[0], &weight[0],
@@ -200,6 +207,12 @@ def hessp_residual(floating[:, ::1] direction_logits not None, const floating[:,
         raise ValueError("proba and weight must match the block's logits")
     if m == 0:
         return
+    if c != NULL:
+        _check_apart(&direction_logits[0, 0], n_classes * m * sizeof(floating), c,
+                     c + n_classes - 1, sizeof(double), "dir_intercept")
+    if sums != NULL:
+        _check_apart(&direction_logits[0, 0], n_classes * m * sizeof(floating), sums,
+                     sums + n_classes - 1, sizeof(double), "residual_sums")
     with nogil:
         if floating is double:
             skml_hessp_residual_f64(&direction_logits[0, 0], &proba[0, 0], proba_stride,

@@ -280,7 +280,7 @@ def test_the_intercept_and_its_gradient_on_the_way(n_classes, n_rows, dtype, rto
     np.testing.assert_allclose(compiled_sums, written_out.sum(axis=1), atol=10 * rtol * scale)
 
 
-def test_an_intercept_or_sums_of_another_length_are_refused():
+def test_an_intercept_or_sums_of_another_length_or_inside_the_logits_are_refused():
     raw, y, weight = block(3, 10, np.float64)
     with pytest.raises(ValueError, match="one value per class"):
         _kernel.residual_and_loss(raw.copy(), y, weight, None, np.zeros(2))
@@ -288,6 +288,14 @@ def test_an_intercept_or_sums_of_another_length_are_refused():
         _kernel.residual_and_loss(raw.copy(), y, weight, None, None, np.zeros(4))
     with pytest.raises(ValueError, match="one value per class"):
         _kernel.hessp_residual(raw.copy(), softmax(raw, axis=0), weight, np.zeros(4))
+    # nor inside the logits, which the loops write while they read these
+    inside = raw.copy()
+    with pytest.raises(ValueError, match="residual_sums must not overlap"):
+        _kernel.residual_and_loss(inside, y, weight, None, None, inside[1, 2:5])
+    with pytest.raises(ValueError, match="intercept must not overlap"):
+        _kernel.residual_and_loss(inside, y, weight, None, inside[2, :3])
+    with pytest.raises(ValueError, match="dir_intercept must not overlap"):
+        _kernel.hessp_residual(inside, softmax(raw, axis=0), weight, inside[0, 7:10])
 
 
 def test_probabilities_whose_rows_are_not_whole_entries_apart_take_the_numpy_path():
