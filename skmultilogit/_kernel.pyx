@@ -139,14 +139,12 @@ def residual_and_loss(floating[:, ::1] raw not None, const Py_ssize_t[::1] y not
     """
     cdef Py_ssize_t n_classes = raw.shape[0], m = raw.shape[1], proba_stride = 0
     cdef floating *proba_start = NULL
-    cdef const double *b = NULL
-    cdef double *sums = NULL
-    if intercept is not None:
-        _check_per_class(intercept.shape[0], n_classes, "intercept")
-        b = &intercept[0]
-    if residual_sums is not None:
-        _check_per_class(residual_sums.shape[0], n_classes, "residual_sums")
-        sums = &residual_sums[0]
+    cdef const void *logits = NULL if m == 0 else &raw[0, 0]
+    cdef size_t logits_bytes = n_classes * m * sizeof(floating)
+    _check_per_class(intercept, n_classes, logits, logits_bytes, "intercept")
+    _check_per_class(residual_sums, n_classes, logits, logits_bytes, "residual_sums")
+    cdef const double *b = NULL if intercept is None else &intercept[0]
+    cdef double *sums = NULL if residual_sums is None else &residual_sums[0]
     cdef double loss
     if y.shape[0] < m or weight.shape[0] < m:
         raise ValueError("y and weight need a value for every row of the block")
@@ -160,12 +158,6 @@ def residual_and_loss(floating[:, ::1] raw not None, const Py_ssize_t[::1] y not
         proba_start = &proba[0, 0]
         _check_apart(&raw[0, 0], n_classes * m * sizeof(floating), &proba[0, 0],
                      &proba[n_classes - 1, 0], m * sizeof(floating))
-    if b != NULL:
-        _check_apart(&raw[0, 0], n_classes * m * sizeof(floating), b, b + n_classes - 1,
-                     sizeof(double), "intercept")
-    if sums != NULL:
-        _check_apart(&raw[0, 0], n_classes * m * sizeof(floating), sums,
-                     sums + n_classes - 1, sizeof(double), "residual_sums")
     with nogil:
         if floating is double:
             loss = skml_residual_loss_f64(&raw[0, 0], n_classes, m, &y[0], &weight[0],
@@ -176,10 +168,20 @@ def residual_and_loss(floating[:, ::1] raw not None, const Py_ssize_t[::1] y not
     return loss
 
 
-cdef int _check_per_class(Py_ssize_t length, Py_ssize_t n_classes, str name) except -1:
-    """Refuse an intercept or per-class sums whose length is not the number of classes."""
-    if length != n_classes:
+cdef int _check_per_class(const double[::1] values, Py_ssize_t n_classes, const void *logits,
+                          size_t logits_bytes, str name) except -1:
+    """Refuse per-class ``values`` (an intercept, the residual's sums) the loops cannot take.
+
+    Of another length than the classes, or overlapping the ``logits`` the
+    loops write (NULL for a block without rows); None passes.
+    """
+    if values is None:
+        return 0
+    if values.shape[0] != n_classes:
         raise ValueError(f"{name} must have one value per class")
+    if logits != NULL:
+        _check_apart(logits, logits_bytes, &values[0], &values[n_classes - 1], sizeof(double),
+                     name)
     return 0
 
 
@@ -195,24 +197,16 @@ def hessp_residual(floating[:, ::1] direction_logits not None, const floating[:,
     """
     cdef Py_ssize_t n_classes = direction_logits.shape[0], m = direction_logits.shape[1]
     cdef Py_ssize_t proba_stride = _row_stride(proba)
-    cdef const double *c = NULL
-    cdef double *sums = NULL
-    if dir_intercept is not None:
-        _check_per_class(dir_intercept.shape[0], n_classes, "dir_intercept")
-        c = &dir_intercept[0]
-    if residual_sums is not None:
-        _check_per_class(residual_sums.shape[0], n_classes, "residual_sums")
-        sums = &residual_sums[0]
+    cdef const void *logits = NULL if m == 0 else &direction_logits[0, 0]
+    cdef size_t logits_bytes = n_classes * m * sizeof(floating)
+    _check_per_class(dir_intercept, n_classes, logits, logits_bytes, "dir_intercept")
+    _check_per_class(residual_sums, n_classes, logits, logits_bytes, "residual_sums")
+    cdef const double *c = NULL if dir_intercept is None else &dir_intercept[0]
+    cdef double *sums = NULL if residual_sums is None else &residual_sums[0]
     if proba.shape[0] != n_classes or proba.shape[1] != m or weight.shape[0] < m:
         raise ValueError("proba and weight must match the block's logits")
     if m == 0:
         return
-    if c != NULL:
-        _check_apart(&direction_logits[0, 0], n_classes * m * sizeof(floating), c,
-                     c + n_classes - 1, sizeof(double), "dir_intercept")
-    if sums != NULL:
-        _check_apart(&direction_logits[0, 0], n_classes * m * sizeof(floating), sums,
-                     sums + n_classes - 1, sizeof(double), "residual_sums")
     with nogil:
         if floating is double:
             skml_hessp_residual_f64(&direction_logits[0, 0], &proba[0, 0], proba_stride,
