@@ -31,6 +31,7 @@ cdef extern from "_kernel_loops.h" nogil:
                                  Py_ssize_t K, Py_ssize_t m, const double *w,
                                  const double *dir_intercept, double *residual_sums)
     void skml_exp_array(const double *x, double *out, Py_ssize_t n)
+    void skml_expf_array(const float *x, float *out, Py_ssize_t n)
     void skml_log_array(const double *x, double *out, Py_ssize_t n)
     double skml_csr_loss_gradient_f64_i32(const double *data, const int32_t *indices,
                                           const int32_t *indptr, Py_ssize_t n_rows, Py_ssize_t K,
@@ -232,6 +233,16 @@ cdef _each_value(_values_loop loop, const double[::1] x, double[::1] out):
 def exp(const double[::1] x not None, double[::1] out not None):
     """The loops' exp of each entry of ``x``, into ``out`` (the tests compare it with numpy's)."""
     _each_value(skml_exp_array, x, out)
+
+
+def expf(const float[::1] x not None, float[::1] out not None):
+    """The float32 loops' exp of each entry of ``x``, into ``out`` (for the tests)."""
+    if out.shape[0] != x.shape[0]:
+        raise ValueError("out must have x's length")
+    if x.shape[0] == 0:
+        return
+    with nogil:
+        skml_expf_array(&x[0], &out[0], x.shape[0])
 
 
 def log(const double[::1] x not None, double[::1] out not None):

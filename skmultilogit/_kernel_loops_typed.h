@@ -57,7 +57,11 @@ double SKML_NAME(skml_residual_loss)(SKML_T *z, ptrdiff_t K, ptrdiff_t m, const 
     double others[SKML_CHUNK], row_loss[SKML_CHUNK], sum_exp[SKML_CHUNK];
     for (ptrdiff_t start = 0; start < m; start += SKML_CHUNK) {
         const ptrdiff_t c = m - start < SKML_CHUNK ? m - start : SKML_CHUNK;
-        const ptrdiff_t *SKML_RESTRICT yc = y + start;
+        /* the labels as integers of the values' width (the callers check
+         * them in 0..K-1): the selects by class compare a vector of them */
+        SKML_LABEL yc[SKML_CHUNK];
+        for (ptrdiff_t i = 0; i < c; i++)
+            yc[i] = (SKML_LABEL)y[start + i];
         const double *SKML_RESTRICT wc = w + start;
         SKML_T *zc = z + start;
         if (intercept != NULL) {
@@ -89,8 +93,8 @@ double SKML_NAME(skml_residual_loss)(SKML_T *z, ptrdiff_t K, ptrdiff_t m, const 
             SKML_T *SKML_RESTRICT zk = zc + k * m;
             for (ptrdiff_t i = 0; i < c; i++) {
                 SKML_T shifted = zk[i] - row_max[i];
-                SKML_T e = (SKML_T)skml_exp((double)shifted);
-                const int is_true = yc[i] == k;
+                SKML_T e = SKML_EXP(shifted);
+                const int is_true = yc[i] == (SKML_LABEL)k;
                 others[i] += is_true ? 0.0 : (double)e;
                 shifted_true[i] = is_true ? shifted : shifted_true[i];
                 exp_true[i] = is_true ? e : exp_true[i];
@@ -115,7 +119,7 @@ double SKML_NAME(skml_residual_loss)(SKML_T *z, ptrdiff_t K, ptrdiff_t m, const 
         for (ptrdiff_t k = 0; k < K; k++) {
             SKML_T *SKML_RESTRICT zk = zc + k * m;
             for (ptrdiff_t i = 0; i < c; i++)
-                zk[i] = yc[i] == k ? true_residual[i] : zk[i] * factor[i];
+                zk[i] = yc[i] == (SKML_LABEL)k ? true_residual[i] : zk[i] * factor[i];
             if (residual_sums != NULL)
                 residual_sums[k] += SKML_NAME(skml_chunk_sum)(zk, c);
         }
