@@ -278,6 +278,12 @@ class MultinomialLogitClassifier(
             # (a model fitted on array-API data holds them there: read back,
             # whether or not the dispatch is on for this fit)
             coef_init, intercept_init = read_back(self.coef_), read_back(self.intercept_)
+            if not (np.all(np.isfinite(coef_init)) and np.all(np.isfinite(intercept_init))):
+                # (set by hand: a fit from there stayed there, NaN and all)
+                raise ValueError(
+                    "warm_start=True starts from coef_ and intercept_, which hold NaN or "
+                    "infinity; set finite values or warm_start=False."
+                )
         task = Task.root(
             self,
             X,

@@ -35,6 +35,7 @@ from ._path import coefficient_path
 from ._scoring import score_from_sums, score_sums
 from ._validation import (
     check_object_labels,
+    check_total_weight,
     check_two_classes,
     check_two_weighted_classes,
     class_weight_vector,
@@ -200,6 +201,8 @@ def prepare_dask_data(estimator, X, y, sample_weight, class_weight):
         # one pseudo-row per class, weighted by its count: the same weights
         # as from all rows ("balanced" uses only the weighted counts)
         table = class_weight_vector(class_weight, classes, np.arange(len(classes)), counts)
+    with np.errstate(over="ignore"):
+        check_total_weight(counts * table)
     check_two_weighted_classes(classes, counts * table)
     if not all(summary["X_finite"] for summary in summaries):
         raise ValueError("Input X contains NaN or infinity.")

@@ -106,7 +106,20 @@ def weighting(C, normalize, total_weight):
     """
     no_penalty = np.isinf(C)
     if normalize:
-        return 1.0, total_weight, 0.0 if no_penalty else (1.0 / C) / total_weight
+        if no_penalty:
+            return 1.0, total_weight, 0.0
+        # 1 / (C sum(s)), not (1 / C) / sum(s): 1 / C overflows below C =
+        # 5.6e-309 however large sum(s) is; where C sum(s) overflows, 0 (no
+        # penalty to rounding)
+        weighted_C = C * total_weight
+        if not weighted_C >= 1.0 / np.finfo(np.float64).max:
+            raise ValueError(
+                f"C * sum(sample_weight) = {weighted_C:.3g} is too small: the penalty's "
+                "strength 1 / (C * sum(sample_weight)) overflows float64. The coefficients "
+                "are 0 to rounding long before that (C * sum(sample_weight) = 1e-300 "
+                "already holds them there): use a larger C."
+            )
+        return 1.0, total_weight, 1.0 / weighted_C
     return (1.0 if no_penalty else C), 1.0, 0.0 if no_penalty else 1.0
 
 

@@ -462,12 +462,15 @@ def group_stationarity(x, grad, groups, weights, n_coef):
     norms = np.linalg.norm(block, axis=1)
     grad_norms = np.linalg.norm(block_grad, axis=1)
     nonzero = norms > 0
-    shrunk = np.where(
-        grad_norms > weights, 1.0 - weights / np.where(grad_norms > 0, grad_norms, 1.0), 0.0
-    )
+    # divided only where used: at a strength near float64's top (C sum(s)
+    # near 1e-308) the unused quotients overflowed
+    weights = np.broadcast_to(weights, grad_norms.shape)
+    outside = grad_norms > weights
+    shrunk = 1.0 - np.divide(weights, grad_norms, out=np.ones_like(grad_norms), where=outside)
+    direction = np.divide(block, norms[:, None], out=np.zeros_like(block), where=nonzero[:, None])
     result = np.where(
         nonzero[:, None],
-        block_grad + (weights / np.where(nonzero, norms, 1.0))[:, None] * block,
+        block_grad + weights[:, None] * direction,
         shrunk[:, None] * block_grad,
     )
     coef_part = out[:n_coef]

@@ -81,11 +81,45 @@ def test_bad_y_is_rejected(y, match):
         (np.array([1.0, 0.0, 1.0, 0.0, 1.0, 0.0]), "only one class has positive weight"),
         (np.full(6, 1j), "real numbers"),
         (np.array(["a"] * 6), "real numbers"),
+        # finite weights whose sum overflows: a uniform model before
+        (np.full(6, 1e308), "or their sum overflow float64"),
     ],
 )
 def test_bad_sample_weight_is_rejected(sample_weight, match):
     with pytest.raises(ValueError, match=match):
         MultinomialLogitClassifier().fit(X_OK, Y_OK, sample_weight=sample_weight)
+
+
+def test_class_weights_that_overflow_the_sample_weights_are_rejected():
+    clf = MultinomialLogitClassifier(class_weight={0: 1e300, 1: 1.0})
+    with pytest.raises(ValueError, match="or their sum overflow float64"):
+        clf.fit(X_OK, Y_OK, sample_weight=np.full(6, 1e10))
+
+
+@pytest.mark.parametrize("solver", ["auto", "lbfgs", "newton-cg"])
+def test_a_penalty_too_strong_for_float64_is_refused(solver):
+    # 1 / (C sum(s)) overflows: the strength was inf, l1_ratio * inf NaN, and
+    # the fit returned a uniform model after RuntimeWarnings (or scipy raised)
+    for C, weight in [(1e-320, 1.0), (1e-160, 1e-160)]:
+        clf = MultinomialLogitClassifierCV(Cs=[C, 1.0], cv=2) if solver == "auto" else None
+        for estimator in filter(None, [MultinomialLogitClassifier(C=C, solver=solver), clf]):
+            with pytest.raises(ValueError, match=r"C \* sum\(sample_weight\) = .* is too small"):
+                estimator.fit(X_OK, Y_OK, sample_weight=np.full(6, weight))
+
+
+@pytest.mark.parametrize(
+    "params", [dict(), dict(solver="lbfgs"), dict(l1_ratio=0.5, l1_groups="feature")]
+)
+def test_the_strongest_penalties_float64_holds_fit_the_class_frequencies(params):
+    # C = 1e-310: 1 / C overflows but 1 / (C sum(s)) does not. The limit of a
+    # strong penalty: coefficients 0, intercepts log(class frequency) + const.
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(80, 5)), rng.integers(0, 3, 80)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf = MultinomialLogitClassifier(C=1e-310, **params).fit(X, y)
+    assert np.all(np.abs(clf.coef_) <= 1e-300)
+    np.testing.assert_allclose(clf.predict_proba(X[:3]), [np.bincount(y) / 80] * 3, rtol=1e-9)
 
 
 @pytest.mark.parametrize(
@@ -209,3 +243,16 @@ def test_available_memory_is_read_from_the_machine():
 
     available = available_memory()
     assert available is None or 0 < available < 2**60
+
+
+def test_a_warm_start_from_non_finite_coefficients_is_refused():
+    # coefficients set by hand: the fit stayed at NaN after 0 iterations
+    clf = MultinomialLogitClassifier(warm_start=True).fit(X_OK, Y_OK)
+    for attribute in ("coef_", "intercept_"):
+        fitted = MultinomialLogitClassifier(warm_start=True).fit(X_OK, Y_OK)
+        getattr(fitted, attribute).flat[0] = np.nan
+        with pytest.raises(ValueError, match="hold NaN or infinity"):
+            fitted.fit(X_OK, Y_OK)
+    clf.coef_[0, 0] = np.inf
+    with pytest.raises(ValueError, match="hold NaN or infinity"):
+        clf.fit(X_OK, Y_OK)
