@@ -317,6 +317,12 @@ class MultinomialLogitClassifierCV(
         check_l1_groups(self.l1_groups, None, None)
         l1_ratios = check_l1_ratios(self.l1_ratios, None if self.l1_groups else self.solver)
         check_bool("refit", self.refit)
+        if not (self.scoring is None or isinstance(self.scoring, str) or callable(self.scoring)):
+            # check_scoring takes several metrics (a list or dict); one chooses C
+            raise TypeError(
+                "scoring must be a str, a callable or None (one score chooses C); got "
+                f"{type(self.scoring).__name__} {self.scoring!r}."
+            )
         check_scoring(MultinomialLogitClassifier(), scoring=self.scoring)  # fails early if invalid
 
         metadata = routed_fit_params(self, sample_weight, groups, params)

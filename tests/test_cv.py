@@ -196,6 +196,10 @@ def test_string_labels_and_class_weight():
         ),
         ({"solver": "sag"}, ValueError, "solver must be one of"),
         ({"refit": "yes"}, TypeError, "refit must be True or False"),
+        # several metrics: check_scoring takes them, and the fold fits ran
+        # before a score came back a dict
+        ({"scoring": {"a": "accuracy"}}, TypeError, "scoring must be a str, a callable or None"),
+        ({"scoring": ["accuracy"]}, TypeError, "scoring must be a str, a callable or None"),
     ],
 )
 def test_invalid_parameters(params, error, match):
