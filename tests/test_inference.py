@@ -281,6 +281,37 @@ def test_probability_intervals_cover_the_true_probabilities():
     np.testing.assert_allclose(coverage, 0.95, atol=0.025)
 
 
+def test_probability_intervals_far_out_are_finite_and_quiet():
+    # Features of 1e155 and more: the quadratic form x Cov x overflowed and
+    # the bounds came back NaN; at 1e4 the dominant class's own exp
+    # overflowed (a RuntimeWarning) in an entry the gradient never used.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 2))
+    y = np.argmax(X @ np.array([[0.0, 0.0], [2.0, -1.0], [-1.0, 2.0]]).T
+                  + rng.gumbel(size=(300, 3)), axis=1)  # fmt: skip
+    result = inference(MultinomialLogitClassifier(C=np.inf, **TIGHT).fit(X, y), X, y)
+    X_new = np.array([[0.3, -0.2], [1e4, -1e4], [1e160, -1e160], [-1e300, 1e300]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lower, upper = result.predict_proba_interval(X_new)
+    assert np.all((0 <= lower) & (lower <= upper) & (upper <= 1))
+    # the delta method's bounds for the first row, written out: the log-odds
+    # of class k against the rest, its gradient in the contrasts, its variance
+    theta = np.insert(result.params, result._reference, 0.0, axis=0)
+    x = np.r_[1.0, X_new[0]]
+    logits = theta @ x
+    for k in range(3):
+        rest = np.delete(np.arange(3), k)
+        weights = np.exp(logits[rest] - logsumexp(logits[rest]))
+        gradient_rows = -np.insert(weights, k, 0.0)[:, None] * x
+        gradient_rows[k] += x
+        gradient = np.delete(gradient_rows, result._reference, axis=0).ravel()
+        eta = logits[k] - logsumexp(logits[rest])
+        half = 1.959963984540054 * np.sqrt(gradient @ result.cov @ gradient)
+        expected = 1 / (1 + np.exp(-(eta - half))), 1 / (1 + np.exp(-(eta + half)))
+        np.testing.assert_allclose([lower[0, k], upper[0, k]], expected, rtol=1e-12)
+
+
 def test_standardised_digits_with_a_penalty_give_finite_positive_errors():
     X, y = load_digits(return_X_y=True)
     X = StandardScaler().fit_transform(X)
@@ -350,8 +381,18 @@ def test_separated_classes_without_a_penalty_raise(name):
         return
     with pytest.raises(ValueError, match="separated by the features"):
         inference(clf, X, y, sample_weight)
-    # with a penalty the estimate is finite, and so are its standard errors
     penalised = MultinomialLogitClassifier(C=1.0).fit(X, y, sample_weight=sample_weight)
+    if name == "empty class":
+        # The intercept is not penalised: an empty class's runs to -inf with
+        # a penalty too. Its "standard errors" were finite numbers that grew
+        # with the fit's tol (1.8e4 at tol=1e-4, 1.7e5 at 1e-12).
+        with pytest.raises(ValueError, match=r"class\(es\) \[2\] have zero total weight"):
+            inference(penalised, X, y, sample_weight)
+        no_intercept = MultinomialLogitClassifier(C=1.0, fit_intercept=False)
+        no_intercept.fit(X, y, sample_weight=sample_weight)
+        assert np.all(np.isfinite(inference(no_intercept, X, y, sample_weight).bse))
+        return
+    # with a penalty the estimate is finite, and so are its standard errors
     assert np.all(np.isfinite(inference(penalised, X, y, sample_weight).bse))
 
 
@@ -393,12 +434,44 @@ def test_cross_validated_model_uses_its_chosen_C(anes):
         (dict(groups=np.zeros(944)), "groups are needed"),
         (dict(cov_type="cluster", groups=np.zeros(944)), "at least 2 groups"),
         (dict(reference_class=9), "reference_class=9 is not one of"),
+        # labels np.unique cannot sort (a TypeError from numpy before), and
+        # NaN labels it put in one cluster
+        (
+            dict(cov_type="cluster", groups=np.array([None, "a"] * 472, dtype=object)),
+            "cluster labels of one kind that sort together",
+        ),
+        (
+            dict(
+                cov_type="cluster", groups=np.where(np.arange(944) % 3, np.arange(944) % 5, np.nan)
+            ),
+            "groups contains NaN",
+        ),
     ],
 )
 def test_bad_arguments(anes, anes_fit, kwargs, match):
     X, y = anes
     with pytest.raises(ValueError, match=match):
         inference(anes_fit, X, y, **kwargs)
+
+
+@pytest.mark.parametrize("cov_type", ["HC1", "cluster"])
+def test_small_sample_factors_need_more_observations_than_parameters(cov_type):
+    # n / (n - k) was negative for n < k: negative variances, standard errors
+    # of 0 and p-values of 0 without a word; weights summing to 1 are n = 1
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(300, 4)), rng.integers(0, 3, 300)
+    groups = np.arange(300) % 10 if cov_type == "cluster" else None
+    weight = rng.uniform(0.5, 2.0, 300)
+    for sample_weight in (weight / weight.sum(), weight * 10 / weight.sum()):
+        clf = MultinomialLogitClassifier(C=1.0).fit(X, y, sample_weight=sample_weight)
+        with pytest.raises(
+            ValueError, match=r"needs more observations n than parameters k = .* 10"
+        ):
+            inference(clf, X, y, sample_weight, cov_type=cov_type, groups=groups)
+    # frequencies that count the rows: positive variances, as HC0's times the factor
+    clf = MultinomialLogitClassifier(C=1.0).fit(X, y, sample_weight=weight)
+    result = inference(clf, X, y, weight, cov_type=cov_type, groups=groups)
+    assert np.all(np.diag(result.cov) > 0)
 
 
 def test_labels_and_models_it_cannot_use(anes, anes_fit):

@@ -282,6 +282,18 @@ def inference(
                 "Drop these columns and refit, or fit with a finite C."
             )
 
+    if np.isfinite(C) and fit_intercept:
+        # (without a penalty the separation check below says it)
+        class_weight = np.bincount(y_index, weights=weight, minlength=n_classes)
+        if not np.all(class_weight > 0):
+            empty = estimator.classes_[np.flatnonzero(~(class_weight > 0))].tolist()
+            raise ValueError(
+                f"The rows of class(es) {empty} have zero total weight: the intercept is "
+                "not penalised, and that class's runs to -infinity (the objective falls "
+                "along it without bound), so there is no finite estimate and no standard "
+                "errors whatever C. Give those rows weight, drop the class, or fit "
+                "without an intercept."
+            )
     data = NumpyBackend(X, y_index, n_classes, weight)
     coef = np.asarray(estimator.coef_, dtype=np.float64)
     intercept = np.asarray(estimator.intercept_, dtype=np.float64) if fit_intercept else None

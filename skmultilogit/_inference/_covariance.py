@@ -105,11 +105,31 @@ def _score_outer_product(X, y_index, weight, coef, intercept, cov_type, groups, 
     rows_theta = rows_with_intercept(coef, intercept, fit_intercept)
     n_params = rows_theta.size
     n_samples = X.shape[0]
+    total = weight.sum()
+    k = (n_classes - 1) * rows_theta.shape[1]
+    if cov_type in ("HC1", "cluster") and not total > k:
+        # the factors n / (n - k) and (n - 1) / (n - k) below: negative
+        # variances (standard errors of 0, p-values of 0) or 0 / 0 otherwise
+        raise ValueError(
+            f"cov_type={cov_type!r} scales by n / (n - k), which needs more observations n "
+            f"than parameters k = (n_classes - 1) * n_terms = {k}; the sample weights are "
+            f"frequencies and sum to n = {total:.6g}. Use cov_type='HC0', or weights that "
+            "count observations."
+        )
     if cov_type == "cluster":
         groups = np.asarray(groups)
         if groups.shape != (n_samples,):
             raise ValueError(f"groups must have shape ({n_samples},); got {groups.shape}.")
-        _, group_index = np.unique(groups, return_inverse=True)
+        if groups.dtype.kind in "fc" and not np.all(np.isfinite(groups)):
+            # np.unique would put every NaN row in one cluster
+            raise ValueError("groups contains NaN or infinity: every row needs a cluster label.")
+        try:
+            _, group_index = np.unique(groups, return_inverse=True)
+        except TypeError as error:  # labels that do not sort together (None and str)
+            raise ValueError(
+                "groups must hold cluster labels of one kind that sort together (numbers or "
+                f"strings); np.unique could not sort them: {error}"
+            ) from error
         group_index = group_index.reshape(-1)
         # Weights are frequencies: a group whose rows all weigh 0 is no group
         # (its scores add nothing to the meat, and G counts the others).
@@ -133,8 +153,6 @@ def _score_outer_product(X, y_index, weight, coef, intercept, cov_type, groups, 
             np.add.at(group_scores, group_index[rows], weight[rows, None] * scores)
         else:
             meat += scores.T @ (weight[rows, None] * scores)
-    total = weight.sum()
-    k = (n_classes - 1) * rows_theta.shape[1]
     if cov_type == "cluster":
         meat = group_scores.T @ group_scores
         scale = n_groups / (n_groups - 1) * (total - 1) / (total - k)

@@ -162,19 +162,27 @@ class InferenceResult:
             rows = slice(start, start + BLOCK_ROWS)
             design = design_block(X, rows, self._fit_intercept)
             logits = design @ rows_theta.T
-            # quad[i, m, n] = x~_i Cov(beta_m, beta_n) x~_i^T
-            quad = np.einsum("iq,mqnr,ir->imn", design, cov4, design, optimize=True)
+            # quad[i, m, n] = x~_i Cov(beta_m, beta_n) x~_i^T, for the rows
+            # scaled to a largest entry of 1 (and the scale put back in the
+            # standard error): a feature of 1e155 squared overflowed, and the
+            # bounds came back NaN
+            row_scale = np.max(np.abs(design), axis=1, initial=0.0)
+            row_scale[~(row_scale > 0)] = 1.0
+            unit = design / row_scale[:, None]
+            quad = np.einsum("iq,mqnr,ir->imn", unit, cov4, unit, optimize=True)
             for k in range(n_classes):
                 rest = np.delete(np.arange(n_classes), k)
                 log_rest = logsumexp(logits[:, rest], axis=1)
                 eta = logits[:, k] - log_rest
-                q = np.exp(logits - log_rest[:, None])
-                q[:, k] = 0.0
+                # only the other classes' exps (each at most 1): class k's
+                # own overflowed where it dominates
+                q = np.zeros_like(logits)
+                q[:, rest] = np.exp(logits[:, rest] - log_rest[:, None])
                 gradient = -q[:, others]
                 if k != self._reference:
                     gradient[:, np.searchsorted(others, k)] += 1.0
                 variance = np.einsum("im,imn,in->i", gradient, quad, gradient)
-                half = z_crit * np.sqrt(np.maximum(variance, 0.0))
+                half = z_crit * row_scale * np.sqrt(np.maximum(variance, 0.0))
                 lower[rows, k] = expit(eta - half)
                 upper[rows, k] = expit(eta + half)
         return lower, upper
