@@ -128,6 +128,31 @@ def held_out_params(n_samples, params, test):
     return _check_method_params(np.empty((n_samples, 0)), params, indices=test)
 
 
+def check_fold_indices(folds, n_samples):
+    """Raise ValueError for a fold whose rows are not indices of the data (or a mask of them).
+
+    A splitter of one's own (``cv`` an iterable of ``(train, test)``) may
+    hand out positions past the end or floats: numpy's IndexError from deep
+    in a fit said neither which fold nor what was wrong.
+    """
+    for number, fold in enumerate(folds):
+        for part, rows in zip(("training", "held-out"), fold, strict=True):
+            rows = np.asarray(rows)
+            if rows.dtype == bool and rows.shape == (n_samples,):
+                continue
+            if rows.ndim != 1 or rows.dtype.kind not in "iu":
+                raise ValueError(
+                    f"Cross-validation fold {number}: the {part} rows must be a 1-d array of "
+                    f"integer positions or a boolean mask of length {n_samples}; got an "
+                    f"array of dtype {rows.dtype} and shape {rows.shape}."
+                )
+            if rows.size and not (rows.min() >= 0 and rows.max() < n_samples):
+                raise ValueError(
+                    f"Cross-validation fold {number}: the {part} rows hold positions outside "
+                    f"0..{n_samples - 1} (from {rows.min()} to {rows.max()})."
+                )
+
+
 def check_fold_weights(folds, fit_weight, score_weight):
     """Raise ValueError for a fold with nothing to fit or nothing to score.
 

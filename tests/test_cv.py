@@ -419,3 +419,27 @@ def test_dask_scores_are_named_or_scikit_learns_own_scorers():
     assert rows_scoring(make_scorer(accuracy_score, response_method="predict_proba")) is None
     assert rows_scoring(make_scorer(log_loss, greater_is_better=False, eps=1e-3)) is None
     assert rows_scoring("f1_macro") is None
+
+
+@pytest.mark.parametrize(
+    "make_folds, match",
+    [
+        (lambda n: [(np.arange(n - 10), np.arange(n - 5, n + 5))], r"held-out rows hold positions"),
+        (lambda n: [(np.arange(n // 2, dtype=float), np.arange(n // 2, n))], "integer positions"),
+        (lambda n: [(np.arange(n // 2)[:, None], np.arange(n // 2, n))], "integer positions"),
+    ],
+)
+def test_folds_of_ones_own_must_index_the_rows(make_folds, match):
+    # numpy's IndexError came from deep inside a fold's fit before
+    X, y = standardised(load_iris)
+    with pytest.raises(ValueError, match=f"Cross-validation fold 0: .*{match}"):
+        MultinomialLogitClassifierCV(Cs=2, cv=make_folds(len(y))).fit(X, y)
+    # boolean masks of the rows are folds too
+    shuffled = np.random.default_rng(0).permutation(len(y))
+    mask = np.zeros(len(y), dtype=bool)
+    mask[shuffled[: len(y) // 2]] = True
+    by_mask = MultinomialLogitClassifierCV(Cs=2, cv=[(mask, ~mask)]).fit(X, y)
+    by_index = MultinomialLogitClassifierCV(
+        Cs=2, cv=[(np.flatnonzero(mask), np.flatnonzero(~mask))]
+    ).fit(X, y)
+    np.testing.assert_array_equal(by_mask.scores_, by_index.scores_)
