@@ -29,8 +29,8 @@ from ._callbacks import (
     fit_hooks,
     with_callbacks,
 )
-from ._classifier import MultinomialLogitClassifier
 from ._cv_folds import (
+    check_cv_scoring,
     check_fold_indices,
     check_fold_weights,
     device_neg_log_loss,
@@ -318,13 +318,7 @@ class MultinomialLogitClassifierCV(
         check_l1_groups(self.l1_groups, None, None)
         l1_ratios = check_l1_ratios(self.l1_ratios, None if self.l1_groups else self.solver)
         check_bool("refit", self.refit)
-        if not (self.scoring is None or isinstance(self.scoring, str) or callable(self.scoring)):
-            # check_scoring takes several metrics (a list or dict); one chooses C
-            raise TypeError(
-                "scoring must be a str, a callable or None (one score chooses C); got "
-                f"{type(self.scoring).__name__} {self.scoring!r}."
-            )
-        check_scoring(MultinomialLogitClassifier(), scoring=self.scoring)  # fails early if invalid
+        check_cv_scoring(self.scoring)  # fails early if invalid
 
         metadata = routed_fit_params(self, sample_weight, groups, params)
         params = {

@@ -128,6 +128,20 @@ def held_out_params(n_samples, params, test):
     return _check_method_params(np.empty((n_samples, 0)), params, indices=test)
 
 
+def check_cv_scoring(scoring):
+    """Raise for a ``scoring`` that cannot choose C, before any fold is fitted.
+
+    One score chooses C: ``check_scoring`` also takes several metrics (a
+    list or a dict), which failed only once the first fold's path was fitted.
+    """
+    if not (scoring is None or isinstance(scoring, str) or callable(scoring)):
+        raise TypeError(
+            "scoring must be a str, a callable or None (one score chooses C); got "
+            f"{type(scoring).__name__} {scoring!r}."
+        )
+    check_scoring(MultinomialLogitClassifier(), scoring=scoring)
+
+
 def check_fold_indices(folds, n_samples):
     """Raise ValueError for a fold whose rows are not indices of the data (or a mask of them).
 

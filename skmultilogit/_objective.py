@@ -109,9 +109,12 @@ def weighting(C, normalize, total_weight):
         if no_penalty:
             return 1.0, total_weight, 0.0
         # 1 / (C sum(s)), not (1 / C) / sum(s): 1 / C overflows below C =
-        # 5.6e-309 however large sum(s) is; where C sum(s) overflows, 0 (no
-        # penalty to rounding)
-        weighted_C = C * total_weight
+        # 5.6e-309 however large sum(s) is (but where C sum(s) overflows,
+        # the quotients' order keeps the strength above 0)
+        # (Python floats: an overflow is inf, without numpy's RuntimeWarning)
+        weighted_C = float(C) * float(total_weight)
+        if np.isinf(weighted_C):
+            return 1.0, total_weight, (1.0 / C) / total_weight
         if not weighted_C >= 1.0 / np.finfo(np.float64).max:
             raise ValueError(
                 f"C * sum(sample_weight) = {weighted_C:.3g} is too small: the penalty's "

@@ -256,3 +256,15 @@ def test_a_warm_start_from_non_finite_coefficients_is_refused():
     clf.coef_[0, 0] = np.inf
     with pytest.raises(ValueError, match="hold NaN or infinity"):
         clf.fit(X_OK, Y_OK)
+
+
+def test_a_penalty_too_weak_for_float64_fits_as_no_penalty():
+    # C * sum(s) = 8e311 overflows: quietly, the strength (1 / C) / sum(s)
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(80, 5)), rng.integers(0, 3, 80)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        weak = MultinomialLogitClassifier(C=1e300, tol=1e-10)
+        weak.fit(X, y, sample_weight=np.full(80, 1e10))
+    unpenalised = MultinomialLogitClassifier(C=np.inf, tol=1e-10).fit(X, y)
+    np.testing.assert_allclose(weak.predict_proba(X), unpenalised.predict_proba(X), atol=1e-9)
