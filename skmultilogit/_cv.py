@@ -476,7 +476,7 @@ class MultinomialLogitClassifierCV(
         # compute with numpy, which refuses an array on a GPU
         split_params = {name: read_back(value) for name, value in split_params.items()}
         folds = list(check_cv(self.cv, y, classifier=True).split(rows, y, **split_params))
-        check_fold_indices(folds, data.n_samples)
+        folds = check_fold_indices(folds, data.n_samples)
         check_fold_weights(folds, data.sample_weight, score_weight)
         task, fold_tasks = self._root_task(
             X,
@@ -539,7 +539,7 @@ class MultinomialLogitClassifierCV(
         rows = np.empty((data.n_samples, 0))  # the splitter needs the rows, not X
         split_params = metadata[0]
         folds = list(check_cv(self.cv, y, classifier=True).split(rows, y, **split_params))
-        check_fold_indices(folds, data.n_samples)
+        folds = check_fold_indices(folds, data.n_samples)
         task, fold_tasks = self._root_task(
             X, y_labels, sample_weight, classes, data.dtype, len(folds) * len(l1_ratios), len(Cs)
         )

@@ -143,28 +143,40 @@ def check_cv_scoring(scoring):
 
 
 def check_fold_indices(folds, n_samples):
-    """Raise ValueError for a fold whose rows are not indices of the data (or a mask of them).
+    """The ``(train, test)`` folds as arrays; ValueError where they do not index the rows.
 
     A splitter of one's own (``cv`` an iterable of ``(train, test)``) may
     hand out positions past the end or floats: numpy's IndexError from deep
-    in a fit said neither which fold nor what was wrong.
+    in a fit said neither which fold nor what was wrong. Positions are
+    numpy's, ``-n`` to ``n - 1`` (returned as ``0`` to ``n - 1``); a boolean
+    mask of the n rows is a fold too; an empty part becomes an empty array
+    of positions (whose fit or score then says it has no rows).
     """
+    checked = []
     for number, fold in enumerate(folds):
+        parts = []
         for part, rows in zip(("training", "held-out"), fold, strict=True):
             rows = np.asarray(rows)
-            if rows.dtype == bool and rows.shape == (n_samples,):
-                continue
-            if rows.ndim != 1 or rows.dtype.kind not in "iu":
+            if rows.size == 0:
+                rows = np.zeros(0, dtype=np.intp)
+            elif rows.dtype == bool and rows.shape == (n_samples,):
+                pass
+            elif rows.ndim != 1 or rows.dtype.kind not in "iu":
                 raise ValueError(
                     f"Cross-validation fold {number}: the {part} rows must be a 1-d array of "
                     f"integer positions or a boolean mask of length {n_samples}; got an "
                     f"array of dtype {rows.dtype} and shape {rows.shape}."
                 )
-            if rows.size and not (rows.min() >= 0 and rows.max() < n_samples):
+            elif not (rows.min() >= -n_samples and rows.max() < n_samples):
                 raise ValueError(
                     f"Cross-validation fold {number}: the {part} rows hold positions outside "
-                    f"0..{n_samples - 1} (from {rows.min()} to {rows.max()})."
+                    f"-{n_samples}..{n_samples - 1} (from {rows.min()} to {rows.max()})."
                 )
+            else:
+                rows = np.where(rows < 0, rows + n_samples, rows)  # the Dask path's too
+            parts.append(rows)
+        checked.append(tuple(parts))
+    return checked
 
 
 def check_fold_weights(folds, fit_weight, score_weight):

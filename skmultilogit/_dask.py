@@ -194,8 +194,10 @@ def prepare_dask_data(estimator, X, y, sample_weight, class_weight):
     ) or not any(summary["weight_positive"] for summary in summaries):
         raise ValueError("sample_weight must be finite, non-negative and not all zero.")
     counts = np.zeros(len(classes))
-    for summary in summaries:
-        np.add.at(counts, np.searchsorted(classes, summary["labels"]), summary["counts"])
+    with np.errstate(over="ignore"):  # an overflow is refused just below
+        for summary in summaries:
+            np.add.at(counts, np.searchsorted(classes, summary["labels"]), summary["counts"])
+    check_total_weight(counts, "sample_weight")
     table = np.ones(len(classes))
     if class_weight is not None:
         # one pseudo-row per class, weighted by its count: the same weights

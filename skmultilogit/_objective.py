@@ -115,14 +115,15 @@ def weighting(C, normalize, total_weight):
         weighted_C = float(C) * float(total_weight)
         if np.isinf(weighted_C):
             return 1.0, total_weight, (1.0 / C) / total_weight
-        if not weighted_C >= 1.0 / np.finfo(np.float64).max:
+        strength = 1.0 / weighted_C if weighted_C > 0 else np.inf
+        if np.isinf(strength):
             raise ValueError(
-                f"C * sum(sample_weight) = {weighted_C:.3g} is too small: the penalty's "
-                "strength 1 / (C * sum(sample_weight)) overflows float64. The coefficients "
-                "are 0 to rounding long before that (C * sum(sample_weight) = 1e-300 "
-                "already holds them there): use a larger C."
+                f"C * sum(sample_weight) = {weighted_C:.3g} (the weights times class_weight) "
+                "is too small: the penalty's strength 1 / (C * sum(sample_weight)) overflows "
+                "float64. The coefficients are 0 to rounding long before that (C * "
+                "sum(sample_weight) = 1e-300 already holds them there): use a larger C."
             )
-        return 1.0, total_weight, 1.0 / weighted_C
+        return 1.0, total_weight, strength
     return (1.0 if no_penalty else C), 1.0, 0.0 if no_penalty else 1.0
 
 

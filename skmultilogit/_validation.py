@@ -233,8 +233,8 @@ def check_sample_weight(sample_weight, n_samples):
     return sample_weight
 
 
-def check_total_weight(weights):
-    """Raise ValueError where the weights (sample times class weights) or their sum overflow.
+def check_total_weight(weights, what="sample_weight times class_weight"):
+    """Raise ValueError where the weights (``what``) or their sum overflow.
 
     Above float64's range the objective's weighting (``_objective.weighting``)
     would divide by an infinite total and fit a model of uniform
@@ -244,9 +244,9 @@ def check_total_weight(weights):
         total = float(np.sum(weights))
     if not np.isfinite(total):
         raise ValueError(
-            "The sample weights (sample_weight times class_weight) or their sum overflow "
-            "float64. Scale them down: the model depends on C times the weights only, so "
-            "weights divided by t with C multiplied by t fit the same model."
+            f"The weights ({what}) or their sum overflow float64. Scale them down: the "
+            "model depends on C times the weights only, so weights divided by t with C "
+            "multiplied by t fit the same model."
         )
 
 
@@ -355,7 +355,8 @@ def _encoded_labels_and_weights(estimator, y, sample_weight, class_weight, n_sam
     classes, y_index = np.unique(y, return_inverse=True)
     check_two_classes(estimator, classes)
     sample_weight = check_sample_weight(sample_weight, n_samples)
-    check_total_weight(sample_weight)
+    # (before class_weight='balanced' divides by their sum)
+    check_total_weight(sample_weight, "sample_weight")
     class_weight = class_weight_vector(class_weight, classes, y_index, sample_weight)
     with np.errstate(over="ignore"):
         sample_weight = sample_weight * class_weight[y_index]

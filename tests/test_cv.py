@@ -425,6 +425,7 @@ def test_dask_scores_are_named_or_scikit_learns_own_scorers():
     "make_folds, match",
     [
         (lambda n: [(np.arange(n - 10), np.arange(n - 5, n + 5))], r"held-out rows hold positions"),
+        (lambda n: [(np.arange(-n - 1, -n // 2), np.arange(n // 2, n))], r"training rows hold"),
         (lambda n: [(np.arange(n // 2, dtype=float), np.arange(n // 2, n))], "integer positions"),
         (lambda n: [(np.arange(n // 2)[:, None], np.arange(n // 2, n))], "integer positions"),
     ],
@@ -443,3 +444,7 @@ def test_folds_of_ones_own_must_index_the_rows(make_folds, match):
         Cs=2, cv=[(np.flatnonzero(mask), np.flatnonzero(~mask))]
     ).fit(X, y)
     np.testing.assert_array_equal(by_mask.scores_, by_index.scores_)
+    # and numpy's negative positions, and lists, are positions too
+    negative = [(np.flatnonzero(mask) - len(y), list(np.flatnonzero(~mask)))]
+    by_negative = MultinomialLogitClassifierCV(Cs=2, cv=negative).fit(X, y)
+    np.testing.assert_array_equal(by_negative.scores_, by_index.scores_)

@@ -100,11 +100,16 @@ def test_class_weights_that_overflow_the_sample_weights_are_rejected():
 def test_a_penalty_too_strong_for_float64_is_refused(solver):
     # 1 / (C sum(s)) overflows: the strength was inf, l1_ratio * inf NaN, and
     # the fit returned a uniform model after RuntimeWarnings (or scipy raised)
-    for C, weight in [(1e-320, 1.0), (1e-160, 1e-160)]:
-        clf = MultinomialLogitClassifierCV(Cs=[C, 1.0], cv=2) if solver == "auto" else None
+    # (the last: C * sum(s) = 1 / DBL_MAX exactly, whose reciprocal overflows)
+    half = np.array([0.5, 0.5, 0.0, 0.0, 0.0, 0.0])
+    smallest = 1.0 / np.finfo(np.float64).max
+    for C, weight in [(1e-320, np.ones(6)), (1e-160, np.full(6, 1e-160)), (smallest, half)]:
+        # (two rows of weight leave a CV fold nothing to fit)
+        cv = solver == "auto" and weight is not half
+        clf = MultinomialLogitClassifierCV(Cs=[C, 1.0], cv=2) if cv else None
         for estimator in filter(None, [MultinomialLogitClassifier(C=C, solver=solver), clf]):
             with pytest.raises(ValueError, match=r"C \* sum\(sample_weight\) = .* is too small"):
-                estimator.fit(X_OK, Y_OK, sample_weight=np.full(6, weight))
+                estimator.fit(X_OK, Y_OK, sample_weight=weight)
 
 
 @pytest.mark.parametrize(
@@ -260,6 +265,7 @@ def test_a_warm_start_from_non_finite_coefficients_is_refused():
 
 def test_a_penalty_too_weak_for_float64_fits_as_no_penalty():
     # C * sum(s) = 8e311 overflows: quietly, the strength (1 / C) / sum(s)
+    # (a guard: the first form of the fix warned from numpy's scalar product)
     rng = np.random.default_rng(1)
     X, y = rng.normal(size=(80, 5)), rng.integers(0, 3, 80)
     with warnings.catch_warnings():

@@ -437,14 +437,22 @@ def test_cross_validated_model_uses_its_chosen_C(anes):
         # labels np.unique cannot sort (a TypeError from numpy before), and
         # NaN labels it put in one cluster
         (
-            dict(cov_type="cluster", groups=np.array([None, "a"] * 472, dtype=object)),
+            dict(cov_type="cluster", groups=np.array([1, "a"] * 472, dtype=object)),
             "cluster labels of one kind that sort together",
+        ),
+        (
+            dict(cov_type="cluster", groups=np.array([None, "a"] * 472, dtype=object)),
+            "groups contains missing labels",
         ),
         (
             dict(
                 cov_type="cluster", groups=np.where(np.arange(944) % 3, np.arange(944) % 5, np.nan)
             ),
-            "groups contains NaN",
+            "groups contains missing labels",
+        ),
+        (
+            dict(cov_type="cluster", groups=np.array([1, 2, np.nan, 3] * 236, dtype=object)),
+            "groups contains missing labels",
         ),
     ],
 )

@@ -98,6 +98,24 @@ def covariance(data, coef, intercept, C, reference, center, cov_type, groups):
     return (cov + cov.T) / 2
 
 
+def _missing_labels(groups):
+    """Which of the cluster labels ``groups`` (an array) are None, NaN, NaT or pandas.NA."""
+    if groups.dtype.kind in "fc":
+        return np.isnan(groups)
+    if groups.dtype.kind in "mM":
+        return np.isnat(groups)
+    if groups.dtype.kind != "O":
+        return np.zeros(groups.shape, dtype=bool)
+
+    def missing(label):
+        try:
+            return label is None or bool(label != label)
+        except TypeError:  # pandas.NA: its comparisons are NA, and NA has no truth value
+            return True
+
+    return np.array([missing(label) for label in groups.ravel()], dtype=bool)
+
+
 def _score_outer_product(X, y_index, weight, coef, intercept, cov_type, groups, center):
     """The sandwich's meat ``J`` in (class, term) order and its small-sample factor."""
     n_classes = coef.shape[0]
@@ -110,8 +128,9 @@ def _score_outer_product(X, y_index, weight, coef, intercept, cov_type, groups, 
     if cov_type in ("HC1", "cluster") and not total > k:
         # the factors n / (n - k) and (n - 1) / (n - k) below: negative
         # variances (standard errors of 0, p-values of 0) or 0 / 0 otherwise
+        factor = "n / (n - k)" if cov_type == "HC1" else "(n - 1) / (n - k)"
         raise ValueError(
-            f"cov_type={cov_type!r} scales by n / (n - k), which needs more observations n "
+            f"cov_type={cov_type!r} scales by {factor}, which needs more observations n "
             f"than parameters k = (n_classes - 1) * n_terms = {k}; the sample weights are "
             f"frequencies and sum to n = {total:.6g}. Use cov_type='HC0', or weights that "
             "count observations."
@@ -120,9 +139,11 @@ def _score_outer_product(X, y_index, weight, coef, intercept, cov_type, groups, 
         groups = np.asarray(groups)
         if groups.shape != (n_samples,):
             raise ValueError(f"groups must have shape ({n_samples},); got {groups.shape}.")
-        if groups.dtype.kind in "fc" and not np.all(np.isfinite(groups)):
+        if np.any(_missing_labels(groups)):
             # np.unique would put every NaN row in one cluster
-            raise ValueError("groups contains NaN or infinity: every row needs a cluster label.")
+            raise ValueError(
+                "groups contains missing labels (None, NaN, NaT): every row needs a cluster label."
+            )
         try:
             _, group_index = np.unique(groups, return_inverse=True)
         except TypeError as error:  # labels that do not sort together (None and str)
