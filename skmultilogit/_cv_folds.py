@@ -149,8 +149,9 @@ def check_fold_indices(folds, n_samples):
     hand out positions past the end or floats: numpy's IndexError from deep
     in a fit said neither which fold nor what was wrong. Positions are
     numpy's, ``-n`` to ``n - 1`` (returned as ``0`` to ``n - 1``); a boolean
-    mask of the n rows is a fold too; an empty part becomes an empty array
-    of positions (whose fit or score then says it has no rows).
+    mask of the n rows is a fold too (returned as its positions); an empty
+    part becomes an empty array of positions (whose fit or score then says
+    it has no rows).
     """
     checked = []
     for number, fold in enumerate(folds):
@@ -160,7 +161,7 @@ def check_fold_indices(folds, n_samples):
             if rows.size == 0:
                 rows = np.zeros(0, dtype=np.intp)
             elif rows.dtype == bool and rows.shape == (n_samples,):
-                pass
+                rows = np.flatnonzero(rows)  # the Dask path takes positions only
             elif rows.ndim != 1 or rows.dtype.kind not in "iu":
                 raise ValueError(
                     f"Cross-validation fold {number}: the {part} rows must be a 1-d array of "

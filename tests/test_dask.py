@@ -595,6 +595,22 @@ def test_cross_validation_on_dask_equals_the_in_memory_one(client, scoring, weig
     assert_same_coef(on_cluster.coefs_paths_, in_memory.coefs_paths_)
 
 
+def test_folds_as_masks_or_negative_positions_on_dask(client):
+    # a boolean mask reached the Dask path's positions as 0s and 1s: two
+    # rows fitted, without a word
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(1200, 5))
+    y = np.argmax(X @ rng.normal(size=(5, 3)) + rng.gumbel(size=(1200, 3)), axis=1)
+    mask = rng.random(1200) < 0.5
+    positions = [(np.flatnonzero(mask), np.flatnonzero(~mask))]
+    params = dict(Cs=2, tol=1e-10)
+    in_memory = MultinomialLogitClassifierCV(cv=positions, **params).fit(X, y)
+    X_dask, y_dask = as_dask(X, y, rows=300)
+    for folds in ([(mask, ~mask)], [(positions[0][0] - 1200, positions[0][1])]):
+        on_cluster = MultinomialLogitClassifierCV(cv=folds, **params).fit(X_dask, y_dask)
+        np.testing.assert_allclose(on_cluster.scores_, in_memory.scores_, rtol=1e-9)
+
+
 def test_cross_validation_on_dask_trains_on_the_training_rows_only(client, problem):
     # A time-series split leaves later rows out of both parts of a fold, and a
     # resampling splitter repeats rows: each fold fits its training rows as

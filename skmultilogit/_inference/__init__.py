@@ -284,9 +284,9 @@ def inference(
 
     if np.isfinite(C) and fit_intercept:
         # (without a penalty the separation check below says it)
-        class_weight = np.bincount(y_index, weights=weight, minlength=n_classes)
-        if not np.all(class_weight > 0):
-            empty = estimator.classes_[np.flatnonzero(~(class_weight > 0))].tolist()
+        class_totals = np.bincount(y_index, weights=weight, minlength=n_classes)
+        if not np.all(class_totals > 0):
+            empty = estimator.classes_[np.flatnonzero(~(class_totals > 0))].tolist()
             raise ValueError(
                 f"The rows of class(es) {empty} have zero total weight: the intercept is "
                 "not penalised, and that class's runs to -infinity (the objective falls "
