@@ -159,6 +159,17 @@ def widest_float(xp, device):
     return xp.float64 if "float64" in floating else xp.float32
 
 
+def refuse_complex(X, xp):
+    """Raise ValueError for complex X, as ``check_array`` does for numpy's.
+
+    Under dispatch ``check_array`` casts a complex torch tensor to the real
+    dtype asked for, dropping the imaginary part without a word.
+    """
+    dtype = getattr(X, "dtype", None)
+    if dtype is not None and hasattr(xp, "isdtype") and xp.isdtype(dtype, "complex floating"):
+        raise ValueError(f"Complex data not supported: X has dtype {dtype}.")
+
+
 def numpy_dtype(xp_dtype, xp):
     """numpy's float32 or float64 for the namespace's floating dtype."""
     return np.dtype(np.float32) if xp_dtype == xp.float32 else np.dtype(np.float64)

@@ -106,6 +106,7 @@ class LinearPredictorMixin:
                 "again on arrays like it."
             )
         xp = namespace[0]
+        _array_api.refuse_complex(X, xp)
         X = validate_data(self, X, dtype=[xp.float64, xp.float32], reset=False)
         coef = xp.astype(self.coef_, X.dtype)
         raw = X @ xp.permute_dims(coef, (1, 0)) + xp.astype(self.intercept_, X.dtype)

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, column_or_1d, validate_data
 
-from ._array_api import input_namespace, read_back, to_host
+from ._array_api import input_namespace, read_back, refuse_complex, to_host
 from ._backends import NumpyBackend
 from ._backends._array_api import ArrayAPIBackend
 from ._penalties import check_group_lasso, check_l1_solver
@@ -377,6 +377,7 @@ def _prepare_array_api_data(estimator, X, y, sample_weight, class_weight, xp, de
     move them to X's).
     """
     float_dtypes = [xp.float64, xp.float32]
+    refuse_complex(X, xp)
     X = validate_data(estimator, X, dtype=float_dtypes, ensure_min_samples=1, ensure_min_features=1)
     y = to_host(y)
     y = check_object_labels(y)

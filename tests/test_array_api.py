@@ -190,6 +190,24 @@ def test_predicting_for_another_namespace_says_so(namespace):
 
 
 @pytest.mark.parametrize("namespace", NAMESPACES, ids=lambda n: n[2])
+def test_complex_X_is_refused_in_every_namespace(namespace):
+    # check_array cast a complex torch tensor to float64 under dispatch:
+    # the imaginary part dropped, a model fitted without a word
+    xp, device, _ = namespace
+    X, y = load_iris(return_X_y=True)
+    X_device, y_device = xp.asarray(X, device=device), xp.asarray(y, device=device)
+    complex_X = xp.asarray(X + 1j, device=device)
+    with sklearn.config_context(array_api_dispatch=True):
+        for estimator in (MultinomialLogitClassifier(), MultinomialLogitClassifierCV(Cs=2)):
+            with pytest.raises(ValueError, match="[Cc]omplex data not supported"):
+                estimator.fit(complex_X, y_device)
+        fitted = MultinomialLogitClassifier().fit(X_device, y_device)
+        for method in ("predict", "predict_proba", "decision_function"):
+            with pytest.raises(ValueError, match="[Cc]omplex data not supported"):
+                getattr(fitted, method)(complex_X)
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES, ids=lambda n: n[2])
 @pytest.mark.parametrize("fit_intercept", [True, False])
 def test_the_backend_computes_what_the_numpy_backend_computes(namespace, fit_intercept):
     # A wrong Hessian would still let newton-cholesky converge (it only
