@@ -29,6 +29,7 @@ the functions below do nothing.
 """
 
 import contextlib
+import functools
 
 from ._array_api import labels_to_namespace, to_namespace
 
@@ -43,9 +44,37 @@ except ImportError:  # scikit-learn < 1.9: no callbacks
 
 #: The base classes an estimator adds for callback support (none before 1.9).
 CALLBACK_MIXINS = () if CallbackSupportMixin is None else (CallbackSupportMixin,)
-#: The frames ``with_callbacks`` puts between a user's ``fit`` call and ``fit``:
+#: The frames ``fit_method`` puts between a user's ``fit`` call and ``fit``:
 #: added to a warning's ``stacklevel`` so that it names the user's line.
-WRAPPER_FRAMES = 0 if CallbackSupportMixin is None else 1
+WRAPPER_FRAMES = 1 if CallbackSupportMixin is None else 2
+
+
+def fit_method(fit):
+    """``fit`` with scikit-learn's callbacks (``with_callbacks``), unfitted where it raises.
+
+    Validation sets ``n_features_in_`` (and ``feature_names_in_``) before
+    anything can fail: a refit that raised afterwards (bad labels, a
+    callback's exception) left them beside the previous fit's ``coef_``,
+    and ``predict`` failed inside numpy. Every fitted attribute (public
+    names ending in ``_``, and the fitted objective) goes instead.
+    """
+    fit = with_callbacks(fit)
+
+    @functools.wraps(fit)
+    def fitted_or_unfitted(estimator, *args, **kwargs):
+        try:
+            return fit(estimator, *args, **kwargs)
+        except BaseException:
+            fitted = [
+                name
+                for name in vars(estimator)
+                if (name.endswith("_") and not name.startswith("_")) or name == "_fitted_objective"
+            ]
+            for name in fitted:
+                delattr(estimator, name)
+            raise
+
+    return fitted_or_unfitted
 
 
 class FittedAttributes:

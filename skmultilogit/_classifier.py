@@ -19,7 +19,7 @@ from ._callbacks import (
     WRAPPER_FRAMES,
     FittedAttributes,
     Task,
-    with_callbacks,
+    fit_method,
 )
 from ._objective import FittedObjective
 from ._path import fit_coefficients, starting_point
@@ -234,7 +234,7 @@ class MultinomialLogitClassifier(
         )
         check_bool("warm_start", self.warm_start)
 
-    @with_callbacks
+    @fit_method
     def fit(self, X, y, sample_weight=None):
         """Fit the model to X, y.
 

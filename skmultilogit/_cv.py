@@ -27,7 +27,7 @@ from ._callbacks import (
     FittedAttributes,
     Task,
     fit_hooks,
-    with_callbacks,
+    fit_method,
 )
 from ._cv_folds import (
     check_cv_scoring,
@@ -274,7 +274,7 @@ class MultinomialLogitClassifierCV(
     # here as it does to LogisticRegressionCV, whose splitter asks for them
     __metadata_request__fit = {"groups": metadata_routing.UNUSED}
 
-    @with_callbacks
+    @fit_method
     def fit(self, X, y, sample_weight=None, groups=None, **params):
         """Cross-validate the path of C (and l1_ratio) values, then fit the chosen model.
 

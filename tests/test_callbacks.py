@@ -7,8 +7,8 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.datasets import load_digits, load_iris
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.model_selection import GridSearchCV
 
 from skmultilogit import MultinomialLogitClassifier, MultinomialLogitClassifierCV
@@ -312,6 +312,23 @@ def test_every_task_ends_when_a_fit_fails(digits):
             estimator.fit(X, y)
         assert_begins_and_ends_pair(raising.events)
         assert raising.events[-1][0] == "teardown"
+
+
+@needs_callbacks
+def test_a_refit_that_a_callback_stops_by_raising_leaves_no_mixed_model(digits):
+    # validation set n_features_in_ = 64 before the hook raised, beside the
+    # previous fit's 4-feature coef_: predict failed inside numpy's matmul
+    X, y = digits
+    iris_X, iris_y = load_iris(return_X_y=True)
+    for estimator in (MultinomialLogitClassifier(), MultinomialLogitClassifierCV(Cs=2, cv=2)):
+        estimator.fit(iris_X, iris_y).set_callbacks(RaiseAt(2))
+        with pytest.raises(KeyboardInterrupt):
+            estimator.fit(X, y)
+        assert not any(name.endswith("_") and not name.startswith("_") for name in vars(estimator))
+        with pytest.raises(NotFittedError):
+            estimator.predict(X)
+        estimator.set_callbacks(Recorder())
+        np.testing.assert_array_equal(estimator.fit(X, y).predict(X[:5]), y[:5])
 
 
 @needs_callbacks

@@ -58,6 +58,21 @@ def test_a_first_fit_that_failed_leaves_the_estimator_unfitted():
             inference(estimator, X_OK, Y_OK)
 
 
+def test_a_refit_that_failed_leaves_the_estimator_unfitted():
+    # validation reset n_features_in_ to 3 beside the previous fit's
+    # 2-feature coef_ (a numpy error from predict); the previous model goes
+    from skmultilogit import MultinomialLogitClassifierCV
+
+    wider = np.hstack([X_OK, X_OK[:, :1]])
+    for estimator in (MultinomialLogitClassifier(), MultinomialLogitClassifierCV(Cs=2, cv=2)):
+        estimator.fit(X_OK, Y_OK)
+        with pytest.raises(ValueError, match="at least 2 classes"):
+            estimator.fit(wider, np.zeros(len(Y_OK)))
+        assert not hasattr(estimator, "n_features_in_") and not hasattr(estimator, "coef_")
+        with pytest.raises(NotFittedError):
+            estimator.predict(wider)
+
+
 @pytest.mark.parametrize(
     "y, match",
     [
