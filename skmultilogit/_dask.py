@@ -204,8 +204,9 @@ def prepare_dask_data(estimator, X, y, sample_weight, class_weight):
         # as from all rows ("balanced" uses only the weighted counts)
         table = class_weight_vector(class_weight, classes, np.arange(len(classes)), counts)
     with np.errstate(over="ignore"):
-        check_total_weight(counts * table)
-    check_two_weighted_classes(classes, counts * table)
+        weighted_counts = counts * table
+    check_total_weight(weighted_counts)
+    check_two_weighted_classes(classes, weighted_counts)
     if not all(summary["X_finite"] for summary in summaries):
         raise ValueError("Input X contains NaN or infinity.")
     # X's blocks aligned where they are not, and each row's class index and
@@ -233,7 +234,7 @@ def prepare_dask_data(estimator, X, y, sample_weight, class_weight):
         sparse=sp.issparse(X._meta),
         stored_entries=sum(summary["stored_entries"] for summary in summaries),
         # the weighted class counts sum to sum(s): no extra pass over the weights
-        total_weight=float((counts * table).sum()),
+        total_weight=float(weighted_counts.sum()),
     )
     return classes, data
 

@@ -220,11 +220,16 @@ def hessp_residual(floating[:, ::1] direction_logits not None, const floating[:,
 ctypedef void (*_values_loop)(const double *, double *, Py_ssize_t) noexcept nogil
 
 
+cdef Py_ssize_t _paired_length(Py_ssize_t x_length, Py_ssize_t out_length) except -1:
+    """The entries ``x`` and ``out`` both hold; ValueError unless their lengths match."""
+    if out_length != x_length:
+        raise ValueError("out must have x's length")
+    return x_length
+
+
 cdef _each_value(_values_loop loop, const double[::1] x, double[::1] out):
     """``loop`` over the entries of ``x`` into ``out``, after checking their lengths."""
-    if out.shape[0] != x.shape[0]:
-        raise ValueError("out must have x's length")
-    if x.shape[0] == 0:
+    if _paired_length(x.shape[0], out.shape[0]) == 0:
         return
     with nogil:
         loop(&x[0], &out[0], x.shape[0])
@@ -237,9 +242,7 @@ def exp(const double[::1] x not None, double[::1] out not None):
 
 def expf(const float[::1] x not None, float[::1] out not None):
     """The float32 loops' exp of each entry of ``x``, into ``out`` (for the tests)."""
-    if out.shape[0] != x.shape[0]:
-        raise ValueError("out must have x's length")
-    if x.shape[0] == 0:
+    if _paired_length(x.shape[0], out.shape[0]) == 0:
         return
     with nogil:
         skml_expf_array(&x[0], &out[0], x.shape[0])
