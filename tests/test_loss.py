@@ -609,3 +609,64 @@ def test_curvature_is_the_trace_of_each_samples_logit_hessian():
         3.0 * s * np.trace(np.diag(p) - np.outer(p, p)) for s, p in zip(weights, proba, strict=True)
     ]
     np.testing.assert_allclose(loss.data.curvature(coef, intercept), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("n_classes, n_features", [(2, 4), (4, 6), (10, 60)])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("allowed", [1e-3, 0.1])
+def test_a_hessian_that_may_leave_terms_out_misses_a_semidefinite_part_within_the_allowance(
+    monkeypatch, n_classes, n_features, fit_intercept, dtype, allowed
+):
+    # What it leaves out is the textbook Hessian minus what it returns:
+    # never negative (only whole semidefinite terms are dropped), of
+    # spectral norm at most ``omit`` over all row blocks together (each
+    # block leaves out only its rows' share; 256-row blocks here), and, as
+    # float64 resolves, not nothing (confident rows: most of their pairs'
+    # terms are tiny).
+    from skmultilogit import _hessian
+
+    monkeypatch.setattr(_hessian, "omitting_block_rows", lambda *shape: 256)
+    # on these small problems too, and whatever share of the terms it keeps
+    monkeypatch.setattr(_hessian, "OMITTING_MIN_ROWS", 0)
+    monkeypatch.setattr(_hessian, "OMITTING_MAX_KEPT", 1.0)
+    X, y, coef, intercept, weights = make_problem(
+        n_classes, n_samples=700, n_features=n_features, seed=21
+    )
+    coef = coef * 4.0
+    intercept = intercept if fit_intercept else None
+    loss = MultinomialLoss.from_arrays(X, y, n_classes, weights, 1.0, fit_intercept=fit_intercept)
+    expected = textbook_hessian(X, y, n_classes, weights, 1.0, coef, intercept)
+    size = np.linalg.norm(expected, 2)
+    omit = allowed * size
+    hessian = loss.data.hessian(coef, intercept, dtype=dtype, omit=omit)
+    left_out = np.linalg.eigvalsh(expected - full_hessian(hessian))
+    rounding = (1e-12 if dtype == np.float64 else 1e-5) * size
+    assert left_out.min() >= -rounding
+    assert left_out.max() <= omit + rounding
+    if dtype == np.float64:
+        assert left_out.max() > 1e6 * rounding
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_omission_threshold_is_the_largest_power_of_two_within_the_allowance(dtype):
+    # Brute force over the sizes: those below t sum to at most omit, those
+    # below 2 t do not (0: the subnormal ones alone exceed omit; inf: all
+    # of them fit).
+    from skmultilogit._hessian import omission_threshold
+
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        shape = rng.integers(1, 8), rng.integers(1, 20)
+        sizes = np.exp(rng.uniform(-110, 5, size=shape)) * (rng.random(shape) > 0.1)
+        sizes = sizes.astype(dtype)
+        omit = np.exp(rng.uniform(-120, 6))
+        threshold = omission_threshold(sizes, omit)
+        if threshold == 0:
+            assert sizes[sizes < np.finfo(dtype).tiny].sum(dtype=np.float64) > omit
+        elif threshold == np.inf:
+            assert sizes.sum() <= omit
+        else:
+            assert np.frexp(threshold)[0] == 0.5  # a power of 2
+            assert sizes[sizes < threshold].sum(dtype=np.float64) <= omit
+            assert sizes[sizes < 2 * threshold].sum(dtype=np.float64) > omit

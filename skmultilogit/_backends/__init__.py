@@ -47,14 +47,16 @@ Attributes
 ``hessp(coef, intercept, dir_coef, dir_intercept)``
     ``(product_coef, product_intercept)``: the data term's Hessian times a
     direction. Products at one point reuse its probabilities.
-``hessian(coef, intercept, *, center, scale, rows, row_factor, dtype, on_device)``
+``hessian(coef, intercept, *, center, scale, rows, row_factor, dtype, on_device, omit)``
     The data term's Hessian for the design rows ``[(x - center) / scale, 1]``
     (the 1 only with an intercept), optionally on the rows ``rows`` with
     their factors multiplied by ``row_factor`` (in memory only); the upper
     triangle of a Fortran-ordered numpy matrix in ``dtype``. With
     ``on_device=True`` a backend that computes in another array namespace
     may instead return it there, whole and symmetric, for ``_cholesky`` to
-    factor where it is.
+    factor where it is. It may leave out positive semidefinite terms whose
+    spectral norms sum to at most ``omit`` (a preconditioner's; the numpy
+    backend does, ``_hessian.add_class_pairs_omitting``), or none.
 ``loss_gradient_hessian(coef, intercept, *, center, scale, budget, seed, dtype)``
     ``(loss, grad_coef, grad_intercept, hessian)`` in one evaluation (one
     round on a cluster), the Hessian on a row sample of about ``budget`` rows

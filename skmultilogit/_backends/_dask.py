@@ -497,10 +497,12 @@ class DaskBackend:
         row_factor=None,
         dtype=np.float64,
         on_device=False,
+        omit=0.0,
     ):
         """The full data-term Hessian (all rows), summed per worker, then on the client.
 
-        numpy on the client whatever ``on_device`` says.
+        numpy on the client whatever ``on_device`` says; whole whatever
+        ``omit`` allows (the backend protocol).
         """
         if rows is not None:
             raise ValueError(

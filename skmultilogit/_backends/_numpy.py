@@ -348,6 +348,7 @@ class NumpyBackend:
         row_factor=None,
         dtype=np.float64,
         on_device=False,
+        omit=0.0,
     ):
         """The data term's Hessian for the design rows ``[(x - center) / scale, 1]``.
 
@@ -368,6 +369,9 @@ class NumpyBackend:
             about a third faster and ample for a preconditioner.
         on_device : bool
             Ignored: this backend's Hessian is numpy already.
+        omit : float, default=0
+            May leave out terms of spectral norms summing to at most this (a
+            preconditioner's: ``_hessian.add_class_pairs_omitting``).
 
         Returns
         -------
@@ -389,6 +393,7 @@ class NumpyBackend:
             rows=rows,
             row_factor=row_factor,
             dtype=dtype,
+            omit=omit,
         )
         return _hessian.class_pair_hessian(pairs, K, d, fit_intercept)
 
@@ -402,6 +407,7 @@ class NumpyBackend:
         rows=None,
         row_factor=None,
         dtype=np.float64,
+        omit=0.0,
     ):
         """The sums ``S_kl``, ``k < l``, that make the Hessian (``_hessian.ClassPairSums``).
 
@@ -409,24 +415,29 @@ class NumpyBackend:
         ``_hessian.class_pair_hessian`` of them away from the zero point.
         """
         fit_intercept = intercept is not None
+        size = self.n_features + fit_intercept
+        omits = _hessian.omits_terms(self.n_classes, size, dtype, omit)
         blocks, weight, transformed = self._hessian_blocks(
             center, scale, rows, row_factor, dtype=dtype, intercept_column=fit_intercept
         )
+        share = omit / max(1, len(weight))  # a block may leave out its rows' shares
+        if omits:  # a block's terms are chosen among its rows: the more, the better
+            step = _hessian.omitting_block_rows(self.n_classes, size, dtype)
+            blocks = [slice(start, start + step) for start in range(0, len(weight), step)]
         coef_x = coef.astype(self.dtype)
 
         def on_blocks(group):
             # one accumulator per thread, summed after: a thread's share of
             # the rows costs as much as the Hessian's size in memory again
-            sums = _hessian.ClassPairSums(self.n_classes, size, dtype)
+            sums = _hessian.ClassPairSums(self.n_classes, size, dtype, omits=omits)
             scratch = Scratch()
             for block in group:
                 X_block, design = transformed(block, scratch)
                 proba = _loss.softmax_in_place(_loss.logits(X_block, coef_x, intercept, scratch))
-                sums.add(design, proba, weight[block], scratch)
+                sums.add(design, proba, weight[block], scratch, omit=share * len(design))
             return sums.pairs()
 
-        size = self.n_features + fit_intercept
-        if _hessian.stacks_classes(self.n_classes, size):
+        if _hessian.stacks_classes(self.n_classes, size) and not omits:
             # one K (d + 1)-square accumulator, whose large updates BLAS's
             # threads share: row-block threads would each need their own,
             # and on 2 cores were no faster (see _hessian.ClassPairSums)
@@ -584,12 +595,6 @@ def sampled_loss_gradient_hessian(data, coef, intercept, *, center, scale, budge
     loss, grad_coef, grad_intercept = data.loss_gradient(coef, intercept)
     rows, row_factor = hessian_sample(data, coef, intercept, budget, seed)
     hessian = data.hessian(
-        coef,
-        intercept,
-        center=center,
-        scale=scale,
-        rows=rows,
-        row_factor=row_factor,
-        dtype=dtype,
+        coef, intercept, center=center, scale=scale, rows=rows, row_factor=row_factor, dtype=dtype
     )
     return loss, grad_coef, grad_intercept, hessian

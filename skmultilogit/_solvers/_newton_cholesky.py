@@ -26,7 +26,12 @@ import numpy as np
 from scipy.optimize import OptimizeResult
 
 from ._conjugate_gradient import POLISH_MAX_CG, POLISH_RTOL, conjugate_gradient
-from ._preconditioners import KroneckerPreconditioner, Preconditioner, hessian_budget
+from ._preconditioners import (
+    OMIT_FRACTION,
+    KroneckerPreconditioner,
+    Preconditioner,
+    hessian_budget,
+)
 from ._threads import product_size
 
 # Conjugate-gradient iterations per Newton step before the preconditioner is
@@ -109,6 +114,7 @@ class NewtonCholesky:
         self.n_coef = loss.n_classes * loss.n_features
         self.rounding = objective_rounding(loss.data)
         self.hessian_dtype = np.float32  # float64 once float32 proves too coarse
+        self.omit_fraction = OMIT_FRACTION  # 0 once a factor so built fails a step
         self.built_here = False  # whether the factor is the Hessian's at theta
 
     def setup(self, theta0):
@@ -138,6 +144,7 @@ class NewtonCholesky:
                 self.null_weight,
                 keep=self.keep_hessian,
                 dtype=self.hessian_dtype,
+                omit_fraction=self.omit_fraction,
             )
         self.built_here = isinstance(preconditioner, Preconditioner)
         self.preconditioner = preconditioner
@@ -162,7 +169,13 @@ class NewtonCholesky:
             MAX_CG_PER_STEP,
         )
         if not solved and self.built_here:
-            if self.preconditioner.exact:
+            # Left-out terms bound the error only against the penalty (not in
+            # the intercepts' directions, nor float32's rounding): after a
+            # factor that fails, whole Hessians, and on all rows wider ones
+            # too (widening only after a whole one failed as well took two
+            # more factors on the raw digits at C = 1e4).
+            self.omit_fraction = 0.0
+            if not self.preconditioner.sampled:
                 self.widen_hessian()
             elif product_size(self.problem.loss.data) < POLISH_BELOW:
                 # A row sample's Hessian too far from the whole one (weak

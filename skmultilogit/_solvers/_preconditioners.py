@@ -40,6 +40,33 @@ def hessian_budget(loss):
     )
 
 
+# newton-cholesky's factors (Preconditioner, omit_fraction) leave out of the
+# data Hessian terms whose spectral norms sum to at most this fraction of the
+# smallest curvature the penalty adds to a coefficient: the preconditioned
+# spectrum of the coefficients' directions then lies in [1, 1.1]
+# (_hessian.add_class_pairs_omitting). Measured, defaults, one thread,
+# digits' 1347 training rows (min of 12 fits, interleaved, against none left
+# out): raw 46.9 -> 42.5 ms, standardised 32.6 -> 32.3, binarised 27.4 ->
+# 28.1, iterations unchanged. A Hessian build on the raw digits kept 25 %
+# and 9 % of the terms at its two iterates; 1.0 instead of 0.1 (an earlier
+# version) was no faster.
+OMIT_FRACTION = 0.1
+
+
+def omitted_curvature(problem, fraction):
+    """What a factor's data Hessian may leave out: ``fraction`` of the penalty's least curvature.
+
+    The smallest entry of the penalty's diagonal over the coefficients (the
+    intercepts have none); 0 without an L2 penalty, where nothing bounds
+    what leaving terms out would do to the weakest directions.
+    """
+    loss = problem.loss
+    penalty = problem.penalty_diagonal()[: loss.n_classes * loss.n_features]
+    if not fraction > 0 or penalty.size == 0:
+        return 0.0
+    return fraction * float(penalty.min())
+
+
 # Ridges tried, each ten times the last, before a preconditioner is given up.
 RIDGE_TRIES = 12
 
@@ -92,9 +119,13 @@ class Preconditioner:
     depend on C, so along a path of C values the next fit can start from
     :meth:`for_problem`, one factorisation with the new penalty, instead of
     forming the Hessian again. ``damping`` (absolute) is added to the
-    diagonal too: NewtonInRounds's Levenberg-Marquardt steps. ``exact``:
-    whether the data Hessian is the one at ``theta`` on every row (not a row
-    sample's, nor handed in).
+    diagonal too: NewtonInRounds's Levenberg-Marquardt steps.
+    ``omit_fraction`` lets the data Hessian leave out small terms
+    (:func:`omitted_curvature`; newton-cholesky's factors, which only
+    precondition exact Hessian products). ``exact``: whether the data
+    Hessian is the one at ``theta`` on every row, whole (not a row sample's,
+    nor one that may leave terms out, nor handed in); ``sampled``: whether
+    it is a row sample's.
     """
 
     def __init__(
@@ -108,11 +139,16 @@ class Preconditioner:
         keep=False,
         dtype=np.float32,
         damping=0.0,
+        omit_fraction=0.0,
     ):
         self.exact = data_hessian is None
+        self.sampled = False
         if data_hessian is None:
-            data_hessian, sampled = self._data_hessian(problem, theta, budget, rng, dtype)
-            self.exact = not sampled
+            omit = omitted_curvature(problem, omit_fraction)
+            data_hessian, self.sampled = self._data_hessian(
+                problem, theta, budget, rng, dtype, omit
+            )
+            self.exact = not self.sampled and not omit > 0
         # kept only when asked: a second n_params-square matrix beside the factor
         self.data_hessian = data_hessian if keep else None
         self.mean = problem.mean
@@ -125,8 +161,10 @@ class Preconditioner:
         )
 
     @staticmethod
-    def _data_hessian(problem, theta, budget, rng, dtype):
+    def _data_hessian(problem, theta, budget, rng, dtype, omit):
         """The data term's Hessian at ``theta``, on a row sample when the data are large.
+
+        It may leave out terms whose spectral norms sum to ``omit``.
 
         Returns ``(hessian, sampled)``.
         """
@@ -140,7 +178,7 @@ class Preconditioner:
         # float32 (see _factorise) like its accumulation: the kept copy costs 4
         # bytes an entry; on the device of an array-API fit, to be factored there
         hessian = problem.data_hessian(
-            theta, rows=rows, row_factor=row_factor, dtype=dtype, on_device=True
+            theta, rows=rows, row_factor=row_factor, dtype=dtype, on_device=True, omit=omit
         )
         return hessian, rows is not None
 
