@@ -103,6 +103,10 @@ STACKED_MAX_COLUMNS = 96
 # Bytes of stacked rows [sqrt(omega) p_k x^]_k formed at a time.
 STACKED_BLOCK_BYTES = 1 << 22
 
+# Rows at a time of a block that add_class_pairs_omitting leaves whole (see
+# ClassPairSums.add), as in the backends' 256-row Hessian blocks.
+STACKED_OMITTED_ROWS = 256
+
 
 def stacks_classes(n_classes, size):
     """Whether :class:`ClassPairSums` forms the pairs by one stacked rank update."""
@@ -155,7 +159,14 @@ class ClassPairSums:
             if self._stack is None:
                 square = self.n_classes * self.size
                 self._stack = np.zeros((square, square), dtype=self.dtype, order="F")
-            add_stacked_products(self._stack, design, proba, weight_block, scratch)
+            # a block left whole by omission can be long: its stacked rows
+            # (K (d + 1) numbers each) are formed as few at a time as in a
+            # whole build's blocks
+            for start in range(0, len(design), STACKED_OMITTED_ROWS):
+                rows = slice(start, start + STACKED_OMITTED_ROWS)
+                add_stacked_products(
+                    self._stack, design[rows], proba[rows], weight_block[rows], scratch
+                )
         else:
             if self._pairs is None:
                 self._pairs = class_pairs_buffer(self.n_classes, self.size, self.dtype)
@@ -313,29 +324,32 @@ OMITTING_MIN_ROWS = 512
 OMITTING_MAX_KEPT = 0.5
 
 
-def omits_terms(n_classes, size, dtype, omit):
+def omits_terms(n_classes, size, dtype, sparse, omit):
     """Whether a Hessian (``size`` columns a class) leaves out terms of summed size ``omit``."""
     return (
         omit > 0
         and n_classes * (n_classes - 1) // 2 <= OMITTING_MAX_PAIRS
-        and omitting_block_rows(n_classes, size, dtype) >= OMITTING_MIN_ROWS
+        and omitting_block_rows(n_classes, size, dtype, sparse) >= OMITTING_MIN_ROWS
     )
 
 
-def omitting_block_rows(n_classes, size, dtype):
+def omitting_block_rows(n_classes, size, dtype, sparse=False):
     """Rows of a block of :func:`add_class_pairs_omitting`: at least 256, else as many as fit.
 
     A block's terms are chosen among its rows, and each block makes a BLAS
-    call per pair: the fewer blocks the better. Its temporaries (per row:
-    three numbers and a flag per pair, the design row three times, the
-    row of X as float64 (a sparse one densified), the logits and
-    probabilities in float64) take at most the Hessian's own bytes, so that
-    a rebuild peaks below what the last factor and a kept Hessian hold.
+    call per pair: the fewer blocks the better. Its temporaries and the
+    pairs' sums together take at most the Hessian's own bytes, as the
+    stacked sums of a whole build do (so that a rebuild peaks below what the
+    last factor and a kept Hessian hold). Per row: a number per pair, the
+    design row three times, the logits and probabilities and a few more
+    numbers in float64, and for ``sparse`` X its row densified in float64.
     """
     itemsize = np.dtype(dtype).itemsize
     n_pairs = n_classes * (n_classes - 1) // 2
-    per_row = n_pairs * (3 * itemsize + 1) + size * (3 * itemsize + 8) + 16 * n_classes
-    return max(256, itemsize * (n_classes * size) ** 2 // per_row)
+    per_row = n_pairs * itemsize + 3 * size * itemsize + 16 * n_classes + 48 + 8 * sparse * size
+    hessian_bytes = itemsize * (n_classes * size) ** 2
+    pairs_bytes = itemsize * n_pairs * size**2
+    return max(256, (hessian_bytes - pairs_bytes) // per_row)
 
 
 def add_class_pairs_omitting(pairs, design, proba, weight_block, omit, scratch=FRESH):
@@ -358,7 +372,7 @@ def add_class_pairs_omitting(pairs, design, proba, weight_block, omit, scratch=F
     (``_solvers._preconditioners``). Near the optimum most rows are
     confidently classified and most of their pairs' terms are tiny: on
     the raw 8x8 digits at C = 1, at the iterates where newton-cholesky
-    builds its factors, ``omit = lambda / 10`` keeps 4-10 % of the terms.
+    builds its factors, ``omit = lambda / 10`` keeps 9-25 % of the terms.
 
     The block's terms below a threshold whose sum stays at most ``omit``
     are left out (:func:`omission_threshold`); each pair's kept rows are
@@ -370,76 +384,78 @@ def add_class_pairs_omitting(pairs, design, proba, weight_block, omit, scratch=F
     dtype = pairs.dtype
     m, size = design.shape
     n_classes = proba.shape[1]
-    # pair-major (pairs, m), each pair's rows contiguous, in the Hessian's
-    # dtype: float32 chooses the terms to float32's rounding (and flushes
-    # those that underflow, as flush_tiny does for BLAS anyway)
+    # omega p_k p_l pair-major (pairs, m), each pair's rows contiguous, in
+    # the Hessian's dtype: float32 chooses the terms to float32's rounding
+    # (and flushes those that underflow, as flush_tiny does for BLAS anyway)
     class_major = proba.T.astype(dtype)
     class_major *= np.sqrt(weight_block).astype(dtype)
     factors = np.empty((n_classes * (n_classes - 1) // 2, m), dtype=dtype)
     start = 0
     for k in range(n_classes - 1):  # the pairs (k, l > k), in class_pairs_buffer's order
-        np.multiply(
-            class_major[k], class_major[k + 1 :], out=factors[start : start + n_classes - k - 1]
-        )
-        start += n_classes - k - 1
-    norms = np.einsum("ij,ij->i", design, design, dtype=np.float64)
-    sizes = factors * (2.0 * norms).astype(dtype)
-    kept = sizes >= omission_threshold(sizes, omit)
-    del sizes
-    if np.count_nonzero(kept) > OMITTING_MAX_KEPT * kept.size:
+        count = n_classes - k - 1
+        np.multiply(class_major[k], class_major[k + 1 :], out=factors[start : start + count])
+        start += count
+    del class_major
+    norms = (2.0 * np.einsum("ij,ij->i", design, design, dtype=np.float64)).astype(dtype)
+    threshold, kept = omission_threshold(factors, norms, omit)
+    if kept > OMITTING_MAX_KEPT * factors.size:
         return None
-    root = flush_tiny(np.sqrt(factors, out=factors))
     syrk = blas.ssyrk if dtype == np.float32 else blas.dsyrk
     # rows gathered from a C-ordered copy: contiguous rows (a Fortran gather
     # took 59 us a pair on the digits)
     rows_first = scratch.empty("omitting-design", design.shape, dtype)
     rows_first[...] = design
-    for pair in range(root.shape[0]):
-        rows = np.flatnonzero(kept[pair])
+    for pair, factor in enumerate(factors):
+        rows = np.flatnonzero(factor * norms >= threshold)
         if rows.size == 0:
             continue
         scaled = scratch.empty("omitting", (rows.size, size), dtype)
         np.take(rows_first, rows, axis=0, out=scaled)
-        scaled *= root[pair, rows, None]
+        scaled *= flush_tiny(np.sqrt(factor[rows]))[:, None]
         # scaled^T scaled: syrk of the Fortran (size, rows) view
         pairs[:, :, pair] = syrk(
             1.0, scaled.T, beta=1.0, c=pairs[:, :, pair], trans=0, lower=0, overwrite_c=1
         )
-    return int(np.count_nonzero(kept))
+    return kept
 
 
-def omission_threshold(sizes, omit):
-    """The largest power of 2 ``t`` such that the ``sizes`` below it sum to at most ``omit``.
+def omission_threshold(factors, norms, omit):
+    """``(t, kept)``: the largest power of 2 ``t`` below which the sizes sum to at most ``omit``.
 
-    ``inf`` where all of them do; 0 where the subnormal ones alone exceed it. ``sizes`` is a
-    non-negative float32 or float64 array, (pairs, rows): they are summed
-    by binary exponent (read off their bits), a pair at a time, rather than
-    sorted (0.8 ms for the digits' 1347 x 45 sizes, against ~0.2), at the
-    cost of leaving out up to half of what a sort could.
+    The sizes are ``factors * norms`` (each row of ``factors``, (pairs,
+    rows), times ``norms``, (rows,)), non-negative float32 or float64;
+    ``kept`` counts those at least ``t``. ``t`` is ``inf`` where all of them
+    fit (``kept`` 0), 0 where the subnormal ones alone do not. The sizes are
+    summed by binary exponent (read off their bits), a pair at a time,
+    rather than sorted (0.8 ms for the digits' 1347 x 45, against ~0.2),
+    at the cost of leaving out up to half of what a sort could.
 
     Examples
     --------
-    >>> float(omission_threshold(np.array([[0.1, 0.2, 1.0, 3.0]]), 0.5))
-    1.0
-    >>> float(omission_threshold(np.array([[0.1, 0.2, 1.0, 3.0]]), 0.05))
-    0.0625
-    >>> float(omission_threshold(np.array([[0.1, 0.2, 1.0, 3.0]]), 10.0))
-    inf
+    >>> sizes = np.array([[0.1, 0.2, 1.0, 3.0]])
+    >>> [(float(t), kept) for t, kept in (omission_threshold(sizes, np.ones(4), omit)
+    ...                                   for omit in (0.5, 0.05, 10.0))]
+    [(1.0, 2), (0.0625, 4), (inf, 0)]
     """
-    info = np.finfo(sizes.dtype)
-    bits = np.int32 if sizes.dtype == np.float32 else np.int64
+    info = np.finfo(factors.dtype)
+    bits = np.int32 if factors.dtype == np.float32 else np.int64
     n_bins = 2 ** (info.bits - 1 - info.nmant)  # biased exponents
     sums = np.zeros(n_bins)
-    for row in sizes:
+    counts = np.zeros(n_bins, dtype=np.intp)
+    for factor in factors:
+        sizes = factor * norms
         # the biased exponent b: a normal size lies in [2^(b - bias), 2^(b - bias + 1))
-        sums += np.bincount(row.view(bits) >> info.nmant, weights=row, minlength=n_bins)
+        exponents = sizes.view(bits) >> info.nmant
+        sums += np.bincount(exponents, weights=sizes, minlength=n_bins)
+        counts += np.bincount(exponents, minlength=n_bins)
     within = np.cumsum(sums) <= omit
     if within.all():
-        return np.inf
+        return np.inf, 0
     over = int(np.argmin(within))  # the first exponent whose sizes would take the sum over
+    kept = int(counts[over:].sum())
     if over == 0:
-        return 0.0
-    return np.ldexp(1.0, over - (n_bins // 2 - 1))
+        return 0.0, kept
+    return np.ldexp(1.0, over - (n_bins // 2 - 1)), kept
 
 
 def _add_pairs_by_class(pairs, design, proba, weight_block, scratch):

@@ -661,7 +661,8 @@ def test_the_omission_threshold_is_the_largest_power_of_two_within_the_allowance
         sizes = np.exp(rng.uniform(-110, 5, size=shape)) * (rng.random(shape) > 0.1)
         sizes = sizes.astype(dtype)
         omit = np.exp(rng.uniform(-120, 6))
-        threshold = omission_threshold(sizes, omit)
+        threshold, kept = omission_threshold(sizes, np.ones(shape[1], dtype), omit)
+        assert kept == np.count_nonzero(sizes >= threshold)
         if threshold == 0:
             assert sizes[sizes < np.finfo(dtype).tiny].sum(dtype=np.float64) > omit
         elif threshold == np.inf:

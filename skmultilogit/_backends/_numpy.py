@@ -416,13 +416,13 @@ class NumpyBackend:
         """
         fit_intercept = intercept is not None
         size = self.n_features + fit_intercept
-        omits = _hessian.omits_terms(self.n_classes, size, dtype, omit)
+        omits = _hessian.omits_terms(self.n_classes, size, dtype, self.sparse, omit)
         blocks, weight, transformed = self._hessian_blocks(
             center, scale, rows, row_factor, dtype=dtype, intercept_column=fit_intercept
         )
         share = omit / max(1, len(weight))  # a block may leave out its rows' shares
         if omits:  # a block's terms are chosen among its rows: the more, the better
-            step = _hessian.omitting_block_rows(self.n_classes, size, dtype)
+            step = _hessian.omitting_block_rows(self.n_classes, size, dtype, self.sparse)
             blocks = [slice(start, start + step) for start in range(0, len(weight), step)]
         coef_x = coef.astype(self.dtype)
 
