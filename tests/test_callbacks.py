@@ -1,6 +1,7 @@
 """scikit-learn's fit callbacks (sklearn.callback, scikit-learn >= 1.9) on every solver."""
 
 import importlib.util
+import os
 import subprocess
 import sys
 import warnings
@@ -352,3 +353,48 @@ def test_cv_callbacks_with_a_dataframe_and_the_multiprocessing_backend(digits):
     # above, but not from the multiprocessing backend's: only the refit's here)
     rows = monitor.get_logs().data
     assert any(row["task_name"] == "iteration" for row in rows)
+
+
+class LogToFile(Recorder):
+    """Writes each begin and end, with its process, to a file; raises at the ``at``-th end.
+
+    (Fold paths run in joblib's worker processes, on copies of the callback.)
+    """
+
+    def __init__(self, at, path):
+        super().__init__()
+        self.at, self.path, self.ends = at, path, 0
+
+    def _log(self, what, context):
+        with open(self.path, "a") as log:
+            log.write(f"{os.getpid()} {what} {id(context)} {task_path(context)}\n")
+
+    def on_fit_task_begin(self, estimator, context, **kwargs):
+        self._log("begin", context)
+
+    def on_fit_task_end(self, estimator, context, **kwargs):
+        self._log("end", context)
+        self.ends += 1
+        if self.ends == self.at:
+            raise RuntimeError("stop here")
+        return False
+
+
+@needs_callbacks
+def test_every_task_a_worker_process_begins_ends_when_its_hook_raises(digits, tmp_path):
+    # With n_jobs=2 the fold paths run in worker processes, whose copies of
+    # the tasks the fit's own context cannot end: the fold path's own does.
+    X, y = digits
+    log = tmp_path / "tasks.log"
+    estimator = MultinomialLogitClassifierCV(Cs=2, cv=3, n_jobs=2)
+    with pytest.raises(RuntimeError, match="stop here"):
+        estimator.set_callbacks(LogToFile(5, str(log))).fit(X[:300], y[:300])
+    events = [line.split(maxsplit=3) for line in log.read_text().splitlines()]
+    assert len({pid for pid, *_ in events}) > 1  # the paths ran in other processes
+    open_tasks = {}
+    for pid, what, task, path in events:
+        if what == "begin":
+            open_tasks[pid, task] = path
+        else:
+            assert open_tasks.pop((pid, task), None) == path
+    assert not open_tasks, sorted(open_tasks.values())
