@@ -306,3 +306,33 @@ def test_none_is_no_bound_and_extra_dimensions_are_refused(wine):
     np.testing.assert_array_equal(with_none.coef_, plain.coef_)
     with pytest.raises(ValueError, match=r"shape \(1, 3, 13\) does not broadcast"):
         MultinomialLogitClassifier(coef_bounds=(np.zeros((1, 3, 13)), 1.0)).fit(X, y)
+
+
+@pytest.mark.parametrize("C", [1e-20, 1e-300])
+@pytest.mark.parametrize("box", [(0.1, 1.0), (-1.0, -0.1)])
+@pytest.mark.parametrize("l1_ratio", [0.0, 0.5])
+def test_a_tiny_C_with_a_box_excluding_zero_still_fits_its_intercepts(wine, C, box, l1_ratio):
+    # The penalty then pins every coefficient to the bound nearest 0, and
+    # its value there (1e17 at C = 1e-20) dwarfs the data term: the
+    # intercepts must still be the data term's optimum for those
+    # coefficients (a direct solve over the intercepts alone), with no
+    # warning. (Before, 0.09 off, with a warning blaming float64.)
+    X, y = wine
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = MultinomialLogitClassifier(C=C, coef_bounds=box, l1_ratio=l1_ratio).fit(X, y)
+    nearest = min(box, key=abs)
+    np.testing.assert_array_equal(model.coef_, nearest)
+    logits = X @ model.coef_.T
+    rows = np.arange(len(y))
+
+    def data_term(intercept):
+        Z = logits + intercept
+        P = softmax(Z, axis=1)
+        value = logsumexp(Z, axis=1).sum() - Z[rows, y].sum()
+        return value, P.sum(axis=0) - np.bincount(y, minlength=3)
+
+    best = minimize(data_term, np.zeros(3), jac=True, method="BFGS", options={"gtol": 1e-12}).x
+    np.testing.assert_allclose(
+        model.intercept_ - model.intercept_.mean(), best - best.mean(), rtol=0, atol=1e-6
+    )
