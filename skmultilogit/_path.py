@@ -99,10 +99,10 @@ def _coef_intercept(loss, w):
     coef, intercept = loss.unpack(w)
     if loss.penalty.smooth:
         coef = coef - coef.mean(axis=0)
-    box = getattr(loss.penalty, "box", None)
-    if box is not None:
-        # V / sigma of a V on lower * sigma can miss lower by an ulp
-        coef = np.clip(coef, *box)
+    if getattr(loss.penalty, "box", None) is not None:
+        # V / sigma of a V on lower * sigma can miss lower by an ulp, and
+        # coef_ is cast to X's dtype
+        coef = np.clip(coef, *loss.penalty.box_in(loss.data.dtype))
     if intercept is None:
         return np.array(coef), np.zeros(loss.n_classes)
     return np.array(coef), intercept - intercept.mean()

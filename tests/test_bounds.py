@@ -336,3 +336,17 @@ def test_a_tiny_C_with_a_box_excluding_zero_still_fits_its_intercepts(wine, C, b
     np.testing.assert_allclose(
         model.intercept_ - model.intercept_.mean(), best - best.mean(), rtol=0, atol=1e-6
     )
+
+
+def test_float32_coefficients_stay_in_a_box_float32_cannot_represent(wine):
+    # coef_ takes X's dtype: float32's nearest numbers to -0.2 and 0.3 lie
+    # outside [-0.2, 0.3], and bound coefficients cast to them left the box
+    # (by 1.2e-8) as the float64 bounds the user gave say it.
+    X, y = wine
+    lower, upper = np.full((3, 13), -0.2), np.full((3, 13), 0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # float32's L-BFGS-B may stop at its noise floor
+        model = MultinomialLogitClassifier(coef_bounds=(lower, upper)).fit(X.astype(np.float32), y)
+    assert model.coef_.dtype == np.float32
+    assert model.coef_.max() > 0.29  # some on the upper bound
+    assert np.all(model.coef_ >= lower) and np.all(model.coef_ <= upper)
