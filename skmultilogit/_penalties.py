@@ -252,8 +252,7 @@ class BoxBoundedPenalty:
         self.lower = np.asarray(lower, dtype=np.float64)
         self.upper = np.asarray(upper, dtype=np.float64)
         self.box = (self.lower, self.upper)
-        # the box's point nearest 0 (0 where the box holds it)
-        self.nearest = np.clip(0.0, self.lower, self.upper)
+        self.nearest = np.clip(0.0, self.lower, self.upper)  # 0 where the box holds it
 
     def value(self, coef):
         """The smooth part of the penalty inside the box, less its minimum there.
@@ -265,10 +264,8 @@ class BoxBoundedPenalty:
         1e17 against 1), whose changes the objective's rounding then hid
         from the line search: intercepts 0.09 off their optimum.
         """
-        if not self.nearest.any():
+        if not self.nearest.any() or not self.l2_strength:
             return self.penalty.value(coef)
-        if not self.l2_strength:
-            return 0.0
         return 0.5 * self.l2_strength * float(np.sum((coef - self.nearest) * (coef + self.nearest)))
 
     def add_gradient(self, coef, grad_coef):
@@ -276,16 +273,17 @@ class BoxBoundedPenalty:
         self.penalty.add_gradient(coef, grad_coef)
 
     def box_in(self, dtype):
-        """The box with each bound moved inward to the nearest number of ``dtype`` inside it.
+        """The box, each bound moved inward to the nearest number of ``dtype`` inside it.
 
         ``coef_`` takes X's dtype: float32's nearest to an upper bound of 0.3
-        is 0.3000000119, above it. Clipped to these bounds (representable,
-        so float32's rounding cannot cross them) a cast ``coef`` stays in the
-        box (a box narrower than a float32 step cannot hold).
+        is 0.3000000119, above it. Clipped to these bounds (representable, so
+        float32's rounding cannot cross them) a cast ``coef`` stays in the box
+        (a box narrower than a float32 step cannot; 1e300 becomes float32's max).
         """
         bounds = []
         for bound, inward in ((self.lower, np.inf), (self.upper, -np.inf)):
-            cast = bound.astype(dtype)
+            with np.errstate(over="ignore"):
+                cast = bound.astype(dtype)
             outside = cast < bound if inward > 0 else cast > bound
             bounds.append(np.where(outside, np.nextafter(cast, cast.dtype.type(inward)), cast))
         return tuple(bound.astype(np.float64) for bound in bounds)
