@@ -18,6 +18,13 @@ or, when the optimiser stopped by itself because the objective no longer
 decreases in floating point, at most ``max(tol, sqrt(eps))``: below that,
 float64 cannot resolve further progress on most problems. Anything else is
 reported as not converged, whatever the optimiser said.
+
+With an L1 part (elastic net, the group lasso) that test is against at most
+a tenth of the L1 strength ``alpha / (C sum(s))`` (:func:`stopping_tol`):
+a coefficient is zero where its gradient is within that strength, so a
+``tol`` above it does not decide which are (wine, L1, C = 1e4: stopped 12 %
+above the optimum in objective with 35 nonzero coefficients for 19; at a
+tenth, 0.3 % and 19).
 """
 
 from dataclasses import dataclass
@@ -49,6 +56,16 @@ def newton_cholesky(tracer, theta0, tol, max_iter, *, previous=None, keep_hessia
     if tracer.problem.loss.data.passes_are_rounds:
         return NewtonInRounds(tracer, tol, max_iter).solve(theta0)
     return NewtonCholesky(tracer, tol, max_iter, previous, keep_hessian).solve(theta0)
+
+
+# The stopping test's tolerance is at most this share of an L1 part's strength.
+L1_TOL_FRACTION = 0.1
+
+
+def stopping_tol(penalty, tol):
+    """``tol``, capped at ``L1_TOL_FRACTION`` of ``penalty``'s L1 strength (module docstring)."""
+    l1_strength = getattr(getattr(penalty, "penalty", penalty), "l1_strength", 0.0)
+    return min(tol, L1_TOL_FRACTION * l1_strength) if l1_strength > 0 else tol
 
 
 # Every solver takes (tracer, theta0, tol, max_iter, previous=, keep_hessian=)
@@ -107,6 +124,8 @@ class SolverResult:
     projected : bool
         Whether ``grad_max`` is the largest entry of the projected gradient
         of a bound-constrained problem (the L1 split).
+    tol : float or None
+        The tolerance the run was tested against (:func:`stopping_tol`).
     """
 
     w: np.ndarray
@@ -119,6 +138,7 @@ class SolverResult:
     preconditioner: object = None
     feature_stats: tuple = None
     projected: bool = False
+    tol: float = None
 
     def warning_message(self, tol, dtype):
         """The ConvergenceWarning text for an unconverged run, with advice."""
@@ -130,6 +150,11 @@ class SolverResult:
             f"{measure}{'' if measure.startswith('entry') else ' entry'} at "
             f"{self.grad_max:.2e}, above tol={tol}"
         )
+        if self.tol is not None and self.tol < tol:
+            said += (
+                f" (capped at {self.tol:.2g}: a tenth of the L1 penalty's strength "
+                "l1_ratio / (C * sum(sample_weight)), the gradient that decides a zero)"
+            )
         newton_helps = self.solver == "lbfgs" and not self.projected
         if self.reason == "callback":
             advice = "A callback stopped the fit early; the model is the iterate it stopped at."
@@ -346,7 +371,8 @@ def minimize_loss(
         ``_newton_cholesky``).
         ``"auto"``: :func:`resolve_solver`.
     tol : float
-        Gradient tolerance (see the module docstring).
+        Gradient tolerance (see the module docstring; capped by
+        :func:`stopping_tol`).
     max_iter : int
         Largest number of outer iterations.
     verbose : int
@@ -383,7 +409,7 @@ def minimize_loss(
             problem,
             w0,
             feature_stats,
-            tol=tol,
+            tol=stopping_tol(loss.penalty, tol),
             max_iter=max_iter,
             verbose=verbose,
             preconditioner=preconditioner,
@@ -458,4 +484,5 @@ def _run(
         preconditioner=tracer.preconditioner,
         feature_stats=feature_stats,
         projected=problem.bounds is not None,
+        tol=tol,
     )
