@@ -151,7 +151,7 @@ def check_fold_indices(folds, n_samples):
     numpy's, ``-n`` to ``n - 1`` (returned as ``0`` to ``n - 1``); a boolean
     mask of the n rows is a fold too (returned as its positions); an empty
     part becomes an empty array of positions (whose fit or score then says
-    it has no rows).
+    it has no rows). No folds at all (``cv=[]``) is a ValueError too.
     """
     checked = []
     for number, fold in enumerate(folds):
@@ -177,6 +177,8 @@ def check_fold_indices(folds, n_samples):
                 rows = np.where(rows < 0, rows + n_samples, rows)  # the Dask path's too
             parts.append(rows)
         checked.append(tuple(parts))
+    if not checked:
+        raise ValueError("Cross-validation gave no folds: cv must yield (train, test) pairs.")
     return checked
 
 

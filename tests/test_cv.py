@@ -448,3 +448,10 @@ def test_folds_of_ones_own_must_index_the_rows(make_folds, match):
     negative = [(np.flatnonzero(mask) - len(y), list(np.flatnonzero(~mask)))]
     by_negative = MultinomialLogitClassifierCV(Cs=2, cv=negative).fit(X, y)
     np.testing.assert_array_equal(by_negative.scores_, by_index.scores_)
+
+
+def test_a_cv_that_yields_no_folds_is_refused_by_name():
+    # cv=[] failed unpacking the paths' results ("not enough values to unpack")
+    X, y = standardised(load_iris)
+    with pytest.raises(ValueError, match="Cross-validation gave no folds"):
+        MultinomialLogitClassifierCV(Cs=2, cv=[]).fit(X, y)
