@@ -316,9 +316,10 @@ def add_class_pairs(pairs, design, proba, weight_block, scratch=FRESH):
 # BLAS call per class pair and row block: for at most this many pairs (K <=
 # 12), where a block of omitting_block_rows holds at least OMITTING_MIN_ROWS
 # rows, and per block only where it keeps at most OMITTING_MAX_KEPT of the
-# terms (else ClassPairSums adds them all, stacked where so). Measured (Hessian builds, float32, one
-# thread, whole / omitting before these limits): K = 5, 30 000 x 15, 256-row
-# blocks keeping 95 %: 12.0 / 48.4 ms; K = 12, 1500 x 20: 5.7 / 14.5 ms.
+# terms (else ClassPairSums adds them all, stacked where so). Measured
+# (Hessian builds, float32, one thread, whole / omitting before these
+# limits): K = 5, 30 000 x 15, 256-row blocks keeping 95 %: 12.0 / 48.4 ms;
+# K = 12, 1500 x 20: 5.7 / 14.5 ms.
 OMITTING_MAX_PAIRS = 66
 OMITTING_MIN_ROWS = 512
 OMITTING_MAX_KEPT = 0.5
@@ -444,8 +445,9 @@ def omission_threshold(factors, norms, omit):
     counts = np.zeros(n_bins, dtype=np.intp)
     for factor in factors:
         sizes = factor * norms
-        # the biased exponent b: a normal size lies in [2^(b - bias), 2^(b - bias + 1))
-        exponents = sizes.view(bits) >> info.nmant
+        # the biased exponent b: a normal size lies in [2^(b - bias), 2^(b - bias + 1));
+        # the mask drops a sign bit (-0.0, from a weight of -0.0, is bin 0)
+        exponents = (sizes.view(bits) >> info.nmant) & (n_bins - 1)
         sums += np.bincount(exponents, weights=sizes, minlength=n_bins)
         counts += np.bincount(exponents, minlength=n_bins)
     within = np.cumsum(sums) <= omit

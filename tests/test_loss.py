@@ -660,6 +660,7 @@ def test_the_omission_threshold_is_the_largest_power_of_two_within_the_allowance
         shape = rng.integers(1, 8), rng.integers(1, 20)
         sizes = np.exp(rng.uniform(-110, 5, size=shape)) * (rng.random(shape) > 0.1)
         sizes = sizes.astype(dtype)
+        sizes[rng.random(shape) < 0.05] = -0.0  # a weight of -0.0 passes validation
         omit = np.exp(rng.uniform(-120, 6))
         threshold, kept = omission_threshold(sizes, np.ones(shape[1], dtype), omit)
         assert kept == np.count_nonzero(sizes >= threshold)
