@@ -145,16 +145,17 @@ class SolverResult:
         measure = "projected gradient" if self.projected else "gradient"
         if self.solver == "proximal-newton":
             measure = "entry of the smallest subgradient"
+        above = f"tol={tol}"
+        if self.tol is not None and self.tol < tol:
+            above = (
+                f"{self.tol:.2g} (tol={tol}, capped at a tenth of the L1 penalty's strength "
+                "l1_ratio / (C * sum(sample_weight)), the gradient that decides a zero)"
+            )
         said = (
             f"{self.solver} stopped after {self.n_iter} iterations with the largest "
             f"{measure}{'' if measure.startswith('entry') else ' entry'} at "
-            f"{self.grad_max:.2e}, above tol={tol}"
+            f"{self.grad_max:.2e}, above {above}"
         )
-        if self.tol is not None and self.tol < tol:
-            said += (
-                f" (capped at {self.tol:.2g}: a tenth of the L1 penalty's strength "
-                "l1_ratio / (C * sum(sample_weight)), the gradient that decides a zero)"
-            )
         newton_helps = self.solver == "lbfgs" and not self.projected
         if self.reason == "callback":
             advice = "A callback stopped the fit early; the model is the iterate it stopped at."
