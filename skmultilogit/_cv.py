@@ -43,7 +43,7 @@ from ._cv_folds import (
     scoring_view,
 )
 from ._objective import FittedObjective
-from ._path import coefficient_path, fit_coefficients
+from ._path import coefficient_path, fit_coefficients, within_box
 from ._prediction import LinearPredictorMixin
 from ._scoring import neg_log_loss
 from ._validation import (
@@ -414,6 +414,7 @@ class MultinomialLogitClassifierCV(
             best_c, best_l1 = np.unravel_index(np.argmax(per_fold, axis=1), (n_cs, n_l1))
             chosen = coefs_paths[np.arange(n_folds), best_l1, best_c].mean(axis=0)
             coef, intercept = _split_path_coef(chosen, n_features, self.fit_intercept)
+            coef = within_box(coef, params["coef_bounds"], data.dtype)  # the mean can round out
             C, l1_ratio = float(Cs[best_c].mean()), float(l1_ratios[best_l1].mean())
         fitted.update(
             C_=C,

@@ -94,15 +94,33 @@ def starting_point(coef_init, intercept_init, n_classes, n_features):
     return coef, np.asarray(intercept_init)
 
 
+def within_box(coef, box, dtype):
+    """``coef`` clipped to ``box = (lower, upper)`` (None: no box) in numbers of ``dtype``.
+
+    ``coef_`` takes X's dtype: float32's nearest to an upper bound of 0.3 is
+    0.3000000119, above it. Each bound is moved inward to the nearest number
+    of ``dtype`` inside it (representable, so the cast cannot cross it; a
+    box narrower than a step of ``dtype`` cannot hold, and 1e300 becomes
+    float32's largest number).
+    """
+    if box is None:
+        return coef
+    inward_box = []
+    for bound, inward in zip(box, (np.inf, -np.inf), strict=True):
+        with np.errstate(over="ignore"):
+            cast = np.asarray(bound, dtype=np.float64).astype(dtype)
+        outside = cast < bound if inward > 0 else cast > bound
+        inward_box.append(np.where(outside, np.nextafter(cast, cast.dtype.type(inward)), cast))
+    return np.clip(coef, *(bound.astype(np.float64) for bound in inward_box))
+
+
 def _coef_intercept(loss, w):
     """``(coef, intercept)`` of ``w``, centred over classes (see fit_coefficients)."""
     coef, intercept = loss.unpack(w)
     if loss.penalty.smooth:
         coef = coef - coef.mean(axis=0)
-    if getattr(loss.penalty, "box", None) is not None:
-        # V / sigma of a V on lower * sigma can miss lower by an ulp, and
-        # coef_ is cast to X's dtype
-        coef = np.clip(coef, *loss.penalty.box_in(loss.data.dtype))
+    # V / sigma of a V on lower * sigma can miss lower by an ulp
+    coef = within_box(coef, getattr(loss.penalty, "box", None), loss.data.dtype)
     if intercept is None:
         return np.array(coef), np.zeros(loss.n_classes)
     return np.array(coef), intercept - intercept.mean()

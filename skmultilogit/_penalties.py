@@ -272,22 +272,6 @@ class BoxBoundedPenalty:
         """Add the smooth part's gradient in place."""
         self.penalty.add_gradient(coef, grad_coef)
 
-    def box_in(self, dtype):
-        """The box, each bound moved inward to the nearest number of ``dtype`` inside it.
-
-        ``coef_`` takes X's dtype: float32's nearest to an upper bound of 0.3
-        is 0.3000000119, above it. Clipped to these bounds (representable, so
-        float32's rounding cannot cross them) a cast ``coef`` stays in the box
-        (a box narrower than a float32 step cannot; 1e300 becomes float32's max).
-        """
-        bounds = []
-        for bound, inward in ((self.lower, np.inf), (self.upper, -np.inf)):
-            with np.errstate(over="ignore"):
-                cast = bound.astype(dtype)
-            outside = cast < bound if inward > 0 else cast > bound
-            bounds.append(np.where(outside, np.nextafter(cast, cast.dtype.type(inward)), cast))
-        return tuple(bound.astype(np.float64) for bound in bounds)
-
     def free_features(self, n_features):
         """The inner penalty's, less features bounded on both sides in every class."""
         boxed = np.all(np.isfinite(self.lower) & np.isfinite(self.upper), axis=0)

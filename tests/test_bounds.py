@@ -350,3 +350,16 @@ def test_float32_coefficients_stay_in_a_box_float32_cannot_represent(wine):
     assert model.coef_.dtype == np.float32
     assert model.coef_.max() > 0.29  # some on the upper bound
     assert np.all(model.coef_ >= lower) and np.all(model.coef_ <= upper)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_cv_estimators_averaged_coefficients_stay_in_the_box(wine, dtype):
+    # refit=False averages the folds' coefficients: three on the bound 0.1
+    # averaged to 0.1 + 1.4e-17 in float64 (and float32 rounds 0.1 up)
+    X, y = wine
+    model = MultinomialLogitClassifierCV(Cs=[1, 10], cv=3, refit=False, coef_bounds=(-0.1, 0.1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # float32's L-BFGS-B may stop at its noise floor
+        model.fit(X.astype(dtype), y)
+    assert model.coef_.max() > 0.09  # some on the upper bound
+    assert np.all(model.coef_ >= -0.1) and np.all(model.coef_ <= 0.1)
