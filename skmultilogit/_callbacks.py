@@ -198,11 +198,14 @@ class Task:
         """This task (not begun) on other data: a fold's training rows, as an array.
 
         None: no data to tell. The models its hooks get have no feature
-        names, as the rows have none.
+        names, as the rows have none. Its tasks are a tree of their own for
+        :meth:`ending_open_tasks_on_error`.
         """
         metadata = None if sample_weight is None else {"sample_weight": sample_weight}
         attributes = self.attributes.without_feature_names()
-        return Task(self.context, self.estimator, X, y, metadata, attributes, self.open_tasks)
+        # a tree of its own (a fold path, run in a thread or a process of its
+        # own): its context ends its tasks, and no other thread's
+        return Task(self.context, self.estimator, X, y, metadata, attributes, [])
 
     @contextlib.contextmanager
     def ending_open_tasks_on_error(self):

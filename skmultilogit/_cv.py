@@ -80,8 +80,8 @@ def _fold_path(data, y, classes, metadata, fold, Cs, l1_ratio, scoring, params, 
     train_data = data.rows(train)
     train_weight = None if sample_weight is None else sample_weight[train]
     task = task.on_data(train_data.X, y[train], train_weight)
-    # here too: in a joblib worker process the fit's own context cannot see
-    # the tasks begun in this copy of them
+    # the path's tasks are a tree of their own (Task.on_data), in a thread or
+    # a worker process where the fit's own context cannot see them
     with task.ending_open_tasks_on_error():
         task.begin()
         hooks = fit_hooks(task, params["max_iter"])

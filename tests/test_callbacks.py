@@ -1,11 +1,15 @@
 """scikit-learn's fit callbacks (sklearn.callback, scikit-learn >= 1.9) on every solver."""
 
+import collections
 import importlib.util
 import os
 import subprocess
 import sys
+import threading
+import time
 import warnings
 
+import joblib
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits, load_iris
@@ -411,3 +415,63 @@ def test_every_task_a_worker_process_begins_ends_when_its_hook_raises(digits, tm
         else:
             assert open_tasks.pop((pid, task), None) == path
     assert not open_tasks, sorted(open_tasks.values())
+
+
+class EndsCounter:
+    """Counts each task's begins and ends across threads; raises at the ``at``-th end.
+
+    Keeps the contexts (their ids stay unique) and sleeps a millisecond in
+    each hook, so that two threads' paths interleave.
+    """
+
+    def __init__(self, at):
+        self.at, self.ends, self.lock = at, 0, threading.Lock()
+        self.begun, self.ended, self.contexts = collections.Counter(), collections.Counter(), []
+
+    def setup(self, estimator, context):
+        pass
+
+    def teardown(self, estimator, context):
+        pass
+
+    def on_fit_task_begin(self, estimator, context, **kwargs):
+        with self.lock:
+            self.contexts.append(context)
+            self.begun[id(context)] += 1
+        time.sleep(0.001)
+
+    def on_fit_task_end(self, estimator, context, **kwargs):
+        with self.lock:
+            self.contexts.append(context)
+            self.ended[id(context)] += 1
+            self.ends += 1
+            if self.ends == self.at:
+                raise RuntimeError("stop here")
+        time.sleep(0.001)
+        return False
+
+
+@needs_callbacks
+@pytest.mark.parametrize("at", [15, 40])
+def test_a_hook_raising_in_a_thread_ends_no_other_threads_task(digits, at):
+    # In threads (array-API input's default) the fold paths shared one list
+    # of open tasks: the raising path's context ended the other thread's
+    # running tasks too, which ended them again when they finished (a
+    # reviewer's script: fold path, C and iteration tasks ended twice). A
+    # path's tasks are a tree of their own now. (The other thread's path
+    # goes on after the error reaches the fit: its tasks end later.)
+    X, y = digits
+    counter = EndsCounter(at)
+    with joblib.parallel_config(backend="threading"):
+        with pytest.raises(RuntimeError, match="stop here"):
+            MultinomialLogitClassifierCV(Cs=3, cv=4, n_jobs=2).set_callbacks(counter).fit(
+                X[:300] / 16, y[:300]
+            )
+    for _ in range(500):  # the other thread's path, finishing
+        with counter.lock:
+            if counter.begun == counter.ended:
+                break
+        time.sleep(0.01)
+    with counter.lock:
+        assert max(counter.ended.values()) == 1, "a task ended twice"
+        assert counter.begun == counter.ended
