@@ -128,6 +128,10 @@ class _NoTask:
     def ending_open_tasks_on_error(self):
         yield
 
+    @contextlib.contextmanager
+    def running(self):
+        yield self
+
     def begin(self, **kwargs):
         return self
 
@@ -223,6 +227,18 @@ class Task:
                 with contextlib.suppress(BaseException):
                     task.end(empty=True)
             raise
+
+    @contextlib.contextmanager
+    def running(self):
+        """This task begun for the block, and ended after it (a fold's path).
+
+        If the block raises, every task begun in it ends first, empty
+        (:meth:`ending_open_tasks_on_error`), this one included.
+        """
+        with self.ending_open_tasks_on_error():
+            self.begin()
+            yield self
+        self.end()
 
     def _hook_arguments(self, coef_intercept):
         if coef_intercept is None:

@@ -79,16 +79,13 @@ def _fold_path(data, y, classes, metadata, fold, Cs, l1_ratio, scoring, params, 
     y_index = data.y
     train_data = data.rows(train)
     train_weight = None if sample_weight is None else sample_weight[train]
-    task = task.on_data(train_data.X, y[train], train_weight)
     # the path's tasks are a tree of their own (Task.on_data), in a thread or
     # a worker process where the fit's own context cannot see them
-    with task.ending_open_tasks_on_error():
-        task.begin()
+    with task.on_data(train_data.X, y[train], train_weight).running() as task:
         hooks = fit_hooks(task, params["max_iter"])
         coefs, n_iter, results = coefficient_path(
             train_data, Cs, l1_ratio=l1_ratio, fit_hooks=hooks, **params
         )
-    task.end()
     n_features = data.n_features
     score_kwargs = held_out_params(data.n_samples, score_params, test)
     namespace = getattr(data, "namespace", None)

@@ -316,14 +316,11 @@ def fold_path(data, fold, Cs, l1_ratio, scoring, params, task):
             "class_weight) sum to 0, so there is nothing to fit. Choose folds that keep rows "
             "of positive weight in every training part."
         )
-    task = task.on_data(None, None)
-    with task.ending_open_tasks_on_error():  # the path's tasks are a tree of their own
-        task.begin()
+    with task.on_data(None, None).running() as task:  # a tree of its own
         hooks = fit_hooks(task, params["max_iter"])
         coefs, n_iter, results = coefficient_path(
             fold, Cs, l1_ratio=l1_ratio, fit_hooks=hooks, **params
         )
-    task.end()
     sums = data.blocks.gather(
         _held_out_sums,
         test_rows,
