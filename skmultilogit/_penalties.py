@@ -139,6 +139,7 @@ class L2Penalty:
 
     smooth = True
     solvers = ("lbfgs", "newton-cg", "newton-cholesky")
+    l1_strength = 0.0
 
     def __init__(self, strength):
         self.l2_strength = float(strength)
@@ -248,7 +249,7 @@ class BoxBoundedPenalty:
 
     def __init__(self, penalty, lower, upper):
         self.penalty = penalty
-        self.l2_strength = penalty.l2_strength
+        self.l2_strength, self.l1_strength = penalty.l2_strength, penalty.l1_strength
         self.lower = np.asarray(lower, dtype=np.float64)
         self.upper = np.asarray(upper, dtype=np.float64)
         self.box = (self.lower, self.upper)

@@ -64,7 +64,7 @@ L1_TOL_FRACTION = 0.1
 
 def stopping_tol(penalty, tol):
     """``tol``, capped at ``L1_TOL_FRACTION`` of ``penalty``'s L1 strength (module docstring)."""
-    l1_strength = getattr(getattr(penalty, "penalty", penalty), "l1_strength", 0.0)
+    l1_strength = penalty.l1_strength
     return min(tol, L1_TOL_FRACTION * l1_strength) if l1_strength > 0 else tol
 
 
