@@ -407,6 +407,7 @@ def add_class_pairs_omitting(pairs, design, proba, weight_block, omit, scratch=F
     rows_first = scratch.empty("omitting-design", design.shape, dtype)
     rows_first[...] = design
     for pair, factor in enumerate(factors):
+        # the sizes again, a pair at a time: kept, they were a number per pair and row more
         rows = np.flatnonzero(factor * norms >= threshold)
         if rows.size == 0:
             continue
