@@ -17,14 +17,22 @@ OpenMP to 1 thread, then to all cores):
 
 - products: ``X @ W.T`` and ``R.T @ X`` on the whole X (``X.T @ R`` for
   sparse X), R of shape (n, K) in X's dtype, as numpy and scipy run them;
-- loss+gradient: ``NumpyBackend.loss_gradient``, what every solver calls;
+- loss+gradient: ``NumpyBackend.loss_gradient``, what every solver calls,
+  as lbfgs calls it (no probabilities kept);
+- keeping P: the same pass as a Newton solver's backend runs it once it
+  keeps the probabilities for its Hessian products (float64 dense X: the
+  pass writes the n x K probabilities too, which saves each Newton step a
+  forward product; ``_backends._proba_cache``). At K = 50 and 40 features
+  they are more bytes than X;
 - Hessian product: ``NumpyBackend.hessp`` at a point whose probabilities are
   already computed (as inside a conjugate-gradient solve);
-- both passes again with the compiled element-wise loops (``_kernel``) off,
-  on the same steps in numpy: what the loops save, side by side.
+- the plain pass and the Hessian product again with the compiled
+  element-wise loops (``_kernel``) off, on the same steps in numpy: what the
+  loops save, side by side.
 
-Each is the median of ``--repeats`` calls after a warm-up; the two passes
-are interleaved so that a noisy machine slows both alike, and timed a
+Each is the median of ``--repeats`` calls after a warm-up. At one thread
+the products and the passes are timed in turn, so that a phase of a noisy
+machine slows all alike. At all cores the passes (in turn) are timed a
 second after the products, whose BLAS threads would otherwise still be
 spinning and take the cores from the passes' threads. Large passes run
 their row blocks on as many threads as BLAS may use, with BLAS held at one
@@ -90,12 +98,19 @@ def median_times(functions, repeats):
     return [statistics.median(seconds) for seconds in times]
 
 
-def measure(X, n_classes, repeats):
-    """Seconds of the two products, a loss+gradient pass and a Hessian product."""
+def measure(X, n_classes, repeats, threads):
+    """Seconds of the two products, the passes (plain, keeping P, numpy's) and a Hessian product.
+
+    At one thread the products are timed in turn with the passes, so that a
+    phase of the machine slows all alike; with more threads they are timed
+    first, then the passes after :data:`SPIN_SECONDS` (see the module
+    docstring).
+    """
     rng = np.random.default_rng(1)
     n, d = X.shape
     y = rng.integers(0, n_classes, size=n)
     data = NumpyBackend(X, y, n_classes, np.ones(n))
+    newton = NumpyBackend(X, y, n_classes, np.ones(n))
     coef = rng.standard_normal((n_classes, d)) * 0.1
     intercept = rng.standard_normal(n_classes) * 0.1
     direction = rng.standard_normal((n_classes, d))
@@ -111,12 +126,9 @@ def measure(X, n_classes, repeats):
         else:
             residual.T @ X
 
-    (products_s,) = median_times([products], repeats)
-    # BLAS threads spin for a while after a product, taking the cores from a
-    # pass's own threads (a fit holds BLAS at one thread throughout, so its
-    # passes never meet them): let them sleep first
-    time.sleep(SPIN_SECONDS)
-    data.hessp(coef, intercept, direction, dir_intercept)  # fills the probability cache
+    # a Newton solver's backend keeps the probabilities once it has asked for
+    # a Hessian product, and its passes refill them (float64 X; _proba_cache)
+    newton.hessp(coef, intercept, direction, dir_intercept)
     compiled = _loss._kernel
 
     def without_compiled_loops(function):
@@ -129,18 +141,33 @@ def measure(X, n_classes, repeats):
 
         return run
 
+    def plain_pass():
+        data._proba_cache = None  # as lbfgs's passes: no probabilities kept
+        data.loss_gradient(coef, intercept)
+
     passes = [
-        lambda: data.loss_gradient(coef, intercept),
-        lambda: data.hessp(coef, intercept, direction, dir_intercept),
+        plain_pass,
+        lambda: newton.loss_gradient(coef, intercept),
+        lambda: newton.hessp(coef, intercept, direction, dir_intercept),
     ]
-    times = median_times(passes + [without_compiled_loops(f) for f in passes], repeats)
+    passes += [without_compiled_loops(f) for f in (plain_pass, passes[2])]
+    if threads == 1:
+        products_s, *times = median_times([products] + passes, repeats)
+    else:
+        (products_s,) = median_times([products], repeats)
+        # BLAS threads spin for a while after a product, taking the cores
+        # from a pass's own threads (a fit holds BLAS at one thread
+        # throughout, so its passes never meet them): let them sleep first
+        time.sleep(SPIN_SECONDS)
+        times = median_times(passes, repeats)
     return {
         "products_s": products_s,
         "loss_gradient_s": times[0],
-        "hessp_s": times[1],
+        "loss_gradient_keeping_proba_s": times[1],
+        "hessp_s": times[2],
         "compiled": compiled is not None,
-        "numpy_loss_gradient_s": times[2],
-        "numpy_hessp_s": times[3],
+        "numpy_loss_gradient_s": times[3],
+        "numpy_hessp_s": times[4],
     }
 
 
@@ -156,16 +183,16 @@ def main(argv=None):
     for name, X, n_classes in cases(args.quick):
         for threads in sorted({1, all_cores}):
             with threadpool_limits(threads):
-                times = measure(X, n_classes, repeats)
+                times = measure(X, n_classes, repeats, threads)
             rows.append({"case": name, "threads": threads, **times})
     lines = [
         f"One pass against the two products X W^T and R^T X, medians of {repeats} "
         f"calls, {all_cores} cores (targets: <= 1.10 at 1 thread, <= 1.15 at all cores).",
         "",
         "| case | threads | products (ms) | loss+gradient (ms) | / products "
-        "| Hessian product (ms) | / products | numpy loops: loss+gradient, "
-        "Hessian / products |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| keeping P: / products | Hessian product (ms) | / products "
+        "| numpy loops: loss+gradient, Hessian / products |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         products_ms = 1e3 * row["products_s"]
@@ -179,6 +206,7 @@ def main(argv=None):
             f"| {row['case']} | {row['threads']} | {products_ms:.1f} "
             f"| {1e3 * row['loss_gradient_s']:.1f} "
             f"| {row['loss_gradient_s'] / row['products_s']:.2f} "
+            f"| {row['loss_gradient_keeping_proba_s'] / row['products_s']:.2f} "
             f"| {1e3 * row['hessp_s']:.1f} | {row['hessp_s'] / row['products_s']:.2f} "
             f"| {numpy_loops} |"
         )
