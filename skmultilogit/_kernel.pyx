@@ -391,3 +391,50 @@ def csr_hessp(const floating[::1] data not None, const csr_index[::1] indices no
                     c, &proba[0, 0], proba_stride, &weight[0], &out_t[0, 0], &out_intercept[0], u)
     finally:
         free(u)
+
+
+def coordinate_sweep(double[::1] u not None, double[::1] residual not None,
+                     const double[:, ::1] hessian not None, const double[::1] weights not None,
+                     const double[::1] curvature not None):
+    """One pass of coordinate descent on ``g^T (u - x) + 1/2 (u - x)^T H (u - x) + sum_j w_j |u_j|``.
+
+    Over the first ``n = len(weights)`` coordinates of ``u`` (the
+    coefficients; the intercepts after them are left alone), in order: each
+    is set to the model's exact minimiser along it, ``S(u_j - r_j / h_j,
+    w_j / h_j)`` with ``S`` soft-thresholding, ``h_j = curvature[j]`` (the
+    diagonal of the symmetric ``H``) and ``r = residual``, the model's
+    gradient ``g + H (u - x)``, which is updated in place (row ``j`` of
+    ``H`` times the change). A coordinate without curvature (``h_j = 0``)
+    has a linear model: 0 where ``|r_j| <= w_j``, else unchanged.
+    ``_solvers._proximal`` runs the same sweep in numpy where the extension
+    is not built; the tests compare the two.
+    """
+    cdef Py_ssize_t n = weights.shape[0], size = u.shape[0], i, j
+    cdef double h, r, old, new, shifted, threshold, change
+    if residual.shape[0] != size or hessian.shape[0] != size or hessian.shape[1] != size:
+        raise ValueError("residual and hessian must match u")
+    if curvature.shape[0] != n or n > size:
+        raise ValueError("curvature must match weights, both at most u's length")
+    with nogil:
+        for j in range(n):
+            h = curvature[j]
+            r = residual[j]
+            old = u[j]
+            if h > 0:
+                shifted = old - r / h
+                threshold = weights[j] / h
+                if shifted > threshold:
+                    new = shifted - threshold
+                elif shifted < -threshold:
+                    new = shifted + threshold
+                else:
+                    new = 0.0
+            elif -weights[j] <= r <= weights[j]:
+                new = 0.0
+            else:
+                continue
+            change = new - old
+            if change != 0.0:
+                u[j] = new
+                for i in range(size):
+                    residual[i] += change * hessian[j, i]

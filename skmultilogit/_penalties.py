@@ -15,10 +15,12 @@ and the solvers ask it instead of branching on its kind:
     The solvers that can minimise an objective with this penalty; ``"auto"``
     takes the first when the penalty is not smooth. :meth:`check_solver`
     raises the one error message for any other.
-``problem(conditioned)``
+``problem(conditioned, solver=None)``
     The problem the optimiser sees, built on the smooth problem in the
     solvers' coordinates: that problem itself for a smooth penalty, the
-    bound-constrained split :class:`L1SplitProblem` for an L1 part.
+    bound-constrained split :class:`L1SplitProblem` for an L1 part (for
+    L-BFGS-B), or its norm as a group norm (:class:`GroupLassoProblem`,
+    for proximal Newton; ``solver`` says which).
 
 Penalties today: :class:`L2Penalty` (``1/2 lambda ||W||^2``, and no penalty
 at ``lambda = 0``), :class:`ElasticNetPenalty` (``lambda (alpha ||W||_1 +
@@ -51,6 +53,12 @@ tests, after :meth:`L1SplitProblem.polish` has put on their bound the
 variables left a hair above it; then, where ``V+ V- = 0``, it equals the
 smallest subgradient of the original objective.
 
+Where the Hessian is small (``_solvers._driver.PROXIMAL_AUTO_MAX_PARAMS``),
+``solver="auto"`` minimises the L1 part by proximal Newton instead
+(``ElasticNetPenalty.newton_solver``): the L1 norm is then the group norm of
+groups of one coefficient each, ``GroupLassoProblem(..., elementwise=True)``,
+and the stopping test the same smallest subgradient.
+
 Box constraints
 ---------------
 ``lower <= W <= upper`` elementwise (``-inf`` / ``inf`` allowed, the
@@ -75,6 +83,8 @@ so a bounded ``coef_`` is not centred over classes.
 """
 
 import numpy as np
+
+from ._group_norms import GroupLassoProblem
 
 
 def check_l1_solver(solver, l1_ratio, name="l1_ratio"):
@@ -166,11 +176,11 @@ class L2Penalty:
         """Mask of the features whose coefficients nothing keeps finite: all, at ``lambda = 0``."""
         return np.full(n_features, not self.l2_strength)
 
-    def problem(self, conditioned, coef_box=None):
+    def problem(self, conditioned, coef_box=None, solver=None):
         """The smooth problem is what the optimiser sees (under ``coef_box``: :class:`BoxProblem`).
 
         ``coef_box`` is ``(lower, upper)`` of V, shape (K, d), in the
-        solvers' coordinates.
+        solvers' coordinates; every solver sees the same problem.
         """
         if coef_box is None:
             return conditioned
@@ -220,13 +230,22 @@ class ElasticNetPenalty(_L1WithL2Part):
     """
 
     solvers = ("lbfgs",)
+    # what solver="auto" takes where the Hessian is affordable and no box
+    # holds the coefficients (_solvers._driver.resolve_solver)
+    newton_solver = "proximal-newton"
 
     def check_solver(self, solver):
-        """Only L-BFGS-B minimises the split problem (its bounds)."""
+        """Only L-BFGS-B (the split) and, by ``'auto'``, proximal Newton minimise an L1 part."""
         check_l1_solver(solver, self.l1_ratio)
 
-    def problem(self, conditioned, coef_box=None):
-        """The split ``V = V+ - V-`` under bounds: see :class:`L1SplitProblem`."""
+    def problem(self, conditioned, coef_box=None, solver=None):
+        """The split ``V = V+ - V-`` under bounds (:class:`L1SplitProblem`), or for proximal Newton
+        the L1 norm as a group norm of single coefficients (:class:`GroupLassoProblem`).
+        """
+        if solver == self.newton_solver:
+            if coef_box is not None:
+                raise ValueError("proximal Newton takes no box constraints")
+            return GroupLassoProblem(conditioned, self.l1_strength, elementwise=True)
         return L1SplitProblem(conditioned, self.l1_strength, coef_box)
 
 
@@ -287,7 +306,7 @@ class BoxBoundedPenalty:
                 "the coefficients within bounds (L-BFGS-B takes them as box constraints)."
             )
 
-    def problem(self, conditioned):
+    def problem(self, conditioned, solver=None):
         """The inner penalty's problem, its coefficients boxed in the solvers' coordinates."""
         scale = conditioned.scale  # positive: the box keeps its orientation
         return self.penalty.problem(conditioned, (self.lower * scale, self.upper * scale))
@@ -456,43 +475,6 @@ class L1SplitProblem:
         return snapped_to_bounds(self, x, f, grad)
 
 
-def block_soft_threshold(v, threshold):
-    """``max(0, 1 - threshold / ||v||) v``: the prox of ``threshold * ||.||_2`` at ``v``."""
-    norm = np.linalg.norm(v)
-    if norm <= threshold:
-        return np.zeros_like(v)
-    return (1.0 - threshold / norm) * v
-
-
-def group_stationarity(x, grad, groups, weights, n_coef):
-    """The smallest subgradient of ``f + R`` at ``x`` (``grad`` is f's gradient): 0 at a minimiser.
-
-    Per group: ``g_j + w_j x_j / ||x_j||`` where ``x_j != 0``, else ``g_j``
-    shrunk by ``w_j`` in norm (zero when ``||g_j|| <= w_j``); the intercepts'
-    entries are their gradient.
-    """
-    out = np.array(grad, dtype=np.float64, copy=True)
-    block = x[:n_coef][groups]  # (n_groups, K)
-    block_grad = out[:n_coef][groups]
-    norms = np.linalg.norm(block, axis=1)
-    grad_norms = np.linalg.norm(block_grad, axis=1)
-    nonzero = norms > 0
-    # divided only where used: at a strength near float64's top (C sum(s)
-    # near 1e-308) the unused quotients overflowed
-    weights = np.broadcast_to(weights, grad_norms.shape)
-    outside = grad_norms > weights
-    shrunk = 1.0 - np.divide(weights, grad_norms, out=np.ones_like(grad_norms), where=outside)
-    direction = np.divide(block, norms[:, None], out=np.zeros_like(block), where=nonzero[:, None])
-    result = np.where(
-        nonzero[:, None],
-        block_grad + weights[:, None] * direction,
-        shrunk[:, None] * block_grad,
-    )
-    coef_part = out[:n_coef]
-    coef_part[groups] = result
-    return out
-
-
 class GroupLassoPenalty(_L1WithL2Part):
     """``lambda_1 sum_j ||W[:, j]||_2 + 1/2 lambda_2 ||W||^2``: each feature kept or dropped whole.
 
@@ -515,71 +497,6 @@ class GroupLassoPenalty(_L1WithL2Part):
         """Only the proximal Newton solver, which ``'auto'`` picks, minimises the group norm."""
         check_group_lasso(solver)
 
-    def problem(self, conditioned):
+    def problem(self, conditioned, solver=None):
         """The smooth part plus the group norm in the solvers' coordinates."""
         return GroupLassoProblem(conditioned, self.l1_strength)
-
-
-class GroupLassoProblem:
-    """The group-lasso objective in the solvers' coordinates, for the proximal Newton solver.
-
-    Parameters ``x = [V, c]`` as in ``conditioned``. :meth:`loss_gradient`
-    returns the whole objective (smooth part plus the group norm) and the
-    smooth part's gradient; :meth:`stationarity` the smallest subgradient.
-
-    Parameters
-    ----------
-    conditioned : ConditionedProblem
-        The smooth part in the solvers' coordinates.
-    l1_strength : float
-        ``lambda_1``, the factor of ``sum_j ||W[:, j]||``.
-    """
-
-    bounds = None
-
-    def __init__(self, conditioned, l1_strength):
-        self.conditioned = conditioned
-        self.loss = conditioned.loss
-        n_classes, n_features = self.loss.n_classes, self.loss.n_features
-        self.n_coef = n_classes * n_features
-        # group j: the coefficients k * d + j of feature j, for every class k
-        self.groups = np.arange(self.n_coef).reshape(n_classes, n_features).T
-        self.group_weights = l1_strength / conditioned.scale
-
-    def to_original(self, x):
-        return self.conditioned.to_original(x)
-
-    def to_conditioned(self, w):
-        return self.conditioned.to_conditioned(w)
-
-    def group_norm(self, x):
-        """``sum_j (lambda_1 / sigma_j) ||V[:, j]||``, which is ``lambda_1 sum_j ||W[:, j]||``."""
-        return self.group_weights @ np.linalg.norm(x[: self.n_coef][self.groups], axis=1)
-
-    def loss_gradient(self, x):
-        f, grad = self.conditioned.loss_gradient(x)
-        return f + self.group_norm(x), grad
-
-    def model_hessian(self, x):
-        """The smooth part's Hessian at ``x``, whole and symmetric, float64."""
-        hessian = self.conditioned.data_hessian(x, dtype=np.float64)
-        # the lower triangle from the upper, in place, a band of columns at
-        # a time (whole-matrix triu/transposes would be three more copies)
-        size, band = hessian.shape[0], 256
-        for start in range(0, size, band):
-            stop = min(start + band, size)
-            diagonal = np.triu(hessian[start:stop, start:stop])
-            hessian[start:stop, start:stop] = diagonal + np.triu(diagonal, 1).T
-            hessian[stop:, start:stop] = hessian[start:stop, stop:].T
-        hessian[np.diag_indices_from(hessian)] += self.conditioned.penalty_diagonal()
-        return hessian
-
-    def stationarity(self, x, grad):
-        """The smallest subgradient (:func:`group_stationarity`), weighted for the stopping test."""
-        return self.conditioned.weighted(
-            group_stationarity(x, grad, self.groups, self.group_weights, self.n_coef)
-        )
-
-    def polish(self, x, f, grad):
-        """Dropped groups are exact zeros already (block soft-thresholding)."""
-        return x

@@ -244,10 +244,114 @@ def test_a_weak_l1_penalty_resolves_its_zeros_at_the_default_tol(l1_ratio):
     X, y = standardised(load_wine)
     C = 1e4
     strength = l1_ratio / (C * len(y))
+    for solver, max_iter in (("lbfgs", 2000), ("auto", 100)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            model = MultinomialLogitClassifier(
+                C=C, l1_ratio=l1_ratio, solver=solver, max_iter=max_iter
+            ).fit(X, y)
+        assert kkt_violation(model, X, y, C, l1_ratio) <= max(0.1 * strength, 1.5e-8)
+    # L-BFGS-B on the split does not reach it in 50 iterations: a warning that says why
+    with pytest.warns(ConvergenceWarning, match=r"above (5.6|2.8)e-08 \(tol=1e-06, capped"):
+        MultinomialLogitClassifier(C=C, l1_ratio=l1_ratio, solver="lbfgs", max_iter=50).fit(X, y)
+
+
+@pytest.mark.parametrize("C, l1_ratio", [(1.0, 0.5), (1.0, 1.0), (100.0, 1.0)])
+def test_small_problems_reach_the_optimum_in_few_iterations(C, l1_ratio):
+    # On the raw wine data (features in units from 0.1 to 1000) L-BFGS-B on
+    # the split needs hundreds of iterations, and at the default max_iter
+    # stopped short with a warning; "auto" takes proximal Newton on these 42
+    # parameters: the optimality conditions met in a few, and run to a tight
+    # tol, at or below the split's objective run to it.
+    X, y = load_wine(return_X_y=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        model = MultinomialLogitClassifier(C=C, l1_ratio=l1_ratio, max_iter=2000).fit(X, y)
-    assert kkt_violation(model, X, y, C, l1_ratio) <= max(0.1 * strength, 1.5e-8)
-    # the default max_iter does not reach it: a warning that says why
-    with pytest.warns(ConvergenceWarning, match=r"above (5.6|2.8)e-08 \(tol=1e-06, capped"):
-        MultinomialLogitClassifier(C=C, l1_ratio=l1_ratio, max_iter=50).fit(X, y)
+        auto = MultinomialLogitClassifier(C=C, l1_ratio=l1_ratio).fit(X, y)
+    assert auto.n_iter_[0] <= 20
+    assert kkt_violation(auto, X, y, C, l1_ratio) <= 0.1 * l1_ratio / (C * len(y))
+    tight = MultinomialLogitClassifier(C=C, l1_ratio=l1_ratio, **TIGHT).fit(X, y)
+    split = MultinomialLogitClassifier(C=C, l1_ratio=l1_ratio, solver="lbfgs", **TIGHT).fit(X, y)
+    f_tight = objective(tight.coef_, tight.intercept_, X, y, C, l1_ratio)
+    f_split = objective(split.coef_, split.intercept_, X, y, C, l1_ratio)
+    assert f_tight <= f_split * (1 + 1e-12)
+    assert tight.n_iter_[0] <= 30 < split.n_iter_[0]
+    f_auto = objective(auto.coef_, auto.intercept_, X, y, C, l1_ratio)
+    assert f_auto == pytest.approx(f_tight, rel=1e-8)
+
+
+def test_the_class_shift_step_minimises_the_model_along_each_feature():
+    # Adding t to one feature's K coefficients leaves the data term alone;
+    # with no L2 part the model is flat along it but for the L1 norm, and
+    # neither coordinate descent nor Newton steps move along it. The step
+    # must leave, for every feature, the model written out here minimal
+    # along that direction (t = 0 best on a grid and at every breakpoint)
+    # and the whole model no higher.
+    from types import SimpleNamespace
+
+    from skmultilogit._solvers._proximal import _class_shift_curvature, _class_shifts
+
+    rng = np.random.default_rng(3)
+    n_classes, n_features, n_rows = 4, 5, 80
+    n_coef = n_classes * n_features
+    X = rng.normal(size=(n_rows, n_features))
+    proba = softmax_rows(rng.normal(size=(n_rows, n_classes)))
+    # the data term's Hessian in the coefficients: sum_i (diag(p) - p p^T) (x) x x^T
+    hessian = np.zeros((n_coef, n_coef))
+    for x, p in zip(X, proba, strict=True):
+        hessian += np.kron(np.diag(p) - np.outer(p, p), np.outer(x, x))
+    for l2 in (0.0, 0.3):
+        curved = hessian + l2 * np.eye(n_coef)
+        weight = rng.uniform(0.5, 2.0, size=n_features)
+        problem = SimpleNamespace(
+            loss=SimpleNamespace(n_classes=n_classes, n_features=n_features),
+            n_coef=n_coef,
+            group_weights=np.tile(weight, n_classes),
+        )
+        u = rng.normal(size=n_coef) * (rng.random(n_coef) < 0.8)
+        residual = rng.normal(size=n_coef)
+        start_u, start_residual = u.copy(), residual.copy()
+
+        def model(v, u0=start_u, r0=start_residual, H=curved, w=problem.group_weights):
+            step = v - u0
+            return r0 @ step + 0.5 * step @ H @ step + w @ np.abs(v)
+
+        curvature = _class_shift_curvature(curved, n_classes, n_features)
+        _class_shifts(u, residual, curved, problem, curvature)
+        assert model(u) <= model(start_u) + 1e-12
+        np.testing.assert_allclose(residual, start_residual + curved @ (u - start_u), atol=1e-12)
+        for j in range(n_features):
+            shift = np.zeros(n_coef)
+            shift[j::n_features] = 1.0
+            trials = np.concatenate([np.linspace(-4, 4, 801), -u[j::n_features]])
+            values = [model(u + t * shift) for t in trials]
+            assert model(u) <= min(values) + 1e-12
+
+
+def softmax_rows(raw):
+    raw = raw - raw.max(axis=1, keepdims=True)
+    return np.exp(raw) / np.exp(raw).sum(axis=1, keepdims=True)
+
+
+def test_auto_takes_the_split_above_the_parameter_limit(monkeypatch):
+    from skmultilogit._solvers import _driver
+
+    ran = []
+    proximal = _driver.PENALTY_SOLVER_RUNS["proximal-newton"]
+
+    def recording(*args, **kwargs):
+        ran.append(True)
+        return proximal(*args, **kwargs)
+
+    monkeypatch.setitem(_driver.PENALTY_SOLVER_RUNS, "proximal-newton", recording)
+    X, y = standardised(load_wine)  # 3 x (13 + 1) = 42 parameters
+    MultinomialLogitClassifier(l1_ratio=0.5).fit(X, y)
+    assert ran == [True]
+    monkeypatch.setattr(_driver, "PROXIMAL_AUTO_MAX_PARAMS", 41)
+    MultinomialLogitClassifier(l1_ratio=0.5).fit(X, y)
+    MultinomialLogitClassifier(l1_ratio=0.5, coef_bounds=(-1.0, 1.0)).fit(X, y)
+    assert ran == [True]
+    monkeypatch.setattr(_driver, "PROXIMAL_AUTO_MAX_PARAMS", 42)
+    # a box holds the coefficients: only L-BFGS-B takes it
+    MultinomialLogitClassifier(l1_ratio=0.5, coef_bounds=(-1.0, 1.0)).fit(X, y)
+    MultinomialLogitClassifier(l1_ratio=0.5, solver="lbfgs").fit(X, y)
+    assert ran == [True]

@@ -538,3 +538,59 @@ def test_the_loss_of_many_rows_is_summed_to_rounding():
         # each term carries its own rounding (log, subtraction): a few ulp of
         # the largest term per row at worst, far less on average
         assert abs(loss - exact) <= 4 * np.spacing(exact)
+
+
+def _written_out_sweep(u, residual, hessian, weights, curvature):
+    """Coordinate descent on the model, one coordinate after another, as its formula reads."""
+    u, residual = u.copy(), residual.copy()
+    for j in range(weights.size):
+        if curvature[j] > 0:
+            # argmin_v r_j (v - u_j) + h_j (v - u_j)^2 / 2 + w_j |v|
+            target = u[j] - residual[j] / curvature[j]
+            threshold = weights[j] / curvature[j]
+            new = np.sign(target) * max(abs(target) - threshold, 0.0)
+        elif abs(residual[j]) <= weights[j]:
+            new = 0.0
+        else:
+            continue
+        residual = residual + hessian[:, j] * (new - u[j])
+        u[j] = new
+    return u, residual
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "numpy"])
+def test_the_coordinate_sweep_is_the_written_out_one(compiled, monkeypatch):
+    from skmultilogit._solvers._proximal import _coordinate_sweep
+
+    if not compiled:
+        monkeypatch.setattr(_loss, "_kernel", None)
+    rng = np.random.default_rng(11)
+    size, n_coef = 40, 36  # the last four: intercepts, left alone
+    factor = rng.normal(size=(60, size))
+    hessian = factor.T @ factor / 60
+    hessian[5, :] = hessian[:, 5] = 0.0  # a coordinate without curvature
+    curvature = np.diagonal(hessian)[:n_coef].copy()
+    weights = rng.uniform(0.05, 0.5, size=n_coef)
+    u = rng.normal(size=size) * (rng.random(size) < 0.6)
+    residual = rng.normal(size=size)
+    for r5 in (0.01, 3.0):  # within its weight (to zero) and beyond it (unchanged)
+        residual[5] = r5
+        expected_u, expected_r = _written_out_sweep(u, residual, hessian, weights, curvature)
+        ours_u, ours_r = u.copy(), residual.copy()
+        _coordinate_sweep(ours_u, ours_r, hessian, weights, curvature)
+        np.testing.assert_allclose(ours_u, expected_u, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(ours_r, expected_r, rtol=1e-12, atol=1e-14)
+        assert ours_u[5] == (0.0 if r5 < weights[5] else u[5])
+        np.testing.assert_array_equal(ours_u[n_coef:], u[n_coef:])
+    # and the sweep's zeros are exact: soft-thresholding, not a tiny value
+    assert (ours_u[:n_coef] == 0).sum() > 0
+
+
+def test_the_coordinate_sweep_refuses_arrays_of_other_shapes():
+    hessian = np.eye(4)
+    with pytest.raises(ValueError, match="residual and hessian must match u"):
+        _kernel.coordinate_sweep(np.zeros(4), np.zeros(3), hessian, np.ones(4), np.ones(4))
+    with pytest.raises(ValueError, match="curvature must match weights"):
+        _kernel.coordinate_sweep(np.zeros(4), np.zeros(4), hessian, np.ones(4), np.ones(3))
+    with pytest.raises(ValueError, match="at most u's length"):
+        _kernel.coordinate_sweep(np.zeros(4), np.zeros(4), hessian, np.ones(5), np.ones(5))

@@ -15,7 +15,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "skmultilogit"
 # lower layer, never from a higher one (docs/layout.md).
 LAYERS = [
     ["_kernel", "_scratch", "_array_api", "_threads"],
-    ["_loss"],
+    ["_loss", "_group_norms"],
     ["_hessian", "_cholesky", "_penalties", "_conditioning", "_memory"],
     ["_backends", "_scoring"],
     ["_objective"],
@@ -39,6 +39,7 @@ NO_OPTIMISER_OR_ESTIMATOR = [
     "_loss",
     "_hessian",
     "_cholesky",
+    "_group_norms",
     "_penalties",
     "_conditioning",
     "_memory",
