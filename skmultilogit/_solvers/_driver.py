@@ -90,13 +90,14 @@ PROXIMAL_BYTES_PER_ENTRY = 20
 # "auto" minimises an element-wise L1 part (no box) by proximal Newton up to
 # this many parameters, by L-BFGS-B on the split above. Measured (defaults
 # but max_iter=2000, 1000 correlated Gaussian rows, K in 3, 5, 10, d in 10,
-# 20, 40, C in 0.1, 10, 1000, l1_ratio 0.5 and 1; time proximal / L-BFGS-B):
-# up to 123 parameters 0.07-1.34 (0.07-0.45 from C = 10, where L-BFGS-B
-# took 245-2000 iterations and stopped up to 4e-4 above the optimum in
-# objective, warning at 2000), at 205-210 0.29-1.63, at 410 1.7-25 (the
-# model's active set of 300-400 coefficients, refactorised as it changes);
-# the 8x8 digits (650, raw and standardised, C from 0.01 to 1e4) 0.9-37.
-# Proximal Newton ended at the lower objective in every one.
+# 20, 40, C in 0.1, 10, 1000, l1_ratio 0.5 and 1; time proximal / L-BFGS-B,
+# two runs): up to 123 parameters 0.07-1.34 (0.07-0.45 from C = 10, where
+# L-BFGS-B took 245-2000 iterations and stopped up to 4e-4 above the
+# optimum in objective, warning at 2000), at 205-210 0.26-1.63, at 410
+# 1.6-25 (the model's active set of 300-400 coefficients, refactorised as
+# it changes); the 8x8 digits (650, raw and standardised, C from 0.01 to
+# 1e4) 1.1-30, where L-BFGS-B stopped up to 3e-4 above. Proximal Newton
+# ended at the lower objective in every one.
 PROXIMAL_AUTO_MAX_PARAMS = 256
 
 # A stop forced by floating-point resolution (the objective no longer
