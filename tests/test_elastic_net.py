@@ -285,46 +285,63 @@ def test_the_class_shift_step_minimises_the_model_along_each_feature():
     # neither coordinate descent nor Newton steps move along it. The step
     # must leave, for every feature, the model written out here minimal
     # along that direction (t = 0 best on a grid and at every breakpoint)
-    # and the whole model no higher.
+    # and the whole model no higher; and rounding in the model's gradient
+    # along a flat direction (float32 X) must not move it far.
     from types import SimpleNamespace
 
-    from skmultilogit._solvers._proximal import _class_shift_curvature, _class_shifts
+    from skmultilogit._solvers._proximal import _class_shifts
 
     rng = np.random.default_rng(3)
     n_classes, n_features, n_rows = 4, 5, 80
     n_coef = n_classes * n_features
     X = rng.normal(size=(n_rows, n_features))
     proba = softmax_rows(rng.normal(size=(n_rows, n_classes)))
-    # the data term's Hessian in the coefficients: sum_i (diag(p) - p p^T) (x) x x^T
-    hessian = np.zeros((n_coef, n_coef))
-    for x, p in zip(X, proba, strict=True):
-        hessian += np.kron(np.diag(p) - np.outer(p, p), np.outer(x, x))
+    # the data term's Hessian in the coefficients: sum_i (diag(p) - p p^T) (x) x x^T,
+    # class-major (coefficient k * d + j)
+    data_hessian = np.zeros((n_coef, n_coef))
+    for x_row, p in zip(X, proba, strict=True):
+        data_hessian += np.kron(np.diag(p) - np.outer(p, p), np.outer(x_row, x_row))
     for l2 in (0.0, 0.3):
-        curved = hessian + l2 * np.eye(n_coef)
+        l2_curvature = l2 * rng.uniform(0.5, 2.0, size=n_features)  # lambda_2 / sigma_j^2
+        penalty = np.tile(l2_curvature, n_classes)
+        hessian = data_hessian + np.diag(penalty)
         weight = rng.uniform(0.5, 2.0, size=n_features)
         problem = SimpleNamespace(
             loss=SimpleNamespace(n_classes=n_classes, n_features=n_features),
             n_coef=n_coef,
             group_weights=np.tile(weight, n_classes),
         )
+        x = rng.normal(size=n_coef)
+        # a data gradient sums to 0 over the classes; the L2 part's is lambda_2 W
+        data_gradient = rng.normal(size=(n_classes, n_features))
+        gradient = (data_gradient - data_gradient.mean(axis=0)).ravel() + penalty * x
         u = rng.normal(size=n_coef) * (rng.random(n_coef) < 0.8)
-        residual = rng.normal(size=n_coef)
+        residual = gradient + hessian @ (u - x)
         start_u, start_residual = u.copy(), residual.copy()
 
-        def model(v, u0=start_u, r0=start_residual, H=curved, w=problem.group_weights):
-            step = v - u0
-            return r0 @ step + 0.5 * step @ H @ step + w @ np.abs(v)
+        def model(v, x=x, g=gradient, H=hessian, w=problem.group_weights):
+            step = v - x
+            return g @ step + 0.5 * step @ H @ step + w @ np.abs(v)
 
-        curvature = _class_shift_curvature(curved, n_classes, n_features)
-        _class_shifts(u, residual, curved, problem, curvature)
+        _class_shifts(u, residual, hessian, problem, l2_curvature)
         assert model(u) <= model(start_u) + 1e-12
-        np.testing.assert_allclose(residual, start_residual + curved @ (u - start_u), atol=1e-12)
+        np.testing.assert_allclose(residual, start_residual + hessian @ (u - start_u), atol=1e-12)
         for j in range(n_features):
             shift = np.zeros(n_coef)
             shift[j::n_features] = 1.0
             trials = np.concatenate([np.linspace(-4, 4, 801), -u[j::n_features]])
             values = [model(u + t * shift) for t in trials]
             assert model(u) <= min(values) + 1e-12
+
+        # rounding along the flat directions: the class sums of the residual
+        # off zero by 1e-7 of it, a weak L1 weight; with no L2 part the
+        # minimiser along a shift is a breakpoint, within the coefficients' range
+        noisy = start_residual + 1e-7 * np.abs(start_residual).max() * rng.normal(size=n_coef)
+        u = start_u.copy()
+        weak = SimpleNamespace(**{**vars(problem), "group_weights": 1e-9 * problem.group_weights})
+        _class_shifts(u, noisy, hessian, weak, l2_curvature)
+        if not l2:
+            assert np.abs(u - start_u).max() <= 2 * np.abs(start_u).max()
 
 
 def softmax_rows(raw):
@@ -355,3 +372,60 @@ def test_auto_takes_the_split_above_the_parameter_limit(monkeypatch):
     MultinomialLogitClassifier(l1_ratio=0.5, coef_bounds=(-1.0, 1.0)).fit(X, y)
     MultinomialLogitClassifier(l1_ratio=0.5, solver="lbfgs").fit(X, y)
     assert ran == [True]
+
+
+def test_float32_data_with_a_weak_pure_l1_reach_the_float64_optimum():
+    # The model's gradient and Hessian carry float32's rounding, which along a
+    # flat class shift once made a step of 7.8e7: the fit stopped after one
+    # iteration, thousands of times above the optimum.
+    X, y = load_wine(return_X_y=True)
+    for C in (1e4, 1e6):
+        optimum = MultinomialLogitClassifier(C=C, l1_ratio=1.0, **TIGHT).fit(X, y)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # float32's precision
+            fit32 = MultinomialLogitClassifier(C=C, l1_ratio=1.0).fit(X.astype(np.float32), y)
+        f64 = objective(optimum.coef_, optimum.intercept_, X, y, C, 1.0)
+        f32 = objective(
+            fit32.coef_.astype(np.float64), fit32.intercept_.astype(np.float64), X, y, C, 1.0
+        )
+        assert (f32 - f64) / f64 < 1e-5
+
+
+def test_collinear_one_hot_features_with_pure_l1():
+    # Full one-hot blocks beside the intercept: X has flat directions that no
+    # penalty curves, where least squares' minimum-norm Newton step never
+    # reached a zero (100 iterations, 23 s, a warning, above the split).
+    rng = np.random.default_rng(0)
+    categories = rng.integers(0, 5, size=(1000, 3))
+    X = np.hstack([np.eye(5)[categories[:, i]] for i in range(3)] + [rng.normal(size=(1000, 5))])
+    y = np.argmax(X @ rng.normal(size=(20, 4)) + rng.gumbel(size=(1000, 4)), axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        auto = MultinomialLogitClassifier(C=1e4, l1_ratio=1.0).fit(X, y)
+    assert auto.n_iter_[0] <= 20
+    with warnings.catch_warnings():
+        # the split stops by precision short of tol=1e-10 here (1.7e-6)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        split = MultinomialLogitClassifier(C=1e4, l1_ratio=1.0, solver="lbfgs", **TIGHT)
+        split.fit(X, y)
+    f_auto = objective(auto.coef_, auto.intercept_, X, y, 1e4, 1.0)
+    f_split = objective(split.coef_, split.intercept_, X, y, 1e4, 1.0)
+    assert f_auto <= f_split * (1 + 1e-8)
+
+
+def test_proximal_newton_hands_over_to_the_split_where_its_active_sets_churn(monkeypatch):
+    # Past its budget of factorisations proximal Newton stops and L-BFGS-B on
+    # the split goes on from its last iterate: the same optimum, the
+    # iterations of both counted.
+    from skmultilogit._solvers import _proximal
+
+    X, y = standardised(load_wine)
+    reference = MultinomialLogitClassifier(C=3.0, l1_ratio=0.7, **TIGHT).fit(X, y)
+    monkeypatch.setattr(_proximal, "FACTORISATIONS_PER_PARAMETER", 0)
+    handed_over = MultinomialLogitClassifier(C=3.0, l1_ratio=0.7, **TIGHT).fit(X, y)
+    f_reference = objective(reference.coef_, reference.intercept_, X, y, 3.0, 0.7)
+    f_handed = objective(handed_over.coef_, handed_over.intercept_, X, y, 3.0, 0.7)
+    assert f_handed == pytest.approx(f_reference, rel=1e-10)
+    assert kkt_violation(handed_over, X, y, 3.0, 0.7) < 2e-8
+    # L-BFGS-B's iterations: more than proximal Newton's alone
+    assert handed_over.n_iter_[0] > reference.n_iter_[0]
