@@ -82,7 +82,8 @@ class MultinomialLogitClassifier(
         ``'auto'``: the fit is L-BFGS-B on the split ``W = W+ - W-`` with
         ``W+, W- >= 0``, a smooth problem under bounds, or with ``'auto'``
         on up to 256 parameters (``K (d + 1)``, ``K d`` without an
-        intercept) without ``coef_bounds`` proximal Newton (the exact
+        intercept), no more than there are rows, without ``coef_bounds``
+        proximal Newton (the exact
         Hessian's quadratic model plus the L1 norm, minimised by coordinate
         descent), which reached the optimum in 5 to 45 iterations where
         L-BFGS-B took hundreds (the user guide has the figures). Both give

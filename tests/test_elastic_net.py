@@ -429,3 +429,67 @@ def test_proximal_newton_hands_over_to_the_split_where_its_active_sets_churn(mon
     assert kkt_violation(handed_over, X, y, 3.0, 0.7) < 2e-8
     # L-BFGS-B's iterations: more than proximal Newton's alone
     assert handed_over.n_iter_[0] > reference.n_iter_[0]
+
+
+@pytest.mark.parametrize("l1_ratio", [0.5, 1.0])
+def test_duplicated_features_converge_without_handing_over(l1_ratio, monkeypatch):
+    # Five exact copies of each feature: the optimum spreads a feature's
+    # weight over its copies, and the model's Newton steps, capped at five a
+    # call, dropped a copy each while the sweeps brought them back, until
+    # the budget of factorisations ran out and the split took over (and
+    # warned at max_iter).
+    from skmultilogit._solvers import _driver
+
+    handed_over = []
+    original = _driver._run
+
+    def recording(solver, *args, **kwargs):
+        handed_over.append(solver == "lbfgs")
+        return original(solver, *args, **kwargs)
+
+    monkeypatch.setattr(_driver, "_run", recording)
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        X0 = rng.normal(size=(500, 8))
+        y = np.argmax(X0 @ rng.normal(size=(8, 4)) + rng.gumbel(size=(500, 4)), axis=1)
+        X = np.hstack([X0] * 5)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            auto = MultinomialLogitClassifier(C=1e3, l1_ratio=l1_ratio).fit(X, y)
+        assert auto.n_iter_[0] <= 20
+        assert kkt_violation(auto, X, y, 1e3, l1_ratio) <= 0.1 * l1_ratio / (1e3 * len(y))
+    assert not any(handed_over)
+
+
+def test_fewer_rows_than_parameters_take_the_split(monkeypatch):
+    # There a weak L1 penalty leaves the restricted Hessians near singular
+    # and the active sets lose one coefficient per factorisation (40 x 50,
+    # K = 4, C = 1e5: 103 times the split's time).
+    from skmultilogit._solvers import _driver
+
+    ran = []
+    proximal = _driver.PENALTY_SOLVER_RUNS["proximal-newton"]
+    monkeypatch.setitem(
+        _driver.PENALTY_SOLVER_RUNS,
+        "proximal-newton",
+        lambda *args, **kwargs: ran.append(True) or proximal(*args, **kwargs),
+    )
+    X, y = standardised(load_wine)  # 42 parameters
+    rows = np.random.default_rng(0).permutation(len(y))[:42]  # all three classes
+    MultinomialLogitClassifier(l1_ratio=1.0).fit(X[rows[:41]], y[rows[:41]])
+    assert ran == []
+    MultinomialLogitClassifier(l1_ratio=1.0).fit(X[rows], y[rows])
+    assert ran == [True]
+
+
+def test_a_hand_over_says_so_in_its_warning(monkeypatch):
+    from skmultilogit._solvers import _proximal
+
+    monkeypatch.setattr(_proximal, "FACTORISATIONS_PER_PARAMETER", 0)
+    X, y = load_wine(return_X_y=True)
+    with pytest.warns(
+        ConvergenceWarning,
+        match=r"proximal-newton \(whose active sets kept changing, \d+ iterations\), "
+        r"then lbfgs on the split, stopped after 5 iterations",
+    ):
+        MultinomialLogitClassifier(C=100.0, l1_ratio=1.0, max_iter=5).fit(X, y)

@@ -91,14 +91,17 @@ PROXIMAL_BYTES_PER_ENTRY = 20
 # this many parameters, by L-BFGS-B on the split above. Measured (defaults
 # but max_iter=2000, 1000 correlated Gaussian rows, K in 3, 5, 10, d in 10,
 # 20, 40, C in 0.1, 10, 1000, l1_ratio 0.5 and 1; time proximal / L-BFGS-B,
-# two runs): up to 123 parameters 0.07-1.34 (0.07-0.45 from C = 10, where
+# three runs): up to 123 parameters 0.07-1.34 (0.07-0.46 from C = 10, where
 # L-BFGS-B took 245-2000 iterations and stopped up to 4e-4 above the
-# optimum in objective, warning at 2000), at 205-210 0.26-1.63, at 410
+# optimum in objective, warning at 2000), at 205-210 0.26-1.8, at 410
 # 1.6-25 (the model's active set of 300-400 coefficients, refactorised as
 # it changes); the 8x8 digits (650, raw and standardised, C from 0.01 to
 # 1e4) 1.1-30, where L-BFGS-B stopped up to 3e-4 above. Proximal Newton
 # ended at the lower objective in every one of these. (Parameters with an
-# intercept, K (d + 1); K d without.)
+# intercept, K (d + 1); K d without.) Nor on fewer rows than parameters:
+# there the restricted Hessians are near singular at a weak penalty and
+# their active sets lose one coefficient per factorisation (40 x 50, K = 4,
+# C = 1e5, pure L1: 103 times the split's time).
 PROXIMAL_AUTO_MAX_PARAMS = 256
 
 # A stop forced by floating-point resolution (the objective no longer
@@ -139,6 +142,9 @@ class SolverResult:
         of a bound-constrained problem (the L1 split).
     tol : float or None
         The tolerance the run was tested against (:func:`stopping_tol`).
+    handed_over : int or None
+        Where proximal Newton handed over to L-BFGS-B on the split
+        (``ProximalStalled``), its iterations (counted in ``n_iter``).
     """
 
     w: np.ndarray
@@ -152,6 +158,7 @@ class SolverResult:
     feature_stats: tuple = None
     projected: bool = False
     tol: float = None
+    handed_over: int = None
 
     def warning_message(self, tol, dtype):
         """The ConvergenceWarning text for an unconverged run, with advice."""
@@ -164,8 +171,14 @@ class SolverResult:
                 f"{self.tol:.2g} (tol={tol}, capped at a tenth of the L1 penalty's strength "
                 "l1_ratio / (C * sum(sample_weight)), the gradient that decides a zero)"
             )
+        who = self.solver
+        if self.handed_over is not None:
+            who = (
+                f"proximal-newton (whose active sets kept changing, {self.handed_over} "
+                f"iterations), then {self.solver} on the split,"
+            )
         said = (
-            f"{self.solver} stopped after {self.n_iter} iterations with the largest "
+            f"{who} stopped after {self.n_iter} iterations with the largest "
             f"{measure}{'' if measure.startswith('entry') else ' entry'} at "
             f"{self.grad_max:.2e}, above {above}"
         )
@@ -287,7 +300,8 @@ def resolve_solver(solver, loss):
     and refuses others; ``"auto"`` takes the first, except that an
     element-wise L1 part without a box (``penalty.newton_solver``) is
     minimised by proximal Newton up to ``PROXIMAL_AUTO_MAX_PARAMS``
-    parameters (where it was faster and ended lower; see there).
+    parameters, and no more than there are rows (where it was faster and
+    ended lower; see there).
     Otherwise ``"newton-cholesky"`` when its Hessian (``n_params^2``
     entries, 12 bytes each while it is built) fits in
     ``AUTO_NEWTON_MAX_BYTES`` (64 MiB, up to about 2300 parameters) and the
@@ -310,7 +324,7 @@ def resolve_solver(solver, loss):
             if (
                 newton_solver is not None
                 and loss.data.newton_by_default
-                and loss.n_params <= PROXIMAL_AUTO_MAX_PARAMS
+                and loss.n_params <= min(PROXIMAL_AUTO_MAX_PARAMS, loss.data.n_samples)
             ):
                 return newton_solver
         if solver == "proximal-newton":
@@ -442,14 +456,21 @@ def minimize_loss(
         try:
             return _run(solver, problem, w0, feature_stats, max_iter=max_iter, **settings)
         except ProximalStalled as stalled:
-            # The L1 norm's active sets kept changing (five copies of each
-            # feature: 13 s where the split took 0.1): L-BFGS-B on the split
-            # goes on from where proximal Newton got to.
+            # The L1 norm's active sets kept changing (a budget of
+            # factorisations ran out): L-BFGS-B on the split goes on from
+            # where proximal Newton got to.
+            if verbose:
+                print(
+                    f"proximal Newton's active sets kept changing after {stalled.n_iter} "
+                    "iterations: L-BFGS-B on the split goes on from there",
+                    flush=True,
+                )
             w = problem.to_original(stalled.x)
             split = conditioned_problem(loss, feature_stats, "lbfgs")
             left = max_iter - stalled.n_iter
             result = _run("lbfgs", split, w, feature_stats, max_iter=left, **settings)
             result.n_iter += stalled.n_iter
+            result.handed_over = stalled.n_iter
             return result
 
 

@@ -327,14 +327,19 @@ def _active_newton_elementwise(u, residual, hessian, problem, factors):
     falls up to the first zero, or to its own minimum where the restricted
     Hessian curves it after all. The sweeps decide whether a zero
     coefficient comes back, with either sign. Ends at a full step that
-    crosses nothing, or after :data:`NEWTON_STEPS`. ``factors`` keeps the
-    last restricted Hessian's solver by its active set, for the next call
-    on the same model (``H`` does not change there).
+    crosses nothing (at most one step more than there are coefficients: a
+    cap of :data:`NEWTON_STEPS`, as the group lasso's, left the sweeps and
+    the steps taking the same coefficients in and out on duplicated
+    features until the budget ran out). ``factors`` keeps the last
+    restricted Hessian's solver by its active set, for the next call on the
+    same model (``H`` does not change there).
     """
     n_coef, weights = problem.n_coef, problem.group_weights
     intercepts = np.arange(n_coef, u.size)
     full_change = np.zeros_like(u)
-    for _ in range(NEWTON_STEPS):
+    # each step but the last takes a coefficient out of the active set (or
+    # stops at the model's minimum along a flat direction): a bound, not a cap
+    for _ in range(n_coef + 1):
         active = np.flatnonzero(u[:n_coef])
         index = np.concatenate([active, intercepts])
         if index.size == 0:
