@@ -49,7 +49,7 @@ from scipy.optimize import OptimizeResult
 
 from .. import _loss
 from .._group_norms import block_soft_threshold, group_stationarity
-from ._newton_cholesky import objective_rounding
+from ._newton_cholesky import OPTIMUM_GAP, objective_rounding
 
 # Armijo's fraction of the model's decrease a step must achieve.
 ARMIJO = 1e-4
@@ -88,6 +88,8 @@ class ProximalStalled(Exception):
         self.n_iter = n_iter
 
 
+# Iterations past tol for the L1 norm on float64 X, at most (proximal_newton).
+POLISH_ITERATIONS = 10
 # Steps in a row that change F by no more than its rounding without halving
 # the stationarity measure, before the run stops (precision).
 MAX_STALLED = 5
@@ -482,6 +484,14 @@ def proximal_newton(tracer, theta0, tol, max_iter, **_):
     For the L1 norm (``problem.elementwise``) the fit may factorise
     :data:`FACTORISATIONS_PER_PARAMETER` restricted Hessians per parameter;
     beyond that it raises :class:`ProximalStalled` from its last iterate.
+    On float64 X it goes on past ``tol`` (at most :data:`POLISH_ITERATIONS`
+    iterations, the model solved to a hundredth of the stationarity measure)
+    until the model predicts a decrease of at most ``OPTIMUM_GAP`` of ``F``:
+    a subgradient within ``tol`` left ``F`` up to 3e-4 of itself above its
+    minimum where the L1 penalty is strong against a weak curvature (50
+    standardised digits features, four classes, ``C = 1e4``, pure L1; 17
+    iterations, and 20 to the optimum). Should a step past ``tol`` leave
+    the measure above it, the fit ends at the last iterate that met it.
 
     Returns a scipy ``OptimizeResult`` with ``x``, ``nit`` and ``message``.
     """
@@ -491,22 +501,33 @@ def proximal_newton(tracer, theta0, tol, max_iter, **_):
     budget = None
     if problem.elementwise:
         budget = {"left": FACTORISATIONS_PER_PARAMETER * x.size}
+    polish = problem.elementwise and problem.loss.data.dtype == np.float64
     f, grad = tracer.loss_gradient(x)
     n_iter, message = 0, "reached max_iter"
-    stalled = 0
+    stalled = polished = 0
+    met_tol = None
     stationarity = best = np.max(np.abs(problem.stationarity(x, grad)), initial=0.0)
     while n_iter < max_iter:
-        if stationarity <= tol:
+        past_tol = stationarity <= tol
+        if past_tol:
+            met_tol = x
             message = "the smallest subgradient is below tol"
-            break
+            if not polish or polished >= POLISH_ITERATIONS:
+                break
         hessian = None  # the last one goes before the next is formed
         hessian = problem.model_hessian(x)
-        accuracy = max(0.1 * tol, min(0.1, stationarity) * stationarity)
+        if past_tol:
+            accuracy = 0.01 * stationarity
+        else:
+            accuracy = max(0.1 * tol, min(0.1, stationarity) * stationarity)
         try:
             step = model_minimiser(x, grad, hessian, problem, accuracy, budget) - x
         except ProximalStalled:
             raise ProximalStalled(x, n_iter) from None
         decrease = grad @ step + problem.group_norm(x + step) - problem.group_norm(x)
+        if past_tol and not -decrease > OPTIMUM_GAP * abs(f):
+            break  # at the optimum, to what F can tell
+        polished += past_tol
         if not decrease < 0:
             message = "the model predicts no decrease"
             break
@@ -540,4 +561,6 @@ def proximal_newton(tracer, theta0, tol, max_iter, **_):
                 "stationarity shrink (precision)"
             )
             break
+    if met_tol is not None and not stationarity <= tol:
+        x, message = met_tol, "the smallest subgradient is below tol"
     return OptimizeResult(x=x, nit=n_iter, message=message)
