@@ -88,7 +88,7 @@ class ProximalStalled(Exception):
         self.n_iter = n_iter
 
 
-# Iterations past tol for the L1 norm on float64 X, at most (proximal_newton).
+# Iterations past tol on float64 X, at most (proximal_newton).
 POLISH_ITERATIONS = 10
 # Steps in a row that change F by no more than its rounding without halving
 # the stationarity measure, before the run stops (precision).
@@ -490,8 +490,10 @@ def proximal_newton(tracer, theta0, tol, max_iter, **_):
     a subgradient within ``tol`` left ``F`` up to 3e-4 of itself above its
     minimum where the L1 penalty is strong against a weak curvature (50
     standardised digits features, four classes, ``C = 1e4``, pure L1; 17
-    iterations, and 20 to the optimum). Should a step past ``tol`` leave
-    the measure above it, the fit ends at the last iterate that met it.
+    iterations, and 20 to the optimum; the group lasso on standardised wine
+    at ``C = 1e4`` 1e-4, on the digits at ``C = 100`` 3.6e-5). Should a step
+    past ``tol`` leave the measure above it, the fit ends at the last
+    iterate that met it.
 
     Returns a scipy ``OptimizeResult`` with ``x``, ``nit`` and ``message``.
     """
@@ -501,7 +503,7 @@ def proximal_newton(tracer, theta0, tol, max_iter, **_):
     budget = None
     if problem.elementwise:
         budget = {"left": FACTORISATIONS_PER_PARAMETER * x.size}
-    polish = problem.elementwise and problem.loss.data.dtype == np.float64
+    polish = problem.loss.data.dtype == np.float64
     f, grad = tracer.loss_gradient(x)
     n_iter, message = 0, "reached max_iter"
     stalled = polished = 0
