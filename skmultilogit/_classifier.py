@@ -83,11 +83,11 @@ class MultinomialLogitClassifier(
         ``W+, W- >= 0``, a smooth problem under bounds, or with ``'auto'``
         on up to 256 parameters (``K (d + 1)``, ``K d`` without an
         intercept), no more than there are rows, without ``coef_bounds``
-        proximal Newton (the exact
-        Hessian's quadratic model plus the L1 norm, minimised by coordinate
-        descent), which reached the optimum in 5 to 45 iterations where
-        L-BFGS-B took hundreds (the user guide has the figures). Both give
-        exact zeros in ``coef_``; its columns then need not sum to zero.
+        proximal Newton (the exact Hessian's quadratic model plus the L1
+        norm, minimised by coordinate descent), which reached the optimum in
+        5 to 45 iterations where L-BFGS-B took hundreds (the user guide has
+        the figures). Both give exact zeros in ``coef_``; its columns then
+        need not sum to zero.
     l1_groups : {None, 'feature'}, default=None
         None: the L1 part is element-wise, ``||W||_1``. ``'feature'``: the
         group lasso, ``sum_j ||W[:, j]||_2`` over features, so that a

@@ -120,28 +120,18 @@ def _coordinate_sweep(u, residual, hessian, weights, curvature):
     """:func:`_group_sweep` for groups of one coefficient each (the L1 norm), in order.
 
     Each coefficient ``j`` goes to ``S(u_j - r_j / h_j, w_j / h_j)``
-    (soft-thresholding; ``h_j`` its curvature, ``H_jj``); ``H`` symmetric,
-    so the residual's update reads row ``j``. The compiled
-    ``_kernel.coordinate_sweep`` runs this loop where it is built: a Python
-    step per coefficient took seconds per fit on the 8x8 digits (640
-    coefficients, tens of sweeps per model).
+    (soft-thresholding; ``h_j`` its curvature, ``H_jj``). The compiled
+    ``_kernel.coordinate_sweep`` runs this loop where it is built (``H``
+    symmetric, it reads row ``j``): :func:`_group_sweep`'s Python step per
+    group took seconds per fit on the 8x8 digits (640 coefficients, tens of
+    sweeps per model), and runs it where the extension is not built.
     """
     kernel = _loss._kernel
     if kernel is not None:
         kernel.coordinate_sweep(u, residual, hessian, weights, curvature)
-        return
-    for j, (weight, step) in enumerate(zip(weights, curvature, strict=True)):
-        if step > 0:
-            shifted = u[j] - residual[j] / step
-            new = np.sign(shifted) * max(abs(shifted) - weight / step, 0.0)
-        elif abs(residual[j]) <= weight:
-            new = 0.0
-        else:
-            continue
-        change = new - u[j]
-        if change != 0.0:
-            u[j] = new
-            residual += change * hessian[j]
+    else:
+        singletons = np.arange(weights.size)[:, None]
+        _group_sweep(u, residual, hessian, singletons, weights, curvature)
 
 
 def _active_newton(u, residual, hessian, problem):
@@ -425,6 +415,9 @@ def model_minimiser(x, grad, hessian, problem, accuracy, budget=None):
         factors = budget if budget is not None else {"left": np.inf}
         factors.pop("active", None)
 
+        def sweep():
+            _coordinate_sweep(u, residual, rows, weights, lipschitz)
+
         def newton(u, residual, hessian, problem):
             _class_shifts(u, residual, rows, problem, l2_curvature)
             _active_newton_elementwise(u, residual, rows, problem, factors)
@@ -433,14 +426,12 @@ def model_minimiser(x, grad, hessian, problem, accuracy, budget=None):
         lipschitz = np.array(
             [np.linalg.eigvalsh(hessian[np.ix_(group, group)])[-1] for group in groups]
         )
+
+        def sweep():
+            _group_sweep(u, residual, hessian, groups, weights, lipschitz)
+
         newton = _active_newton
     lipschitz[~(lipschitz > 1e-12 * max(1.0, lipschitz.max(initial=0.0)))] = 0.0
-
-    def sweep():
-        if problem.elementwise:
-            _coordinate_sweep(u, residual, rows, weights, lipschitz)
-        else:
-            _group_sweep(u, residual, hessian, groups, weights, lipschitz)
 
     intercepts = np.arange(n_coef, x.size)
     inverse = None
