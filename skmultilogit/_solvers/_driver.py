@@ -91,12 +91,13 @@ PROXIMAL_BYTES_PER_ENTRY = 20
 # this many parameters, by L-BFGS-B on the split above. Measured (defaults
 # but max_iter=2000, 1000 correlated Gaussian rows, K in 3, 5, 10, d in 10,
 # 20, 40, C in 0.1, 10, 1000, l1_ratio 0.5 and 1; time proximal / L-BFGS-B,
-# three runs): up to 123 parameters 0.07-1.34 (0.07-0.46 from C = 10, where
-# L-BFGS-B took 245-2000 iterations and stopped up to 4e-4 above the
-# optimum in objective, warning at 2000), at 205-210 0.26-1.8, at 410
+# four runs, the last on bfe54bf): up to 123 parameters 0.07-1.41
+# (0.07-0.47 from C = 10, where L-BFGS-B took 245-2000 iterations and
+# stopped up to 4e-4 above the optimum in objective, warning at 2000), at
+# 205-210 0.26-1.8; with this limit lifted (on 377ed25 and c2633fa), at 410
 # 1.6-25 (the model's active set of 300-400 coefficients, refactorised as
-# it changes); the 8x8 digits (650, raw and standardised, C from 0.01 to
-# 1e4) 1.1-30, where L-BFGS-B stopped up to 3e-4 above. Proximal Newton
+# it changes) and on the 8x8 digits (650, raw and standardised, C from 0.01
+# to 1e4) 1.1-30, where L-BFGS-B stopped up to 3e-4 above. Proximal Newton
 # ended at the lower objective in every one of these. (Parameters with an
 # intercept, K (d + 1); K d without.) Nor on fewer rows than parameters:
 # there the restricted Hessians are near singular at a weak penalty and
