@@ -1,6 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
 """Compiled loops: ``_loss``'s element-wise work on one block of class-major logits,
-and whole passes over CSR X.
+whole passes over CSR X, and ``_omission``'s class-pair sums that leave out small terms.
 
 Thin wrappers of the loops in ``_kernel_loops.h`` (which includes
 ``_kernel_loops_typed.h`` and ``_kernel_sparse_typed.h``), which say what
@@ -13,7 +13,7 @@ these with.
 """
 
 from libc.stdint cimport int32_t, int64_t
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport calloc, free, malloc
 
 cdef extern from "_kernel_loops.h" nogil:
     double skml_residual_loss_f64(double *z, Py_ssize_t K, Py_ssize_t m,
@@ -30,6 +30,20 @@ cdef extern from "_kernel_loops.h" nogil:
     void skml_hessp_residual_f32(float *u, const float *p, Py_ssize_t p_stride,
                                  Py_ssize_t K, Py_ssize_t m, const double *w,
                                  const double *dir_intercept, double *residual_sums)
+    void skml_pair_size_bins_f64(const double *root, Py_ssize_t m, Py_ssize_t K,
+                                 const double *norms, Py_ssize_t n_bins, double *sums,
+                                 Py_ssize_t *counts, double *pair_sums)
+    void skml_pair_size_bins_f32(const float *root, Py_ssize_t m, Py_ssize_t K,
+                                 const float *norms, Py_ssize_t n_bins, double *sums,
+                                 Py_ssize_t *counts, double *pair_sums)
+    Py_ssize_t skml_pair_sums_f64(const double *design, Py_ssize_t m, Py_ssize_t size,
+                                  const double *root, Py_ssize_t K, const double *norms,
+                                  double threshold, double flush, double *pairs,
+                                  double *scratch)
+    Py_ssize_t skml_pair_sums_f32(const float *design, Py_ssize_t m, Py_ssize_t size,
+                                  const float *root, Py_ssize_t K, const float *norms,
+                                  float threshold, float flush, float *pairs,
+                                  float *scratch)
     void skml_exp_array(const double *x, double *out, Py_ssize_t n)
     void skml_expf_array(const float *x, float *out, Py_ssize_t n)
     void skml_log_array(const double *x, double *out, Py_ssize_t n)
@@ -391,6 +405,79 @@ def csr_hessp(const floating[::1] data not None, const csr_index[::1] indices no
                     c, &proba[0, 0], proba_stride, &weight[0], &out_t[0, 0], &out_intercept[0], u)
     finally:
         free(u)
+
+
+def pair_size_bins(const floating[:, ::1] root not None, const floating[::1] norms not None,
+                   double[::1] sums not None, Py_ssize_t[::1] counts not None):
+    """Add the sizes ``root[k, i] root[l, i] norms[i]`` (all ``k < l``, all i) to bins by exponent.
+
+    ``root`` is (K, m), ``sqrt(omega_i) p_ik`` class-major; ``sums`` and
+    ``counts`` have one entry per biased exponent of ``root``'s dtype (256
+    for float32, 2048 for float64). The histograms of
+    ``_omission.omission_threshold``, summed in the same order.
+    """
+    cdef Py_ssize_t K = root.shape[0], m = root.shape[1]
+    cdef Py_ssize_t n_bins = 256 if floating is float else 2048
+    cdef double *pair_sums
+    if norms.shape[0] != m:
+        raise ValueError("norms must have one entry per row")
+    if sums.shape[0] != n_bins or counts.shape[0] != n_bins:
+        raise ValueError(f"sums and counts need {n_bins} bins")
+    if m == 0 or K < 2:
+        return
+    pair_sums = <double *>calloc(n_bins, sizeof(double))
+    if pair_sums == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            if floating is double:
+                skml_pair_size_bins_f64(&root[0, 0], m, K, &norms[0], n_bins, &sums[0],
+                                        &counts[0], pair_sums)
+            else:
+                skml_pair_size_bins_f32(&root[0, 0], m, K, &norms[0], n_bins, &sums[0],
+                                        &counts[0], pair_sums)
+    finally:
+        free(pair_sums)
+
+
+def add_pair_sums(const floating[::1, :] design not None, const floating[:, ::1] root not None,
+                  const floating[::1] norms not None, double threshold, double flush,
+                  floating[:, :, ::1] pairs_t not None):
+    """Add each class pair's kept terms to its sum; returns the number of terms kept.
+
+    A term (row i, pair ``k < l``) is kept where ``f * norms[i] >=
+    threshold``, ``f = root[k, i] root[l, i]``; its row of ``design`` ((m,
+    size), Fortran-ordered), scaled by ``sqrt(f)`` (0 below ``flush``), is
+    added as a rank-one term to the upper triangle of the pair's sum.
+    ``pairs_t`` is the transpose of ``_hessian.class_pairs_buffer``'s array
+    (pairs, size, size), C-ordered: ``pairs_t[p, b, a]`` is entry ``(a,
+    b)`` of pair p's sum. See ``_kernel_pairs_typed.h``.
+    """
+    cdef Py_ssize_t m = design.shape[0], size = design.shape[1], K = root.shape[0]
+    cdef Py_ssize_t kept = 0, pad = (size + 15) // 16 * 16
+    cdef floating *scratch
+    if root.shape[1] != m or norms.shape[0] != m:
+        raise ValueError("root and norms must have one entry per row of design")
+    if pairs_t.shape[0] != K * (K - 1) // 2 or pairs_t.shape[1] != size or pairs_t.shape[2] != size:
+        raise ValueError("pairs_t must be (K (K - 1) / 2, size, size)")
+    if m == 0 or K < 2 or size == 0:
+        return 0
+    # (see skml_pair_sums: 16 is the widest SKML_LANES, 8 SKML_TILE_COLUMNS)
+    scratch = <floating *>malloc((2 * m * pad + 7) * sizeof(floating))
+    if scratch == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            if floating is double:
+                kept = skml_pair_sums_f64(&design[0, 0], m, size, &root[0, 0], K, &norms[0],
+                                          threshold, flush, &pairs_t[0, 0, 0], scratch)
+            else:
+                kept = skml_pair_sums_f32(&design[0, 0], m, size, &root[0, 0], K, &norms[0],
+                                          <float>threshold, <float>flush, &pairs_t[0, 0, 0],
+                                          scratch)
+    finally:
+        free(scratch)
+    return kept
 
 
 def coordinate_sweep(double[::1] u not None, double[::1] residual not None,

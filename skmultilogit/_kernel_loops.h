@@ -279,6 +279,49 @@ void skml_log_array(const double *x, double *out, ptrdiff_t n)
 #undef SKML_EXP
 #undef SKML_LABEL
 
+/* The biased binary exponent of a double or a float, with the sign bit above it. */
+static inline ptrdiff_t skml_exponent_f64(double x)
+{
+    uint64_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    return (ptrdiff_t)(bits >> 52);
+}
+
+static inline ptrdiff_t skml_exponent_f32(float x)
+{
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    return (ptrdiff_t)(bits >> 23);
+}
+
+/* A Hessian's class-pair sums leaving out small terms (_kernel_pairs_typed.h). */
+#define SKML_T double
+#define SKML_NAME(name) name##_f64
+#define SKML_SQRT sqrt
+#define SKML_FABS fabs
+#define SKML_EXPONENT skml_exponent_f64
+#define SKML_LANES 8
+#include "_kernel_pairs_typed.h"
+#undef SKML_LANES
+#undef SKML_T
+#undef SKML_NAME
+#undef SKML_SQRT
+#undef SKML_FABS
+#undef SKML_EXPONENT
+#define SKML_T float
+#define SKML_NAME(name) name##_f32
+#define SKML_SQRT sqrtf
+#define SKML_FABS fabsf
+#define SKML_EXPONENT skml_exponent_f32
+#define SKML_LANES 16
+#include "_kernel_pairs_typed.h"
+#undef SKML_LANES
+#undef SKML_T
+#undef SKML_NAME
+#undef SKML_SQRT
+#undef SKML_FABS
+#undef SKML_EXPONENT
+
 /* The CSR passes, for each value type and index type (_kernel_sparse_typed.h). */
 #define SKML_T double
 #define SKML_I int32_t

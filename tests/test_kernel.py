@@ -594,3 +594,93 @@ def test_the_coordinate_sweep_refuses_arrays_of_other_shapes():
         _kernel.coordinate_sweep(np.zeros(4), np.zeros(4), hessian, np.ones(4), np.ones(3))
     with pytest.raises(ValueError, match="at most u's length"):
         _kernel.coordinate_sweep(np.zeros(4), np.zeros(4), hessian, np.ones(5), np.ones(5))
+
+
+def _pair_inputs(rng, m, size, n_classes, dtype):
+    """Design rows (Fortran), probabilities (some rows confident) and weights (one -0.0)."""
+    design = np.asfortranarray(rng.normal(size=(m, size)).astype(dtype))
+    logits = rng.normal(size=(m, n_classes)) * rng.choice([1.0, 30.0], size=(m, 1))
+    proba = softmax(logits, axis=1)
+    weight = rng.uniform(0.2, 2.0, size=m)
+    weight[0] = -0.0  # passes validation
+    return design, proba, weight
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "m, size, n_classes",
+    [(1, 1, 2), (7, 5, 3), (9, 17, 4), (300, 65, 10), (50, 16, 2), (33, 32, 5)],
+)
+@pytest.mark.parametrize("allowed", [0.0, 1e-4, 0.05, np.inf])
+def test_the_pair_sums_are_the_numpy_paths(monkeypatch, dtype, m, size, n_classes, allowed):
+    # The compiled loops choose the same terms (their sizes, in the
+    # Hessian's dtype, are numpy's to the bit) and sum them as BLAS's syrk
+    # does, to rounding; everything kept, the sums are the written-out
+    # sum_i omega_i p_ik p_il x^_i x^_i^T (float64, einsum).
+    from skmultilogit import _hessian, _omission
+
+    monkeypatch.setattr(_omission, "OMITTING_MAX_KEPT", 1.0)
+    rng = np.random.default_rng(m + size + n_classes)
+    design, proba, weight = _pair_inputs(rng, m, size, n_classes, dtype)
+    pairs_by = {}
+    kept_by = {}
+    for compiled in (True, False):
+        monkeypatch.setattr(_omission, "_kernel", _kernel if compiled else None)
+        pairs = _hessian.class_pairs_buffer(n_classes, size, dtype)
+        omit = np.inf if allowed == np.inf else allowed * float((design.astype(float) ** 2).sum())
+        kept_by[compiled] = _omission.add_class_pairs_omitting(pairs, design, proba, weight, omit)
+        pairs_by[compiled] = pairs
+    assert kept_by[True] == kept_by[False]
+    upper = np.triu_indices(size)
+    ours, numpy_path = (pairs_by[c][upper[0], upper[1]] for c in (True, False))
+    scale = max(float(np.abs(numpy_path).max()), np.finfo(dtype).tiny)
+    rounding = 64 * np.finfo(dtype).eps * scale
+    np.testing.assert_allclose(ours, numpy_path, rtol=0, atol=rounding)
+    if allowed == 0.0:
+        rows = design.astype(np.float64)
+        written_out, bound = [], []
+        for k in range(n_classes - 1):
+            for other in range(k + 1, n_classes):
+                factor = weight * proba[:, k] * proba[:, other]
+                written_out.append(np.einsum("i,ia,ib->ab", factor, rows, rows))
+                bound.append(np.einsum("i,ia,ib->ab", np.abs(factor), np.abs(rows), np.abs(rows)))
+        written_out = np.stack(written_out, axis=-1)[upper[0], upper[1]]
+        bound = np.stack(bound, axis=-1)[upper[0], upper[1]]
+        # a sum of m products in the Hessian's dtype: at most ~ (m + 4) eps of |terms|
+        error = np.abs(ours - written_out)
+        assert np.all(error <= (m + 4) * np.finfo(dtype).eps * bound + 1e-300)
+    if allowed == np.inf:
+        assert kept_by[True] == 0 and not ours.any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_pair_size_bins_give_numpys_omission_threshold(dtype):
+    # _omission.omission_threshold (numpy, tested by brute force in
+    # test_loss.py) from the factors' array; the loops bin the same sizes
+    # without forming it.
+    from skmultilogit._omission import _size_bins, _threshold_from_bins, omission_threshold
+
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        m, n_classes = rng.integers(1, 60), rng.integers(2, 9)
+        root = np.exp(rng.uniform(-60, 1, size=(n_classes, m))) * (rng.random((n_classes, m)) > 0.1)
+        root = root.astype(dtype)
+        root[:, rng.random(m) < 0.05] = -0.0
+        norms = rng.uniform(0.0, 50.0, size=m).astype(dtype)
+        factors = np.concatenate([root[k] * root[k + 1 :] for k in range(n_classes - 1)], axis=0)
+        omit = np.exp(rng.uniform(-120, 6))
+        sums, counts = _size_bins(dtype)
+        _kernel.pair_size_bins(np.ascontiguousarray(root), norms, sums, counts)
+        assert _threshold_from_bins(sums, counts, omit) == omission_threshold(factors, norms, omit)
+
+
+def test_the_pair_sums_refuse_arrays_of_other_shapes():
+    design = np.zeros((5, 3), order="F")
+    root = np.zeros((4, 5))
+    norms = np.zeros(5)
+    with pytest.raises(ValueError, match="one entry per row of design"):
+        _kernel.add_pair_sums(design, root[:, :4].copy(), norms, 0.0, 0.0, np.zeros((6, 3, 3)))
+    with pytest.raises(ValueError, match="pairs_t must be"):
+        _kernel.add_pair_sums(design, root, norms, 0.0, 0.0, np.zeros((5, 3, 3)))
+    with pytest.raises(ValueError, match="sums and counts need 2048 bins"):
+        _kernel.pair_size_bins(root, norms, np.zeros(256), np.zeros(2048, dtype=np.intp))

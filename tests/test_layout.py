@@ -15,7 +15,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "skmultilogit"
 # lower layer, never from a higher one (docs/layout.md).
 LAYERS = [
     ["_kernel", "_scratch", "_array_api", "_threads"],
-    ["_loss", "_group_norms"],
+    ["_loss", "_group_norms", "_omission"],
     ["_hessian", "_cholesky", "_penalties", "_conditioning", "_memory"],
     ["_backends", "_scoring"],
     ["_objective"],
@@ -38,6 +38,7 @@ NO_OPTIMISER_OR_ESTIMATOR = [
     "_scratch",
     "_loss",
     "_hessian",
+    "_omission",
     "_cholesky",
     "_group_norms",
     "_penalties",

@@ -564,12 +564,12 @@ def test_only_factors_whose_products_would_be_subnormal_are_dropped():
     # sqrt of float32's smallest normal number is 1.08e-19: a factor of
     # 1e-18 still carries curvature (times a factor of 1, a normal 1e-18);
     # without a penalty that can be all a class has.
-    from skmultilogit import _hessian
+    from skmultilogit import _omission
 
     factors = np.array([1e-18, -1e-18, 2e-20, -2e-20, 0.0, 1.0], dtype=np.float32)
-    _hessian.flush_tiny(factors)
+    _omission.flush_tiny(factors)
     np.testing.assert_array_equal(factors, np.float32([1e-18, -1e-18, 0, 0, 0, 1]))
-    wide = _hessian.flush_tiny(np.array([1e-150, 1e-160]))
+    wide = _omission.flush_tiny(np.array([1e-150, 1e-160]))
     np.testing.assert_array_equal(wide, [1e-150, 0.0])
 
 
@@ -615,8 +615,9 @@ def test_curvature_is_the_trace_of_each_samples_logit_hessian():
 @pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("allowed", [1e-3, 0.1])
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "numpy"])
 def test_a_hessian_that_may_leave_terms_out_misses_a_semidefinite_part_within_the_allowance(
-    monkeypatch, n_classes, n_features, fit_intercept, dtype, allowed
+    monkeypatch, n_classes, n_features, fit_intercept, dtype, allowed, compiled
 ):
     # What it leaves out is the textbook Hessian minus what it returns:
     # never negative (only whole semidefinite terms are dropped), of
@@ -624,12 +625,16 @@ def test_a_hessian_that_may_leave_terms_out_misses_a_semidefinite_part_within_th
     # block leaves out only its rows' share; 256-row blocks here), and, as
     # float64 resolves, not nothing (confident rows: most of their pairs'
     # terms are tiny).
-    from skmultilogit import _hessian
+    from skmultilogit import _omission
 
-    monkeypatch.setattr(_hessian, "omitting_block_rows", lambda *shape: 256)
+    if not compiled:
+        monkeypatch.setattr(_omission, "_kernel", None)
+    elif _omission._kernel is None:
+        pytest.skip("the compiled extension is not built")
+    monkeypatch.setattr(_omission, "omitting_block_rows", lambda *shape: 256)
     # on these small problems too, and whatever share of the terms it keeps
-    monkeypatch.setattr(_hessian, "OMITTING_MIN_ROWS", 0)
-    monkeypatch.setattr(_hessian, "OMITTING_MAX_KEPT", 1.0)
+    monkeypatch.setattr(_omission, "OMITTING_MIN_ROWS", 0)
+    monkeypatch.setattr(_omission, "OMITTING_MAX_KEPT", 1.0)
     X, y, coef, intercept, weights = make_problem(
         n_classes, n_samples=700, n_features=n_features, seed=21
     )
@@ -653,7 +658,7 @@ def test_the_omission_threshold_is_the_largest_power_of_two_within_the_allowance
     # Brute force over the sizes: those below t sum to at most omit, those
     # below 2 t do not (0: the subnormal ones alone exceed omit; inf: all
     # of them fit).
-    from skmultilogit._hessian import omission_threshold
+    from skmultilogit._omission import omission_threshold
 
     rng = np.random.default_rng(3)
     for _ in range(300):

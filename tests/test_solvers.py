@@ -707,7 +707,7 @@ def test_a_rebuilt_factor_on_a_path_does_not_hold_the_old_one(monkeypatch, data)
     # building the next, but the tracer (which hands it to the next fit of a
     # path) still held it: with the Hessian kept for the path, a rebuild
     # peaked at twice what one build holds. On the digits, near the optimum,
-    # the rebuild leaves terms out (_hessian.add_class_pairs_omitting), whose
+    # the rebuild leaves terms out (_omission.add_class_pairs_omitting), whose
     # temporaries must stay within the same bound.
     import tracemalloc
 

@@ -56,7 +56,7 @@ Attributes
     may instead return it there, whole and symmetric, for ``_cholesky`` to
     factor where it is. It may leave out positive semidefinite terms whose
     spectral norms sum to at most ``omit`` (a preconditioner's; the numpy
-    backend does, ``_hessian.add_class_pairs_omitting``), or none.
+    backend does, ``_omission.add_class_pairs_omitting``), or none.
 ``loss_gradient_hessian(coef, intercept, *, center, scale, budget, seed, dtype)``
     ``(loss, grad_coef, grad_intercept, hessian)`` in one evaluation (one
     round on a cluster), the Hessian on a row sample of about ``budget`` rows

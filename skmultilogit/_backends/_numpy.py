@@ -5,7 +5,7 @@ import copy
 import numpy as np
 import scipy.sparse as sp
 
-from .. import _hessian, _loss
+from .. import _hessian, _loss, _omission
 from .._scratch import Scratch
 from .._threads import map_in_threads, pass_threads
 from ._proba_cache import cached_proba, keep_proba, proba_to_refill
@@ -371,7 +371,7 @@ class NumpyBackend:
             Ignored: this backend's Hessian is numpy already.
         omit : float, default=0
             May leave out terms of spectral norms summing to at most this (a
-            preconditioner's: ``_hessian.add_class_pairs_omitting``).
+            preconditioner's: ``_omission.add_class_pairs_omitting``).
 
         Returns
         -------
@@ -416,13 +416,13 @@ class NumpyBackend:
         """
         fit_intercept = intercept is not None
         size = self.n_features + fit_intercept
-        omits = _hessian.omits_terms(self.n_classes, size, dtype, self.sparse, omit)
+        omits = _omission.omits_terms(self.n_classes, size, dtype, self.sparse, omit)
         blocks, weight, transformed = self._hessian_blocks(
             center, scale, rows, row_factor, dtype=dtype, intercept_column=fit_intercept
         )
         share = omit / max(1, len(weight))  # a block may leave out its rows' shares
         if omits:  # a block's terms are chosen among its rows: the more, the better
-            step = _hessian.omitting_block_rows(self.n_classes, size, dtype, self.sparse)
+            step = _omission.omitting_block_rows(self.n_classes, size, dtype, self.sparse)
             blocks = [slice(start, start + step) for start in range(0, len(weight), step)]
         coef_x = coef.astype(self.dtype)
 

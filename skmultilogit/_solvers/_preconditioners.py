@@ -44,7 +44,7 @@ def hessian_budget(loss):
 # data Hessian terms whose spectral norms sum to at most this fraction of the
 # smallest curvature the penalty adds to a coefficient: the preconditioned
 # spectrum of the coefficients' directions then lies in [1, 1.1]
-# (_hessian.add_class_pairs_omitting). Measured, defaults, one thread,
+# (_omission.add_class_pairs_omitting). Measured, defaults, one thread,
 # digits' 1347 training rows (min of 12 fits, interleaved, against none left
 # out): raw 46.9 -> 42.5 ms, standardised 32.6 -> 32.3, binarised 27.4 ->
 # 28.1, iterations unchanged. A Hessian build on the raw digits kept 25 %

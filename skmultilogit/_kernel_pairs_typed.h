@@ -1,0 +1,169 @@
+/*
+ * The class-pair sums of a Hessian that leaves out its small terms, for one
+ * value type SKML_T, named by SKML_NAME. Included once per type by
+ * _kernel_loops.h; no include guard on purpose.
+ *
+ * The math is skmultilogit/_omission.py's add_class_pairs_omitting (whose
+ * numpy code is the reference the tests compare these loops with): the data
+ * Hessian is a sum of terms omega_i p_ik p_il (e_k - e_l)(e_k - e_l)^T (x)
+ * x^_i x^_i^T, one per row i and class pair k < l, each of spectral norm
+ * f_ikl ||x^_i||^2 (twice it, in `norms`), f_ikl = r_ik r_il with
+ * r_ik = sqrt(omega_i) p_ik (the caller's `root`, class-major). The terms
+ * below a threshold are left out and each pair's kept rows, scaled by
+ * sqrt(f_ikl), are one rank update of that pair's sum S_kl.
+ *
+ * numpy runs that as several calls per pair (a mask, a gather, a scale, a
+ * BLAS syrk and a copy): on the 8x8 digits' Hessian (45 pairs of 65
+ * columns) those calls, not their arithmetic, took most of the build. Here
+ * each pair is one loop over the rows and one rank update, written out.
+ * The values of f, of the sizes, of the kept set and of the scaled rows are
+ * numpy's to the bit (the same operations in SKML_T); the sums differ from
+ * BLAS's by the order of their additions.
+ */
+
+/*
+ * Histograms of the sizes f_ikl * norms[i] by binary exponent, as
+ * _omission.omission_threshold builds them: for each pair in order, its
+ * rows' sizes summed in double into `pair_sums` bin by bin in row order,
+ * then added to `sums` (and counted in `counts`). `n_bins` is 2^(exponent
+ * bits); `pair_sums` is scratch of n_bins doubles.
+ */
+SKML_CLONES
+void SKML_NAME(skml_pair_size_bins)(const SKML_T *SKML_RESTRICT root, ptrdiff_t m, ptrdiff_t K,
+                                    const SKML_T *SKML_RESTRICT norms, ptrdiff_t n_bins,
+                                    double *SKML_RESTRICT sums, ptrdiff_t *SKML_RESTRICT counts,
+                                    double *SKML_RESTRICT pair_sums)
+{
+    for (ptrdiff_t k = 0; k + 1 < K; k++) {
+        for (ptrdiff_t l = k + 1; l < K; l++) {
+            const SKML_T *root_k = root + k * m, *root_l = root + l * m;
+            memset(pair_sums, 0, (size_t)n_bins * sizeof(double));
+            for (ptrdiff_t i = 0; i < m; i++) {
+                const SKML_T size = (root_k[i] * root_l[i]) * norms[i];
+                const ptrdiff_t bin = SKML_EXPONENT(size) & (n_bins - 1);
+                pair_sums[bin] += (double)size;
+                counts[bin] += 1;
+            }
+            for (ptrdiff_t bin = 0; bin < n_bins; bin++)
+                sums[bin] += pair_sums[bin];
+        }
+    }
+}
+
+/*
+ * target += sum over `count` rows g_r (each `pad` values apart, zero beyond
+ * the `size` that count) of g_r g_r^T, on and above the diagonal: target
+ * is column-major, (size, size), entry (a, b) at a + b * size, a <= b.
+ *
+ * As a matrix product's inner kernel: a tile of SKML_LANES entries of
+ * SKML_TILE_COLUMNS columns is held in vector sums while the rows stream
+ * past (per row, one vector load and a multiply-add by a broadcast entry
+ * per column), then
+ * added to the target's upper triangle. Tiles wholly below the diagonal
+ * are skipped; the padding's columns are zero, so a tile may run past the
+ * last column. (A loop over a column's entries, eight rows at a time, ran
+ * at 14 G multiply-adds/s in float32 with AVX-512 on 795 x 65; each vector
+ * waited on a chain of eight.)
+ */
+/* Columns of a tile: its sums are independent chains of multiply-adds,
+ * enough of them to keep two FMA units busy. */
+#define SKML_TILE_COLUMNS 8
+
+#if defined(__GNUC__)
+/* its own clones: GCC does not inline a function into a clone of another
+ * target, and this one, compiled for the baseline, ran its 64-byte vectors
+ * as four SSE halves */
+SKML_CLONES
+static void SKML_NAME(skml_rank_update)(SKML_T *SKML_RESTRICT target,
+                                        const SKML_T *SKML_RESTRICT rows, ptrdiff_t count,
+                                        ptrdiff_t size, ptrdiff_t pad)
+{
+    typedef SKML_T vec __attribute__((vector_size(SKML_LANES * sizeof(SKML_T))));
+    for (ptrdiff_t a0 = 0; a0 < size; a0 += SKML_LANES) {
+        for (ptrdiff_t b0 = a0; b0 < size; b0 += SKML_TILE_COLUMNS) {
+            vec sums[SKML_TILE_COLUMNS];
+            for (int j = 0; j < SKML_TILE_COLUMNS; j++)
+                sums[j] = (vec){0};
+            const SKML_T *g = rows;
+            for (ptrdiff_t r = 0; r < count; r++, g += pad) {
+                vec v;
+                memcpy(&v, g + a0, sizeof v);
+                for (int j = 0; j < SKML_TILE_COLUMNS; j++)
+                    sums[j] += v * g[b0 + j];
+            }
+            for (ptrdiff_t j = 0; j < SKML_TILE_COLUMNS && b0 + j < size; j++) {
+                SKML_T tile[SKML_LANES];
+                memcpy(tile, &sums[j], sizeof tile);
+                const ptrdiff_t b = b0 + j;
+                const ptrdiff_t stop = b + 1 < a0 + SKML_LANES ? b + 1 : a0 + SKML_LANES;
+                for (ptrdiff_t a = a0; a < stop; a++)
+                    target[a + b * size] += tile[a - a0];
+            }
+        }
+    }
+}
+#else
+static void SKML_NAME(skml_rank_update)(SKML_T *SKML_RESTRICT target,
+                                               const SKML_T *SKML_RESTRICT rows, ptrdiff_t count,
+                                               ptrdiff_t size, ptrdiff_t pad)
+{
+    for (ptrdiff_t r = 0; r < count; r++) {
+        const SKML_T *g = rows + r * pad;
+        for (ptrdiff_t b = 0; b < size; b++)
+            for (ptrdiff_t a = 0; a <= b; a++)
+                target[a + b * size] += g[a] * g[b];
+    }
+}
+#endif
+
+/*
+ * Adds each pair's kept terms to its sum: the terms with f_ikl * norms[i]
+ * >= threshold, a row's scaled by sqrt(f_ikl) (0 below `flush`, as
+ * _omission.flush_tiny). `design` is (m, size) column-major; `pairs` holds
+ * the pairs' (size, size) column-major sums one after another, in the
+ * order (0, 1), (0, 2), ..., (K - 2, K - 1); only their upper triangles
+ * are added to. `scratch` holds 2 m pad values, pad = size rounded up to
+ * a multiple of SKML_LANES, then SKML_TILE_COLUMNS - 1 more (a tile may
+ * read past a row's padding into the next, or the end). Returns the number of terms kept.
+ */
+SKML_CLONES
+ptrdiff_t SKML_NAME(skml_pair_sums)(const SKML_T *SKML_RESTRICT design, ptrdiff_t m,
+                                    ptrdiff_t size, const SKML_T *SKML_RESTRICT root, ptrdiff_t K,
+                                    const SKML_T *SKML_RESTRICT norms, SKML_T threshold,
+                                    SKML_T flush, SKML_T *SKML_RESTRICT pairs,
+                                    SKML_T *SKML_RESTRICT scratch)
+{
+    const ptrdiff_t pad = (size + SKML_LANES - 1) / SKML_LANES * SKML_LANES;
+    SKML_T *rows_first = scratch, *gathered = scratch + m * pad;
+    ptrdiff_t kept = 0, pair = 0;
+    /* rows contiguous (for the gathers), zero in the padding */
+    memset(rows_first, 0, (size_t)(m * pad) * sizeof(SKML_T));
+    memset(gathered + m * pad, 0, (SKML_TILE_COLUMNS - 1) * sizeof(SKML_T));
+    for (ptrdiff_t a = 0; a < size; a++)
+        for (ptrdiff_t i = 0; i < m; i++)
+            rows_first[i * pad + a] = design[a * m + i];
+    for (ptrdiff_t k = 0; k + 1 < K; k++) {
+        for (ptrdiff_t l = k + 1; l < K; l++, pair++) {
+            const SKML_T *root_k = root + k * m, *root_l = root + l * m;
+            ptrdiff_t count = 0;
+            for (ptrdiff_t i = 0; i < m; i++) {
+                const SKML_T factor = root_k[i] * root_l[i];
+                if (!(factor * norms[i] >= threshold))
+                    continue;
+                SKML_T scale = SKML_SQRT(factor);
+                if (SKML_FABS(scale) < flush)
+                    scale = 0;
+                const SKML_T *row = rows_first + i * pad;
+                SKML_T *out = gathered + count * pad;
+                for (ptrdiff_t a = 0; a < pad; a++)
+                    out[a] = row[a] * scale;
+                count++;
+            }
+            kept += count;
+            if (!count)
+                continue;
+            SKML_NAME(skml_rank_update)(pairs + pair * size * size, gathered, count, size, pad);
+        }
+    }
+    return kept;
+}
