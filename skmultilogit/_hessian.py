@@ -27,6 +27,11 @@ from ._loss import softmax
 from ._omission import add_class_pairs_omitting, flush_tiny
 from ._scratch import FRESH
 
+try:
+    from . import _kernel
+except ImportError:  # a source tree whose extension was never built
+    _kernel = None
+
 
 def curvature(proba, weight_block):
     """Per-sample size of the Hessian: ``omega_i (1 - ||p_i||^2)``, the trace of its factor.
@@ -324,7 +329,8 @@ def class_pair_hessian(pairs, n_classes, n_features, fit_intercept):
     nearly certain (in float32, 3-10 times the error, and the class-shift
     null space lost: smallest eigenvalue -1e-3 against -5e-13 at K = 2).
 
-    ``pairs`` is overwritten (each matrix made symmetric in place). Returns
+    ``pairs`` may be overwritten (each matrix made symmetric in place by
+    the numpy code; the compiled loop reads the upper triangles). Returns
     the (n_params, n_params) Fortran-ordered matrix in ``pairs``' dtype with
     the Hessian in its upper triangle; beside it and ``pairs`` (half its
     size) this holds the K diagonal blocks, ``1 / K`` of it.
@@ -333,6 +339,14 @@ def class_pair_hessian(pairs, n_classes, n_features, fit_intercept):
     size = d + fit_intercept
     n_coef = K * d
     dtype = pairs.dtype
+    if _kernel is not None and pairs.flags.f_contiguous:
+        # the same entries, one compiled loop (_kernel_pairs_typed.h): the
+        # calls per block below took 1.4 ms for the digits' 45 pairs of 65
+        # columns in float32, the loop 0.1
+        hess = np.empty((K * size, K * size), dtype=dtype, order="F")
+        hess.fill(0)  # (see below)
+        _kernel.pair_hessian(pairs.T, d, fit_intercept, hess)
+        return hess
     lower = np.tril_indices(size, -1)
     for first in range(0, pairs.shape[2], 256):  # each upper triangle to the lower one
         group = slice(first, first + 256)

@@ -44,6 +44,10 @@ cdef extern from "_kernel_loops.h" nogil:
                                   const float *root, Py_ssize_t K, const float *norms,
                                   float threshold, float flush, float *pairs,
                                   float *scratch)
+    void skml_pair_hessian_f64(const double *pairs, Py_ssize_t K, Py_ssize_t d,
+                               int fit_intercept, double *hess, double *blocks)
+    void skml_pair_hessian_f32(const float *pairs, Py_ssize_t K, Py_ssize_t d,
+                               int fit_intercept, float *hess, float *blocks)
     void skml_exp_array(const double *x, double *out, Py_ssize_t n)
     void skml_expf_array(const float *x, float *out, Py_ssize_t n)
     void skml_log_array(const double *x, double *out, Py_ssize_t n)
@@ -478,6 +482,42 @@ def add_pair_sums(const floating[::1, :] design not None, const floating[:, ::1]
     finally:
         free(scratch)
     return kept
+
+
+def pair_hessian(const floating[:, :, ::1] pairs_t not None, Py_ssize_t n_features,
+                 bint fit_intercept, floating[::1, :] hess not None):
+    """Write the Hessian's upper triangle from the class pairs' sums (``_hessian.class_pair_hessian``).
+
+    ``pairs_t`` as in :func:`add_pair_sums` (only each pair's upper
+    triangle is read); ``hess`` (n_params, n_params) Fortran-ordered in
+    the same dtype: every entry on and above its diagonal is written, none
+    below it. See ``_kernel_pairs_typed.h``.
+    """
+    cdef Py_ssize_t size = pairs_t.shape[1], n_pairs = pairs_t.shape[0], K = 1
+    cdef Py_ssize_t n_params
+    cdef floating *blocks
+    while K * (K - 1) // 2 < n_pairs:
+        K += 1
+    if K * (K - 1) // 2 != n_pairs or K < 2:
+        raise ValueError("pairs_t must hold K (K - 1) / 2 pairs, K >= 2")
+    if pairs_t.shape[2] != size or size != n_features + (1 if fit_intercept else 0):
+        raise ValueError("each pair's sum must be (size, size), size = n_features + fit_intercept")
+    n_params = K * size
+    if hess.shape[0] != n_params or hess.shape[1] != n_params:
+        raise ValueError(f"hess must be ({n_params}, {n_params})")
+    blocks = <floating *>malloc((n_pairs + K) * size * size * sizeof(floating))
+    if blocks == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            if floating is double:
+                skml_pair_hessian_f64(&pairs_t[0, 0, 0], K, n_features, fit_intercept,
+                                      &hess[0, 0], blocks)
+            else:
+                skml_pair_hessian_f32(&pairs_t[0, 0, 0], K, n_features, fit_intercept,
+                                      &hess[0, 0], blocks)
+    finally:
+        free(blocks)
 
 
 def coordinate_sweep(double[::1] u not None, double[::1] residual not None,

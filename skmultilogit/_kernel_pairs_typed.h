@@ -167,3 +167,69 @@ ptrdiff_t SKML_NAME(skml_pair_sums)(const SKML_T *SKML_RESTRICT design, ptrdiff_
     }
     return kept;
 }
+
+/*
+ * The Hessian from the pairs' sums S_kl (upper triangles, as skml_pair_sums
+ * leaves them): _hessian.class_pair_hessian's matrix, written out. Design
+ * column a of class k is parameter k * d + a (a < d), or n_coef + k for
+ * the intercept's column a = d (`fit_intercept`); the block of classes
+ * (k, l) is -S_kl, the diagonal block of class k sum_{l != k} S_kl, each
+ * symmetric in (a, b). Writes every entry of the upper triangle of `hess`
+ * (n_params-square, column-major) once and nothing below it. `blocks` is
+ * scratch of (K (K - 1) / 2 + K) size^2 values: the pairs' sums and the
+ * diagonal blocks made whole (both triangles), so that every column is
+ * read contiguously.
+ */
+SKML_CLONES
+void SKML_NAME(skml_pair_hessian)(const SKML_T *SKML_RESTRICT pairs, ptrdiff_t K, ptrdiff_t d,
+                                  int fit_intercept, SKML_T *SKML_RESTRICT hess,
+                                  SKML_T *SKML_RESTRICT blocks)
+{
+    const ptrdiff_t size = d + (fit_intercept != 0), n_coef = K * d;
+    const ptrdiff_t n_params = n_coef + (fit_intercept ? K : 0), square = size * size;
+    const ptrdiff_t n_pairs = K * (K - 1) / 2;
+    SKML_T *whole = blocks, *diagonal = blocks + n_pairs * square;
+    memset(diagonal, 0, (size_t)(K * square) * sizeof(SKML_T));
+    ptrdiff_t pair = 0;
+    for (ptrdiff_t k = 0; k + 1 < K; k++) {
+        for (ptrdiff_t l = k + 1; l < K; l++, pair++) {
+            const SKML_T *S = pairs + pair * square;
+            SKML_T *W = whole + pair * square;
+            for (ptrdiff_t b = 0; b < size; b++)
+                for (ptrdiff_t a = 0; a <= b; a++)
+                    W[a + b * size] = W[b + a * size] = S[a + b * size];
+            SKML_T *D_k = diagonal + k * square, *D_l = diagonal + l * square;
+            for (ptrdiff_t e = 0; e < square; e++) {
+                D_k[e] += W[e];
+                D_l[e] += W[e];
+            }
+        }
+    }
+    for (ptrdiff_t l = 0; l < K; l++) {
+        for (ptrdiff_t b = 0; b < size; b++) {
+            const ptrdiff_t j = b < d ? l * d + b : n_coef + l;
+            SKML_T *column = hess + j * n_params;
+            for (ptrdiff_t k = 0; k < K; k++) {
+                const SKML_T *block;
+                SKML_T sign = -1;
+                if (k == l) {
+                    block = diagonal + k * square;
+                    sign = 1;
+                } else {
+                    const ptrdiff_t low = k < l ? k : l, high = k < l ? l : k;
+                    /* pairs in order (0, 1), (0, 2), ...: those of the classes before low first */
+                    block = whole + (low * (2 * K - low - 1) / 2 + (high - low - 1)) * square;
+                }
+                const SKML_T *values = block + b * size;
+                /* the coefficients' rows k d + a, those on or above the diagonal (<= j) */
+                ptrdiff_t stop = j - k * d + 1;
+                stop = stop < 0 ? 0 : (stop > d ? d : stop);
+                SKML_T *rows = column + k * d;
+                for (ptrdiff_t a = 0; a < stop; a++)
+                    rows[a] = sign * values[a];
+                if (fit_intercept && n_coef + k <= j)
+                    column[n_coef + k] = sign * values[d];
+            }
+        }
+    }
+}

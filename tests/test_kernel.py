@@ -684,3 +684,32 @@ def test_the_pair_sums_refuse_arrays_of_other_shapes():
         _kernel.add_pair_sums(design, root, norms, 0.0, 0.0, np.zeros((5, 3, 3)))
     with pytest.raises(ValueError, match="sums and counts need 2048 bins"):
         _kernel.pair_size_bins(root, norms, np.zeros(256), np.zeros(2048, dtype=np.intp))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_classes, n_features", [(2, 1), (3, 5), (10, 64), (7, 13)])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_the_compiled_assembly_is_the_numpy_one(
+    monkeypatch, dtype, n_classes, n_features, fit_intercept
+):
+    # _hessian.class_pair_hessian from the same sums (random upper
+    # triangles): the same upper triangle to the bit, nothing written below
+    # it. That numpy assembly is checked against the textbook Hessian in
+    # test_loss.py.
+    from skmultilogit import _hessian
+
+    size = n_features + fit_intercept
+    rng = np.random.default_rng(n_classes * 100 + n_features)
+    pairs = _hessian.class_pairs_buffer(n_classes, size, dtype)
+    pairs[...] = rng.normal(size=pairs.shape)
+    built = {}
+    for compiled in (True, False):
+        monkeypatch.setattr(_hessian, "_kernel", _kernel if compiled else None)
+        built[compiled] = _hessian.class_pair_hessian(
+            pairs.copy(order="F"), n_classes, n_features, fit_intercept
+        )
+    upper = np.triu_indices(n_classes * size)
+    np.testing.assert_array_equal(built[True][upper], built[False][upper])
+    assert not np.tril(built[True], -1).any()
+    with pytest.raises(ValueError, match="size = n_features"):
+        _kernel.pair_hessian(pairs.T, n_features + 1, fit_intercept, built[True])
