@@ -339,7 +339,7 @@ def class_pair_hessian(pairs, n_classes, n_features, fit_intercept):
     size = d + fit_intercept
     n_coef = K * d
     dtype = pairs.dtype
-    if _kernel is not None and pairs.flags.f_contiguous:
+    if _kernel is not None and pairs.flags.f_contiguous and pairs.shape[2] and size:
         # the same entries, one compiled loop (_kernel_pairs_typed.h): the
         # calls per block below took 1.4 ms for the digits' 45 pairs of 65
         # columns in float32, the loop 0.1

@@ -467,7 +467,9 @@ def add_pair_sums(const floating[::1, :] design not None, const floating[:, ::1]
     if m == 0 or K < 2 or size == 0:
         return 0
     # (see skml_pair_sums: 16 is the widest SKML_LANES, 8 SKML_TILE_COLUMNS)
-    scratch = <floating *>malloc((2 * m * pad + 7) * sizeof(floating))
+    # zeroed: a tile's columns past the last one read into the gathered rows'
+    # unwritten tail (values thrown away, but not garbage to compute with)
+    scratch = <floating *>calloc(2 * m * pad + 7, sizeof(floating))
     if scratch == NULL:
         raise MemoryError()
     try:
