@@ -374,6 +374,11 @@ class ConditionedProblem:
         self.mean = mean
         self.scale = scale
         self.inert = inert if inert is not None and inert.any() else None
+        # their columns by number: a boolean mask indexed slower, twice a product
+        self._inert_columns = None if self.inert is None else np.flatnonzero(self.inert)
+        # the last point handed to hessp and its original coordinates: a CG
+        # solve takes all its products at one point
+        self._hessp_point = None
         self.spread = spread
         self.test_weight = self.coef_weight = None
         strength = loss.penalty.l2_strength
@@ -423,15 +428,16 @@ class ConditionedProblem:
         n_classes, n_features = self.loss.n_classes, self.loss.n_features
         grad_coef = grad[: n_classes * n_features].reshape(n_classes, n_features)
         dir_coef = theta[: n_classes * n_features].reshape(n_classes, n_features)
-        scale = self.scale[self.inert]
+        columns = self._inert_columns
+        scale = self.scale[columns]
         penalty = self.loss.penalty.l2_strength
-        grad_coef[:, self.inert] = penalty * dir_coef[:, self.inert] / scale / scale
+        grad_coef[:, columns] = penalty * dir_coef[:, columns] / scale / scale
         return grad
 
     def _without_inert(self, theta):
         n_coef = self.loss.n_classes * self.loss.n_features
         theta = theta.copy()
-        theta[:n_coef].reshape(self.loss.n_classes, -1)[:, self.inert] = 0.0
+        theta[:n_coef].reshape(self.loss.n_classes, -1)[:, self._inert_columns] = 0.0
         return theta
 
     def loss_gradient(self, theta):
@@ -448,7 +454,10 @@ class ConditionedProblem:
             # Moving an inert coefficient changes W and b so that the model
             # stays put; its Hessian part is the penalty's alone.
             along = self._without_inert(direction)
-        product = self.pull_back(self.loss.hessp(self.to_original(theta), self.to_original(along)))
+        point = self._hessp_point
+        if point is None or not np.array_equal(point[0], theta):
+            point = self._hessp_point = (theta.copy(), self.to_original(theta))
+        product = self.pull_back(self.loss.hessp(point[1], self.to_original(along)))
         if self.inert is not None:
             product = self._penalty_only(product, direction)
         return product
