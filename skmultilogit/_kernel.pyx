@@ -495,18 +495,16 @@ def pair_hessian(const floating[:, :, ::1] pairs_t not None, Py_ssize_t n_featur
     the same dtype: every entry on and above its diagonal is written, none
     below it. See ``_kernel_pairs_typed.h``.
     """
-    cdef Py_ssize_t size = pairs_t.shape[1], n_pairs = pairs_t.shape[0], K = 1
-    cdef Py_ssize_t n_params
+    cdef Py_ssize_t size = pairs_t.shape[1], n_pairs = pairs_t.shape[0]
+    cdef Py_ssize_t n_params = hess.shape[0], K
     cdef floating *blocks
-    while K * (K - 1) // 2 < n_pairs:
-        K += 1
-    if K * (K - 1) // 2 != n_pairs or K < 2:
-        raise ValueError("pairs_t must hold K (K - 1) / 2 pairs, K >= 2")
-    if pairs_t.shape[2] != size or size != n_features + (1 if fit_intercept else 0):
+    if pairs_t.shape[2] != size or size != n_features + (1 if fit_intercept else 0) or size == 0:
         raise ValueError("each pair's sum must be (size, size), size = n_features + fit_intercept")
-    n_params = K * size
-    if hess.shape[0] != n_params or hess.shape[1] != n_params:
-        raise ValueError(f"hess must be ({n_params}, {n_params})")
+    K = n_params // size
+    if hess.shape[1] != n_params or K * size != n_params:
+        raise ValueError("hess must be square, K (n_features + fit_intercept) on a side")
+    if K < 2 or K * (K - 1) // 2 != n_pairs:
+        raise ValueError("pairs_t must hold K (K - 1) / 2 pairs, K >= 2")
     blocks = <floating *>malloc((n_pairs + K) * size * size * sizeof(floating))
     if blocks == NULL:
         raise MemoryError()

@@ -294,7 +294,10 @@ static inline ptrdiff_t skml_exponent_f32(float x)
     return (ptrdiff_t)(bits >> 23);
 }
 
-/* A Hessian's class-pair sums leaving out small terms (_kernel_pairs_typed.h). */
+/* A Hessian's class-pair sums leaving out small terms (_kernel_pairs_typed.h).
+ * Columns of a tile of their rank update: its sums are independent chains
+ * of multiply-adds, enough of them to keep two FMA units busy. */
+#define SKML_TILE_COLUMNS 8
 #define SKML_T double
 #define SKML_NAME(name) name##_f64
 #define SKML_SQRT sqrt

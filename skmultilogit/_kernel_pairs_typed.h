@@ -58,17 +58,12 @@ void SKML_NAME(skml_pair_size_bins)(const SKML_T *SKML_RESTRICT root, ptrdiff_t 
  * As a matrix product's inner kernel: a tile of SKML_LANES entries of
  * SKML_TILE_COLUMNS columns is held in vector sums while the rows stream
  * past (per row, one vector load and a multiply-add by a broadcast entry
- * per column), then
- * added to the target's upper triangle. Tiles wholly below the diagonal
+ * per column), then added to the target's upper triangle. Tiles wholly below the diagonal
  * are skipped; the padding's columns are zero, so a tile may run past the
  * last column. (A loop over a column's entries, eight rows at a time, ran
  * at 14 G multiply-adds/s in float32 with AVX-512 on 795 x 65; each vector
  * waited on a chain of eight.)
  */
-/* Columns of a tile: its sums are independent chains of multiply-adds,
- * enough of them to keep two FMA units busy. */
-#define SKML_TILE_COLUMNS 8
-
 #if defined(__GNUC__)
 /* its own clones: GCC does not inline a function into a clone of another
  * target, and this one, compiled for the baseline, ran its 64-byte vectors
@@ -104,8 +99,8 @@ static void SKML_NAME(skml_rank_update)(SKML_T *SKML_RESTRICT target,
 }
 #else
 static void SKML_NAME(skml_rank_update)(SKML_T *SKML_RESTRICT target,
-                                               const SKML_T *SKML_RESTRICT rows, ptrdiff_t count,
-                                               ptrdiff_t size, ptrdiff_t pad)
+                                        const SKML_T *SKML_RESTRICT rows, ptrdiff_t count,
+                                        ptrdiff_t size, ptrdiff_t pad)
 {
     for (ptrdiff_t r = 0; r < count; r++) {
         const SKML_T *g = rows + r * pad;
@@ -124,7 +119,8 @@ static void SKML_NAME(skml_rank_update)(SKML_T *SKML_RESTRICT target,
  * order (0, 1), (0, 2), ..., (K - 2, K - 1); only their upper triangles
  * are added to. `scratch` holds 2 m pad values, pad = size rounded up to
  * a multiple of SKML_LANES, then SKML_TILE_COLUMNS - 1 more (a tile may
- * read past a row's padding into the next, or the end). Returns the number of terms kept.
+ * read past a row's padding into the next, or the end). Returns the number
+ * of terms kept.
  */
 SKML_CLONES
 ptrdiff_t SKML_NAME(skml_pair_sums)(const SKML_T *SKML_RESTRICT design, ptrdiff_t m,
