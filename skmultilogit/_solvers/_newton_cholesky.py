@@ -266,16 +266,21 @@ class NewtonCholesky:
         ``POLISH_MAX_CG`` products), which also gives the Newton decrement
         ``-g^T step ~ g^T H^-1 g``: half of it estimates ``f - f*``.
 
-        Where that is at most ``OPTIMUM_GAP`` of ``f``, Newton's method
-        converges quadratically: the full step is kept if it shrinks the
-        largest gradient entry ``POLISH_GAIN``-fold, and the polish ends
-        after ``POLISH_STEPS`` such steps since the last damped one (whatever
-        their decrement: counting one at 1.4e-11 against 1.4e-11 of f as
+        A full step is kept if it shrinks the largest gradient entry
+        ``POLISH_GAIN``-fold, and the polish ends after ``POLISH_STEPS`` such
+        steps since the last damped one once the decrement with the factor
+        in place of the Hessian says ``f`` is within ``OPTIMUM_GAP`` of the
+        optimum (:meth:`far_from_optimum`; the kept steps' own decrements
+        may exceed it: counting one at 1.4e-11 against 1.4e-11 of f as
         damped gave a third step that one of two fits equal up to rounding
         took and the other refused, weighted rows against repeated ones 2e-6
-        apart), or at the first refused one (the gradient is at its floor).
+        apart; without the check, where weak curvature makes the kept steps
+        converge linearly, wine at C = 1e4 ended 5.3e-10 of f above it), or
+        at the first refused one (the gradient is at its floor).
 
-        Otherwise it is still in its damped phase: the step is line-searched
+        Where the full step is refused and the decrement exceeds
+        ``OPTIMUM_GAP`` of ``f``, the fit is still in its damped phase: the
+        step is line-searched
         (backtracking from half of it, the full one refused) and ordinary
         Newton steps follow (:meth:`newton_step`) until their decrement is
         that small, then a closely solved one again. The damped steps use
@@ -349,11 +354,22 @@ class NewtonCholesky:
             taken += 1
             if self.converged():
                 met_tol = (self.theta, self.f, self.grad)
-            if close_steps >= POLISH_STEPS:
+            if close_steps >= POLISH_STEPS and not (has_optimum and self.far_from_optimum()):
                 break
         if not self.converged():
             self.theta, self.f, self.grad = met_tol
         return taken
+
+    def far_from_optimum(self):
+        """Whether ``f`` may be more than ``OPTIMUM_GAP`` of itself above the optimum.
+
+        Half of ``g^T M^-1 g``, the Newton decrement with the factor ``M`` in
+        place of the Hessian: no Hessian product, one triangular solve.
+        Within the preconditioned spectrum's bounds of the decrement (the
+        factor is of a nearby Hessian), so it is held to a tenth of the gap.
+        """
+        decrement = self.grad @ self.preconditioner.solve(self.grad)
+        return 0.5 * decrement > 0.1 * OPTIMUM_GAP * abs(self.f)
 
     def _hessp_at(self, theta, direction):
         product = self.problem.hessp(theta, direction)
