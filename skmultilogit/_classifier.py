@@ -154,12 +154,12 @@ class MultinomialLogitClassifier(
         resolution: with float64 X and an L2 penalty, damped Newton steps
         while the Newton decrement says the objective is more than 1e-10 of
         itself above its minimum (a weak penalty: raw 8x8 digits at C=1e4
-        stopped at ``tol`` are 0.55 of it above), then up to two closely
-        solved ones; a looser ``tol`` saves no time there. With an L1 part
-        the test is against at most a tenth of its strength
-        ``l1_ratio / (C * sum(s))``, the gradient that decides whether a
-        coefficient is zero (wine at C=1e4: stopped at 1e-6, 35 nonzero
-        coefficients where the optimum has 19).
+        stopped at ``tol`` are 0.55 of it above), then closely solved ones
+        (usually two) until it says less; a looser ``tol`` saves no time
+        there. With an L1 part the test is against at most a tenth of its
+        strength ``l1_ratio / (C * sum(s))``, the gradient that decides
+        whether a coefficient is zero (wine at C=1e4: stopped at 1e-6, 35
+        nonzero coefficients where the optimum has 19).
     max_iter : int, default=100
         Largest number of solver iterations.
     warm_start : bool, default=False

@@ -268,15 +268,15 @@ class NewtonCholesky:
 
         A full step is kept if it shrinks the largest gradient entry
         ``POLISH_GAIN``-fold, and the polish ends after ``POLISH_STEPS`` such
-        steps since the last damped one once the decrement with the factor
-        in place of the Hessian says ``f`` is within ``OPTIMUM_GAP`` of the
-        optimum (:meth:`far_from_optimum`; the kept steps' own decrements
-        may exceed it: counting one at 1.4e-11 against 1.4e-11 of f as
-        damped gave a third step that one of two fits equal up to rounding
-        took and the other refused, weighted rows against repeated ones 2e-6
-        apart; without the check, where weak curvature makes the kept steps
-        converge linearly, wine at C = 1e4 ended 5.3e-10 of f above it), or
-        at the first refused one (the gradient is at its floor).
+        steps since the last damped one, whatever their own decrements
+        (counting one at 1.4e-11 against 1.4e-11 of f as damped gave a third
+        step that one of two fits equal up to rounding took and the other
+        refused, weighted rows against repeated ones 2e-6 apart), once the
+        decrement with the factor in place of the Hessian says ``f`` is
+        within ``OPTIMUM_GAP`` of the optimum (:meth:`far_from_optimum`;
+        without it, where weak curvature made the kept steps converge
+        linearly, wine at C = 1e4 ended 5.3e-10 of f above it), or at the
+        first refused one (the gradient is at its floor).
 
         Where the full step is refused and the decrement exceeds
         ``OPTIMUM_GAP`` of ``f``, the fit is still in its damped phase: the
