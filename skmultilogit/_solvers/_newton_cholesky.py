@@ -134,8 +134,9 @@ class NewtonCholesky:
         self.hessian_dtype = np.float32  # float64 once float32 proves too coarse
         self.omit_fraction = OMIT_FRACTION  # 0 once a factor so built fails a step
         self.built_here = False  # whether the factor is the Hessian's at theta
-        # whether the fit goes on past tol to the optimum (polish, damped steps)
-        self.polishes = product_size(loss.data) < POLISH_BELOW and goes_on_past_tol(loss)
+        # whether the fit goes on past tol to the optimum (hands_over, and the
+        # polish's damped steps; the polish runs on all small problems)
+        self.goes_to_optimum = product_size(loss.data) < POLISH_BELOW and goes_on_past_tol(loss)
 
     def setup(self, theta0):
         """The starting point's objective and gradient, and a first preconditioner."""
@@ -299,7 +300,7 @@ class NewtonCholesky:
         """
         if product_size(self.problem.loss.data) >= POLISH_BELOW or max_steps < 1:
             return 0
-        has_optimum = goes_on_past_tol(self.problem.loss)
+        has_optimum = self.goes_to_optimum
         met_tol = (self.theta, self.f, self.grad)
         taken = close_steps = 0
         while taken < max_steps:
@@ -360,16 +361,22 @@ class NewtonCholesky:
             self.theta, self.f, self.grad = met_tol
         return taken
 
+    def preconditioned_decrement(self):
+        """``g^T M^-1 g``: the Newton decrement with the factor ``M`` in place of the Hessian.
+
+        No Hessian product, one triangular solve; within the preconditioned
+        spectrum's bounds of the decrement (exact on the Kronecker factor at
+        zero coefficients).
+        """
+        return self.grad @ self.preconditioner.solve(self.grad)
+
     def far_from_optimum(self):
         """Whether ``f`` may be more than ``OPTIMUM_GAP`` of itself above the optimum.
 
-        Half of ``g^T M^-1 g``, the Newton decrement with the factor ``M`` in
-        place of the Hessian: no Hessian product, one triangular solve.
-        Within the preconditioned spectrum's bounds of the decrement (the
-        factor is of a nearby Hessian), so it is held to a tenth of the gap.
+        Half of :meth:`preconditioned_decrement`, held to a tenth of the gap
+        (the factor is of a nearby Hessian, not of this one).
         """
-        decrement = self.grad @ self.preconditioner.solve(self.grad)
-        return 0.5 * decrement > 0.1 * OPTIMUM_GAP * abs(self.f)
+        return 0.5 * self.preconditioned_decrement() > 0.1 * OPTIMUM_GAP * abs(self.f)
 
     def _hessp_at(self, theta, direction):
         product = self.problem.hessp(theta, direction)
@@ -414,7 +421,9 @@ class NewtonCholesky:
         ``f`` is tiny).
         """
         return (
-            not self.polishes or within_rounding or not -0.5 * slope > HANDOVER_GAP * abs(f_before)
+            not self.goes_to_optimum
+            or within_rounding
+            or not -0.5 * slope > HANDOVER_GAP * abs(f_before)
         )
 
     def solve(self, theta0):
@@ -424,13 +433,10 @@ class NewtonCholesky:
         n_iter = 0
         stale = False
         hands_over = True
-        if self.polishes and self.converged():
-            # A start that meets tol: the decrement with the preconditioner in
-            # place of the Hessian says how far the optimum is (exactly, on
-            # the Kronecker factor at zero coefficients; 0 at a warm start
-            # on the optimum, which then takes no step).
-            slope = -(self.grad @ self.preconditioner.solve(self.grad))
-            hands_over = self.hands_over(slope, self.f, False)
+        if self.goes_to_optimum and self.converged():
+            # A start that meets tol: the preconditioned decrement says how far
+            # the optimum is (0 at a warm start on it, which takes no step).
+            hands_over = self.hands_over(-self.preconditioned_decrement(), self.f, False)
         in_rounding = 0
         met_tol = None
         while True:
