@@ -612,7 +612,7 @@ def test_feature_statistics_on_the_device_match_their_definition(namespace, fit_
     # the ranges), a constant column (spread exactly 0) and a column 1e6 off
     # zero, against np.average of the written-out definitions.
     from skmultilogit._backends._array_api import ArrayAPIBackend
-    from skmultilogit._conditioning import feature_mean_scale
+    from skmultilogit._statistics import feature_mean_scale
 
     xp, device, _ = namespace
     rng = np.random.default_rng(0)

@@ -264,8 +264,8 @@ def test_feature_statistics_equal_the_in_memory_ones(client):
     # constant columns (over the weighted rows), zero weights, a large offset
     from skmultilogit._backends import NumpyBackend
     from skmultilogit._backends._dask import DaskBackend
-    from skmultilogit._conditioning import feature_mean_scale
     from skmultilogit._dask import _blocks_of
+    from skmultilogit._statistics import feature_mean_scale
 
     rng = np.random.default_rng(5)
     X = rng.normal(size=(3000, 5)) * [1.0, 1e-3, 1e4, 1.0, 1.0] + [0.0, 0.0, 1e6, 0.0, 0.0]

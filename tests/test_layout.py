@@ -16,7 +16,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "skmultilogit"
 LAYERS = [
     ["_kernel", "_scratch", "_array_api", "_threads"],
     ["_loss", "_group_norms", "_omission"],
-    ["_hessian", "_cholesky", "_penalties", "_conditioning", "_memory"],
+    ["_hessian", "_cholesky", "_penalties", "_statistics", "_conditioning", "_memory"],
     ["_backends", "_scoring"],
     ["_objective"],
     ["_solvers"],
@@ -42,6 +42,7 @@ NO_OPTIMISER_OR_ESTIMATOR = [
     "_cholesky",
     "_group_norms",
     "_penalties",
+    "_statistics",
     "_conditioning",
     "_memory",
     "_backends",

@@ -15,9 +15,10 @@ import skmultilogit._solvers._driver as driver
 import skmultilogit._solvers._preconditioners as preconditioners
 from skmultilogit import MultinomialLogitClassifier, loss_gradient
 from skmultilogit._backends import NumpyBackend
-from skmultilogit._conditioning import ConditionedProblem, feature_mean_scale, feature_scale
+from skmultilogit._conditioning import ConditionedProblem, feature_scale
 from skmultilogit._objective import MultinomialLoss
 from skmultilogit._penalties import L1SplitProblem
+from skmultilogit._statistics import feature_mean_scale
 
 # Float64 resolution of the gradient where a stop is forced by rounding (sqrt(eps)).
 PRECISION_GTOL = 1.4901161193847656e-08
@@ -191,7 +192,7 @@ def test_feature_statistics_match_their_definition(fit_intercept, fmt, monkeypat
     data = X if fmt == "dense" else sp.csr_matrix(X).asformat(fmt)
     # small blocks and chunks so that their boundaries are crossed
     monkeypatch.setattr("skmultilogit._backends._numpy.STATS_BLOCK_ROWS", 8)
-    monkeypatch.setattr("skmultilogit._conditioning.ENTRY_CHUNK", 7)
+    monkeypatch.setattr("skmultilogit._statistics.ENTRY_CHUNK", 7)
     backend = NumpyBackend(data, np.zeros(50), 2, weight)
     got_mean, got_spread = feature_mean_scale(backend, fit_intercept)
     np.testing.assert_allclose(got_mean, mean, atol=1e-12)

@@ -15,8 +15,8 @@ import copy
 import numpy as np
 
 from .._array_api import numpy_dtype, softmax, to_numpy, widest_float
-from ._numpy import sampled_loss_gradient_hessian
 from ._proba_cache import cached_proba
+from ._sampled import sampled_loss_gradient_hessian
 
 # Rows per block of a Hessian pass: its (rows, K (d + 1)) temporary stays
 # below 2**23 numbers.

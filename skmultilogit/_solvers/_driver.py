@@ -31,13 +31,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._conditioning import (
-    ConditionedProblem,
-    check_representable,
-    feature_mean_scale,
-    feature_scale,
-)
+from .._conditioning import ConditionedProblem, check_representable, feature_scale
 from .._memory import check_fits
+from .._statistics import feature_mean_scale
 from ._lbfgs import lbfgs
 from ._newton_cholesky import NewtonCholesky
 from ._newton_rounds import NewtonInRounds
