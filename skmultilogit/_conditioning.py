@@ -347,7 +347,7 @@ class ConditionedProblem:
         """The vector whose largest entry is tested against ``tol``: the gradient (weighted)."""
         return self.weighted(grad)
 
-    def polish(self, theta, f, grad):
+    def polish(self, theta, f, grad, project=None, stationary=None):
         """A final point no worse than ``theta`` (objective ``f``): fixed-point steps on a tiny C.
 
         Where the penalty's curvature ``lambda`` dominates the data's
@@ -362,6 +362,12 @@ class ConditionedProblem:
         :data:`POLISH_CONTRACTION`, up to :data:`POLISH_STEPS` of them,
         each kept while it shrinks the largest coefficient entry of the
         gradient weighted by the full :func:`stationarity_weight`.
+
+        Under constraints (``_penalties.BoxProblem``) ``project`` maps each
+        step's point into the feasible set and ``stationary(theta, grad)``
+        gives what is measured in place of the gradient (the projected
+        gradient): in a box ``W <- clip(-g / lambda)``, a projected gradient
+        step of length ``1 / lambda``.
         """
         loss = self.loss
         strength = loss.penalty.l2_strength
@@ -373,15 +379,20 @@ class ConditionedProblem:
         n_coef = loss.n_classes * loss.n_features
         step = np.tile(self.scale**2, loss.n_classes) / strength
 
-        def measure(gradient):
+        def measure(point, gradient):
+            if stationary is not None:
+                gradient = stationary(point, gradient)
             return np.max(np.abs(gradient[:n_coef] * self.coef_weight), initial=0.0)
 
-        best = measure(grad)
+        best = measure(theta, grad)
         for _ in range(self.POLISH_STEPS):
             candidate = theta.copy()
             candidate[:n_coef] -= step * grad[:n_coef]
+            if project is not None:
+                candidate = project(candidate)
             _, candidate_grad = self.loss_gradient(candidate)
-            if not measure(candidate_grad) < best:
+            progress = measure(candidate, candidate_grad)
+            if not progress < best:
                 break
-            theta, grad, best = candidate, candidate_grad, measure(candidate_grad)
+            theta, grad, best = candidate, candidate_grad, progress
         return theta
