@@ -325,6 +325,22 @@ def test_tiny_C_gives_the_first_order_coefficients(solver, fit_intercept, C, sam
     np.testing.assert_allclose(clf.coef_, expected, rtol=1e-6, atol=0)
 
 
+@pytest.mark.parametrize("factor", [1e-38, 1e-45, 1e-60, 1e-200])
+def test_a_feature_in_float32_s_subnormal_range_gets_its_optimal_coefficient(factor):
+    # The first wine feature multiplied by 1e-38..1e-200: its coefficient is
+    # the penalty's and the data's balance alone, W[:, 0] = C x_0^T (Y - P)
+    # at the optimum (written out with the model's probabilities). Its
+    # gradient entry is below any tol, so only the Hessian's cross terms
+    # place it, and a float32 factor holds those as subnormals or zeros:
+    # the default solver returned 20 to 4e7 times the optimum, no warning.
+    X, y = load_wine(return_X_y=True)
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    X[:, 0] *= factor
+    model = MultinomialLogitClassifier().fit(X, y)
+    expected = X[:, 0] @ (np.eye(3)[y] - model.predict_proba(X))
+    np.testing.assert_allclose(model.coef_[:, 0], expected, rtol=1e-6)
+
+
 @pytest.mark.parametrize(
     "solver, dtype, C",
     [("lbfgs", np.float64, 1e-6), ("auto", np.float32, 3.16e-6), ("auto", np.float32, 1e-5)],

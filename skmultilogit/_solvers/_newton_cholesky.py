@@ -76,6 +76,15 @@ HANDOVER_GAP = 5e-3
 FLOAT64_HESSIAN_BYTES_PER_ENTRY = 24
 FLOAT64_HESSIAN_MAX_BYTES = 64 * 2**20
 
+# A feature that varies by less than this in the solvers' coordinates (a
+# penalty-dominated column of 1e-45s) has Hessian entries that float32
+# holds as subnormals or zeros; its coefficient, which only the Hessian's
+# cross terms place (its gradient is below any tol), then came out of a
+# float32 factor 20 times (1e-45) to 4e7 times (1e-60) its optimum on iris,
+# with no warning. Such fits take float64 factors from the start
+# (float32_misses_features); at 1e-38 float32 was still within 6e-6.
+FLOAT32_SPREAD_FLOOR = 1e-30
+
 # A polish step whose Newton decrement says the objective can still fall by
 # more than this much of itself is taken as a damped Newton step
 # (NewtonCholesky.polish; float64 X only)...
@@ -91,6 +100,19 @@ def goes_on_past_tol(loss):
     at C = 1e4 as torch float32 tensors took 15 -> 65 iterations, 1.3 -> 27 s).
     """
     return loss.penalty.l2_strength > 0 and loss.data.dtype == np.float64
+
+
+def float32_misses_features(problem):
+    """Whether a feature's spread in the solvers' coordinates is below ``FLOAT32_SPREAD_FLOOR``.
+
+    ``problem.spread / problem.scale`` for the features that vary at all;
+    False where the problem keeps no spreads.
+    """
+    spread = getattr(problem, "spread", None)
+    if spread is None:
+        return False
+    conditioned = spread / problem.scale
+    return bool(np.any((conditioned > 0) & (conditioned < FLOAT32_SPREAD_FLOOR)))
 
 
 def objective_rounding(data):
@@ -132,6 +154,8 @@ class NewtonCholesky:
         self.n_coef = loss.n_classes * loss.n_features
         self.rounding = objective_rounding(loss.data)
         self.hessian_dtype = np.float32  # float64 once float32 proves too coarse
+        if float32_misses_features(self.problem):
+            self.widen_hessian()
         self.omit_fraction = OMIT_FRACTION  # 0 once a factor so built fails a step
         self.built_here = False  # whether the factor is the Hessian's at theta
         # whether the fit goes on past tol to the optimum (hands_over, and the
@@ -211,7 +235,11 @@ class NewtonCholesky:
         return step, slope, solved
 
     def widen_hessian(self):
-        """Build later factors in float64: CG did not converge on a float32 one of this Hessian.
+        """Build later factors in float64: float32 cannot resolve this Hessian.
+
+        Called where CG did not converge on a float32 factor of it, and at
+        the start where a feature's spread is below float32's resolution
+        (:func:`float32_misses_features`).
 
         A factor of the exact Hessian at the current iterate needs one or two
         CG products, unless float32 cannot resolve the Hessian: where the
