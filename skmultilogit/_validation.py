@@ -213,6 +213,13 @@ def check_sample_weight(sample_weight, n_samples):
     sample_weight = np.asarray(sample_weight)
     if sample_weight.ndim == 0:
         sample_weight = np.full(n_samples, sample_weight)
+    if sample_weight.dtype.kind == "O":
+        # numbers held as objects (a pandas column of object dtype), which
+        # LogisticRegression takes; anything else is refused below
+        try:
+            sample_weight = sample_weight.astype(np.float64)
+        except (TypeError, ValueError):
+            pass
     if sample_weight.dtype.kind not in "biuf":
         raise ValueError(f"sample_weight must hold real numbers; got dtype {sample_weight.dtype}.")
     sample_weight = sample_weight.astype(np.float64)

@@ -96,6 +96,8 @@ def test_bad_y_is_rejected(y, match):
         (np.array([1.0, 0.0, 1.0, 0.0, 1.0, 0.0]), "only one class has positive weight"),
         (np.full(6, 1j), "real numbers"),
         (np.array(["a"] * 6), "real numbers"),
+        (np.array([1.0, "a", 1.0, 1.0, 1.0, 1.0], dtype=object), "real numbers"),
+        (np.array([1.0, None, 1.0, 1.0, 1.0, 1.0], dtype=object), "NaN"),
         # finite weights whose sum overflows: a uniform model before
         (np.full(6, 1e308), "or their sum overflow float64"),
     ],
@@ -103,6 +105,14 @@ def test_bad_y_is_rejected(y, match):
 def test_bad_sample_weight_is_rejected(sample_weight, match):
     with pytest.raises(ValueError, match=match):
         MultinomialLogitClassifier().fit(X_OK, Y_OK, sample_weight=sample_weight)
+
+
+def test_sample_weights_held_as_objects_are_taken_as_numbers():
+    # a pandas column of object dtype, say: LogisticRegression takes them
+    weight = np.array([1, 2.5, 1, 3, 1, 1], dtype=object)
+    as_objects = MultinomialLogitClassifier().fit(X_OK, Y_OK, sample_weight=weight)
+    as_floats = MultinomialLogitClassifier().fit(X_OK, Y_OK, sample_weight=weight.astype(float))
+    np.testing.assert_array_equal(as_objects.coef_, as_floats.coef_)
 
 
 def test_class_weights_that_overflow_the_sample_weights_are_rejected():
