@@ -336,6 +336,9 @@ def _check_kernel_inputs(coef, intercept, X, y, sample_weight, C):
         raise ValueError(
             f"sample_weight must have shape ({X.shape[0]},); got {sample_weight.shape}."
         )
+    if not np.all(np.isfinite(sample_weight)) or np.any(sample_weight < 0):
+        # the weights fit takes: a negative one makes the objective non-convex
+        raise ValueError("sample_weight must be finite and non-negative.")
     if not (C > 0):
         raise ValueError(f"C must be positive (np.inf for no penalty); got {C!r}.")
     return coef, intercept, X, y.astype(np.intp), sample_weight
@@ -370,7 +373,8 @@ def loss_gradient(coef, intercept, X, y, *, sample_weight=None, C=1.0):
     y : array-like of shape (n_samples,)
         Class indices in ``0..n_classes-1``.
     sample_weight : array-like of shape (n_samples,), default=None
-        Per-sample weights s; None means all ones.
+        Per-sample weights s, finite and non-negative (as ``fit`` takes
+        them); None means all ones.
     C : float, default=1.0
         Inverse regularisation strength; ``np.inf`` for none.
 

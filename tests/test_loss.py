@@ -290,6 +290,8 @@ def test_softmax_and_log_softmax_are_stable():
         (dict(y=np.array([0, 1])), "y must have shape"),
         (dict(intercept=np.zeros(3)), "intercept must have shape"),
         (dict(sample_weight=np.ones(3)), "sample_weight must have shape"),
+        (dict(sample_weight=np.array([1.0, -1.0, 1.0, 1.0])), "finite and non-negative"),
+        (dict(sample_weight=np.array([1.0, np.nan, 1.0, 1.0])), "finite and non-negative"),
         (dict(C=0.0), "C must be positive"),
         (dict(y=np.array(["a", "b", "a", "b"])), "integer class indices.*encode labels"),
         (dict(y=np.array([0.0, 1.5, 0.0, 1.0])), "integer class indices"),
