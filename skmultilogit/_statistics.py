@@ -77,7 +77,7 @@ def block_statistics(X_block, weight_block):
     :func:`block_ranges`, the block's ``max |x|`` per column ``m_b``, its
     total weight ``W_b``, and, in units of ``m_b``, its weighted column mean
     and the weighted sum of squared deviations from that mean (sparse blocks:
-    from their raw moments, since centring would densify them).
+    :func:`_sparse_moments`, which does not densify them).
     """
     if not (sp.issparse(X_block) or isinstance(X_block, np.ndarray)):
         return _namespace_block_statistics(X_block, weight_block)
@@ -90,13 +90,8 @@ def block_statistics(X_block, weight_block):
         return ranges, magnitude, 0.0, np.zeros(n_features), np.zeros(n_features)
     unit = weight_block / weight
     if sp.issparse(X_block):
-        mean, second = np.zeros(n_features), np.zeros(n_features)
-        for rows, columns, values in _stored_entries(X_block):
-            weighted_unit = unit[rows] * (values / magnitude[columns])
-            mean += np.bincount(columns, weights=weighted_unit, minlength=n_features)
-            weighted_unit *= values / magnitude[columns]
-            second += np.bincount(columns, weights=weighted_unit, minlength=n_features)
-        m2 = weight * np.maximum(second - mean**2, 0.0)
+        mean, deviations = _sparse_moments(X_block, unit, magnitude)
+        m2 = weight * deviations
     else:
         scaled = X_block / magnitude
         mean = unit @ scaled
@@ -104,6 +99,38 @@ def block_statistics(X_block, weight_block):
         scaled *= scaled
         m2 = weight * (unit @ scaled)
     return ranges, magnitude, weight, mean, m2
+
+
+def _sparse_moments(X_block, unit, magnitude):
+    """A sparse block's column means and mean squared deviations, weights ``unit`` (summing to 1).
+
+    In units of ``magnitude``. Two passes over the stored entries: the
+    means, then the stored values' squared deviations from them; the rows
+    without a stored entry in a column hold zeros, which add their weight
+    times ``mean^2``. (The raw moments ``E[x^2] - E[x]^2`` cancel for a
+    feature far from zero: ``1e6 + 0.01 z`` came out with spread 0, and
+    its coefficient was held at 0 as a constant column's, without a
+    warning.) A column stored in every row of positive weight has no such
+    zeros: their weight is then 0 exactly, not 1 less a rounded sum.
+    """
+    n_features = X_block.shape[1]
+    counted = (unit > 0).astype(np.float64)
+    mean, stored_weight, stored_rows = (np.zeros(n_features) for _ in range(3))
+    for rows, columns, values in _stored_entries(X_block):
+        mean += np.bincount(
+            columns, weights=unit[rows] * (values / magnitude[columns]), minlength=n_features
+        )
+        stored_weight += np.bincount(columns, weights=unit[rows], minlength=n_features)
+        stored_rows += np.bincount(columns, weights=counted[rows], minlength=n_features)
+    deviations = np.zeros(n_features)
+    for rows, columns, values in _stored_entries(X_block):
+        centred = values / magnitude[columns] - mean[columns]
+        deviations += np.bincount(
+            columns, weights=unit[rows] * centred * centred, minlength=n_features
+        )
+    implicit = np.maximum(1.0 - stored_weight, 0.0)
+    implicit[stored_rows >= counted.sum()] = 0.0
+    return mean, deviations + implicit * mean**2
 
 
 def _namespace_block_statistics(X_block, weight_block):
