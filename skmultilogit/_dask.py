@@ -121,9 +121,21 @@ def _block_summary(X_block, y_block, weight_block=None):
 
 
 def _compressed(X_block):
-    """A sparse block in CSR or CSC format, as the numpy fit takes it (COO, LIL... to CSR)."""
-    if sp.issparse(X_block) and X_block.format not in ("csr", "csc"):
-        return X_block.tocsr()
+    """A sparse block in canonical CSR or CSC format, as the numpy fit takes it.
+
+    COO, LIL... converted to CSR; duplicate entries summed, on a copy (the
+    caller's block untouched), as the in-memory fit does: the feature
+    statistics count stored entries, and a duplicate pair hid a row's
+    implicit zero (a column 2, 0, 1, 1, ... read as constant, its
+    coefficient held at 0).
+    """
+    if not sp.issparse(X_block):
+        return X_block
+    if X_block.format not in ("csr", "csc"):
+        return X_block.tocsr()  # canonical: the conversion sums duplicates
+    if not X_block.has_canonical_format:
+        X_block = X_block.copy()
+        X_block.sum_duplicates()
     return X_block
 
 

@@ -8,6 +8,7 @@ import warnings
 import joblib
 import numpy as np
 import pytest
+import scipy.optimize
 import scipy.sparse as sp
 import scipy.special
 from _helpers import badly_scaled_classification, written_out_objective
@@ -565,6 +566,40 @@ def test_sparse_chunks_of_other_formats_fit_as_csr(client, sparse_problem, spars
     on_cluster = MultinomialLogitClassifier(**TIGHT).fit(X_dask, y_dask)
     assert_same_coef(on_cluster.coef_, in_memory.coef_)
     assert_same_coef(on_cluster.intercept_, in_memory.intercept_)
+
+
+def test_sparse_chunks_with_duplicate_entries_fit_as_their_sums(client):
+    # A hand-built CSR matrix storing row 0's 2 in column 0 as 1 + 1, no entry
+    # in row 1 and 1 in every other row: the blocks' statistics counted the
+    # duplicate pair as the missing row's entry, read the column as constant
+    # and held its coefficient at 0 (objective 16.30 against 15.93), without
+    # a warning. The in-memory fit sums duplicates first; the reference is
+    # the written-out objective's minimum on the summed dense matrix.
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=40)
+    data, indices, indptr = [], [], [0]
+    for i in range(40):
+        entries = {0: [(0, 1.0), (0, 1.0), (1, z[0])], 1: [(1, z[1])]}.get(i, [(0, 1.0), (1, z[i])])
+        data += [value for _, value in entries]
+        indices += [column for column, _ in entries]
+        indptr.append(len(data))
+    X = sp.csr_matrix((np.array(data), np.array(indices), np.array(indptr)), shape=(40, 2))
+    assert not X.has_canonical_format
+    y = np.r_[1, 0, (z[2:] > 0).astype(int)]
+    y[[5, 6]] = 1 - y[[5, 6]]
+    dense = X.toarray()
+    assert dense[0, 0] == 2.0 and dense[1, 0] == 0.0
+    on_cluster = MultinomialLogitClassifier(**TIGHT).fit(
+        da.from_array(X, chunks=(20, 2), asarray=False), da.from_array(y, chunks=20)
+    )
+    assert X.data.size == 80  # the caller's matrix untouched
+
+    def objective(w):
+        return written_out_objective(dense, y, 1.0, w[:4].reshape(2, 2), w[4:])
+
+    reference = scipy.optimize.minimize(objective, np.zeros(6), method="BFGS", tol=1e-10)
+    fitted = np.concatenate([on_cluster.coef_.ravel(), on_cluster.intercept_])
+    assert objective(fitted) <= reference.fun + 1e-9 * abs(reference.fun)
 
 
 # -- cross-validation on the cluster ------------------------------------------
