@@ -35,11 +35,13 @@ def _stored_entries(X):
 
 
 def block_ranges(X_block, weight_block):
-    """``[max, -min]`` of each column over the rows of positive weight, then ``max |x|`` over all.
+    """``[max, -min, max |x|]`` of each column over the rows of positive weight.
 
     Combined over blocks by a maximum. The ranges find constant columns; the
     magnitude scales the sums so that squares of huge features (1e160)
-    cannot overflow.
+    cannot overflow. Rows of zero weight count for nothing: a 1e200 in one
+    (no part of the objective) once set the column's units, the others'
+    values underflowed in them and the feature read as constant.
     """
     counted = weight_block > 0
     n_features = X_block.shape[1]
@@ -47,9 +49,9 @@ def block_ranges(X_block, weight_block):
         col_max, col_min = np.full(n_features, -np.inf), np.full(n_features, np.inf)
         counts, magnitude = np.zeros(n_features), np.zeros(n_features)
         for rows, columns, values in _stored_entries(X_block):
-            np.maximum.at(magnitude, columns, np.abs(values))
             kept = counted[rows]
             columns, values = columns[kept], values[kept]
+            np.maximum.at(magnitude, columns, np.abs(values))
             np.maximum.at(col_max, columns, values)
             np.minimum.at(col_min, columns, values)
             counts += np.bincount(columns, minlength=n_features)
@@ -58,20 +60,17 @@ def block_ranges(X_block, weight_block):
         col_max[implicit_zero] = np.maximum(col_max[implicit_zero], 0.0)
         col_min[implicit_zero] = np.minimum(col_min[implicit_zero], 0.0)
     else:
+        # ``where`` reads X in place, where X[counted] would copy it.
+        where = True if counted.all() else counted[:, None]
+        col_max = X_block.max(axis=0, initial=-np.inf, where=where).astype(np.float64)
+        col_min = X_block.min(axis=0, initial=np.inf, where=where).astype(np.float64)
         # max |x| without np.abs(X), which would be a temporary copy of X
-        col_max = X_block.max(axis=0, initial=-np.inf).astype(np.float64)
-        col_min = X_block.min(axis=0, initial=np.inf).astype(np.float64)
         magnitude = np.maximum(col_max, -col_min)
-        if not counted.all():
-            # ``where`` reads X in place, where X[counted] would copy it.
-            where = counted[:, None]
-            col_max = X_block.max(axis=0, initial=-np.inf, where=where).astype(np.float64)
-            col_min = X_block.min(axis=0, initial=np.inf, where=where).astype(np.float64)
     return np.concatenate([col_max, -col_min, magnitude])
 
 
 def block_statistics(X_block, weight_block):
-    """One block's part of the feature statistics, in one pass over it.
+    """One block's part of the feature statistics, in one pass over it (sparse: two).
 
     ``(ranges, magnitude, weight, mean, m2)``: the column ranges of
     :func:`block_ranges`, the block's ``max |x|`` per column ``m_b``, its
@@ -93,6 +92,10 @@ def block_statistics(X_block, weight_block):
         mean, deviations = _sparse_moments(X_block, unit, magnitude)
         m2 = weight * deviations
     else:
+        if not np.all(unit > 0):
+            # rows of zero weight may hold values whose squares overflow
+            counted = unit > 0
+            X_block, unit = X_block[counted], unit[counted]
         scaled = X_block / magnitude
         mean = unit @ scaled
         scaled -= mean
@@ -124,6 +127,9 @@ def _sparse_moments(X_block, unit, magnitude):
         stored_rows += np.bincount(columns, weights=counted[rows], minlength=n_features)
     deviations = np.zeros(n_features)
     for rows, columns, values in _stored_entries(X_block):
+        # rows of zero weight may hold values whose squares overflow
+        kept = unit[rows] > 0
+        rows, columns, values = rows[kept], columns[kept], values[kept]
         centred = values / magnitude[columns] - mean[columns]
         deviations += np.bincount(
             columns, weights=unit[rows] * centred * centred, minlength=n_features
@@ -148,17 +154,19 @@ def _namespace_block_statistics(X_block, weight_block):
     def host(array):
         return np.asarray(to_numpy(array, xp), dtype=np.float64)
 
-    col_max, col_min = host(xp.max(X, axis=0)), host(xp.min(X, axis=0))
-    magnitude_all = np.maximum(col_max, -col_min)
     counted = weight_block > 0
     if not counted.all():
-        # the ranges over the rows of positive weight (block_ranges)
+        # the rows of positive weight alone (block_ranges); zeros in the
+        # others, whose values may overflow when squared
         mask = xp.asarray(counted, device=device)[:, None]
         infinity = xp.asarray(np.inf, dtype=wide, device=device)
         col_max = host(xp.max(xp.where(mask, X, -infinity), axis=0))
         col_min = host(xp.min(xp.where(mask, X, infinity), axis=0))
-    ranges = np.concatenate([col_max, -col_min, magnitude_all])
-    magnitude = magnitude_all.copy()
+        X = xp.where(mask, X, xp.asarray(0.0, dtype=wide, device=device))
+    else:
+        col_max, col_min = host(xp.max(X, axis=0)), host(xp.min(X, axis=0))
+    ranges = np.concatenate([col_max, -col_min, np.maximum(col_max, -col_min)])
+    magnitude = ranges[2 * n_features :].copy()
     magnitude[~(magnitude > 0) | ~np.isfinite(magnitude)] = 1.0
     weight = float(weight_block.sum())
     if not weight > 0:

@@ -325,6 +325,28 @@ def test_tiny_C_gives_the_first_order_coefficients(solver, fit_intercept, C, sam
     np.testing.assert_allclose(clf.coef_, expected, rtol=1e-6, atol=0)
 
 
+@pytest.mark.parametrize("sparse", [False, True])
+def test_a_huge_value_in_a_row_of_zero_weight_changes_nothing(sparse):
+    # A row of weight 0 is no part of the objective. Its 1e200 once set the
+    # column's units for the feature statistics, the other rows' squares
+    # underflowed in them, the feature read as constant and the fit ended
+    # 23 % above the optimum. Reference: LogisticRegression on the other rows.
+    rng = np.random.default_rng(4)
+    z, u = rng.normal(size=200), rng.normal(size=200)
+    y = (z + u + rng.normal(size=200) > 0).astype(int) + (u > 1)
+    X = np.column_stack([z, u])
+    X[0, 0] = 1e200
+    weight = np.ones(200)
+    weight[0] = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf = MultinomialLogitClassifier().fit(
+            sp.csr_matrix(X) if sparse else X, y, sample_weight=weight
+        )
+    reference = LogisticRegression(solver="newton-cholesky", tol=1e-12).fit(X[1:], y[1:])
+    np.testing.assert_allclose(clf.coef_, reference.coef_, rtol=1e-6, atol=1e-8)
+
+
 @pytest.mark.parametrize("factor", [1e-38, 1e-45, 1e-60, 1e-200])
 def test_a_feature_in_float32_s_subnormal_range_gets_its_optimal_coefficient(factor):
     # The first wine feature multiplied by 1e-38..1e-200: its coefficient is

@@ -203,19 +203,23 @@ def test_feature_statistics_match_their_definition(fit_intercept, fmt, monkeypat
 def test_the_spread_of_a_column_far_from_zero_does_not_cancel(fmt, monkeypatch):
     # Columns 1e6 + 0.01 z and -3e7 + z (stored in every row), one with a
     # few zeros among values near 5e5, and rows of zero weight without
-    # entries: the spread against numpy's two-pass definition. Sparse
-    # blocks once took it from the raw moments E[x^2] - E[x]^2, which
-    # cancel here: the first two came out 0 (the coefficient held at 0, as
-    # a constant column's) or 2-38 times too large.
+    # entries or with huge ones: the spread against numpy's two-pass
+    # definition over the rows of positive weight. Sparse blocks once took
+    # it from the raw moments E[x^2] - E[x]^2, which cancel here: the first
+    # two came out 0 (the coefficient held at 0, as a constant column's) or
+    # 2-38 times too large. And a 1e200 in a row of zero weight once set the
+    # column's units, in which the others' squares underflowed: spread 0.
     rng = np.random.default_rng(1)
     z = rng.normal(size=(60, 3))
     X = np.column_stack([1e6 + 0.01 * z[:, 0], -3e7 + z[:, 1], 5e5 + z[:, 2]])
     X[[4, 9, 17], 2] = 0.0
     weight = rng.uniform(0.1, 2.0, size=60)
-    weight[[0, 1]] = 0.0
+    weight[[0, 1, 2]] = 0.0
     X[[0, 1]] = 0.0  # rows of zero weight, nothing stored in them
-    mean = weight @ X / weight.sum()
-    spread = np.sqrt(weight @ (X - mean) ** 2 / weight.sum())
+    X[2] = [1e200, -1e300, 7.0]  # and one of no account either
+    counted = weight > 0
+    mean = weight[counted] @ X[counted] / weight.sum()
+    spread = np.sqrt(weight[counted] @ (X[counted] - mean) ** 2 / weight.sum())
     data = X if fmt == "dense" else sp.csr_matrix(X).asformat(fmt)
     monkeypatch.setattr("skmultilogit._backends._numpy.STATS_BLOCK_ROWS", 16)
     monkeypatch.setattr("skmultilogit._statistics.ENTRY_CHUNK", 7)
