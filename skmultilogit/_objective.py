@@ -294,6 +294,35 @@ class MultinomialLoss:
         return hess
 
 
+def check_compressed(X):
+    """Refuse a CSR/CSC matrix whose index arrays do not describe it (ValueError).
+
+    scipy does not check them: an index past the shape reached numpy as an
+    ``IndexError`` deep in the feature statistics, or, through scipy's
+    products, read and wrote out of bounds.
+    """
+    rows_of = X.format == "csr"
+    outer, inner = X.shape if rows_of else X.shape[::-1]
+    indptr, indices = X.indptr, X.indices
+    if (
+        indptr.shape != (outer + 1,)
+        or indptr[0] != 0
+        or indptr[-1] > indices.size
+        or np.any(np.diff(indptr) < 0)
+    ):
+        raise ValueError(
+            f"X is a malformed {X.format.upper()} matrix: its indptr must start at 0, not "
+            f"decrease, have {outer + 1} entries and end within its {indices.size} indices."
+        )
+    stored = indices[: indptr[-1]]
+    if stored.size and (stored.min() < 0 or stored.max() >= inner):
+        what = "column" if rows_of else "row"
+        raise ValueError(
+            f"X is a malformed {X.format.upper()} matrix: its {what} indices must lie in "
+            f"0..{inner - 1}; got {stored.min()}..{stored.max()}."
+        )
+
+
 def _check_kernel_inputs(coef, intercept, X, y, sample_weight, C):
     coef = np.asarray(coef, dtype=np.float64)
     if coef.ndim != 2:
@@ -305,12 +334,19 @@ def _check_kernel_inputs(coef, intercept, X, y, sample_weight, C):
         raise ValueError(f"coef must have at least 2 rows (one per class); got {n_classes}.")
     if sp.issparse(X):
         X = X.tocsr() if X.format not in ("csr", "csc") else X
-        if X.dtype not in (np.float32, np.float64):
-            X = X.astype(np.float64)
+        check_compressed(X)
+        values = X.data
     else:
         X = np.asarray(X)
-        if X.dtype not in (np.float32, np.float64):
-            X = X.astype(np.float64)
+        if X.dtype.kind == "O":
+            X = X.astype(np.float64)  # numbers held as objects; a string raises
+        values = X
+    if values.dtype.kind not in "biuf":
+        raise ValueError(f"X must hold real numbers; got dtype {values.dtype}.")
+    if not np.all(np.isfinite(values)):
+        raise ValueError("X contains NaN or infinity.")
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
     if X.ndim != 2 or X.shape[1] != n_features:
         raise ValueError(
             f"X must be 2-d with {n_features} columns to match coef; got shape {X.shape}."

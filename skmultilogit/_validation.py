@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_consistent_length, column_or_1d, vali
 from ._array_api import input_namespace, read_back, refuse_complex, to_host
 from ._backends import NumpyBackend
 from ._backends._array_api import ArrayAPIBackend
+from ._objective import check_compressed
 from ._penalties import check_group_lasso, check_l1_solver
 from ._solvers import SOLVERS
 
@@ -342,6 +343,8 @@ def prepare_training_data(estimator, X, y, sample_weight, class_weight):
         ensure_min_samples=1,
         ensure_min_features=1,
     )
+    if sp.issparse(X):
+        check_compressed(X)
     if sp.issparse(X) and not X.has_canonical_format:
         # Summed duplicates give the same model; the copy keeps the
         # caller's matrix untouched and the feature statistics right.

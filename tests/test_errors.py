@@ -107,6 +107,20 @@ def test_bad_sample_weight_is_rejected(sample_weight, match):
         MultinomialLogitClassifier().fit(X_OK, Y_OK, sample_weight=sample_weight)
 
 
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+def test_a_malformed_sparse_matrix_is_refused(fmt):
+    # scipy does not check its index arrays: an index past the shape reached
+    # numpy as an IndexError deep in the feature statistics
+    X = sp.csr_matrix(X_OK).asformat(fmt)
+    X.indices[0] = 50
+    with pytest.raises(ValueError, match=f"malformed {fmt.upper()} matrix.*indices must lie"):
+        MultinomialLogitClassifier().fit(X, Y_OK)
+    X = sp.csr_matrix(X_OK).asformat(fmt)
+    X.indptr[1] = X.indptr[2] + 1
+    with pytest.raises(ValueError, match="indptr must start at 0, not decrease"):
+        MultinomialLogitClassifier().fit(X, Y_OK)
+
+
 def test_sample_weights_held_as_objects_are_taken_as_numbers():
     # a pandas column of object dtype, say: LogisticRegression takes them
     weight = np.array([1, 2.5, 1, 3, 1, 1], dtype=object)
