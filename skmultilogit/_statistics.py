@@ -117,25 +117,29 @@ def _sparse_moments(X_block, unit, magnitude):
     zeros: their weight is then 0 exactly, not 1 less a rounded sum.
     """
     n_features = X_block.shape[1]
-    counted = (unit > 0).astype(np.float64)
+
+    def counted_entries():
+        # rows of zero weight count for nothing (their values may overflow
+        # in these units)
+        for rows, columns, values in _stored_entries(X_block):
+            kept = unit[rows] > 0
+            yield rows[kept], columns[kept], values[kept]
+
     mean, stored_weight, stored_rows = (np.zeros(n_features) for _ in range(3))
-    for rows, columns, values in _stored_entries(X_block):
+    for rows, columns, values in counted_entries():
         mean += np.bincount(
             columns, weights=unit[rows] * (values / magnitude[columns]), minlength=n_features
         )
         stored_weight += np.bincount(columns, weights=unit[rows], minlength=n_features)
-        stored_rows += np.bincount(columns, weights=counted[rows], minlength=n_features)
+        stored_rows += np.bincount(columns, minlength=n_features)
     deviations = np.zeros(n_features)
-    for rows, columns, values in _stored_entries(X_block):
-        # rows of zero weight may hold values whose squares overflow
-        kept = unit[rows] > 0
-        rows, columns, values = rows[kept], columns[kept], values[kept]
+    for rows, columns, values in counted_entries():
         centred = values / magnitude[columns] - mean[columns]
         deviations += np.bincount(
             columns, weights=unit[rows] * centred * centred, minlength=n_features
         )
     implicit = np.maximum(1.0 - stored_weight, 0.0)
-    implicit[stored_rows >= counted.sum()] = 0.0
+    implicit[stored_rows >= np.count_nonzero(unit > 0)] = 0.0
     return mean, deviations + implicit * mean**2
 
 

@@ -208,22 +208,27 @@ def test_the_spread_of_a_column_far_from_zero_does_not_cancel(fmt, monkeypatch):
     # it from the raw moments E[x^2] - E[x]^2, which cancel here: the first
     # two came out 0 (the coefficient held at 0, as a constant column's) or
     # 2-38 times too large. And a 1e200 in a row of zero weight once set the
-    # column's units, in which the others' squares underflowed: spread 0.
+    # column's units, in which the others' squares underflowed: spread 0;
+    # in a column of 1e-290s it overflowed in their units (a warning, NaN).
     rng = np.random.default_rng(1)
-    z = rng.normal(size=(60, 3))
-    X = np.column_stack([1e6 + 0.01 * z[:, 0], -3e7 + z[:, 1], 5e5 + z[:, 2]])
+    z = rng.normal(size=(60, 4))
+    X = np.column_stack([1e6 + 0.01 * z[:, 0], -3e7 + z[:, 1], 5e5 + z[:, 2], 1e-290 * z[:, 3]])
     X[[4, 9, 17], 2] = 0.0
     weight = rng.uniform(0.1, 2.0, size=60)
     weight[[0, 1, 2]] = 0.0
     X[[0, 1]] = 0.0  # rows of zero weight, nothing stored in them
-    X[2] = [1e200, -1e300, 7.0]  # and one of no account either
+    X[2] = [1e200, -1e300, 7.0, 1e300]  # and one of no account either
     counted = weight > 0
-    mean = weight[counted] @ X[counted] / weight.sum()
-    spread = np.sqrt(weight[counted] @ (X[counted] - mean) ** 2 / weight.sum())
+    units = np.array([1.0, 1.0, 1.0, 1e-290])  # numpy's squares of 1e-290 underflow
+    mean = weight[counted] @ (X[counted] / units) / weight.sum()
+    spread = np.sqrt(weight[counted] @ (X[counted] / units - mean) ** 2 / weight.sum())
+    mean, spread = mean * units, spread * units
     data = X if fmt == "dense" else sp.csr_matrix(X).asformat(fmt)
     monkeypatch.setattr("skmultilogit._backends._numpy.STATS_BLOCK_ROWS", 16)
     monkeypatch.setattr("skmultilogit._statistics.ENTRY_CHUNK", 7)
-    got_mean, got_spread = feature_mean_scale(NumpyBackend(data, np.zeros(60), 2, weight), True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got_mean, got_spread = feature_mean_scale(NumpyBackend(data, np.zeros(60), 2, weight), True)
     np.testing.assert_allclose(got_mean, mean, rtol=1e-14)
     np.testing.assert_allclose(got_spread, spread, rtol=1e-7)
 
