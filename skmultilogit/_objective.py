@@ -298,8 +298,9 @@ def check_compressed(X):
     """Refuse a CSR/CSC matrix whose index arrays do not describe it (ValueError).
 
     scipy does not check them: an index past the shape reached numpy as an
-    ``IndexError`` deep in the feature statistics, or, through scipy's
-    products, read and wrote out of bounds.
+    ``IndexError`` deep in the feature statistics, and went through scipy's
+    products unchecked (``loss_gradient`` on a CSC matrix with a row index
+    past its shape returned a finite number).
     """
     rows_of = X.format == "csr"
     outer, inner = X.shape if rows_of else X.shape[::-1]
