@@ -31,6 +31,17 @@ def _stored_entries(X):
         yield (outer, inner, values) if X.format == "csr" else (inner, outer, values)
 
 
+def _counted_entries(X, counted):
+    """:func:`_stored_entries` of the rows ``counted`` (a mask) alone: rows of zero weight.
+
+    Such rows are no part of the objective, and their values may overflow in
+    the other rows' units.
+    """
+    for rows, columns, values in _stored_entries(X):
+        kept = counted[rows]
+        yield rows[kept], columns[kept], values[kept]
+
+
 # -- per-block statistics (run wherever a block lives) -------------------------
 
 
@@ -48,9 +59,7 @@ def block_ranges(X_block, weight_block):
     if sp.issparse(X_block):
         col_max, col_min = np.full(n_features, -np.inf), np.full(n_features, np.inf)
         counts, magnitude = np.zeros(n_features), np.zeros(n_features)
-        for rows, columns, values in _stored_entries(X_block):
-            kept = counted[rows]
-            columns, values = columns[kept], values[kept]
+        for _, columns, values in _counted_entries(X_block, counted):
             np.maximum.at(magnitude, columns, np.abs(values))
             np.maximum.at(col_max, columns, values)
             np.minimum.at(col_min, columns, values)
@@ -92,9 +101,9 @@ def block_statistics(X_block, weight_block):
         mean, deviations = _sparse_moments(X_block, unit, magnitude)
         m2 = weight * deviations
     else:
-        if not np.all(unit > 0):
+        counted = unit > 0
+        if not counted.all():
             # rows of zero weight may hold values whose squares overflow
-            counted = unit > 0
             X_block, unit = X_block[counted], unit[counted]
         scaled = X_block / magnitude
         mean = unit @ scaled
@@ -117,29 +126,22 @@ def _sparse_moments(X_block, unit, magnitude):
     zeros: their weight is then 0 exactly, not 1 less a rounded sum.
     """
     n_features = X_block.shape[1]
-
-    def counted_entries():
-        # rows of zero weight count for nothing (their values may overflow
-        # in these units)
-        for rows, columns, values in _stored_entries(X_block):
-            kept = unit[rows] > 0
-            yield rows[kept], columns[kept], values[kept]
-
+    counted = unit > 0
     mean, stored_weight, stored_rows = (np.zeros(n_features) for _ in range(3))
-    for rows, columns, values in counted_entries():
+    for rows, columns, values in _counted_entries(X_block, counted):
         mean += np.bincount(
             columns, weights=unit[rows] * (values / magnitude[columns]), minlength=n_features
         )
         stored_weight += np.bincount(columns, weights=unit[rows], minlength=n_features)
         stored_rows += np.bincount(columns, minlength=n_features)
     deviations = np.zeros(n_features)
-    for rows, columns, values in counted_entries():
+    for rows, columns, values in _counted_entries(X_block, counted):
         centred = values / magnitude[columns] - mean[columns]
         deviations += np.bincount(
             columns, weights=unit[rows] * centred * centred, minlength=n_features
         )
     implicit = np.maximum(1.0 - stored_weight, 0.0)
-    implicit[stored_rows >= np.count_nonzero(unit > 0)] = 0.0
+    implicit[stored_rows >= np.count_nonzero(counted)] = 0.0
     return mean, deviations + implicit * mean**2
 
 
