@@ -48,6 +48,8 @@ cdef extern from "_kernel_loops.h" nogil:
                                int fit_intercept, double *hess, double *blocks)
     void skml_pair_hessian_f32(const float *pairs, Py_ssize_t K, Py_ssize_t d,
                                int fit_intercept, float *hess, float *blocks)
+    int skml_rank_variant
+    int skml_rank_variant_supported(int variant)
     void skml_exp_array(const double *x, double *out, Py_ssize_t n)
     void skml_expf_array(const float *x, float *out, Py_ssize_t n)
     void skml_log_array(const double *x, double *out, Py_ssize_t n)
@@ -484,6 +486,34 @@ def add_pair_sums(const floating[::1, :] design not None, const floating[:, ::1]
     finally:
         free(scratch)
     return kept
+
+
+_RANK_VARIANTS = {"cpu": 0, "baseline": 1, "avx2": 2, "avx512f": 3}
+
+
+def rank_update_variants():
+    """The variants of :func:`add_pair_sums`'s rank update this CPU runs (``"cpu"`` chooses).
+
+    Each is the same sum in vectors of another width (baseline 16 bytes,
+    AVX2 32, AVX-512 64; see ``_kernel_rank_typed.h``), compiled on x86-64
+    Linux; elsewhere only the baseline.
+    """
+    return [name for name, code in _RANK_VARIANTS.items() if skml_rank_variant_supported(code)]
+
+
+def use_rank_update(str variant):
+    """Make :func:`add_pair_sums` run ``variant`` (one of :func:`rank_update_variants`); returns the last.
+
+    For the tests, which compare every variant the CPU runs with the numpy
+    path; ``"cpu"`` (the default) lets the CPU choose. Process-wide: not
+    for use while other threads build Hessians.
+    """
+    global skml_rank_variant
+    if variant not in _RANK_VARIANTS or not skml_rank_variant_supported(_RANK_VARIANTS[variant]):
+        raise ValueError(f"variant must be one of {rank_update_variants()}, got {variant!r}")
+    previous = {code: name for name, code in _RANK_VARIANTS.items()}[skml_rank_variant]
+    skml_rank_variant = _RANK_VARIANTS[variant]
+    return previous
 
 
 def pair_hessian(const floating[:, :, ::1] pairs_t not None, Py_ssize_t n_features,

@@ -35,6 +35,10 @@
 #if defined(__x86_64__) && defined(__linux__) && defined(__GLIBC__) && defined(__GNUC__) && \
     !defined(__INTEL_COMPILER)
 #define SKML_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+/* loops that need another shape per instruction set (not just the same
+ * code compiled for each) are written per target and chosen by
+ * __builtin_cpu_supports */
+#define SKML_CPU_DISPATCH 1
 #else
 #define SKML_CLONES
 #endif
@@ -295,9 +299,44 @@ static inline ptrdiff_t skml_exponent_f32(float x)
 }
 
 /* A Hessian's class-pair sums leaving out small terms (_kernel_pairs_typed.h).
- * Columns of a tile of their rank update: its sums are independent chains
- * of multiply-adds, enough of them to keep two FMA units busy. */
+ * The most columns of a tile of their rank update (_kernel_rank_typed.h),
+ * for all variants: a tile may read this many less one past a row. */
 #define SKML_TILE_COLUMNS 8
+/* SKML_LANES (below, per type): the values in 64 bytes, the unit a gathered
+ * row is padded to; every variant's tile height divides it */
+/* The variant of that rank update: chosen by the CPU (SKML_RANK_CPU), or one
+ * forced by the tests (_kernel.use_rank_update), which run each one the CPU
+ * can */
+enum { SKML_RANK_CPU = 0, SKML_RANK_BASELINE = 1, SKML_RANK_AVX2 = 2, SKML_RANK_AVX512 = 3 };
+static int skml_rank_variant = SKML_RANK_CPU;
+
+static int skml_rank_variant_supported(int variant)
+{
+    switch (variant) {
+    case SKML_RANK_CPU:
+    case SKML_RANK_BASELINE:
+        return 1;
+#if defined(SKML_CPU_DISPATCH)
+    case SKML_RANK_AVX2:
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case SKML_RANK_AVX512:
+        return __builtin_cpu_supports("avx512f");
+#endif
+    default:
+        return 0;
+    }
+}
+
+static int skml_rank_variant_chosen(void)
+{
+    if (skml_rank_variant != SKML_RANK_CPU)
+        return skml_rank_variant;
+    if (skml_rank_variant_supported(SKML_RANK_AVX512))
+        return SKML_RANK_AVX512;
+    if (skml_rank_variant_supported(SKML_RANK_AVX2))
+        return SKML_RANK_AVX2;
+    return SKML_RANK_BASELINE;
+}
 #define SKML_T double
 #define SKML_NAME(name) name##_f64
 #define SKML_SQRT sqrt

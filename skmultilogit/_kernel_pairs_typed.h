@@ -51,50 +51,66 @@ void SKML_NAME(skml_pair_size_bins)(const SKML_T *SKML_RESTRICT root, ptrdiff_t 
 }
 
 /*
- * target += sum over `count` rows g_r (each `pad` values apart, zero beyond
- * the `size` that count) of g_r g_r^T, on and above the diagonal: target
- * is column-major, (size, size), entry (a, b) at a + b * size, a <= b.
- *
- * As a matrix product's inner kernel: a tile of SKML_LANES entries of
- * SKML_TILE_COLUMNS columns is held in vector sums while the rows stream
- * past (per row, one vector load and a multiply-add by a broadcast entry
- * per column), then added to the target's upper triangle. Tiles wholly below the diagonal
- * are skipped; the padding's columns are zero, so a tile may run past the
- * last column. (A loop over a column's entries, eight rows at a time, ran
- * at 14 G multiply-adds/s in float32 with AVX-512 on 795 x 65; each vector
- * waited on a chain of eight.)
+ * target += sum over `count` rows g_r of g_r g_r^T, upper triangle: the
+ * rank update of _kernel_rank_typed.h, compiled once per instruction set
+ * with the tile that fits its registers, and chosen by the CPU at each
+ * call (a pair's rows; 45 calls a build on the digits) unless the tests
+ * force one (skml_rank_variant). On x86-64 Linux
+ * (glibc): AVX-512 in 64-byte vectors, a tile 1 x 8 (as the loops' clones
+ * before); AVX2 with FMA in 32-byte vectors, 2 x 6; else 16-byte vectors,
+ * 2 x 6 (SSE2's or NEON's registers). Each tile's height divides the pad
+ * of 64 bytes. Other compilers: the plain triple loop.
  */
 #if defined(__GNUC__)
-/* its own clones: GCC does not inline a function into a clone of another
- * target, and this one, compiled for the baseline, ran its 64-byte vectors
- * as four SSE halves */
-SKML_CLONES
+#define SKML_RANK_VECTORS 2
+#define SKML_RANK_COLUMNS 6
+#if defined(SKML_CPU_DISPATCH)
+#define SKML_RANK_NAME SKML_NAME(skml_rank_update_avx2)
+#define SKML_RANK_TARGET __attribute__((target("avx2,fma")))
+#define SKML_RANK_BYTES 32
+#include "_kernel_rank_typed.h"
+#undef SKML_RANK_NAME
+#undef SKML_RANK_TARGET
+#undef SKML_RANK_BYTES
+#endif
+#define SKML_RANK_NAME SKML_NAME(skml_rank_update_base)
+#define SKML_RANK_TARGET
+#define SKML_RANK_BYTES 16
+#include "_kernel_rank_typed.h"
+#undef SKML_RANK_NAME
+#undef SKML_RANK_TARGET
+#undef SKML_RANK_BYTES
+#undef SKML_RANK_VECTORS
+#undef SKML_RANK_COLUMNS
+#if defined(SKML_CPU_DISPATCH)
+#define SKML_RANK_NAME SKML_NAME(skml_rank_update_avx512)
+#define SKML_RANK_TARGET __attribute__((target("avx512f")))
+#define SKML_RANK_BYTES 64
+#define SKML_RANK_VECTORS 1
+#define SKML_RANK_COLUMNS 8
+#include "_kernel_rank_typed.h"
+#undef SKML_RANK_NAME
+#undef SKML_RANK_TARGET
+#undef SKML_RANK_BYTES
+#undef SKML_RANK_VECTORS
+#undef SKML_RANK_COLUMNS
+#endif
+
 static void SKML_NAME(skml_rank_update)(SKML_T *SKML_RESTRICT target,
                                         const SKML_T *SKML_RESTRICT rows, ptrdiff_t count,
                                         ptrdiff_t size, ptrdiff_t pad)
 {
-    typedef SKML_T vec __attribute__((vector_size(SKML_LANES * sizeof(SKML_T))));
-    for (ptrdiff_t a0 = 0; a0 < size; a0 += SKML_LANES) {
-        for (ptrdiff_t b0 = a0; b0 < size; b0 += SKML_TILE_COLUMNS) {
-            vec sums[SKML_TILE_COLUMNS];
-            for (int j = 0; j < SKML_TILE_COLUMNS; j++)
-                sums[j] = (vec){0};
-            const SKML_T *g = rows;
-            for (ptrdiff_t r = 0; r < count; r++, g += pad) {
-                vec v;
-                memcpy(&v, g + a0, sizeof v);
-                for (int j = 0; j < SKML_TILE_COLUMNS; j++)
-                    sums[j] += v * g[b0 + j];
-            }
-            for (ptrdiff_t j = 0; j < SKML_TILE_COLUMNS && b0 + j < size; j++) {
-                SKML_T tile[SKML_LANES];
-                memcpy(tile, &sums[j], sizeof tile);
-                const ptrdiff_t b = b0 + j;
-                const ptrdiff_t stop = b + 1 < a0 + SKML_LANES ? b + 1 : a0 + SKML_LANES;
-                for (ptrdiff_t a = a0; a < stop; a++)
-                    target[a + b * size] += tile[a - a0];
-            }
-        }
+    switch (skml_rank_variant_chosen()) {
+#if defined(SKML_CPU_DISPATCH)
+    case SKML_RANK_AVX512:
+        SKML_NAME(skml_rank_update_avx512)(target, rows, count, size, pad);
+        return;
+    case SKML_RANK_AVX2:
+        SKML_NAME(skml_rank_update_avx2)(target, rows, count, size, pad);
+        return;
+#endif
+    default:
+        SKML_NAME(skml_rank_update_base)(target, rows, count, size, pad);
     }
 }
 #else

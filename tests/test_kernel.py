@@ -606,17 +606,31 @@ def _pair_inputs(rng, m, size, n_classes, dtype):
     return design, proba, weight
 
 
+@pytest.fixture(params=["baseline", "avx2", "avx512f"])
+def rank_update_variant(request):
+    """Each variant of the pair sums' rank update this CPU runs, restored after."""
+    if request.param not in _kernel.rank_update_variants():
+        pytest.skip(f"this CPU does not run the {request.param} rank update")
+    previous = _kernel.use_rank_update(request.param)
+    yield request.param
+    _kernel.use_rank_update(previous)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(
     "m, size, n_classes",
-    [(1, 1, 2), (7, 5, 3), (9, 17, 4), (300, 65, 10), (50, 16, 2), (33, 32, 5)],
+    [(1, 1, 2), (7, 5, 3), (9, 17, 4), (300, 65, 10), (50, 16, 2), (33, 32, 5), (40, 130, 3)],
 )
 @pytest.mark.parametrize("allowed", [0.0, 1e-4, 0.05, np.inf])
-def test_the_pair_sums_are_the_numpy_paths(monkeypatch, dtype, m, size, n_classes, allowed):
+def test_the_pair_sums_are_the_numpy_paths(
+    monkeypatch, rank_update_variant, dtype, m, size, n_classes, allowed
+):
     # The compiled loops choose the same terms (their sizes, in the
     # Hessian's dtype, are numpy's to the bit) and sum them as BLAS's syrk
     # does, to rounding; everything kept, the sums are the written-out
-    # sum_i omega_i p_ik p_il x^_i x^_i^T (float64, einsum).
+    # sum_i omega_i p_ik p_il x^_i x^_i^T (float64, einsum). Each variant
+    # of the rank update (vectors of 16, 32 or 64 bytes, tiles of their own
+    # shape) that the CPU runs.
     from skmultilogit import _hessian, _omission
 
     monkeypatch.setattr(_omission, "OMITTING_MAX_KEPT", 1.0)
