@@ -3,7 +3,8 @@
 whole passes over CSR X, and ``_omission``'s class-pair sums that leave out small terms.
 
 Thin wrappers of the loops in ``_kernel_loops.h`` (which includes
-``_kernel_loops_typed.h`` and ``_kernel_sparse_typed.h``), which say what
+``_kernel_loops_typed.h``, ``_kernel_pairs_typed.h`` and
+``_kernel_sparse_variants.h``), which say what
 they compute; the wrappers check every array the loops index before they
 run. They release the GIL, so that the backends' row-block threads run them
 side by side. ``_loss`` calls the block loops where the arrays fit
@@ -48,8 +49,8 @@ cdef extern from "_kernel_loops.h" nogil:
                                int fit_intercept, double *hess, double *blocks)
     void skml_pair_hessian_f32(const float *pairs, Py_ssize_t K, Py_ssize_t d,
                                int fit_intercept, float *hess, float *blocks)
-    int skml_rank_variant
-    int skml_rank_variant_supported(int variant)
+    int skml_isa_forced
+    int skml_isa_supported(int isa)
     void skml_exp_array(const double *x, double *out, Py_ssize_t n)
     void skml_expf_array(const float *x, float *out, Py_ssize_t n)
     void skml_log_array(const double *x, double *out, Py_ssize_t n)
@@ -488,31 +489,34 @@ def add_pair_sums(const floating[::1, :] design not None, const floating[:, ::1]
     return kept
 
 
-_RANK_VARIANTS = {"cpu": 0, "baseline": 1, "avx2": 2, "avx512f": 3}
+_INSTRUCTION_SETS = {"cpu": 0, "baseline": 1, "avx2": 2, "avx512f": 3}
 
 
-def rank_update_variants():
-    """The variants of :func:`add_pair_sums`'s rank update this CPU runs (``"cpu"`` chooses).
+def instruction_sets():
+    """The variants of the loops written per instruction set that this CPU runs.
 
-    Each is the same sum in vectors of another width (baseline 16 bytes,
-    AVX2 32, AVX-512 64; see ``_kernel_rank_typed.h``), compiled on x86-64
-    Linux; elsewhere only the baseline.
+    The pair sums' rank update (:func:`add_pair_sums`) and the CSR passes
+    (:func:`csr_loss_gradient`, :func:`csr_hessp`) are compiled in vectors
+    of each set's width (baseline 16 bytes, ``"avx2"`` 32 with FMA,
+    ``"avx512f"`` 64; see ``_kernel_rank_typed.h`` and
+    ``_kernel_sparse_variants.h``) on x86-64 Linux, elsewhere only for the
+    baseline. ``"cpu"`` chooses the widest the CPU has.
     """
-    return [name for name, code in _RANK_VARIANTS.items() if skml_rank_variant_supported(code)]
+    return [name for name, code in _INSTRUCTION_SETS.items() if skml_isa_supported(code)]
 
 
-def use_rank_update(str variant):
-    """Make :func:`add_pair_sums` run ``variant`` (one of :func:`rank_update_variants`); returns the last.
+def use_instruction_set(str name):
+    """Make those loops run ``name`` (one of :func:`instruction_sets`); returns the last.
 
     For the tests, which compare every variant the CPU runs with the numpy
     path; ``"cpu"`` (the default) lets the CPU choose. Process-wide: not
-    for use while other threads build Hessians.
+    for use while other threads run the loops.
     """
-    global skml_rank_variant
-    if variant not in _RANK_VARIANTS or not skml_rank_variant_supported(_RANK_VARIANTS[variant]):
-        raise ValueError(f"variant must be one of {rank_update_variants()}, got {variant!r}")
-    previous = {code: name for name, code in _RANK_VARIANTS.items()}[skml_rank_variant]
-    skml_rank_variant = _RANK_VARIANTS[variant]
+    global skml_isa_forced
+    if name not in _INSTRUCTION_SETS or not skml_isa_supported(_INSTRUCTION_SETS[name]):
+        raise ValueError(f"name must be one of {instruction_sets()}, got {name!r}")
+    previous = {code: key for key, code in _INSTRUCTION_SETS.items()}[skml_isa_forced]
+    skml_isa_forced = _INSTRUCTION_SETS[name]
     return previous
 
 

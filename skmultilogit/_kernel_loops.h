@@ -304,22 +304,23 @@ static inline ptrdiff_t skml_exponent_f32(float x)
 #define SKML_TILE_COLUMNS 8
 /* SKML_LANES (below, per type): the values in 64 bytes, the unit a gathered
  * row is padded to; every variant's tile height divides it */
-/* The variant of that rank update: chosen by the CPU (SKML_RANK_CPU), or one
- * forced by the tests (_kernel.use_rank_update), which run each one the CPU
- * can */
-enum { SKML_RANK_CPU = 0, SKML_RANK_BASELINE = 1, SKML_RANK_AVX2 = 2, SKML_RANK_AVX512 = 3 };
-static int skml_rank_variant = SKML_RANK_CPU;
+/* The loops written per instruction set (the pair sums' rank update, the
+ * CSR passes) run the variant the CPU supports best (SKML_ISA_CPU), or the
+ * one the tests force (_kernel.use_instruction_set), which run each one the
+ * CPU can */
+enum { SKML_ISA_CPU = 0, SKML_ISA_BASELINE = 1, SKML_ISA_AVX2 = 2, SKML_ISA_AVX512 = 3 };
+static int skml_isa_forced = SKML_ISA_CPU;
 
-static int skml_rank_variant_supported(int variant)
+static int skml_isa_supported(int isa)
 {
-    switch (variant) {
-    case SKML_RANK_CPU:
-    case SKML_RANK_BASELINE:
+    switch (isa) {
+    case SKML_ISA_CPU:
+    case SKML_ISA_BASELINE:
         return 1;
 #if defined(SKML_CPU_DISPATCH)
-    case SKML_RANK_AVX2:
+    case SKML_ISA_AVX2:
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    case SKML_RANK_AVX512:
+    case SKML_ISA_AVX512:
         return __builtin_cpu_supports("avx512f");
 #endif
     default:
@@ -327,16 +328,17 @@ static int skml_rank_variant_supported(int variant)
     }
 }
 
-static int skml_rank_variant_chosen(void)
+static int skml_isa_chosen(void)
 {
-    if (skml_rank_variant != SKML_RANK_CPU)
-        return skml_rank_variant;
-    if (skml_rank_variant_supported(SKML_RANK_AVX512))
-        return SKML_RANK_AVX512;
-    if (skml_rank_variant_supported(SKML_RANK_AVX2))
-        return SKML_RANK_AVX2;
-    return SKML_RANK_BASELINE;
+    if (skml_isa_forced != SKML_ISA_CPU)
+        return skml_isa_forced;
+    if (skml_isa_supported(SKML_ISA_AVX512))
+        return SKML_ISA_AVX512;
+    if (skml_isa_supported(SKML_ISA_AVX2))
+        return SKML_ISA_AVX2;
+    return SKML_ISA_BASELINE;
 }
+
 #define SKML_T double
 #define SKML_NAME(name) name##_f64
 #define SKML_SQRT sqrt
@@ -364,30 +366,33 @@ static int skml_rank_variant_chosen(void)
 #undef SKML_FABS
 #undef SKML_EXPONENT
 
-/* The CSR passes, for each value type and index type (_kernel_sparse_typed.h). */
+/* The CSR passes, for each value type and index type (_kernel_sparse_typed.h,
+ * per instruction set by _kernel_sparse_variants.h). */
+#define SKML_CAT_(a, b) a##b
+#define SKML_CAT(a, b) SKML_CAT_(a, b)
 #define SKML_T double
 #define SKML_I int32_t
-#define SKML_NAME(name) name##_f64_i32
-#include "_kernel_sparse_typed.h"
+#define SKML_TYPED(name) name##_f64_i32
+#include "_kernel_sparse_variants.h"
 #undef SKML_I
-#undef SKML_NAME
+#undef SKML_TYPED
 #define SKML_I int64_t
-#define SKML_NAME(name) name##_f64_i64
-#include "_kernel_sparse_typed.h"
+#define SKML_TYPED(name) name##_f64_i64
+#include "_kernel_sparse_variants.h"
 #undef SKML_I
-#undef SKML_NAME
+#undef SKML_TYPED
 #undef SKML_T
 #define SKML_T float
 #define SKML_I int32_t
-#define SKML_NAME(name) name##_f32_i32
-#include "_kernel_sparse_typed.h"
+#define SKML_TYPED(name) name##_f32_i32
+#include "_kernel_sparse_variants.h"
 #undef SKML_I
-#undef SKML_NAME
+#undef SKML_TYPED
 #define SKML_I int64_t
-#define SKML_NAME(name) name##_f32_i64
-#include "_kernel_sparse_typed.h"
+#define SKML_TYPED(name) name##_f32_i64
+#include "_kernel_sparse_variants.h"
 #undef SKML_I
-#undef SKML_NAME
+#undef SKML_TYPED
 #undef SKML_T
 
 #endif

@@ -55,7 +55,7 @@ void SKML_NAME(skml_pair_size_bins)(const SKML_T *SKML_RESTRICT root, ptrdiff_t 
  * rank update of _kernel_rank_typed.h, compiled once per instruction set
  * with the tile that fits its registers, and chosen by the CPU at each
  * call (a pair's rows; 45 calls a build on the digits) unless the tests
- * force one (skml_rank_variant). On x86-64 Linux
+ * force one (skml_isa_chosen). On x86-64 Linux
  * (glibc): AVX-512 in 64-byte vectors, a tile 1 x 8 (as the loops' clones
  * before); AVX2 with FMA in 32-byte vectors, 2 x 6; else 16-byte vectors,
  * 2 x 6 (SSE2's or NEON's registers). Each tile's height divides the pad
@@ -100,12 +100,12 @@ static void SKML_NAME(skml_rank_update)(SKML_T *SKML_RESTRICT target,
                                         const SKML_T *SKML_RESTRICT rows, ptrdiff_t count,
                                         ptrdiff_t size, ptrdiff_t pad)
 {
-    switch (skml_rank_variant_chosen()) {
+    switch (skml_isa_chosen()) {
 #if defined(SKML_CPU_DISPATCH)
-    case SKML_RANK_AVX512:
+    case SKML_ISA_AVX512:
         SKML_NAME(skml_rank_update_avx512)(target, rows, count, size, pad);
         return;
-    case SKML_RANK_AVX2:
+    case SKML_ISA_AVX2:
         SKML_NAME(skml_rank_update_avx2)(target, rows, count, size, pad);
         return;
 #endif

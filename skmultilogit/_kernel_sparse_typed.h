@@ -1,8 +1,9 @@
 /*
  * A whole loss+gradient pass and a whole Hessian-vector product over rows
- * of CSR X, for one value type SKML_T and one index type SKML_I, named by
- * SKML_NAME. Included once per pair by _kernel_loops.h; no include guard
- * on purpose.
+ * of CSR X, for one value type SKML_T and one index type SKML_I, compiled
+ * with the attributes SKML_TARGET in vectors of SKML_VECTOR_BYTES bytes,
+ * named by SKML_NAME. Included by _kernel_sparse_variants.h once per
+ * instruction set and pair of types; no include guard on purpose.
  *
  * Row by row, the logits z_i = b + sum_j x_ij W[:, j], the element-wise
  * work of _loss.residual_and_loss (or hessp_residual) on them, and the
@@ -23,8 +24,11 @@
  * out[k] = offset[k] (0 where offset is NULL) + sum over the stored entries
  * p in [first, last) of data[p] * table[indices[p] * stride + k], k < K.
  * Eight classes at a time, summed in registers: summed in place in out,
- * each entry's update waited on the store of the one before.
+ * each entry's update waited on the store of the one before. The eight are
+ * vectors of the target's width: wider ones (64 bytes in an AVX2 clone)
+ * GCC keeps on the stack, loading and storing the sums at every entry.
  */
+SKML_TARGET
 static inline void SKML_NAME(skml_csr_row_times)(const SKML_T *data, const SKML_I *indices,
                                                  ptrdiff_t first, ptrdiff_t last, ptrdiff_t K,
                                                  ptrdiff_t stride, const double *table,
@@ -36,23 +40,41 @@ static inline void SKML_NAME(skml_csr_row_times)(const SKML_T *data, const SKML_
         const ptrdiff_t width = K - k0 < 8 ? K - k0 : 8;
 #if defined(__GNUC__)
         if (stride - k0 >= 8) {
-            /* whole vectors of eight (two or four registers on narrower
-             * clones); two sums, so that each multiply-add waits on the one
-             * two back. Left to itself, GCC 12 kept eight scalar sums. */
-            skml_v8d even = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0}, odd = even, weights;
+            /* the eight in whole vectors; two sums of each, so that each
+             * multiply-add waits on the one two back. Left to itself, GCC
+             * 12 kept eight scalar sums. */
+            typedef double vec __attribute__((vector_size(SKML_VECTOR_BYTES)));
+            /* loads straight from the table: a memcpy to a local array
+             * was two 16-byte stores (GCC's generic tuning splits unaligned
+             * 32-byte moves) that a 32-byte load could not forward from,
+             * a stall at every entry (24 ns an entry on the digits' rows, K
+             * = 10, AVX2) */
+            typedef double unaligned __attribute__((vector_size(SKML_VECTOR_BYTES), aligned(8),
+                                                    may_alias));
+            enum { lanes = SKML_VECTOR_BYTES / sizeof(double), parts = 8 / lanes };
+            vec even[parts], odd[parts];
+            for (int t = 0; t < parts; t++)
+                even[t] = odd[t] = (vec){0};
             ptrdiff_t p = first;
             for (; p + 1 < last; p += 2) {
-                memcpy(&weights, block + (ptrdiff_t)indices[p] * stride, sizeof weights);
-                even += (double)data[p] * weights;
-                memcpy(&weights, block + (ptrdiff_t)indices[p + 1] * stride, sizeof weights);
-                odd += (double)data[p + 1] * weights;
+                const double value = (double)data[p], next = (double)data[p + 1];
+                const unaligned *weights = (const unaligned *)(block + (ptrdiff_t)indices[p] * stride);
+                const unaligned *others =
+                    (const unaligned *)(block + (ptrdiff_t)indices[p + 1] * stride);
+                for (int t = 0; t < parts; t++) {
+                    even[t] += value * weights[t];
+                    odd[t] += next * others[t];
+                }
             }
             if (p < last) {
-                memcpy(&weights, block + (ptrdiff_t)indices[p] * stride, sizeof weights);
-                even += (double)data[p] * weights;
+                const double value = (double)data[p];
+                const unaligned *weights = (const unaligned *)(block + (ptrdiff_t)indices[p] * stride);
+                for (int t = 0; t < parts; t++)
+                    even[t] += value * weights[t];
             }
-            even += odd;
-            memcpy(sums, &even, sizeof sums);
+            for (int t = 0; t < parts; t++)
+                even[t] += odd[t];
+            memcpy(sums, even, sizeof sums);
         } else
 #endif
         {
@@ -72,10 +94,30 @@ static inline void SKML_NAME(skml_csr_row_times)(const SKML_T *data, const SKML_
  * table[indices[p] * stride + k] += data[p] * r[k] for the stored entries
  * p in [first, last) and k < stride (r is zero beyond K).
  */
+SKML_TARGET
 static inline void SKML_NAME(skml_csr_row_add)(const SKML_T *data, const SKML_I *indices,
                                                ptrdiff_t first, ptrdiff_t last, ptrdiff_t stride,
                                                const double *r, double *table)
 {
+#if defined(__GNUC__)
+    if (stride % 8 == 0) {
+        /* whole vectors, as skml_csr_row_times: the loop below, vectorised
+         * by GCC, ran its checks for a remainder and a peel at every entry,
+         * about as long as the multiply-adds at K = 10 */
+        typedef double unaligned __attribute__((vector_size(SKML_VECTOR_BYTES), aligned(8),
+                                                may_alias));
+        enum { lanes = SKML_VECTOR_BYTES / sizeof(double) };
+        const unaligned *residual = (const unaligned *)r;
+        const ptrdiff_t parts = stride / lanes;
+        for (ptrdiff_t p = first; p < last; p++) {
+            const double value = (double)data[p];
+            unaligned *row = (unaligned *)(table + (ptrdiff_t)indices[p] * stride);
+            for (ptrdiff_t t = 0; t < parts; t++)
+                row[t] += value * residual[t];
+        }
+        return;
+    }
+#endif
     for (ptrdiff_t p = first; p < last; p++) {
         const double value = (double)data[p];
         double *SKML_RESTRICT row = table + (ptrdiff_t)indices[p] * stride;
@@ -89,8 +131,8 @@ static inline void SKML_NAME(skml_csr_row_add)(const SKML_T *data, const SKML_I 
  * and adds their gradient to grad_t (rows of `stride`) and grad_intercept.
  * z is scratch of `stride` doubles, zero beyond K.
  */
-SKML_CLONES
-double SKML_NAME(skml_csr_loss_gradient)(const SKML_T *data, const SKML_I *indices,
+SKML_TARGET
+static double SKML_NAME(skml_csr_loss_gradient)(const SKML_T *data, const SKML_I *indices,
                                          const SKML_I *indptr, ptrdiff_t n_rows, ptrdiff_t K,
                                          ptrdiff_t stride, const double *coef_t,
                                          const double *intercept, const ptrdiff_t *y,
@@ -131,8 +173,8 @@ double SKML_NAME(skml_csr_loss_gradient)(const SKML_T *data, const SKML_I *indic
  * out[:, j] += x_ij r_i. p_ik is at proba[k * proba_stride + i]
  * (class-major probabilities of these rows); dir_t and out_t as W and G.
  */
-SKML_CLONES
-void SKML_NAME(skml_csr_hessp)(const SKML_T *data, const SKML_I *indices, const SKML_I *indptr,
+SKML_TARGET
+static void SKML_NAME(skml_csr_hessp)(const SKML_T *data, const SKML_I *indices, const SKML_I *indptr,
                                ptrdiff_t n_rows, ptrdiff_t K, ptrdiff_t stride,
                                const double *dir_t, const double *dir_intercept,
                                const SKML_T *proba, ptrdiff_t proba_stride, const double *w,

@@ -412,12 +412,24 @@ def tables(coef, padded):
     return np.ascontiguousarray(coef.T), np.zeros(coef.shape[::-1])
 
 
+@pytest.fixture(params=["baseline", "avx2", "avx512f"])
+def instruction_set(request):
+    """Each variant of the loops written per instruction set that this CPU runs, restored after."""
+    if request.param not in _kernel.instruction_sets():
+        pytest.skip(f"this CPU does not run the {request.param} loops")
+    previous = _kernel.use_instruction_set(request.param)
+    yield request.param
+    _kernel.use_instruction_set(previous)
+
+
 # K around the loops' blocks of eight classes
 @pytest.mark.parametrize("n_classes", [2, 3, 8, 9, 17])
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("with_intercept", [True, False])
 @pytest.mark.parametrize("padded", [True, False])
-def test_csr_loss_gradient_is_the_written_out_one(n_classes, index_dtype, with_intercept, padded):
+def test_csr_loss_gradient_is_the_written_out_one(
+    instruction_set, n_classes, index_dtype, with_intercept, padded
+):
     X, y, weight, (coef, intercept), _ = sparse_problem(n_classes, np.float64, index_dtype)
     intercept = intercept if with_intercept else None
     coef_t, grad_t = tables(coef, padded)
@@ -436,7 +448,7 @@ def test_csr_loss_gradient_is_the_written_out_one(n_classes, index_dtype, with_i
 @pytest.mark.parametrize("n_classes", [2, 9, 17])
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("padded", [True, False])
-def test_csr_hessp_is_the_written_out_one(n_classes, index_dtype, padded):
+def test_csr_hessp_is_the_written_out_one(instruction_set, n_classes, index_dtype, padded):
     X, y, weight, (coef, intercept), (dir_coef, dir_intercept) = sparse_problem(
         n_classes, np.float64, index_dtype
     )
@@ -463,7 +475,7 @@ def test_csr_hessp_is_the_written_out_one(n_classes, index_dtype, padded):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_the_csr_backend_pass_matches_the_dense_one(dtype):
+def test_the_csr_backend_pass_matches_the_dense_one(instruction_set, dtype):
     from skmultilogit._backends import NumpyBackend
 
     X, y, weight, (coef, intercept), (dir_coef, dir_intercept) = sparse_problem(10, dtype, np.int32)
@@ -606,16 +618,6 @@ def _pair_inputs(rng, m, size, n_classes, dtype):
     return design, proba, weight
 
 
-@pytest.fixture(params=["baseline", "avx2", "avx512f"])
-def rank_update_variant(request):
-    """Each variant of the pair sums' rank update this CPU runs, restored after."""
-    if request.param not in _kernel.rank_update_variants():
-        pytest.skip(f"this CPU does not run the {request.param} rank update")
-    previous = _kernel.use_rank_update(request.param)
-    yield request.param
-    _kernel.use_rank_update(previous)
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(
     "m, size, n_classes",
@@ -623,7 +625,7 @@ def rank_update_variant(request):
 )
 @pytest.mark.parametrize("allowed", [0.0, 1e-4, 0.05, np.inf])
 def test_the_pair_sums_are_the_numpy_paths(
-    monkeypatch, rank_update_variant, dtype, m, size, n_classes, allowed
+    monkeypatch, instruction_set, dtype, m, size, n_classes, allowed
 ):
     # The compiled loops choose the same terms (their sizes, in the
     # Hessian's dtype, are numpy's to the bit) and sum them as BLAS's syrk
