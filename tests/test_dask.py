@@ -390,24 +390,36 @@ def test_a_weakly_penalised_small_fit_on_the_cluster_ends_at_the_optimum(client)
 
 
 def test_steps_past_tol_on_the_cluster_never_end_a_fit_above_it(client):
-    # 40 rows, 30 features scaled by e^-4..e^4 and shifted, C = 1e6: tol is met
-    # at the 25th iteration, 3.9x the optimal objective above it; the steps
-    # that go on leave the gradient above tol at the 26th to 31st. A max_iter
-    # that ends the fit there ends it at the 25th iterate, without a warning.
+    # 40 rows, 30 features scaled by e^-4..e^4 and shifted, C = 1e6: tol is
+    # first met far above the optimum (at the 25th iteration, 3.9x it, on one
+    # machine; at the 29th, 1.8x, on another: the trajectory follows BLAS's
+    # rounding), and the steps that go on leave the gradient above tol at
+    # some of the next ones. A max_iter that ends the fit there ends it at
+    # the last iterate that met tol, without a warning.
     X, y = badly_scaled_classification(
         42, 4, 10, n_samples=40, n_features=30, n_classes=3, class_sep=0.5, flip_y=0.1
     )
     C = 1e6
     X_dask, y_dask = as_dask(X, y, rows=20)
-    objectives = []
-    for max_iter in (25, 28, 31, 40):
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", ConvergenceWarning)
+
+    def fit(max_iter):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
             clf = MultinomialLogitClassifier(C=C, tol=1e-6, max_iter=max_iter)
             clf.fit(X_dask, y_dask)
-            objectives.append(written_out_objective(X, y, C, clf.coef_, clf.intercept_))
+        warned = any(issubclass(w.category, ConvergenceWarning) for w in caught)
+        return warned, written_out_objective(X, y, C, clf.coef_, clf.intercept_)
+
+    # the first iteration that meets tol: the first max_iter without a warning
+    first = next(max_iter for max_iter in range(20, 40) if not fit(max_iter)[0])
+    objectives = []
+    for max_iter in (first, first + 3, first + 6, first + 15):
+        warned, objective = fit(max_iter)
+        assert not warned, max_iter
+        objectives.append(objective)
     assert np.all(np.diff(objectives) <= 1e-12 * objectives[0]), objectives
-    assert objectives[-1] < 0.5 * objectives[0]
+    # the steps past tol gained: the scenario is the one the test is about
+    assert objectives[-1] < 0.75 * objectives[0], objectives
 
 
 def test_going_on_past_tol_on_the_cluster_ends_where_it_stops_gaining(client):
