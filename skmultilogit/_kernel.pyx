@@ -50,6 +50,17 @@ cdef extern from "_kernel_loops.h" nogil:
     void skml_pair_hessian_f32(const float *pairs, Py_ssize_t K, Py_ssize_t d,
                                int fit_intercept, float *hess, float *blocks)
     int skml_isa_forced
+    const int skml_dense_built
+    const Py_ssize_t SKML_DENSE_CHUNK
+    double skml_dense_loss_gradient(const double *X, Py_ssize_t m, Py_ssize_t d, Py_ssize_t K,
+                                    Py_ssize_t stride, const double *coef_t,
+                                    const double *intercept, const Py_ssize_t *y,
+                                    const double *w, double *proba, Py_ssize_t proba_stride,
+                                    double *grad_t, double *grad_intercept, double *u, double *z)
+    void skml_dense_hessp(const double *X, Py_ssize_t m, Py_ssize_t d, Py_ssize_t K,
+                          Py_ssize_t stride, const double *dir_t, const double *dir_intercept,
+                          const double *proba, Py_ssize_t proba_stride, const double *w,
+                          double *out_t, double *out_intercept, double *u)
     int skml_isa_supported(int isa)
     void skml_exp_array(const double *x, double *out, Py_ssize_t n)
     void skml_expf_array(const float *x, float *out, Py_ssize_t n)
@@ -410,6 +421,116 @@ def csr_hessp(const floating[::1] data not None, const csr_index[::1] indices no
                 skml_csr_hessp_f32_i64(
                     &data[0], &indices[0], &indptr[0], n_rows, n_classes, stride, &dir_t[0, 0],
                     c, &proba[0, 0], proba_stride, &weight[0], &out_t[0, 0], &out_intercept[0], u)
+    finally:
+        free(u)
+
+
+DENSE_BUILT = bool(skml_dense_built)
+
+
+cdef double *_padded_copy(const double[::1] values, Py_ssize_t stride, double *buffer) noexcept:
+    """``values`` into ``buffer`` (stride entries, zeroed), or NULL for None."""
+    cdef Py_ssize_t k
+    if values is None:
+        return NULL
+    for k in range(values.shape[0]):
+        buffer[k] = values[k]
+    return buffer
+
+
+def dense_loss_gradient(const double[:, ::1] X not None, Py_ssize_t n_classes,
+                        const double[:, ::1] coef_t not None, const double[::1] intercept,
+                        const Py_ssize_t[::1] y not None, const double[::1] weight not None,
+                        double[:, :] proba, double[:, ::1] grad_t not None,
+                        double[::1] grad_intercept not None):
+    """Loss+gradient over the rows of dense float64 X: returns the data term, adds the gradient.
+
+    ``coef_t`` is W transposed in rows of a multiple of 8 entries (a
+    ``_backends._numpy.csr_table`` with ``whole_vectors``), ``grad_t`` of
+    its shape and ``grad_intercept`` (K,) are added to; ``intercept``
+    float64 (K,) or None. ``proba`` (K, n_rows), contiguous along rows, or
+    None: receives the rows' probabilities (``_backends._proba_cache``).
+    The element-wise work is :func:`residual_loss`'s; one pass, X read once
+    from memory (``_kernel_dense_typed.h``); only where :data:`DENSE_BUILT`.
+    """
+    cdef Py_ssize_t m = X.shape[0], d = X.shape[1], stride = coef_t.shape[1]
+    cdef Py_ssize_t proba_stride = 0
+    cdef double *proba_start = NULL
+    cdef double *u = NULL
+    cdef double *b = NULL
+    cdef double loss = 0.0
+    if not skml_dense_built:
+        raise NotImplementedError("this build has no dense loops (a compiler without vector types)")
+    _check_tables(n_classes, coef_t, grad_t, grad_intercept, intercept)
+    if stride % 8 or coef_t.shape[0] != d:
+        raise ValueError("coef_t must be (n_features, stride), stride a multiple of 8")
+    if y.shape[0] < m or weight.shape[0] < m:
+        raise ValueError("y and weight need a value for every row")
+    _check_labels(y, m, n_classes)
+    if proba is not None:
+        if proba.shape[0] != n_classes or proba.shape[1] != m:
+            raise ValueError("proba must be (K, n_rows)")
+        proba_stride = _row_stride(proba)
+    if m == 0:
+        return 0.0
+    if proba is not None:
+        proba_start = &proba[0, 0]
+    # the chunk's logits (rows x stride), its class-major copy (K x rows),
+    # the padded intercept
+    u = <double *>calloc(SKML_DENSE_CHUNK * stride + SKML_DENSE_CHUNK * n_classes + stride,
+                         sizeof(double))
+    if u == NULL:
+        raise MemoryError()
+    try:
+        b = _padded_copy(intercept, stride, u + SKML_DENSE_CHUNK * (stride + n_classes))
+        with nogil:
+            loss = skml_dense_loss_gradient(
+                &X[0, 0] if d else NULL, m, d, n_classes, stride,
+                &coef_t[0, 0] if d else NULL, b, &y[0], &weight[0], proba_start, proba_stride,
+                &grad_t[0, 0] if d else NULL, &grad_intercept[0], u,
+                u + SKML_DENSE_CHUNK * stride)
+    finally:
+        free(u)
+    return loss
+
+
+def dense_hessp(const double[:, ::1] X not None, Py_ssize_t n_classes,
+                const double[:, ::1] dir_t not None, const double[::1] dir_intercept,
+                const double[:, :] proba not None, const double[::1] weight not None,
+                double[:, ::1] out_t not None, double[::1] out_intercept not None):
+    """The Hessian-vector product over the rows of dense float64 X, added to ``out_t``, ``out_intercept``.
+
+    ``dir_t`` is V transposed in rows of a multiple of 8 entries (a
+    ``_backends._numpy.csr_table``, zero beyond ``n_classes``), ``out_t``
+    of its shape; ``dir_intercept`` float64 (K,) or None; ``proba`` the
+    rows' class-major probabilities (K, n_rows), contiguous along rows. One
+    pass, X read once from memory (``_kernel_dense_typed.h``); only where
+    :data:`DENSE_BUILT` (GCC or clang builds).
+    """
+    cdef Py_ssize_t m = X.shape[0], d = X.shape[1], stride = dir_t.shape[1], proba_stride
+    cdef double *c = NULL
+    cdef double *u = NULL
+    if not skml_dense_built:
+        raise NotImplementedError("this build has no dense loops (a compiler without vector types)")
+    _check_tables(n_classes, dir_t, out_t, out_intercept, dir_intercept)
+    if stride % 8 or dir_t.shape[0] != d:
+        raise ValueError("dir_t must be (n_features, stride), stride a multiple of 8")
+    if weight.shape[0] < m:
+        raise ValueError("weight needs a value for every row")
+    if proba.shape[0] != n_classes or proba.shape[1] != m:
+        raise ValueError("proba must be (K, n_rows)")
+    proba_stride = _row_stride(proba)
+    if m == 0:
+        return
+    u = <double *>calloc(SKML_DENSE_CHUNK * stride + stride, sizeof(double))
+    if u == NULL:
+        raise MemoryError()
+    try:
+        c = _padded_copy(dir_intercept, stride, u + SKML_DENSE_CHUNK * stride)
+        with nogil:
+            skml_dense_hessp(&X[0, 0] if d else NULL, m, d, n_classes, stride,
+                             &dir_t[0, 0] if d else NULL, c, &proba[0, 0], proba_stride,
+                             &weight[0], &out_t[0, 0] if d else NULL, &out_intercept[0], u)
     finally:
         free(u)
 

@@ -366,10 +366,97 @@ static int skml_isa_chosen(void)
 #undef SKML_FABS
 #undef SKML_EXPONENT
 
-/* The CSR passes, for each value type and index type (_kernel_sparse_typed.h,
- * per instruction set by _kernel_sparse_variants.h). */
 #define SKML_CAT_(a, b) a##b
 #define SKML_CAT(a, b) SKML_CAT_(a, b)
+
+/* The passes over dense float64 rows (_kernel_dense_typed.h),
+ * per instruction set. Rows of a chunk: its part of X (64 x d doubles)
+ * and its n x stride products stay in L2 from the first product to the
+ * second. */
+#if defined(__GNUC__)
+#define SKML_DENSE_CHUNK 64
+#define SKML_TYPED(name) name
+#define SKML_VARIANT_BODY "_kernel_dense_typed.h"
+#include "_kernel_isa_variants.h"
+#undef SKML_VARIANT_BODY
+#undef SKML_TYPED
+
+/* 1 where this build has skml_dense_hessp (GCC and clang), else 0 and a stub */
+static const int skml_dense_built = 1;
+
+static void skml_dense_hessp(const double *X, ptrdiff_t m, ptrdiff_t d, ptrdiff_t K,
+                             ptrdiff_t stride, const double *dir_t, const double *dir_intercept,
+                             const double *proba, ptrdiff_t proba_stride, const double *w,
+                             double *out_t, double *out_intercept, double *u)
+{
+    switch (skml_isa_chosen()) {
+#if defined(SKML_CPU_DISPATCH)
+    case SKML_ISA_AVX512:
+        skml_dense_hessp_avx512(X, m, d, K, stride, dir_t, dir_intercept, proba, proba_stride, w,
+                                out_t, out_intercept, u);
+        return;
+    case SKML_ISA_AVX2:
+        skml_dense_hessp_avx2(X, m, d, K, stride, dir_t, dir_intercept, proba, proba_stride, w,
+                              out_t, out_intercept, u);
+        return;
+#endif
+    default:
+        skml_dense_hessp_baseline(X, m, d, K, stride, dir_t, dir_intercept, proba, proba_stride,
+                                  w, out_t, out_intercept, u);
+    }
+}
+
+static double skml_dense_loss_gradient(const double *X, ptrdiff_t m, ptrdiff_t d, ptrdiff_t K,
+                                       ptrdiff_t stride, const double *coef_t,
+                                       const double *intercept, const ptrdiff_t *y,
+                                       const double *w, double *proba, ptrdiff_t proba_stride,
+                                       double *grad_t, double *grad_intercept, double *u,
+                                       double *z)
+{
+    switch (skml_isa_chosen()) {
+#if defined(SKML_CPU_DISPATCH)
+    case SKML_ISA_AVX512:
+        return skml_dense_loss_gradient_avx512(X, m, d, K, stride, coef_t, intercept, y, w, proba,
+                                               proba_stride, grad_t, grad_intercept, u, z);
+    case SKML_ISA_AVX2:
+        return skml_dense_loss_gradient_avx2(X, m, d, K, stride, coef_t, intercept, y, w, proba,
+                                             proba_stride, grad_t, grad_intercept, u, z);
+#endif
+    default:
+        return skml_dense_loss_gradient_baseline(X, m, d, K, stride, coef_t, intercept, y, w,
+                                                 proba, proba_stride, grad_t, grad_intercept, u,
+                                                 z);
+    }
+}
+#else
+#define SKML_DENSE_CHUNK 64
+static const int skml_dense_built = 0;
+
+static double skml_dense_loss_gradient(const double *X, ptrdiff_t m, ptrdiff_t d, ptrdiff_t K,
+                                       ptrdiff_t stride, const double *coef_t,
+                                       const double *intercept, const ptrdiff_t *y,
+                                       const double *w, double *proba, ptrdiff_t proba_stride,
+                                       double *grad_t, double *grad_intercept, double *u,
+                                       double *z)
+{
+    (void)X, (void)m, (void)d, (void)K, (void)stride, (void)coef_t, (void)intercept, (void)y;
+    (void)w, (void)proba, (void)proba_stride, (void)grad_t, (void)grad_intercept, (void)u;
+    (void)z;
+    return 0.0;
+}
+
+static void skml_dense_hessp(const double *X, ptrdiff_t m, ptrdiff_t d, ptrdiff_t K,
+                             ptrdiff_t stride, const double *dir_t, const double *dir_intercept,
+                             const double *proba, ptrdiff_t proba_stride, const double *w,
+                             double *out_t, double *out_intercept, double *u)
+{
+    (void)X, (void)m, (void)d, (void)K, (void)stride, (void)dir_t, (void)dir_intercept;
+    (void)proba, (void)proba_stride, (void)w, (void)out_t, (void)out_intercept, (void)u;
+}
+#endif
+
+/* The CSR passes, for each value type and index type (_kernel_sparse_typed.h,
+ * per instruction set by _kernel_sparse_variants.h). */
 #define SKML_T double
 #define SKML_I int32_t
 #define SKML_TYPED(name) name##_f64_i32

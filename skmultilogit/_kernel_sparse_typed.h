@@ -2,8 +2,9 @@
  * A whole loss+gradient pass and a whole Hessian-vector product over rows
  * of CSR X, for one value type SKML_T and one index type SKML_I, compiled
  * with the attributes SKML_TARGET in vectors of SKML_VECTOR_BYTES bytes,
- * named by SKML_NAME. Included by _kernel_sparse_variants.h once per
- * instruction set and pair of types; no include guard on purpose.
+ * named by SKML_NAME. Included (through _kernel_isa_variants.h) by
+ * _kernel_sparse_variants.h once per instruction set and pair of types; no
+ * include guard on purpose.
  *
  * Row by row, the logits z_i = b + sum_j x_ij W[:, j], the element-wise
  * work of _loss.residual_and_loss (or hessp_residual) on them, and the

@@ -6,29 +6,9 @@
  * Included by _kernel_loops.h once per pair of types; no include guard on
  * purpose.
  */
-#if defined(SKML_CPU_DISPATCH)
-#define SKML_NAME(name) SKML_CAT(SKML_TYPED(name), _avx512)
-#define SKML_TARGET __attribute__((target("avx512f")))
-#define SKML_VECTOR_BYTES 64
-#include "_kernel_sparse_typed.h"
-#undef SKML_NAME
-#undef SKML_TARGET
-#undef SKML_VECTOR_BYTES
-#define SKML_NAME(name) SKML_CAT(SKML_TYPED(name), _avx2)
-#define SKML_TARGET __attribute__((target("avx2,fma")))
-#define SKML_VECTOR_BYTES 32
-#include "_kernel_sparse_typed.h"
-#undef SKML_NAME
-#undef SKML_TARGET
-#undef SKML_VECTOR_BYTES
-#endif
-#define SKML_NAME(name) SKML_CAT(SKML_TYPED(name), _baseline)
-#define SKML_TARGET
-#define SKML_VECTOR_BYTES 16
-#include "_kernel_sparse_typed.h"
-#undef SKML_NAME
-#undef SKML_TARGET
-#undef SKML_VECTOR_BYTES
+#define SKML_VARIANT_BODY "_kernel_sparse_typed.h"
+#include "_kernel_isa_variants.h"
+#undef SKML_VARIANT_BODY
 
 double SKML_TYPED(skml_csr_loss_gradient)(const SKML_T *data, const SKML_I *indices,
                                           const SKML_I *indptr, ptrdiff_t n_rows, ptrdiff_t K,

@@ -15,6 +15,7 @@ import pytest
 from scipy.special import logsumexp, softmax
 
 from skmultilogit import _loss
+from skmultilogit._backends import _compiled
 
 _kernel = pytest.importorskip(
     "skmultilogit._kernel", reason="the compiled extension is not built (pip install -e .)"
@@ -405,10 +406,10 @@ def dense_loss_gradient(X, y, weight, coef, intercept):
 
 def tables(coef, padded):
     """W transposed for the CSR loops: plain (n_features, K), or padded and aligned."""
-    from skmultilogit._backends._numpy import csr_table
+    from skmultilogit._backends._compiled import class_table
 
     if padded:
-        return csr_table(coef.shape[1], coef.shape[0], coef.T), csr_table(*coef.shape[::-1])
+        return class_table(coef.shape[1], coef.shape[0], coef.T), class_table(*coef.shape[::-1])
     return np.ascontiguousarray(coef.T), np.zeros(coef.shape[::-1])
 
 
@@ -480,7 +481,7 @@ def test_the_csr_backend_pass_matches_the_dense_one(instruction_set, dtype):
 
     X, y, weight, (coef, intercept), (dir_coef, dir_intercept) = sparse_problem(10, dtype, np.int32)
     sparse = NumpyBackend(X, y, 10, weight)
-    assert sparse._csr_kernel() is _kernel
+    assert _compiled.csr_kernel(sparse) is _kernel
     dense = NumpyBackend(X.toarray(), y, 10, weight)
     rtol = 1e-12 if dtype == np.float64 else 1e-5
     for ours, theirs in zip(
@@ -491,6 +492,137 @@ def test_the_csr_backend_pass_matches_the_dense_one(instruction_set, dtype):
         strict=True,
     ):
         np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=rtol * np.abs(theirs).max())
+
+
+# K around the tiles of eight and four classes, features around the groups of
+# three, six and twelve, rows around the chunks of 64
+@pytest.mark.parametrize(
+    "m, n_features, n_classes",
+    [(1, 1, 2), (7, 5, 3), (63, 6, 4), (64, 7, 5), (65, 13, 8), (130, 12, 9), (200, 25, 12),
+     (129, 3, 13), (70, 64, 17), (40, 2, 50)],
+)  # fmt: skip
+@pytest.mark.parametrize("with_intercept", [True, False])
+def test_dense_hessp_is_the_written_out_one(
+    instruction_set, m, n_features, n_classes, with_intercept
+):
+    from skmultilogit._backends._compiled import class_table
+
+    rng = np.random.default_rng(m + n_features + n_classes)
+    X = rng.normal(size=(m, n_features)) * rng.choice([1.0, 1e3], size=n_features)
+    # probabilities from a wider array: rows of another stride than m
+    wide = softmax(rng.normal(size=(m + 3, n_classes)) * 4, axis=1).T.copy()
+    proba = wide[:, 2 : m + 2]
+    weight = rng.uniform(0.0, 2.0, size=m)
+    dir_coef = rng.normal(size=(n_classes, n_features))
+    dir_intercept = rng.normal(size=n_classes) if with_intercept else None
+    dir_t = class_table(n_features, n_classes, dir_coef.T, whole_vectors=True)
+    out_t = class_table(n_features, n_classes, whole_vectors=True)
+    out_t[:, :n_classes] = 1.0  # added to
+    out_intercept = np.full(n_classes, 2.0)
+    _kernel.dense_hessp(X, n_classes, dir_t, dir_intercept, proba, weight, out_t, out_intercept)
+    # row by row, the softmax Jacobian times the direction's logits
+    direction_logits = X @ dir_coef.T + (0.0 if dir_intercept is None else dir_intercept)
+    residual = np.stack(
+        [
+            weight[i] * (np.diag(p) - np.outer(p, p)) @ direction_logits[i]
+            for i, p in enumerate(proba.T)
+        ]
+    )
+    expected = residual.T @ X
+    scale = np.abs(residual).T @ np.abs(X)
+    np.testing.assert_array_less(
+        np.abs(out_t[:, :n_classes].T - 1.0 - expected), 1e-13 * scale + 1e-300
+    )
+    np.testing.assert_allclose(out_intercept - 2.0, residual.sum(axis=0), rtol=1e-12, atol=1e-13)
+    np.testing.assert_array_equal(out_t[:, n_classes:], 0.0)  # the padding stays zero
+
+
+@pytest.mark.parametrize(
+    "m, n_features, n_classes",
+    [(1, 1, 2), (7, 5, 3), (64, 7, 5), (65, 13, 8), (130, 12, 9), (129, 3, 13), (70, 64, 17)],
+)
+@pytest.mark.parametrize("with_intercept", [True, False])
+@pytest.mark.parametrize("keep_proba", [True, False])
+def test_dense_loss_gradient_is_the_written_out_one(
+    instruction_set, m, n_features, n_classes, with_intercept, keep_proba
+):
+    from skmultilogit._backends._compiled import class_table
+
+    rng = np.random.default_rng(m + n_features + n_classes)
+    X = rng.normal(size=(m, n_features)) * rng.choice([1.0, 30.0], size=n_features)
+    y = rng.integers(0, n_classes, size=m).astype(np.intp)
+    weight = rng.uniform(0.0, 2.0, size=m)
+    coef = rng.normal(size=(n_classes, n_features))
+    intercept = rng.normal(size=n_classes) if with_intercept else None
+    coef_t = class_table(n_features, n_classes, coef.T, whole_vectors=True)
+    grad_t = class_table(n_features, n_classes, whole_vectors=True)
+    grad_t[:, :n_classes] = 1.0  # added to
+    grad_intercept = np.full(n_classes, 2.0)
+    wide = np.full((n_classes, m + 3), np.nan)
+    proba = wide[:, 2 : m + 2] if keep_proba else None
+    loss = _kernel.dense_loss_gradient(
+        X, n_classes, coef_t, intercept, y, weight, proba, grad_t, grad_intercept
+    )
+    expected = dense_loss_gradient(X, y, weight, coef, intercept)
+    np.testing.assert_allclose(loss, expected[0], rtol=1e-12)
+    np.testing.assert_allclose(grad_t[:, :n_classes].T - 1.0, expected[1], rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(grad_intercept - 2.0, expected[2], rtol=1e-11, atol=1e-12)
+    np.testing.assert_array_equal(grad_t[:, n_classes:], 0.0)  # the padding stays zero
+    if keep_proba:
+        raw = X @ coef.T + (0.0 if intercept is None else intercept)
+        expected = softmax(raw, axis=1).T
+        # exp's argument z - max(z) carries the logits' rounding, ~eps |z|
+        normal = expected > 1e-290
+        margin = 64 * np.finfo(np.float64).eps * (1.0 + np.abs(raw).max())
+        np.testing.assert_allclose(np.log(proba[normal]), np.log(expected[normal]), atol=margin)
+        assert np.all(proba[~normal] <= 1e-290)
+        assert np.isnan(wide[:, :2]).all() and np.isnan(wide[:, m + 2 :]).all()
+
+
+def test_the_dense_backend_passes_run_the_loops_and_match_the_numpy_steps(monkeypatch):
+    from skmultilogit._backends import NumpyBackend
+    from skmultilogit._backends._proba_cache import cached_proba
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(700, 30))
+    y = rng.integers(0, 10, size=700)
+    weight = rng.uniform(0.0, 2.0, size=700)
+    point = rng.normal(size=(10, 30)), rng.normal(size=10)
+    other = rng.normal(size=(10, 30)), rng.normal(size=10)
+    direction = rng.normal(size=(10, 30)), rng.normal(size=10)
+    results = []
+    for compiled in (True, False):
+        if not compiled:
+            monkeypatch.setattr(_compiled, "dense_kernel", lambda data: None)
+        data = NumpyBackend(X, y, 10, weight)
+        assert (_compiled.dense_kernel(data) is _kernel) == compiled
+        # a product keeps the probabilities; the loss pass at the next point
+        # refills them on the way, and the products there read them
+        product = data.hessp(*point, *direction)
+        loss_gradient = data.loss_gradient(*other)
+        refilled = cached_proba(data, *other).copy()
+        results.append(product + loss_gradient + (refilled,) + data.hessp(*other, *direction))
+    ours, numpy_steps = results
+    for mine, theirs in zip(ours, numpy_steps, strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-12, atol=1e-12 * np.abs(theirs).max())
+
+
+def test_dense_hessp_refuses_tables_of_other_shapes():
+    X = np.ones((4, 3))
+    proba = np.full((2, 4), 0.5)
+    table = np.zeros((3, 8))
+    with pytest.raises(ValueError, match="a multiple of 8"):
+        _kernel.dense_hessp(
+            X, 2, np.zeros((3, 2)), None, proba, np.ones(4), np.zeros((3, 2)), np.zeros(2)
+        )
+    with pytest.raises(ValueError, match="a multiple of 8"):
+        _kernel.dense_hessp(
+            X, 2, np.zeros((4, 8)), None, proba, np.ones(4), np.zeros((4, 8)), np.zeros(2)
+        )
+    with pytest.raises(ValueError, match="proba must be"):
+        _kernel.dense_hessp(X, 2, table, None, proba[:, :3], np.ones(4), table.copy(), np.zeros(2))
+    with pytest.raises(ValueError, match="weight needs"):
+        _kernel.dense_hessp(X, 2, table, None, proba, np.ones(3), table.copy(), np.zeros(2))
 
 
 def test_malformed_csr_arrays_are_refused_before_the_loops_read_them():

@@ -119,12 +119,12 @@ def test_hessian_products_after_a_loss_pass_match_finite_differences(
     # weight zero; CSR through its numpy steps (the compiled CSR pass forms
     # no logits and refills nothing).
     from skmultilogit import _threads
-    from skmultilogit._backends import _numpy
+    from skmultilogit._backends import _compiled, _numpy
 
     monkeypatch.setattr(_numpy, "MIN_BLOCK_ROWS", 7)
     monkeypatch.setattr(_numpy, "BLOCK_BYTES", 7 * 5 * 8)
     monkeypatch.setattr(_threads, "ROW_THREADS_FROM", 0)
-    monkeypatch.setattr(_numpy.NumpyBackend, "_csr_kernel", lambda self: None)
+    monkeypatch.setattr(_compiled, "csr_kernel", lambda data: None)
     X, y, coef, intercept, weights = make_problem(4, seed=3)
     weights[::6] = 0.0
     loss = MultinomialLoss.from_arrays(

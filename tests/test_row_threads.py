@@ -116,7 +116,9 @@ def test_passes_run_in_threads_only_as_threadpoolctl_allows(monkeypatch):
         groups.append(len(parts))
         return original(function, parts)
 
+    # (the compiled dense pass and the numpy steps each run their blocks so)
     monkeypatch.setattr("skmultilogit._backends._numpy.map_in_threads", counting)
+    monkeypatch.setattr("skmultilogit._backends._compiled.map_in_threads", counting)
     coef, intercept = np.zeros((K, X.shape[1])), np.zeros(K)
     data.loss_gradient(coef, intercept)
     with threadpool_limits(1):

@@ -8,6 +8,8 @@ import scipy.sparse as sp
 from .. import _hessian, _loss, _omission
 from .._scratch import Scratch
 from .._threads import map_in_threads, pass_threads
+from . import _compiled
+from ._compiled import summed
 from ._proba_cache import cached_proba, keep_proba, proba_to_refill
 from ._sampled import hessian_sample, sampled_loss_gradient_hessian
 
@@ -170,60 +172,26 @@ class NumpyBackend:
             self._csr_block_cache = cached
         return cached
 
-    def _csr_kernel(self):
-        """The compiled loops (``_kernel``) when they run whole passes over this X, else None.
-
-        CSR X of float32 or float64 values with int32 or int64 indices: a
-        pass is then one loop over each row's stored entries, reading X once
-        (``_kernel_sparse_typed.h``) where the numpy steps make two sparse
-        products and copy the n x K logits to class-major order and back.
-        """
-        kernel = _loss._kernel
-        if kernel is None or not self.sparse or self.X.format != "csr":
-            return None
-        arrays = self.X.data, self.X.indices, self.X.indptr
-        if not all(array.flags.c_contiguous for array in arrays):
-            return None
-        index_dtype = self.X.indices.dtype
-        if self.dtype not in (np.float32, np.float64) or index_dtype not in (np.int32, np.int64):
-            return None
-        return kernel if self.X.indptr.dtype == index_dtype else None
-
-    def _csr_pass(self, block_pass):
-        """``block_pass(rows, X_block, grad_t, grad_intercept)`` on each row block of CSR X, summed.
-
-        Each thread adds its blocks into its own transposed gradient
-        ``grad_t`` (a :func:`csr_table`) and ``grad_intercept``; ``block_pass``
-        returns the block's share of the value. Returns ``(value,
-        grad_coef, grad_intercept)``, ``grad_coef`` (K, n_features).
-        """
-
-        def on_blocks(blocks):
-            grad_t = csr_table(self.n_features, self.n_classes)
-            grad_intercept = np.zeros(self.n_classes)
-            value = 0.0
-            for rows, X_block, _ in blocks:
-                value += block_pass(rows, X_block, grad_t, grad_intercept)
-            return value, grad_t[:, : self.n_classes].T, grad_intercept
-
-        value, grad_coef, grad_intercept = _summed(map_in_threads(on_blocks, self._pass_groups()))
-        return value, np.ascontiguousarray(grad_coef), grad_intercept
-
     def loss_gradient(self, coef, intercept):
         """The data term and its gradient (see the backend protocol)."""
-        kernel = self._csr_kernel()
+        kernel = _compiled.csr_kernel(self)
         if kernel is not None:
-            coef_t = csr_table(self.n_features, self.n_classes, coef.T)
-            b = None if intercept is None else np.ascontiguousarray(intercept, dtype=np.float64)
-            return self._csr_pass(
-                lambda rows, X_block, grad_t, grad_intercept: kernel.csr_loss_gradient(
-                    X_block.data, X_block.indices, X_block.indptr, self.n_classes, coef_t, b,
-                    self.y[rows], self.weight[rows], grad_t, grad_intercept,
-                )
-            )  # fmt: skip
-        coef_x = coef.astype(self.dtype, copy=False)
+            # (it never forms the n x K probabilities: the cache stays as it was)
+            return _compiled.csr_loss_gradient(self, kernel, coef, intercept)
         # refilled on the way once a Newton solver keeps them (_proba_cache)
         proba = proba_to_refill(self) if self.dtype == np.float64 else None
+        kernel = _compiled.dense_kernel(self)
+        if kernel is not None:
+            result = _compiled.dense_loss_gradient(self, kernel, coef, intercept, proba)
+        else:
+            result = self._blocks_loss_gradient(coef, intercept, proba)
+        if proba is not None:
+            keep_proba(self, coef, intercept, proba)
+        return result
+
+    def _blocks_loss_gradient(self, coef, intercept, proba):
+        """:meth:`loss_gradient` by numpy's products and ``_loss``'s element-wise work."""
+        coef_x = coef.astype(self.dtype, copy=False)
 
         def on_blocks(blocks):
             grad_coef = np.zeros((self.n_classes, self.n_features))
@@ -249,10 +217,7 @@ class NumpyBackend:
                 )
             return loss, grad_coef, grad_intercept
 
-        result = _summed(map_in_threads(on_blocks, self._pass_groups()))
-        if proba is not None:
-            keep_proba(self, coef, intercept, proba)
-        return result
+        return summed(map_in_threads(on_blocks, self._pass_groups()))
 
     def _proba(self, coef, intercept):
         """Softmax probabilities, class-major (n_classes, n_samples), in X's dtype.
@@ -284,23 +249,12 @@ class NumpyBackend:
     def hessp(self, coef, intercept, dir_coef, dir_intercept):
         """The data term's Hessian times ``(dir_coef, dir_intercept)``."""
         proba = self._cached_proba(coef, intercept)
-        kernel = self._csr_kernel()
+        kernel = _compiled.csr_kernel(self)
         if kernel is not None:
-            dir_t = csr_table(self.n_features, self.n_classes, dir_coef.T)
-            c = (
-                None
-                if dir_intercept is None
-                else np.ascontiguousarray(dir_intercept, dtype=np.float64)
-            )
-
-            def block_pass(rows, X_block, product_t, product_intercept):
-                kernel.csr_hessp(
-                    X_block.data, X_block.indices, X_block.indptr, self.n_classes, dir_t, c,
-                    proba[:, rows], self.weight[rows], product_t, product_intercept,
-                )  # fmt: skip
-                return 0.0
-
-            return self._csr_pass(block_pass)[1:]
+            return _compiled.csr_hessp(self, kernel, proba, dir_coef, dir_intercept)
+        kernel = _compiled.dense_kernel(self)
+        if kernel is not None:
+            return _compiled.dense_hessp(self, kernel, proba, dir_coef, dir_intercept)
         dir_x = dir_coef.astype(self.dtype, copy=False)
 
         def on_blocks(blocks):
@@ -321,7 +275,7 @@ class NumpyBackend:
                 )
             return product_coef, product_intercept
 
-        return _summed(map_in_threads(on_blocks, self._pass_groups()))
+        return summed(map_in_threads(on_blocks, self._pass_groups()))
 
     def curvature(self, coef, intercept):
         """``omega_i (1 - ||p_i||^2)`` for every row, block by block (no n x K array kept)."""
@@ -551,28 +505,3 @@ class NumpyBackend:
             step = max(32, min(STATS_BLOCK_ROWS, self.n_samples // 16))
             blocks = [slice(start, start + step) for start in range(0, self.n_samples, step)]
         return [function(self.X[rows], self.sample_weight[rows], **kwargs) for rows in blocks]
-
-
-def csr_table(n_features, n_classes, values=None):
-    """A table of the compiled CSR passes: (n_features, stride) float64, zero but for ``values``.
-
-    ``values`` (n_features, n_classes) fills the first columns. From K = 8
-    on, rows are padded to a multiple of 8 entries and the table starts on
-    a 64-byte boundary, so that each row is whole, aligned vectors of eight
-    (see ``_kernel_sparse_typed.h``).
-    """
-    stride = n_classes if n_classes < 8 else -(-n_classes // 8) * 8
-    size = n_features * stride
-    buffer = np.zeros(size + 8)
-    start = (-buffer.ctypes.data % 64) // 8
-    table = buffer[start : start + size].reshape(n_features, stride)
-    if values is not None:
-        table[:, :n_classes] = values
-    return table
-
-
-def _summed(parts):
-    """The sums, term by term, of the threads' tuples of partial results, in thread order."""
-    if len(parts) == 1:
-        return parts[0]
-    return tuple(sum(terms[1:], terms[0]) for terms in zip(*parts, strict=True))

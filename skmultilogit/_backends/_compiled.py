@@ -1,0 +1,169 @@
+"""Whole passes of the compiled loops over the in-memory backend's X: CSR, or dense float64.
+
+``NumpyBackend`` evaluates a loss+gradient pass or a Hessian product as two
+matrix products with X and ``_loss``'s element-wise work between them.
+Where the compiled loops (``_kernel``) run a whole pass over X's kind, a
+pass is one loop over each row block instead, reading X once:
+
+- CSR X (:func:`csr_kernel`): row by row, the logits from the row's stored
+  entries, the element-wise work, the gradient's rows for the same entries
+  (``_kernel_sparse_typed.h``), where the numpy steps make two sparse
+  products and copy the n x K logits to class-major order and back;
+- dense float64 X (:func:`dense_kernel`): chunks of 64 rows, both products
+  with X as register-tiled loops and the element-wise work between them
+  (``_kernel_dense_typed.h``), where BLAS spent a third of each small
+  product packing its operands (the 8x8 digits' Hessian product, 1347 x 64
+  at K = 10, one thread: 212 against 138 us).
+
+The passes take W (or the direction V) transposed, a feature's K classes
+contiguous, in a :func:`class_table`, and add the gradient into one per
+thread; the row blocks and threads are the backend's (``_pass_groups``).
+"""
+
+import numpy as np
+
+from .. import _loss
+from .._threads import map_in_threads
+
+
+def csr_kernel(data):
+    """The compiled loops when they run whole passes over ``data``'s CSR X, else None.
+
+    CSR X of float32 or float64 values with int32 or int64 indices, its
+    arrays contiguous.
+    """
+    kernel = _loss._kernel
+    if kernel is None or not data.sparse or data.X.format != "csr":
+        return None
+    arrays = data.X.data, data.X.indices, data.X.indptr
+    if not all(array.flags.c_contiguous for array in arrays):
+        return None
+    index_dtype = data.X.indices.dtype
+    if data.dtype not in (np.float32, np.float64) or index_dtype not in (np.int32, np.int64):
+        return None
+    return kernel if data.X.indptr.dtype == index_dtype else None
+
+
+def dense_kernel(data):
+    """The compiled loops when they run whole passes over ``data``'s dense X, else None.
+
+    Dense float64 X, C-ordered (its row blocks then are too), where the
+    build has the dense loops (``_kernel.DENSE_BUILT``: GCC or clang).
+    """
+    kernel = _loss._kernel
+    if kernel is None or not kernel.DENSE_BUILT or data.sparse:
+        return None
+    if data.dtype != np.float64 or not data.X.flags.c_contiguous:
+        return None
+    return kernel
+
+
+def class_table(n_features, n_classes, values=None, whole_vectors=False):
+    """A table of the compiled passes: (n_features, stride) float64, zero but for ``values``.
+
+    ``values`` (n_features, n_classes) fills the first columns. From K = 8
+    on (at every K with ``whole_vectors``: the dense passes' tables), rows
+    are padded to a multiple of 8 entries and the table starts on a 64-byte
+    boundary, so that each row is whole, aligned vectors of eight (see
+    ``_kernel_sparse_typed.h``, ``_kernel_dense_typed.h``).
+    """
+    padded = whole_vectors or n_classes >= 8
+    stride = -(-n_classes // 8) * 8 if padded else n_classes
+    size = n_features * stride
+    buffer = np.zeros(size + 8)
+    start = (-buffer.ctypes.data % 64) // 8
+    table = buffer[start : start + size].reshape(n_features, stride)
+    if values is not None:
+        table[:, :n_classes] = values
+    return table
+
+
+def csr_loss_gradient(data, kernel, coef, intercept):
+    """``data.loss_gradient`` by the compiled CSR pass."""
+    coef_t = class_table(data.n_features, data.n_classes, coef.T)
+    b = _float64(intercept)
+    return _table_pass(
+        data,
+        lambda rows, X_block, grad_t, grad_intercept: kernel.csr_loss_gradient(
+            X_block.data, X_block.indices, X_block.indptr, data.n_classes, coef_t, b,
+            data.y[rows], data.weight[rows], grad_t, grad_intercept,
+        ),
+    )  # fmt: skip
+
+
+def dense_loss_gradient(data, kernel, coef, intercept, proba):
+    """``data.loss_gradient`` by the compiled dense pass; ``proba`` (K, n) receives P, or None."""
+    coef_t = class_table(data.n_features, data.n_classes, coef.T, whole_vectors=True)
+    b = _float64(intercept)
+    return _table_pass(
+        data,
+        lambda rows, X_block, grad_t, grad_intercept: kernel.dense_loss_gradient(
+            X_block, data.n_classes, coef_t, b, data.y[rows], data.weight[rows],
+            None if proba is None else proba[:, rows], grad_t, grad_intercept,
+        ),
+        whole_vectors=True,
+    )  # fmt: skip
+
+
+def csr_hessp(data, kernel, proba, dir_coef, dir_intercept):
+    """``data.hessp`` by the compiled CSR pass, at the point of the probabilities ``proba``."""
+    dir_t = class_table(data.n_features, data.n_classes, dir_coef.T)
+    c = _float64(dir_intercept)
+
+    def block_pass(rows, X_block, product_t, product_intercept):
+        kernel.csr_hessp(
+            X_block.data, X_block.indices, X_block.indptr, data.n_classes, dir_t, c,
+            proba[:, rows], data.weight[rows], product_t, product_intercept,
+        )  # fmt: skip
+        return 0.0
+
+    return _table_pass(data, block_pass)[1:]
+
+
+def dense_hessp(data, kernel, proba, dir_coef, dir_intercept):
+    """``data.hessp`` by the compiled dense pass, at the point of the probabilities ``proba``."""
+    dir_t = class_table(data.n_features, data.n_classes, dir_coef.T, whole_vectors=True)
+    c = _float64(dir_intercept)
+
+    def block_pass(rows, X_block, product_t, product_intercept):
+        kernel.dense_hessp(
+            X_block, data.n_classes, dir_t, c, proba[:, rows], data.weight[rows],
+            product_t, product_intercept,
+        )  # fmt: skip
+        return 0.0
+
+    return _table_pass(data, block_pass, whole_vectors=True)[1:]
+
+
+def _float64(intercept):
+    return None if intercept is None else np.ascontiguousarray(intercept, dtype=np.float64)
+
+
+def _table_pass(data, block_pass, whole_vectors=False):
+    """``block_pass(rows, X_block, grad_t, grad_intercept)`` on each row block of ``data``, summed.
+
+    Each thread adds its blocks into its own transposed gradient ``grad_t``
+    (a :func:`class_table`, ``whole_vectors`` as there) and
+    ``grad_intercept``; ``block_pass`` returns the block's share of the
+    value. Returns ``(value, grad_coef, grad_intercept)``, ``grad_coef``
+    (K, n_features).
+    """
+    n_features, n_classes = data.n_features, data.n_classes
+
+    def on_blocks(blocks):
+        grad_t = class_table(n_features, n_classes, whole_vectors=whole_vectors)
+        grad_intercept = np.zeros(n_classes)
+        value = 0.0
+        for rows, X_block, _ in blocks:
+            value += block_pass(rows, X_block, grad_t, grad_intercept)
+        return value, grad_t[:, :n_classes].T, grad_intercept
+
+    value, grad_coef, grad_intercept = summed(map_in_threads(on_blocks, data._pass_groups()))
+    return value, np.ascontiguousarray(grad_coef), grad_intercept
+
+
+def summed(parts):
+    """The sums, term by term, of the threads' tuples of partial results, in thread order."""
+    if len(parts) == 1:
+        return parts[0]
+    return tuple(sum(terms[1:], terms[0]) for terms in zip(*parts, strict=True))
