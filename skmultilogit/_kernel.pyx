@@ -428,8 +428,8 @@ def csr_hessp(const floating[::1] data not None, const csr_index[::1] indices no
 DENSE_BUILT = bool(skml_dense_built)
 
 
-cdef double *_padded_copy(const double[::1] values, Py_ssize_t stride, double *buffer) noexcept:
-    """``values`` into ``buffer`` (stride entries, zeroed), or NULL for None."""
+cdef double *_padded_copy(const double[::1] values, double *buffer) noexcept:
+    """``values`` into ``buffer`` (zeroed, a table row's length), or NULL for None."""
     cdef Py_ssize_t k
     if values is None:
         return NULL
@@ -446,11 +446,11 @@ def dense_loss_gradient(const double[:, ::1] X not None, Py_ssize_t n_classes,
     """Loss+gradient over the rows of dense float64 X: returns the data term, adds the gradient.
 
     ``coef_t`` is W transposed in rows of a multiple of 8 entries (a
-    ``_backends._numpy.csr_table`` with ``whole_vectors``), ``grad_t`` of
+    ``_backends._compiled.class_table`` with ``whole_vectors``), ``grad_t`` of
     its shape and ``grad_intercept`` (K,) are added to; ``intercept``
     float64 (K,) or None. ``proba`` (K, n_rows), contiguous along rows, or
     None: receives the rows' probabilities (``_backends._proba_cache``).
-    The element-wise work is :func:`residual_loss`'s; one pass, X read once
+    The element-wise work is :func:`residual_and_loss`'s; one pass, X read once
     from memory (``_kernel_dense_typed.h``); only where :data:`DENSE_BUILT`.
     """
     cdef Py_ssize_t m = X.shape[0], d = X.shape[1], stride = coef_t.shape[1]
@@ -482,7 +482,7 @@ def dense_loss_gradient(const double[:, ::1] X not None, Py_ssize_t n_classes,
     if u == NULL:
         raise MemoryError()
     try:
-        b = _padded_copy(intercept, stride, u + SKML_DENSE_CHUNK * (stride + n_classes))
+        b = _padded_copy(intercept, u + SKML_DENSE_CHUNK * (stride + n_classes))
         with nogil:
             loss = skml_dense_loss_gradient(
                 &X[0, 0] if d else NULL, m, d, n_classes, stride,
@@ -501,7 +501,7 @@ def dense_hessp(const double[:, ::1] X not None, Py_ssize_t n_classes,
     """The Hessian-vector product over the rows of dense float64 X, added to ``out_t``, ``out_intercept``.
 
     ``dir_t`` is V transposed in rows of a multiple of 8 entries (a
-    ``_backends._numpy.csr_table``, zero beyond ``n_classes``), ``out_t``
+    ``_backends._compiled.class_table``, zero beyond ``n_classes``), ``out_t``
     of its shape; ``dir_intercept`` float64 (K,) or None; ``proba`` the
     rows' class-major probabilities (K, n_rows), contiguous along rows. One
     pass, X read once from memory (``_kernel_dense_typed.h``); only where
@@ -526,7 +526,7 @@ def dense_hessp(const double[:, ::1] X not None, Py_ssize_t n_classes,
     if u == NULL:
         raise MemoryError()
     try:
-        c = _padded_copy(dir_intercept, stride, u + SKML_DENSE_CHUNK * stride)
+        c = _padded_copy(dir_intercept, u + SKML_DENSE_CHUNK * stride)
         with nogil:
             skml_dense_hessp(&X[0, 0] if d else NULL, m, d, n_classes, stride,
                              &dir_t[0, 0] if d else NULL, c, &proba[0, 0], proba_stride,

@@ -20,7 +20,7 @@
  *
  * V and the output are stored transposed, a feature's classes contiguous,
  * in rows of `stride` doubles, a multiple of 8 (the CSR passes' tables,
- * _backends._numpy.csr_table, zero beyond K); c is padded to `stride` too
+ * _backends._compiled.class_table, zero beyond K); c is padded to `stride` too
  * (zero beyond K) or NULL. Classes go eight at a time, in 8 / lanes vectors.
  */
 

@@ -369,10 +369,9 @@ static int skml_isa_chosen(void)
 #define SKML_CAT_(a, b) a##b
 #define SKML_CAT(a, b) SKML_CAT_(a, b)
 
-/* The passes over dense float64 rows (_kernel_dense_typed.h),
- * per instruction set. Rows of a chunk: its part of X (64 x d doubles)
- * and its n x stride products stay in L2 from the first product to the
- * second. */
+/* The passes over dense float64 rows (_kernel_dense_typed.h), per
+ * instruction set. Rows of a chunk: its part of X (64 x d doubles) and its
+ * 64 x stride logits stay in cache from the first product to the second. */
 #if defined(__GNUC__)
 #define SKML_DENSE_CHUNK 64
 #define SKML_TYPED(name) name
