@@ -394,9 +394,7 @@ def csr_hessp(const floating[::1] data not None, const csr_index[::1] indices no
     _check_csr(n_rows, dir_t.shape[0], indices, indptr, data.shape[0])
     if weight.shape[0] < n_rows:
         raise ValueError("weight needs a value for every row")
-    if proba.shape[0] != n_classes or proba.shape[1] != n_rows:
-        raise ValueError("proba must be (K, n_rows)")
-    proba_stride = _row_stride(proba)
+    proba_stride = _proba_stride(proba, n_classes, n_rows)
     if n_rows == 0:
         return
     c = _optional(dir_intercept)
@@ -426,6 +424,23 @@ def csr_hessp(const floating[::1] data not None, const csr_index[::1] indices no
 
 
 DENSE_BUILT = bool(skml_dense_built)
+
+
+cdef Py_ssize_t _proba_stride(const floating[:, :] proba, Py_ssize_t n_classes,
+                              Py_ssize_t n_rows) except -1:
+    """:func:`_row_stride` of the rows' class-major probabilities, checked (K, n_rows)."""
+    if proba.shape[0] != n_classes or proba.shape[1] != n_rows:
+        raise ValueError("proba must be (K, n_rows)")
+    return _row_stride(proba)
+
+
+cdef int _check_dense(const double[:, ::1] table, Py_ssize_t n_features, str name) except -1:
+    """Refuse a dense pass where the build has none or ``table`` is not whole vectors a row."""
+    if not skml_dense_built:
+        raise NotImplementedError("this build has no dense loops (a compiler without vector types)")
+    if table.shape[1] % 8 or table.shape[0] != n_features:
+        raise ValueError(f"{name} must be (n_features, stride), stride a multiple of 8")
+    return 0
 
 
 cdef double *_padded_copy(const double[::1] values, double *buffer) noexcept:
@@ -459,18 +474,13 @@ def dense_loss_gradient(const double[:, ::1] X not None, Py_ssize_t n_classes,
     cdef double *u = NULL
     cdef double *b = NULL
     cdef double loss = 0.0
-    if not skml_dense_built:
-        raise NotImplementedError("this build has no dense loops (a compiler without vector types)")
     _check_tables(n_classes, coef_t, grad_t, grad_intercept, intercept)
-    if stride % 8 or coef_t.shape[0] != d:
-        raise ValueError("coef_t must be (n_features, stride), stride a multiple of 8")
+    _check_dense(coef_t, d, "coef_t")
     if y.shape[0] < m or weight.shape[0] < m:
         raise ValueError("y and weight need a value for every row")
     _check_labels(y, m, n_classes)
     if proba is not None:
-        if proba.shape[0] != n_classes or proba.shape[1] != m:
-            raise ValueError("proba must be (K, n_rows)")
-        proba_stride = _row_stride(proba)
+        proba_stride = _proba_stride(proba, n_classes, m)
     if m == 0:
         return 0.0
     if proba is not None:
@@ -510,16 +520,11 @@ def dense_hessp(const double[:, ::1] X not None, Py_ssize_t n_classes,
     cdef Py_ssize_t m = X.shape[0], d = X.shape[1], stride = dir_t.shape[1], proba_stride
     cdef double *c = NULL
     cdef double *u = NULL
-    if not skml_dense_built:
-        raise NotImplementedError("this build has no dense loops (a compiler without vector types)")
     _check_tables(n_classes, dir_t, out_t, out_intercept, dir_intercept)
-    if stride % 8 or dir_t.shape[0] != d:
-        raise ValueError("dir_t must be (n_features, stride), stride a multiple of 8")
+    _check_dense(dir_t, d, "dir_t")
     if weight.shape[0] < m:
         raise ValueError("weight needs a value for every row")
-    if proba.shape[0] != n_classes or proba.shape[1] != m:
-        raise ValueError("proba must be (K, n_rows)")
-    proba_stride = _row_stride(proba)
+    proba_stride = _proba_stride(proba, n_classes, m)
     if m == 0:
         return
     u = <double *>calloc(SKML_DENSE_CHUNK * stride + stride, sizeof(double))

@@ -49,11 +49,6 @@
 #define SKML_RESTRICT restrict
 #endif
 
-#if defined(__GNUC__)
-/* eight doubles as one value (GCC's and clang's vector extension) */
-typedef double skml_v8d __attribute__((vector_size(64)));
-#endif
-
 /* Rows of the block handled together: their per-row temporaries (a few
  * doubles each) stay on the stack and in L1 while the loops over the K
  * classes sweep them. */
@@ -372,22 +367,29 @@ static int skml_isa_chosen(void)
 /* The passes over dense float64 rows (_kernel_dense_typed.h), per
  * instruction set. Rows of a chunk: its part of X (64 x d doubles) and its
  * 64 x stride logits stay in cache from the first product to the second. */
-#if defined(__GNUC__)
 #define SKML_DENSE_CHUNK 64
+#if defined(__GNUC__)
 #define SKML_TYPED(name) name
 #define SKML_VARIANT_BODY "_kernel_dense_typed.h"
 #include "_kernel_isa_variants.h"
 #undef SKML_VARIANT_BODY
 #undef SKML_TYPED
+#endif
 
-/* 1 where this build has skml_dense_hessp (GCC and clang), else 0 and a stub */
+/* 1 where this build has the dense passes (GCC and clang), else 0 and the
+ * dispatchers below do nothing (the wrappers refuse to call them) */
+#if defined(__GNUC__)
 static const int skml_dense_built = 1;
+#else
+static const int skml_dense_built = 0;
+#endif
 
 static void skml_dense_hessp(const double *X, ptrdiff_t m, ptrdiff_t d, ptrdiff_t K,
                              ptrdiff_t stride, const double *dir_t, const double *dir_intercept,
                              const double *proba, ptrdiff_t proba_stride, const double *w,
                              double *out_t, double *out_intercept, double *u)
 {
+#if defined(__GNUC__)
     switch (skml_isa_chosen()) {
 #if defined(SKML_CPU_DISPATCH)
     case SKML_ISA_AVX512:
@@ -403,6 +405,10 @@ static void skml_dense_hessp(const double *X, ptrdiff_t m, ptrdiff_t d, ptrdiff_
         skml_dense_hessp_baseline(X, m, d, K, stride, dir_t, dir_intercept, proba, proba_stride,
                                   w, out_t, out_intercept, u);
     }
+#else
+    (void)X, (void)m, (void)d, (void)K, (void)stride, (void)dir_t, (void)dir_intercept;
+    (void)proba, (void)proba_stride, (void)w, (void)out_t, (void)out_intercept, (void)u;
+#endif
 }
 
 static double skml_dense_loss_gradient(const double *X, ptrdiff_t m, ptrdiff_t d, ptrdiff_t K,
@@ -412,6 +418,7 @@ static double skml_dense_loss_gradient(const double *X, ptrdiff_t m, ptrdiff_t d
                                        double *grad_t, double *grad_intercept, double *u,
                                        double *z)
 {
+#if defined(__GNUC__)
     switch (skml_isa_chosen()) {
 #if defined(SKML_CPU_DISPATCH)
     case SKML_ISA_AVX512:
@@ -426,33 +433,13 @@ static double skml_dense_loss_gradient(const double *X, ptrdiff_t m, ptrdiff_t d
                                                  proba, proba_stride, grad_t, grad_intercept, u,
                                                  z);
     }
-}
 #else
-#define SKML_DENSE_CHUNK 64
-static const int skml_dense_built = 0;
-
-static double skml_dense_loss_gradient(const double *X, ptrdiff_t m, ptrdiff_t d, ptrdiff_t K,
-                                       ptrdiff_t stride, const double *coef_t,
-                                       const double *intercept, const ptrdiff_t *y,
-                                       const double *w, double *proba, ptrdiff_t proba_stride,
-                                       double *grad_t, double *grad_intercept, double *u,
-                                       double *z)
-{
     (void)X, (void)m, (void)d, (void)K, (void)stride, (void)coef_t, (void)intercept, (void)y;
     (void)w, (void)proba, (void)proba_stride, (void)grad_t, (void)grad_intercept, (void)u;
     (void)z;
     return 0.0;
-}
-
-static void skml_dense_hessp(const double *X, ptrdiff_t m, ptrdiff_t d, ptrdiff_t K,
-                             ptrdiff_t stride, const double *dir_t, const double *dir_intercept,
-                             const double *proba, ptrdiff_t proba_stride, const double *w,
-                             double *out_t, double *out_intercept, double *u)
-{
-    (void)X, (void)m, (void)d, (void)K, (void)stride, (void)dir_t, (void)dir_intercept;
-    (void)proba, (void)proba_stride, (void)w, (void)out_t, (void)out_intercept, (void)u;
-}
 #endif
+}
 
 /* The CSR passes, for each value type and index type (_kernel_sparse_typed.h,
  * per instruction set by _kernel_sparse_variants.h). */
