@@ -182,8 +182,17 @@ class ConditionedProblem:
         self.mean = mean
         self.scale = scale
         self.inert = inert if inert is not None and inert.any() else None
-        # their columns by number: a boolean mask indexed slower, twice a product
-        self._inert_columns = None if self.inert is None else np.flatnonzero(self.inert)
+        n_classes, n_features = loss.n_classes, loss.n_features
+        self._n_coef = n_classes * n_features
+        self._coef_shape = (n_classes, n_features)
+        # The inert coefficients' positions in the flat parameters, and their
+        # features' scales: indexed once per product or gradient (a boolean
+        # mask of the columns indexed slower, twice a product).
+        self._inert_index = self._inert_scale = None
+        if self.inert is not None:
+            columns = np.flatnonzero(self.inert)
+            self._inert_index = (np.arange(n_classes)[:, None] * n_features + columns).ravel()
+            self._inert_scale = np.tile(self.scale[columns], n_classes)
         # the last point handed to hessp and its original coordinates: a CG
         # solve takes all its products at one point
         self._hessp_point = None
@@ -204,12 +213,20 @@ class ConditionedProblem:
         return vector if self.test_weight is None else vector * self.test_weight
 
     def to_original(self, theta):
-        """Map conditioned parameters ``(V, c)`` to ``(W, b)``, flat."""
-        dir_coef, dir_intercept = self.loss.unpack(theta)
-        coef = dir_coef / self.scale
-        if dir_intercept is None:
-            return coef.ravel()
-        return np.concatenate([coef.ravel(), dir_intercept - coef @ self.mean])
+        """Map conditioned parameters ``(V, c)`` to ``(W, b)``, flat.
+
+        ``W = V / sigma``, ``b = c - W mu``.
+        """
+        n_coef = self._n_coef
+        w = np.empty(np.shape(theta))
+        coef = np.divide(
+            theta[:n_coef].reshape(self._coef_shape),
+            self.scale,
+            out=w[:n_coef].reshape(self._coef_shape),
+        )
+        if self.loss.fit_intercept:
+            np.subtract(theta[n_coef:], coef @ self.mean, out=w[n_coef:])
+        return w
 
     def to_conditioned(self, w):
         """Inverse of :meth:`to_original`."""
@@ -219,12 +236,23 @@ class ConditionedProblem:
         return np.concatenate([(coef * self.scale).ravel(), intercept + coef @ self.mean])
 
     def pull_back(self, grad):
-        """Adjoint of :meth:`to_original`: a gradient in ``(W, b)`` to ``(V, c)``."""
-        grad_coef, grad_intercept = self.loss.unpack(grad)
-        if grad_intercept is None:
-            return (grad_coef / self.scale).ravel()
-        grad_dir = (grad_coef - np.outer(grad_intercept, self.mean)) / self.scale
-        return np.concatenate([grad_dir.ravel(), grad_intercept])
+        """Adjoint of :meth:`to_original`: a gradient in ``(W, b)`` to ``(V, c)``.
+
+        ``g_V = (g_W - g_b mu^T) / sigma``, ``g_c = g_b``.
+        """
+        n_coef = self._n_coef
+        pulled = np.empty(np.shape(grad))
+        grad_coef = grad[:n_coef].reshape(self._coef_shape)
+        grad_dir = pulled[:n_coef].reshape(self._coef_shape)
+        if self.loss.fit_intercept:
+            grad_intercept = grad[n_coef:]
+            np.multiply(grad_intercept[:, None], self.mean, out=grad_dir)
+            np.subtract(grad_coef, grad_dir, out=grad_dir)
+            pulled[n_coef:] = grad_intercept
+        else:
+            grad_dir[...] = grad_coef
+        grad_dir /= self.scale
+        return pulled
 
     def _penalty_only(self, grad, theta):
         """Set the inert coefficients' entries of ``grad`` to the penalty's part alone.
@@ -233,19 +261,13 @@ class ConditionedProblem:
         in the conditioned coordinates (and Hessian-vector product the same
         in the direction).
         """
-        n_classes, n_features = self.loss.n_classes, self.loss.n_features
-        grad_coef = grad[: n_classes * n_features].reshape(n_classes, n_features)
-        dir_coef = theta[: n_classes * n_features].reshape(n_classes, n_features)
-        columns = self._inert_columns
-        scale = self.scale[columns]
-        penalty = self.loss.penalty.l2_strength
-        grad_coef[:, columns] = penalty * dir_coef[:, columns] / scale / scale
+        index, scale = self._inert_index, self._inert_scale
+        grad[index] = self.loss.penalty.l2_strength * theta[index] / scale / scale
         return grad
 
     def _without_inert(self, theta):
-        n_coef = self.loss.n_classes * self.loss.n_features
         theta = theta.copy()
-        theta[:n_coef].reshape(self.loss.n_classes, -1)[:, self._inert_columns] = 0.0
+        theta[self._inert_index] = 0.0
         return theta
 
     def loss_gradient(self, theta):
