@@ -44,8 +44,13 @@ def curvature(proba, weight_block):
 def add_gram(gram, X_hat, weight_block, scratch=FRESH):
     """Add a block's ``sum_i omega_i [x^_i, 1] [x^_i, 1]^T`` to the (d + 1)-square ``gram``."""
     d = X_hat.shape[1]
+    # in X_hat's order: a write across it (Fortran design rows into a C
+    # array) took 50 us of each 256 x 64 block's 131
+    order = "F" if X_hat.flags.f_contiguous and not X_hat.flags.c_contiguous else "C"
     weighted = np.multiply(
-        weight_block[:, None], X_hat, out=scratch.empty("weighted", X_hat.shape, np.float64)
+        weight_block[:, None],
+        X_hat,
+        out=scratch.empty("weighted", X_hat.shape, np.float64, order),
     )
     gram[:d, :d] += X_hat.T @ weighted
     gram[:d, d] += weighted.sum(axis=0)

@@ -413,20 +413,32 @@ class NumpyBackend:
         Kronecker form.
         """
         scratch = Scratch()
-        blocks, weight, transformed = self._hessian_blocks(center, scale, rows, row_factor)
+        # (C-ordered design rows: the Fortran ones the class pairs need cost a
+        # write across X's rows, a third of the digits' Gram pass)
+        blocks, weight, transformed = self._hessian_blocks(
+            center, scale, rows, row_factor, order="C"
+        )
         gram = np.zeros((self.n_features + 1, self.n_features + 1))
         for block in blocks:
             _hessian.add_gram(gram, transformed(block, scratch)[1], weight[block], scratch)
         return gram
 
     def _hessian_blocks(
-        self, center, scale, rows, row_factor, *, dtype=np.float64, intercept_column=False
+        self,
+        center,
+        scale,
+        rows,
+        row_factor,
+        *,
+        dtype=np.float64,
+        intercept_column=False,
+        order="F",
     ):
         """Row blocks, the per-sample factors and the transform of a Hessian pass.
 
         ``transformed(block, scratch)`` gives the block's rows of X (dense)
         and its design rows ``(x - center) / scale``, with a column of ones
-        when ``intercept_column``, Fortran-ordered in ``dtype`` (``scratch``'s,
+        when ``intercept_column``, in ``order`` and ``dtype`` (``scratch``'s,
         valid until the next block): the one copy a block's Hessian needs.
         """
         d = self.n_features
@@ -455,7 +467,7 @@ class NumpyBackend:
                 np.take(self.X, taken, axis=0, out=X_block)
             if sp.issparse(X_block):
                 X_block = X_block.toarray()
-            design = scratch.empty("design", (X_block.shape[0], d + intercept_column), dtype, "F")
+            design = scratch.empty("design", (X_block.shape[0], d + intercept_column), dtype, order)
             np.subtract(X_block, center, out=design[:, :d], casting="unsafe")
             design[:, :d] /= scale
             if intercept_column:
