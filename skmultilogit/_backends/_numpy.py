@@ -506,14 +506,16 @@ class NumpyBackend:
     def map_blocks(self, function, **kwargs):
         """``function(X_block, sample_weight_block, **kwargs)`` for each row block, in a list.
 
-        Dense X is read in blocks of at most ``STATS_BLOCK_ROWS`` rows and a
-        sixteenth of X (a 1024-row block was 3/4 of the digits and set the
+        Dense X is read in blocks of at most ``STATS_BLOCK_ROWS`` rows and an
+        eighth of X (a 1024-row block was 3/4 of the digits and set the
         peak memory of a whole fit), so that only one float64 block exists
-        at a time; sparse X is one block.
+        at a time; sparse X is one block. (Each block costs about 45 us of
+        numpy calls: sixteenth-size blocks took 0.97 ms of the digits'
+        statistics, eighths 0.77, and lbfgs's peak stayed 0.37 of X.)
         """
         if self.sparse:
             blocks = [slice(0, self.n_samples)]
         else:
-            step = max(32, min(STATS_BLOCK_ROWS, self.n_samples // 16))
+            step = max(32, min(STATS_BLOCK_ROWS, self.n_samples // 8))
             blocks = [slice(start, start + step) for start in range(0, self.n_samples, step)]
         return [function(self.X[rows], self.sample_weight[rows], **kwargs) for rows in blocks]
