@@ -1076,6 +1076,113 @@ def test_a_factor_that_leaves_terms_out_preconditions_within_a_tenth():
     assert relative.max() > 1 + 1e-6  # terms were left out
 
 
+def digits_problem_near_optimum(n_rows=400):
+    """A conditioned problem on the digits' first rows, and a point near its optimum."""
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:n_rows], y[:n_rows]
+    model = MultinomialLogitClassifier().fit(X, y)
+    loss = MultinomialLoss.from_arrays(X, y, 10, np.ones(n_rows), 1.0, normalize=True)
+    mean, spread = feature_mean_scale(loss.data, True)
+    problem = ConditionedProblem(
+        loss, mean, feature_scale(spread, loss.penalty.l2_strength), inert=spread == 0
+    )
+    w = np.concatenate([model.coef_.ravel(), model.intercept_])
+    return problem, problem.to_conditioned(w)
+
+
+def factor_of(problem, data_hessian, null_weight, ridge):
+    """The float64 upper Cholesky factor of what ``Preconditioner`` factors, written out."""
+    import scipy.linalg
+
+    n_coef = problem.loss.n_classes * problem.loss.n_features
+    matrix = np.triu(data_hessian.astype(np.float64))
+    matrix = matrix + np.triu(matrix, 1).T
+    matrix += np.diag(preconditioners.added_diagonal(problem) + ridge)
+    matrix[n_coef:, n_coef:] += null_weight
+    return scipy.linalg.cholesky(matrix)
+
+
+@pytest.mark.parametrize("budget", [np.inf, 200])
+def test_a_factor_in_the_place_of_its_hessian_is_the_factor_of_that_hessian(budget, monkeypatch):
+    # Unkept (newton-cholesky's own factors), the data Hessian becomes the
+    # factor; kept (a path's), it is copied. Both factor the same matrix
+    # (the same rows where they are sampled), and the kept one is intact.
+    problem, theta = digits_problem_near_optimum()
+    built = []
+    original_build = ConditionedProblem.data_hessian
+
+    def kept_aside(self, *args, **kwargs):
+        built.append(original_build(self, *args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(ConditionedProblem, "data_hessian", kept_aside)
+    made = [
+        preconditioners.Preconditioner(
+            problem, theta, budget, np.random.default_rng(3), 0.1, keep=keep
+        )
+        for keep in (False, True)
+    ]
+    assert made[0].data_hessian is None and made[0].sampled == (budget < np.inf)
+    kept = made[1].data_hessian
+    expected = factor_of(problem, kept, 0.1, 0.0)
+    size = np.abs(expected).max()
+    for pre in made:
+        np.testing.assert_allclose(np.triu(pre.factor), expected, rtol=0, atol=1e-4 * size)
+    assert len(built) == 2 and built[1] is kept
+    assert np.shares_memory(made[0].factor, built[0])
+    assert not np.shares_memory(made[1].factor, kept)
+    # the kept Hessian is still the data Hessian (its diagonal holds no penalty)
+    if budget == np.inf:
+        fresh = original_build(problem, theta, dtype=np.float32)
+        np.testing.assert_array_equal(np.triu(kept), np.triu(fresh))
+
+
+def test_a_factor_that_fails_in_the_place_of_its_hessian_builds_the_hessian_again(monkeypatch):
+    # A factorisation in place that fails (a ridge is needed) leaves neither
+    # the Hessian nor a factor: the Hessian is built again, on the same
+    # sampled rows, and factored with the first ridge.
+    from skmultilogit._cholesky import HostCholesky
+
+    problem, theta = digits_problem_near_optimum()
+    reference = preconditioners.Preconditioner(
+        problem, theta, 200, np.random.default_rng(3), 0.1, keep=True
+    )
+    original = HostCholesky.factorise
+    calls = []
+
+    def failing_first(self, data_hessian, diagonal, *args, overwrite=False, **kwargs):
+        calls.append((overwrite, diagonal))
+        if len(calls) == 1:
+            data_hessian[...] = np.nan  # what a failed factorisation may leave
+            return None
+        return original(self, data_hessian, diagonal, *args, overwrite=overwrite, **kwargs)
+
+    monkeypatch.setattr(HostCholesky, "factorise", failing_first)
+    builds = []
+    original_build = ConditionedProblem.data_hessian
+
+    def counted(self, *args, **kwargs):
+        builds.append(kwargs.get("rows"))
+        return original_build(self, *args, **kwargs)
+
+    monkeypatch.setattr(ConditionedProblem, "data_hessian", counted)
+    pre = preconditioners.Preconditioner(problem, theta, 200, np.random.default_rng(3), 0.1)
+    assert [overwrite for overwrite, _ in calls] == [True, False]
+    assert len(builds) == 2 and np.array_equal(builds[0], builds[1])
+    n_coef = problem.loss.n_classes * problem.loss.n_features
+    diagonal = np.diag(reference.data_hessian).astype(np.float64)
+    added = preconditioners.added_diagonal(problem)
+    diagonal = diagonal + added
+    diagonal[n_coef:] += 0.1
+    ridge = preconditioners.next_ridge(0.0, float(np.abs(diagonal).max()))
+    # the second try is the first ridge's (the one without failed already)
+    np.testing.assert_allclose(calls[1][1] - added, ridge, rtol=1e-6)  # (added rounds it)
+    expected = factor_of(problem, reference.data_hessian, 0.1, ridge)
+    np.testing.assert_allclose(
+        np.triu(pre.factor), expected, rtol=0, atol=1e-4 * np.abs(expected).max()
+    )
+
+
 def test_after_a_factor_with_terms_left_out_fails_the_factors_are_whole(monkeypatch):
     # A factor that left out nearly everything (a million times the
     # penalty's curvature allowed) cannot solve a step in the CG budget:

@@ -9,9 +9,11 @@ path on the same data can reuse (``for_problem``). The solvers that use them:
 steps).
 """
 
+import functools
+
 import numpy as np
 
-from .._cholesky import KroneckerFactor, factoriser_for
+from .._cholesky import HOST, KroneckerFactor, factoriser_for
 from .._hessian import class_covariance, hessian_rows
 from ._threads import product_size
 
@@ -76,8 +78,8 @@ def next_ridge(shift, size):
     return max(10 * shift, 1e-10 * size or 1e-10)
 
 
-def with_ridge(factorise, size):
-    """``factorise(0)``, else ``factorise(ridge)`` for growing ridges: the first not None.
+def with_ridge(factorise, size, first=0.0):
+    """``factorise(first)``, else ``factorise(ridge)`` for growing ridges: the first not None.
 
     ``size`` is the largest entry of the matrix's diagonal (see
     :func:`next_ridge`); None after :data:`RIDGE_TRIES` failures. Float32
@@ -85,7 +87,7 @@ def with_ridge(factorise, size):
     not numerically positive definite: a small ridge makes a preconditioner
     of it.
     """
-    shift = 0.0
+    shift = first
     for _ in range(RIDGE_TRIES):
         factor = factorise(shift)
         if factor is not None:
@@ -143,11 +145,11 @@ class Preconditioner:
     ):
         self.exact = data_hessian is None
         self.sampled = False
+        build = None
         if data_hessian is None:
             omit = omitted_curvature(problem, omit_fraction)
-            data_hessian, self.sampled = self._data_hessian(
-                problem, theta, budget, rng, dtype, omit
-            )
+            build, self.sampled = self._data_hessian(problem, theta, budget, rng, dtype, omit)
+            data_hessian = build()
             self.exact = not self.sampled and not omit > 0
         # kept only when asked: a second n_params-square matrix beside the factor
         self.data_hessian = data_hessian if keep else None
@@ -156,17 +158,30 @@ class Preconditioner:
         self.dtype = np.dtype(dtype)
         # LAPACK for a numpy Hessian; a device's for one built there (_cholesky)
         self.linalg = factoriser_for(data_hessian)
-        self.factor = self._factorise(
-            problem, data_hessian, null_weight, self.dtype, damping, self.linalg
-        )
+        factorise = functools.partial(
+            self._factorise, problem, null_weight=null_weight, dtype=self.dtype,
+            damping=damping, linalg=self.linalg,
+        )  # fmt: skip
+        self.factor = None
+        if build is not None and not keep and self.linalg is HOST:
+            # Nothing else needs the data Hessian: the factor takes its place
+            # (no second n_params-square matrix). Where that fails (a ridge is
+            # needed), what is left is neither, and it is built again.
+            self.factor = factorise(data_hessian, overwrite=True, ridges=False)
+            if self.factor is None:
+                data_hessian = build()
+                self.factor = factorise(data_hessian, first_ridge=True)
+        else:
+            self.factor = factorise(data_hessian)
 
     @staticmethod
     def _data_hessian(problem, theta, budget, rng, dtype, omit):
-        """The data term's Hessian at ``theta``, on a row sample when the data are large.
+        """What builds the data Hessian at ``theta``, on a row sample when the data are large.
 
         It may leave out terms whose spectral norms sum to ``omit``.
 
-        Returns ``(hessian, sampled)``.
+        Returns ``(build, sampled)``: ``build()`` gives the Hessian, the same
+        one (the same rows) at every call.
         """
         loss = problem.loss
         rows = row_factor = None
@@ -177,13 +192,37 @@ class Preconditioner:
             rows, row_factor = hessian_rows(problem.curvature(theta), budget, rng)
         # float32 (see _factorise) like its accumulation: the kept copy costs 4
         # bytes an entry; on the device of an array-API fit, to be factored there
-        hessian = problem.data_hessian(
-            theta, rows=rows, row_factor=row_factor, dtype=dtype, on_device=True, omit=omit
+        build = functools.partial(
+            problem.data_hessian,
+            theta,
+            rows=rows,
+            row_factor=row_factor,
+            dtype=dtype,
+            on_device=True,
+            omit=omit,
         )
-        return hessian, rows is not None
+        return build, rows is not None
 
     @staticmethod
-    def _factorise(problem, data_hessian, null_weight, dtype, damping, linalg):
+    def _factorise(
+        problem,
+        data_hessian,
+        *,
+        null_weight,
+        dtype,
+        damping,
+        linalg,
+        overwrite=False,
+        ridges=True,
+        first_ridge=False,
+    ):
+        """The factor of the data Hessian plus the added diagonal, a ridge if need be; or None.
+
+        ``overwrite``: in ``data_hessian``'s place (``_cholesky``); ``ridges``:
+        whether to try ridges where it is not positive definite;
+        ``first_ridge``: start at the first ridge (the Hessian without one
+        failed already).
+        """
         n_coef = problem.loss.n_classes * problem.loss.n_features
         added = added_diagonal(problem) + damping
         diagonal = linalg.diagonal(data_hessian) + added
@@ -196,9 +235,17 @@ class Preconditioner:
         # NewtonInRounds.polish.) Shifting every intercept by one constant
         # changes nothing, so H is singular along u = (0, 1/sqrt(K)); H + u u^T
         # is not, and the Newton step for a gradient orthogonal to u is the same.
+        size = float(np.max(np.abs(diagonal)))
+        if not ridges:
+            return linalg.factorise(
+                data_hessian, added, n_coef, null_weight, dtype, overwrite=overwrite
+            )
         return with_ridge(
-            lambda shift: linalg.factorise(data_hessian, added + shift, n_coef, null_weight, dtype),
-            float(np.max(np.abs(diagonal))),
+            lambda shift: linalg.factorise(
+                data_hessian, added + shift, n_coef, null_weight, dtype, overwrite=overwrite
+            ),
+            size,
+            first=next_ridge(0.0, size) if first_ridge else 0.0,
         )
 
     def for_problem(self, problem, null_weight):
