@@ -61,6 +61,16 @@ cdef extern from "_kernel_loops.h" nogil:
                           Py_ssize_t stride, const double *dir_t, const double *dir_intercept,
                           const double *proba, Py_ssize_t proba_stride, const double *w,
                           double *out_t, double *out_intercept, double *u)
+    double skml_dense_loss_gradient_f32(const float *X, Py_ssize_t m, Py_ssize_t d, Py_ssize_t K,
+                                        Py_ssize_t stride, const float *coef_t,
+                                        const float *intercept, const Py_ssize_t *y,
+                                        const double *w, float *proba, Py_ssize_t proba_stride,
+                                        double *grad_t, double *grad_intercept, float *u,
+                                        float *z)
+    void skml_dense_hessp_f32(const float *X, Py_ssize_t m, Py_ssize_t d, Py_ssize_t K,
+                              Py_ssize_t stride, const float *dir_t, const float *dir_intercept,
+                              const float *proba, Py_ssize_t proba_stride, const double *w,
+                              double *out_t, double *out_intercept, float *u)
     int skml_isa_supported(int isa)
     void skml_exp_array(const double *x, double *out, Py_ssize_t n)
     void skml_expf_array(const float *x, float *out, Py_ssize_t n)
@@ -307,10 +317,17 @@ cdef int _check_csr(Py_ssize_t n_rows, Py_ssize_t n_features, const csr_index[::
 cdef int _check_tables(Py_ssize_t n_classes, const double[:, ::1] table,
                        double[:, ::1] out, double[::1] out_intercept, offset) except -1:
     """Check the shapes of the (padded) tables of a CSR pass."""
+    return _check_table_shapes(n_classes, table.shape[0], table.shape[1], out, out_intercept,
+                               offset)
+
+
+cdef int _check_table_shapes(Py_ssize_t n_classes, Py_ssize_t rows, Py_ssize_t stride,
+                             double[:, ::1] out, double[::1] out_intercept, offset) except -1:
+    """Check the shapes of a pass's tables: the input one's ``(rows, stride)``, the output's."""
     cdef const double[::1] b
-    if n_classes < 1 or table.shape[1] < n_classes:
+    if n_classes < 1 or stride < n_classes:
         raise ValueError("the tables' rows need at least n_classes entries")
-    if out.shape[0] != table.shape[0] or out.shape[1] != table.shape[1]:
+    if out.shape[0] != rows or out.shape[1] != stride:
         raise ValueError("the output table must have the input table's shape")
     if out_intercept.shape[0] != n_classes:
         raise ValueError("the intercept's output must have one entry per class")
@@ -434,7 +451,7 @@ cdef Py_ssize_t _proba_stride(const floating[:, :] proba, Py_ssize_t n_classes,
     return _row_stride(proba)
 
 
-cdef int _check_dense(const double[:, ::1] table, Py_ssize_t n_features, str name) except -1:
+cdef int _check_dense(const floating[:, ::1] table, Py_ssize_t n_features, str name) except -1:
     """Refuse a dense pass where the build has none or ``table`` is not whole vectors a row."""
     if not skml_dense_built:
         raise NotImplementedError("this build has no dense loops (a compiler without vector types)")
@@ -443,38 +460,42 @@ cdef int _check_dense(const double[:, ::1] table, Py_ssize_t n_features, str nam
     return 0
 
 
-cdef double *_padded_copy(const double[::1] values, double *buffer) noexcept:
-    """``values`` into ``buffer`` (zeroed, a table row's length), or NULL for None."""
+cdef floating *_padded_copy(const double[::1] values, floating *buffer) noexcept:
+    """``values`` (rounded to the buffer's type) into ``buffer`` (zeroed, a table row's length),
+    or NULL for None."""
     cdef Py_ssize_t k
     if values is None:
         return NULL
     for k in range(values.shape[0]):
-        buffer[k] = values[k]
+        buffer[k] = <floating>values[k]
     return buffer
 
 
-def dense_loss_gradient(const double[:, ::1] X not None, Py_ssize_t n_classes,
-                        const double[:, ::1] coef_t not None, const double[::1] intercept,
+def dense_loss_gradient(const floating[:, ::1] X not None, Py_ssize_t n_classes,
+                        const floating[:, ::1] coef_t not None, const double[::1] intercept,
                         const Py_ssize_t[::1] y not None, const double[::1] weight not None,
-                        double[:, :] proba, double[:, ::1] grad_t not None,
+                        floating[:, :] proba, double[:, ::1] grad_t not None,
                         double[::1] grad_intercept not None):
-    """Loss+gradient over the rows of dense float64 X: returns the data term, adds the gradient.
+    """Loss+gradient over the rows of dense X: returns the data term, adds the gradient.
 
     ``coef_t`` is W transposed in rows of a multiple of 8 entries (a
-    ``_backends._compiled.class_table`` with ``whole_vectors``), ``grad_t`` of
-    its shape and ``grad_intercept`` (K,) are added to; ``intercept``
-    float64 (K,) or None. ``proba`` (K, n_rows), contiguous along rows, or
-    None: receives the rows' probabilities (``_backends._proba_cache``).
-    The element-wise work is :func:`residual_and_loss`'s; one pass, X read once
-    from memory (``_kernel_dense_typed.h``); only where :data:`DENSE_BUILT`.
+    ``_backends._compiled.class_table`` with ``whole_vectors``) in X's
+    dtype, ``grad_t`` (float64) of its shape and ``grad_intercept`` (K,) are
+    added to; ``intercept`` float64 (K,) or None (rounded to X's dtype, as
+    :func:`residual_and_loss` rounds it). ``proba`` (K, n_rows) in X's dtype,
+    contiguous along rows, or None: receives the rows' probabilities
+    (``_backends._proba_cache``). The element-wise work is
+    :func:`residual_and_loss`'s, the products in X's dtype; one pass, X read
+    once from memory (``_kernel_dense_typed.h``); only where
+    :data:`DENSE_BUILT`.
     """
     cdef Py_ssize_t m = X.shape[0], d = X.shape[1], stride = coef_t.shape[1]
     cdef Py_ssize_t proba_stride = 0
-    cdef double *proba_start = NULL
-    cdef double *u = NULL
-    cdef double *b = NULL
+    cdef floating *proba_start = NULL
+    cdef floating *u = NULL
+    cdef floating *b = NULL
     cdef double loss = 0.0
-    _check_tables(n_classes, coef_t, grad_t, grad_intercept, intercept)
+    _check_table_shapes(n_classes, coef_t.shape[0], stride, grad_t, grad_intercept, intercept)
     _check_dense(coef_t, d, "coef_t")
     if y.shape[0] < m or weight.shape[0] < m:
         raise ValueError("y and weight need a value for every row")
@@ -487,55 +508,71 @@ def dense_loss_gradient(const double[:, ::1] X not None, Py_ssize_t n_classes,
         proba_start = &proba[0, 0]
     # the chunk's logits (rows x stride), its class-major copy (K x rows),
     # the padded intercept
-    u = <double *>calloc(SKML_DENSE_CHUNK * stride + SKML_DENSE_CHUNK * n_classes + stride,
-                         sizeof(double))
+    u = <floating *>calloc(SKML_DENSE_CHUNK * stride + SKML_DENSE_CHUNK * n_classes + stride,
+                           sizeof(floating))
     if u == NULL:
         raise MemoryError()
     try:
         b = _padded_copy(intercept, u + SKML_DENSE_CHUNK * (stride + n_classes))
         with nogil:
-            loss = skml_dense_loss_gradient(
-                &X[0, 0] if d else NULL, m, d, n_classes, stride,
-                &coef_t[0, 0] if d else NULL, b, &y[0], &weight[0], proba_start, proba_stride,
-                &grad_t[0, 0] if d else NULL, &grad_intercept[0], u,
-                u + SKML_DENSE_CHUNK * stride)
+            if floating is double:
+                loss = skml_dense_loss_gradient(
+                    &X[0, 0] if d else NULL, m, d, n_classes, stride,
+                    &coef_t[0, 0] if d else NULL, b, &y[0], &weight[0], proba_start,
+                    proba_stride, &grad_t[0, 0] if d else NULL, &grad_intercept[0], u,
+                    u + SKML_DENSE_CHUNK * stride)
+            else:
+                loss = skml_dense_loss_gradient_f32(
+                    &X[0, 0] if d else NULL, m, d, n_classes, stride,
+                    &coef_t[0, 0] if d else NULL, b, &y[0], &weight[0], proba_start,
+                    proba_stride, &grad_t[0, 0] if d else NULL, &grad_intercept[0], u,
+                    u + SKML_DENSE_CHUNK * stride)
     finally:
         free(u)
     return loss
 
 
-def dense_hessp(const double[:, ::1] X not None, Py_ssize_t n_classes,
-                const double[:, ::1] dir_t not None, const double[::1] dir_intercept,
-                const double[:, :] proba not None, const double[::1] weight not None,
+def dense_hessp(const floating[:, ::1] X not None, Py_ssize_t n_classes,
+                const floating[:, ::1] dir_t not None, const double[::1] dir_intercept,
+                const floating[:, :] proba not None, const double[::1] weight not None,
                 double[:, ::1] out_t not None, double[::1] out_intercept not None):
-    """The Hessian-vector product over the rows of dense float64 X, added to ``out_t``, ``out_intercept``.
+    """The Hessian-vector product over the rows of dense X, added to ``out_t``, ``out_intercept``.
 
     ``dir_t`` is V transposed in rows of a multiple of 8 entries (a
-    ``_backends._compiled.class_table``, zero beyond ``n_classes``), ``out_t``
-    of its shape; ``dir_intercept`` float64 (K,) or None; ``proba`` the
-    rows' class-major probabilities (K, n_rows), contiguous along rows. One
-    pass, X read once from memory (``_kernel_dense_typed.h``); only where
+    ``_backends._compiled.class_table``, zero beyond ``n_classes``) in X's
+    dtype, ``out_t`` (float64) of its shape; ``dir_intercept`` float64 (K,)
+    or None (rounded to X's dtype, as :func:`hessp_residual` rounds it);
+    ``proba`` the rows' class-major probabilities (K, n_rows) in X's dtype,
+    contiguous along rows. The products and the element-wise work in X's
+    dtype, its row sums in float64 (as :func:`hessp_residual`). One pass, X
+    read once from memory (``_kernel_dense_typed.h``); only where
     :data:`DENSE_BUILT` (GCC or clang builds).
     """
     cdef Py_ssize_t m = X.shape[0], d = X.shape[1], stride = dir_t.shape[1], proba_stride
-    cdef double *c = NULL
-    cdef double *u = NULL
-    _check_tables(n_classes, dir_t, out_t, out_intercept, dir_intercept)
+    cdef floating *c = NULL
+    cdef floating *u = NULL
+    _check_table_shapes(n_classes, dir_t.shape[0], stride, out_t, out_intercept, dir_intercept)
     _check_dense(dir_t, d, "dir_t")
     if weight.shape[0] < m:
         raise ValueError("weight needs a value for every row")
     proba_stride = _proba_stride(proba, n_classes, m)
     if m == 0:
         return
-    u = <double *>calloc(SKML_DENSE_CHUNK * stride + stride, sizeof(double))
+    u = <floating *>calloc(SKML_DENSE_CHUNK * stride + stride, sizeof(floating))
     if u == NULL:
         raise MemoryError()
     try:
         c = _padded_copy(dir_intercept, u + SKML_DENSE_CHUNK * stride)
         with nogil:
-            skml_dense_hessp(&X[0, 0] if d else NULL, m, d, n_classes, stride,
-                             &dir_t[0, 0] if d else NULL, c, &proba[0, 0], proba_stride,
-                             &weight[0], &out_t[0, 0] if d else NULL, &out_intercept[0], u)
+            if floating is double:
+                skml_dense_hessp(&X[0, 0] if d else NULL, m, d, n_classes, stride,
+                                 &dir_t[0, 0] if d else NULL, c, &proba[0, 0], proba_stride,
+                                 &weight[0], &out_t[0, 0] if d else NULL, &out_intercept[0], u)
+            else:
+                skml_dense_hessp_f32(&X[0, 0] if d else NULL, m, d, n_classes, stride,
+                                     &dir_t[0, 0] if d else NULL, c, &proba[0, 0], proba_stride,
+                                     &weight[0], &out_t[0, 0] if d else NULL, &out_intercept[0],
+                                     u)
     finally:
         free(u)
 

@@ -1,10 +1,13 @@
 /*
- * A Hessian-vector product and a loss+gradient pass over rows of dense
- * float64 X, each in one pass, for one instruction set: compiled with the
- * attributes SKML_TARGET in vectors of SKML_VECTOR_BYTES bytes, named by
- * SKML_NAME. Included (through _kernel_isa_variants.h) by _kernel_loops.h
- * once per instruction set (GCC and clang: vector extensions); no include
- * guard on purpose.
+ * A Hessian-vector product and a loss+gradient pass over rows of dense X,
+ * each in one pass, for one instruction set and one type: X, the tables
+ * and the products in SKML_DT (double or float), the sums a pass adds to
+ * the gradient in double. Compiled with the attributes SKML_TARGET in
+ * vectors of at most SKML_VECTOR_BYTES bytes (and at most eight classes),
+ * named by SKML_NAME. Included (through _kernel_isa_variants.h) by
+ * _kernel_loops.h once per instruction set and type (GCC and clang: vector
+ * extensions); no include guard on purpose. SKML_DENSE_RESIDUAL_LOSS is
+ * the type's skml_residual_loss.
  *
  * The math is _loss.hessp_residual's between two products with X: for each
  * row, u_i = c + V x_i, r_i = w_i (p_i * u_i - p_i sum_k p_ik u_ik), and
@@ -16,12 +19,15 @@
  * register-tiled loops: BLAS packed both operands of each product into its
  * own layout first (on the digits' 1347 x 64 rows at K = 10, one thread,
  * about a third of its time), for products of a few hundred thousand
- * multiply-adds.
+ * multiply-adds. float X keeps float products as numpy's float32 path does
+ * (sgemm), each chunk's sums of X^T r added to the double output (numpy
+ * adds each row block's float product to a double gradient).
  *
  * V and the output are stored transposed, a feature's classes contiguous,
- * in rows of `stride` doubles, a multiple of 8 (the CSR passes' tables,
- * _backends._compiled.class_table, zero beyond K); c is padded to `stride` too
- * (zero beyond K) or NULL. Classes go eight at a time, in 8 / lanes vectors.
+ * in rows of `stride` entries, a multiple of 8 (the CSR passes' tables,
+ * _backends._compiled.class_table, zero beyond K): V in SKML_DT, the output
+ * in double; c is padded to `stride` too (zero beyond K) or NULL. Classes
+ * go eight at a time, in 8 / lanes vectors.
  */
 
 /* u (rows x stride, row-major) = offset + X V^T for a chunk of rows, the
@@ -41,12 +47,12 @@
                 for (int r = 0; r < group; r++)                                                \
                     sums[r][t] = start;                                                        \
             }                                                                                  \
-            const double *x = X + i * d;                                                       \
+            const SKML_DT *x = X + i * d;                                                      \
             if (count == group) {                                                              \
                 for (ptrdiff_t j = 0; j < d; j++) {                                            \
                     const unaligned *weights = (const unaligned *)(table + j * stride + k0);   \
                     for (int r = 0; r < group; r++) {                                          \
-                        const double value = x[r * d + j];                                     \
+                        const SKML_DT value = x[r * d + j];                                    \
                         for (int t = 0; t < (P); t++)                                          \
                             sums[r][t] += value * weights[t];                                  \
                     }                                                                          \
@@ -55,7 +61,7 @@
                 for (ptrdiff_t j = 0; j < d; j++) {                                            \
                     const unaligned *weights = (const unaligned *)(table + j * stride + k0);   \
                     for (int r = 0; r < count; r++) {                                          \
-                        const double value = x[r * d + j];                                     \
+                        const SKML_DT value = x[r * d + j];                                    \
                         for (int t = 0; t < (P); t++)                                          \
                             sums[r][t] += value * weights[t];                                  \
                     }                                                                          \
@@ -84,9 +90,9 @@
             if (count == group) {                                                              \
                 for (ptrdiff_t i = 0; i < rows; i++) {                                         \
                     const unaligned *residual = (const unaligned *)(r + i * stride + k0);      \
-                    const double *x = X + i * d + j;                                           \
+                    const SKML_DT *x = X + i * d + j;                                          \
                     for (int f = 0; f < group; f++) {                                          \
-                        const double value = x[f];                                             \
+                        const SKML_DT value = x[f];                                            \
                         for (int t = 0; t < (P); t++)                                          \
                             sums[f][t] += value * residual[t];                                 \
                     }                                                                          \
@@ -94,18 +100,18 @@
             } else {                                                                           \
                 for (ptrdiff_t i = 0; i < rows; i++) {                                         \
                     const unaligned *residual = (const unaligned *)(r + i * stride + k0);      \
-                    const double *x = X + i * d + j;                                           \
+                    const SKML_DT *x = X + i * d + j;                                          \
                     for (int f = 0; f < count; f++) {                                          \
-                        const double value = x[f];                                             \
+                        const SKML_DT value = x[f];                                            \
                         for (int t = 0; t < (P); t++)                                          \
                             sums[f][t] += value * residual[t];                                 \
                     }                                                                          \
                 }                                                                              \
             }                                                                                  \
             for (int f = 0; f < count; f++) {                                                  \
-                unaligned *target = (unaligned *)(out + (j + f) * stride + k0);                \
+                wide_unaligned *target = (wide_unaligned *)(out + (j + f) * stride + k0);      \
                 for (int t = 0; t < (P); t++)                                                  \
-                    target[t] += sums[f][t];                                                   \
+                    target[t] += SKML_DENSE_WIDEN(sums[f][t]);                                 \
             }                                                                                  \
         }                                                                                      \
     }
@@ -115,31 +121,48 @@
  * most four: then a tile of four (computing the padding's zero classes is
  * waste). */
 #define SKML_DENSE_CLASS_TILES(TILE)                                                           \
-    typedef double vec __attribute__((vector_size(SKML_VECTOR_BYTES)));                        \
-    typedef double unaligned                                                                   \
-        __attribute__((vector_size(SKML_VECTOR_BYTES), aligned(8), may_alias));                \
-    enum { lanes = SKML_VECTOR_BYTES / sizeof(double) };                                       \
-    for (ptrdiff_t k0 = 0; k0 < stride; k0 += 8) {                                             \
-        if (lanes <= 4 && K - k0 <= 4)                                                         \
+    typedef SKML_DT vec __attribute__((vector_size(SKML_DENSE_BYTES)));                        \
+    typedef SKML_DT unaligned __attribute__((vector_size(SKML_DENSE_BYTES),                    \
+                                             aligned(sizeof(SKML_DT)), may_alias));            \
+    /* (the backward tile's: unused in the forward one) */                                    \
+    typedef double wide __attribute__((vector_size(SKML_DENSE_WIDE_BYTES), unused));           \
+    typedef double wide_unaligned __attribute__((vector_size(SKML_DENSE_WIDE_BYTES),           \
+                                                 aligned(8), may_alias, unused));              \
+    enum { lanes = SKML_DENSE_BYTES / sizeof(SKML_DT) };                                       \
+    for (ptrdiff_t k0 = 0; k0 < stride;) {                                                     \
+        if (lanes <= 4 && K - k0 <= 4) {                                                       \
             TILE((lanes <= 4 ? 4 / lanes : 1))                                                 \
-        else                                                                                   \
+            k0 += 8;                                                                           \
+        } else if (sizeof(SKML_DT) == 4 && lanes == 8 && K - k0 > 8 && stride - k0 >= 16) {    \
+            TILE(2)                                                                            \
+            k0 += 16;                                                                          \
+        } else {                                                                               \
             TILE((8 / lanes))                                                                  \
+            k0 += 8;                                                                           \
+        }                                                                                      \
     }
 
+/* a vector of at most eight classes (float AVX-512: 32 bytes, not 64), and
+ * the vector of as many doubles the backward tile adds its sums to */
+#define SKML_DENSE_BYTES                                                                       \
+    (SKML_VECTOR_BYTES < 8 * sizeof(SKML_DT) ? SKML_VECTOR_BYTES : 8 * sizeof(SKML_DT))
+#define SKML_DENSE_WIDE_BYTES (SKML_DENSE_BYTES / sizeof(SKML_DT) * sizeof(double))
+#define SKML_DENSE_WIDEN(v) __builtin_convertvector((v), wide)
+
 SKML_TARGET
-static void SKML_NAME(skml_dense_forward)(const double *SKML_RESTRICT X, ptrdiff_t rows,
+static void SKML_NAME(skml_dense_forward)(const SKML_DT *SKML_RESTRICT X, ptrdiff_t rows,
                                           ptrdiff_t d, ptrdiff_t K, ptrdiff_t stride,
-                                          const double *SKML_RESTRICT table,
-                                          const double *SKML_RESTRICT offset,
-                                          double *SKML_RESTRICT u)
+                                          const SKML_DT *SKML_RESTRICT table,
+                                          const SKML_DT *SKML_RESTRICT offset,
+                                          SKML_DT *SKML_RESTRICT u)
 {
     SKML_DENSE_CLASS_TILES(SKML_DENSE_FORWARD_TILE)
 }
 
 SKML_TARGET
-static void SKML_NAME(skml_dense_backward)(const double *SKML_RESTRICT X, ptrdiff_t rows,
+static void SKML_NAME(skml_dense_backward)(const SKML_DT *SKML_RESTRICT X, ptrdiff_t rows,
                                            ptrdiff_t d, ptrdiff_t K, ptrdiff_t stride,
-                                           const double *SKML_RESTRICT r,
+                                           const SKML_DT *SKML_RESTRICT r,
                                            double *SKML_RESTRICT out)
 {
     SKML_DENSE_CLASS_TILES(SKML_DENSE_BACKWARD_TILE)
@@ -149,30 +172,32 @@ static void SKML_NAME(skml_dense_backward)(const double *SKML_RESTRICT X, ptrdif
  * The Hessian-vector product over m rows of X (row-major, d columns),
  * added to out_t (d x stride) and out_intercept (K). p_ik is at
  * proba[k * proba_stride + i]; u is scratch of SKML_DENSE_CHUNK x stride
- * doubles.
+ * entries. As skml_hessp_residual: the row sums in double, the rest in
+ * SKML_DT.
  */
 SKML_TARGET
-static void SKML_NAME(skml_dense_hessp)(const double *X, ptrdiff_t m, ptrdiff_t d, ptrdiff_t K,
-                                        ptrdiff_t stride, const double *dir_t,
-                                        const double *dir_intercept, const double *proba,
+static void SKML_NAME(skml_dense_hessp)(const SKML_DT *X, ptrdiff_t m, ptrdiff_t d, ptrdiff_t K,
+                                        ptrdiff_t stride, const SKML_DT *dir_t,
+                                        const SKML_DT *dir_intercept, const SKML_DT *proba,
                                         ptrdiff_t proba_stride, const double *w, double *out_t,
-                                        double *out_intercept, double *u)
+                                        double *out_intercept, SKML_DT *u)
 {
     for (ptrdiff_t start = 0; start < m; start += SKML_DENSE_CHUNK) {
         const ptrdiff_t rows = m - start < SKML_DENSE_CHUNK ? m - start : SKML_DENSE_CHUNK;
-        const double *chunk = X + start * d;
+        const SKML_DT *chunk = X + start * d;
         SKML_NAME(skml_dense_forward)(chunk, rows, d, K, stride, dir_t, dir_intercept, u);
         for (ptrdiff_t r = 0; r < rows; r++) {
             const ptrdiff_t i = start + r;
-            double *ur = u + r * stride;
+            SKML_DT *ur = u + r * stride;
             double row_sum = 0.0;
             for (ptrdiff_t k = 0; k < K; k++) {
                 ur[k] *= proba[k * proba_stride + i];
-                row_sum += ur[k];
+                row_sum += (double)ur[k];
             }
+            const SKML_DT sum = (SKML_DT)row_sum, weight = (SKML_DT)w[i];
             for (ptrdiff_t k = 0; k < K; k++) {
-                ur[k] = (ur[k] - proba[k * proba_stride + i] * row_sum) * w[i];
-                out_intercept[k] += ur[k];
+                ur[k] = (ur[k] - proba[k * proba_stride + i] * sum) * weight;
+                out_intercept[k] += (double)ur[k];
             }
         }
         SKML_NAME(skml_dense_backward)(chunk, rows, d, K, stride, u, out_t);
@@ -181,32 +206,32 @@ static void SKML_NAME(skml_dense_hessp)(const double *X, ptrdiff_t m, ptrdiff_t 
 
 /*
  * The loss+gradient pass over m rows of X: the logits u_i = b + W x_i, then
- * skml_residual_loss_f64's element-wise work on the chunk (transposed to
+ * SKML_DENSE_RESIDUAL_LOSS's element-wise work on the chunk (transposed to
  * class-major rows and back), then grad_t += X^T R. Returns the rows' data
  * term (chunks' sums compensated); adds R^T 1 to grad_intercept; writes
  * P's rows to proba (class-major, proba_stride apart) unless it is NULL. y
  * and w the rows' labels and weights; u is scratch of SKML_DENSE_CHUNK x
- * stride doubles, z of SKML_DENSE_CHUNK x K.
+ * stride entries, z of SKML_DENSE_CHUNK x K.
  */
 SKML_TARGET
-static double SKML_NAME(skml_dense_loss_gradient)(const double *X, ptrdiff_t m, ptrdiff_t d,
+static double SKML_NAME(skml_dense_loss_gradient)(const SKML_DT *X, ptrdiff_t m, ptrdiff_t d,
                                                   ptrdiff_t K, ptrdiff_t stride,
-                                                  const double *coef_t, const double *intercept,
+                                                  const SKML_DT *coef_t, const SKML_DT *intercept,
                                                   const ptrdiff_t *y, const double *w,
-                                                  double *proba, ptrdiff_t proba_stride,
+                                                  SKML_DT *proba, ptrdiff_t proba_stride,
                                                   double *grad_t, double *grad_intercept,
-                                                  double *u, double *z)
+                                                  SKML_DT *u, SKML_DT *z)
 {
     double loss = 0.0, loss_error = 0.0;
     for (ptrdiff_t start = 0; start < m; start += SKML_DENSE_CHUNK) {
         const ptrdiff_t rows = m - start < SKML_DENSE_CHUNK ? m - start : SKML_DENSE_CHUNK;
-        const double *chunk = X + start * d;
+        const SKML_DT *chunk = X + start * d;
         SKML_NAME(skml_dense_forward)(chunk, rows, d, K, stride, coef_t, intercept, u);
         for (ptrdiff_t r = 0; r < rows; r++)
             for (ptrdiff_t k = 0; k < K; k++)
                 z[k * rows + r] = u[r * stride + k];
         skml_add(&loss, &loss_error,
-                 skml_residual_loss_f64(z, K, rows, y + start, w + start,
+                 SKML_DENSE_RESIDUAL_LOSS(z, K, rows, y + start, w + start,
                                         proba ? proba + start : NULL, proba_stride, NULL,
                                         grad_intercept));
         for (ptrdiff_t r = 0; r < rows; r++)
@@ -220,3 +245,6 @@ static double SKML_NAME(skml_dense_loss_gradient)(const double *X, ptrdiff_t m, 
 #undef SKML_DENSE_FORWARD_TILE
 #undef SKML_DENSE_BACKWARD_TILE
 #undef SKML_DENSE_CLASS_TILES
+#undef SKML_DENSE_BYTES
+#undef SKML_DENSE_WIDE_BYTES
+#undef SKML_DENSE_WIDEN

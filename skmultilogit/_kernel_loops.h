@@ -364,82 +364,87 @@ static int skml_isa_chosen(void)
 #define SKML_CAT_(a, b) a##b
 #define SKML_CAT(a, b) SKML_CAT_(a, b)
 
-/* The passes over dense float64 rows (_kernel_dense_typed.h), per
- * instruction set. Rows of a chunk: its part of X (64 x d doubles) and its
- * 64 x stride logits stay in cache from the first product to the second. */
+/* The passes over dense rows (_kernel_dense_typed.h), per instruction set,
+ * for float64 X (names without a type) and float32 X (_f32). Rows of a
+ * chunk: its part of X (64 x d) and its 64 x stride logits stay in cache
+ * from the first product to the second. */
 #define SKML_DENSE_CHUNK 64
 #if defined(__GNUC__)
-#define SKML_TYPED(name) name
 #define SKML_VARIANT_BODY "_kernel_dense_typed.h"
+#define SKML_DT double
+#define SKML_DENSE_RESIDUAL_LOSS skml_residual_loss_f64
+#define SKML_TYPED(name) name
 #include "_kernel_isa_variants.h"
-#undef SKML_VARIANT_BODY
 #undef SKML_TYPED
+#undef SKML_DENSE_RESIDUAL_LOSS
+#undef SKML_DT
+#define SKML_DT float
+#define SKML_DENSE_RESIDUAL_LOSS skml_residual_loss_f32
+#define SKML_TYPED(name) name##_f32
+#include "_kernel_isa_variants.h"
+#undef SKML_TYPED
+#undef SKML_DENSE_RESIDUAL_LOSS
+#undef SKML_DT
+#undef SKML_VARIANT_BODY
 #endif
 
 /* 1 where this build has the dense passes (GCC and clang), else 0 and the
- * dispatchers below do nothing (the wrappers refuse to call them) */
+ * dispatchers below do nothing (the wrappers refuse to call them). A
+ * dispatcher runs the chosen instruction set's variant (skml_isa_chosen):
+ * SKML_DENSE_CALL(RUN, name, arguments...), RUN saying what is returned. */
+#define SKML_DENSE_VOID(variant, ...)                                                          \
+    {                                                                                          \
+        variant(__VA_ARGS__);                                                                  \
+        return;                                                                                \
+    }
+#define SKML_DENSE_VALUE(variant, ...) return variant(__VA_ARGS__);
 #if defined(__GNUC__)
 static const int skml_dense_built = 1;
+#if defined(SKML_CPU_DISPATCH)
+#define SKML_DENSE_CASES(RUN, name, ...)                                                       \
+    case SKML_ISA_AVX512:                                                                      \
+        RUN(name##_avx512, __VA_ARGS__)                                                        \
+    case SKML_ISA_AVX2:                                                                        \
+        RUN(name##_avx2, __VA_ARGS__)
+#else
+#define SKML_DENSE_CASES(RUN, name, ...)
+#endif
+#define SKML_DENSE_CALL(RUN, name, ...)                                                        \
+    switch (skml_isa_chosen()) {                                                               \
+        SKML_DENSE_CASES(RUN, name, __VA_ARGS__)                                               \
+    default:                                                                                   \
+        RUN(name##_baseline, __VA_ARGS__)                                                      \
+    }
 #else
 static const int skml_dense_built = 0;
+#define SKML_DENSE_NONE_SKML_DENSE_VOID return;
+#define SKML_DENSE_NONE_SKML_DENSE_VALUE return 0.0;
+#define SKML_DENSE_CALL(RUN, name, ...) SKML_DENSE_NONE_##RUN
 #endif
 
-static void skml_dense_hessp(const double *X, ptrdiff_t m, ptrdiff_t d, ptrdiff_t K,
-                             ptrdiff_t stride, const double *dir_t, const double *dir_intercept,
-                             const double *proba, ptrdiff_t proba_stride, const double *w,
-                             double *out_t, double *out_intercept, double *u)
-{
-#if defined(__GNUC__)
-    switch (skml_isa_chosen()) {
-#if defined(SKML_CPU_DISPATCH)
-    case SKML_ISA_AVX512:
-        skml_dense_hessp_avx512(X, m, d, K, stride, dir_t, dir_intercept, proba, proba_stride, w,
-                                out_t, out_intercept, u);
-        return;
-    case SKML_ISA_AVX2:
-        skml_dense_hessp_avx2(X, m, d, K, stride, dir_t, dir_intercept, proba, proba_stride, w,
-                              out_t, out_intercept, u);
-        return;
-#endif
-    default:
-        skml_dense_hessp_baseline(X, m, d, K, stride, dir_t, dir_intercept, proba, proba_stride,
-                                  w, out_t, out_intercept, u);
+/* The dispatchers for one type T, named with the suffix S (none for
+ * double, as the variants). */
+#define SKML_DENSE_DISPATCHERS(T, S)                                                           \
+    static void skml_dense_hessp##S(const T *X, ptrdiff_t m, ptrdiff_t d, ptrdiff_t K,         \
+                                    ptrdiff_t stride, const T *dir_t, const T *dir_intercept,  \
+                                    const T *proba, ptrdiff_t proba_stride, const double *w,   \
+                                    double *out_t, double *out_intercept, T *u)                \
+    {                                                                                          \
+        SKML_DENSE_CALL(SKML_DENSE_VOID, skml_dense_hessp##S, X, m, d, K, stride, dir_t,       \
+                        dir_intercept, proba, proba_stride, w, out_t, out_intercept, u)        \
+    }                                                                                          \
+    static double skml_dense_loss_gradient##S(                                                 \
+        const T *X, ptrdiff_t m, ptrdiff_t d, ptrdiff_t K, ptrdiff_t stride, const T *coef_t,  \
+        const T *intercept, const ptrdiff_t *y, const double *w, T *proba,                     \
+        ptrdiff_t proba_stride, double *grad_t, double *grad_intercept, T *u, T *z)            \
+    {                                                                                          \
+        SKML_DENSE_CALL(SKML_DENSE_VALUE, skml_dense_loss_gradient##S, X, m, d, K, stride,     \
+                        coef_t, intercept, y, w, proba, proba_stride, grad_t, grad_intercept,  \
+                        u, z)                                                                  \
     }
-#else
-    (void)X, (void)m, (void)d, (void)K, (void)stride, (void)dir_t, (void)dir_intercept;
-    (void)proba, (void)proba_stride, (void)w, (void)out_t, (void)out_intercept, (void)u;
-#endif
-}
 
-static double skml_dense_loss_gradient(const double *X, ptrdiff_t m, ptrdiff_t d, ptrdiff_t K,
-                                       ptrdiff_t stride, const double *coef_t,
-                                       const double *intercept, const ptrdiff_t *y,
-                                       const double *w, double *proba, ptrdiff_t proba_stride,
-                                       double *grad_t, double *grad_intercept, double *u,
-                                       double *z)
-{
-#if defined(__GNUC__)
-    switch (skml_isa_chosen()) {
-#if defined(SKML_CPU_DISPATCH)
-    case SKML_ISA_AVX512:
-        return skml_dense_loss_gradient_avx512(X, m, d, K, stride, coef_t, intercept, y, w, proba,
-                                               proba_stride, grad_t, grad_intercept, u, z);
-    case SKML_ISA_AVX2:
-        return skml_dense_loss_gradient_avx2(X, m, d, K, stride, coef_t, intercept, y, w, proba,
-                                             proba_stride, grad_t, grad_intercept, u, z);
-#endif
-    default:
-        return skml_dense_loss_gradient_baseline(X, m, d, K, stride, coef_t, intercept, y, w,
-                                                 proba, proba_stride, grad_t, grad_intercept, u,
-                                                 z);
-    }
-#else
-    (void)X, (void)m, (void)d, (void)K, (void)stride, (void)coef_t, (void)intercept, (void)y;
-    (void)w, (void)proba, (void)proba_stride, (void)grad_t, (void)grad_intercept, (void)u;
-    (void)z;
-    return 0.0;
-#endif
-}
+SKML_DENSE_DISPATCHERS(double, )
+SKML_DENSE_DISPATCHERS(float, _f32)
 
 /* The CSR passes, for each value type and index type (_kernel_sparse_typed.h,
  * per instruction set by _kernel_sparse_variants.h). */

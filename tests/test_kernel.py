@@ -502,26 +502,32 @@ def test_the_csr_backend_pass_matches_the_dense_one(instruction_set, dtype):
      (129, 3, 13), (70, 64, 17), (40, 2, 50)],
 )  # fmt: skip
 @pytest.mark.parametrize("with_intercept", [True, False])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_dense_hessp_is_the_written_out_one(
-    instruction_set, m, n_features, n_classes, with_intercept
+    instruction_set, m, n_features, n_classes, with_intercept, dtype
 ):
     from skmultilogit._backends._compiled import class_table
 
     rng = np.random.default_rng(m + n_features + n_classes)
     X = rng.normal(size=(m, n_features)) * rng.choice([1.0, 1e3], size=n_features)
+    X = X.astype(dtype)
     # probabilities from a wider array: rows of another stride than m
-    wide = softmax(rng.normal(size=(m + 3, n_classes)) * 4, axis=1).T.copy()
+    wide = np.ascontiguousarray(softmax(rng.normal(size=(m + 3, n_classes)) * 4, axis=1).T, dtype)
     proba = wide[:, 2 : m + 2]
     weight = rng.uniform(0.0, 2.0, size=m)
     dir_coef = rng.normal(size=(n_classes, n_features))
     dir_intercept = rng.normal(size=n_classes) if with_intercept else None
-    dir_t = class_table(n_features, n_classes, dir_coef.T, whole_vectors=True)
+    dir_t = class_table(n_features, n_classes, dir_coef.T, whole_vectors=True, dtype=dtype)
     out_t = class_table(n_features, n_classes, whole_vectors=True)
     out_t[:, :n_classes] = 1.0  # added to
     out_intercept = np.full(n_classes, 2.0)
     _kernel.dense_hessp(X, n_classes, dir_t, dir_intercept, proba, weight, out_t, out_intercept)
-    # row by row, the softmax Jacobian times the direction's logits
-    direction_logits = X @ dir_coef.T + (0.0 if dir_intercept is None else dir_intercept)
+    # row by row, the softmax Jacobian times the direction's logits, in
+    # float64 from the (rounded) values the loop reads
+    X, proba = X.astype(np.float64), proba.astype(np.float64)
+    dir_coef = dir_t[:, :n_classes].T.astype(np.float64)
+    c = 0.0 if dir_intercept is None else dir_intercept.astype(dtype).astype(np.float64)
+    direction_logits = X @ dir_coef.T + c
     residual = np.stack(
         [
             weight[i] * (np.diag(p) - np.outer(p, p)) @ direction_logits[i]
@@ -529,11 +535,37 @@ def test_dense_hessp_is_the_written_out_one(
         ]
     )
     expected = residual.T @ X
-    scale = np.abs(residual).T @ np.abs(X)
-    np.testing.assert_array_less(
-        np.abs(out_t[:, :n_classes].T - 1.0 - expected), 1e-13 * scale + 1e-300
-    )
-    np.testing.assert_allclose(out_intercept - 2.0, residual.sum(axis=0), rtol=1e-12, atol=1e-13)
+    if dtype == np.float64:
+        scale = np.abs(residual).T @ np.abs(X)
+        np.testing.assert_array_less(
+            np.abs(out_t[:, :n_classes].T - 1.0 - expected), 1e-13 * scale + 1e-300
+        )
+        np.testing.assert_allclose(
+            out_intercept - 2.0, residual.sum(axis=0), rtol=1e-12, atol=1e-13
+        )
+    else:
+        # float products: each logit off by up to (d + 1) eps |x| . |v| (+ |c|),
+        # each residual by its row's share of that, the output's sums over a
+        # chunk's 64 rows by (64 + K) eps of their size
+        eps = float(np.finfo(np.float32).eps)
+        logits_size = np.abs(X) @ np.abs(dir_coef).T + np.abs(c)
+        rows_proba = proba.T
+        shared = (rows_proba * logits_size).sum(axis=1, keepdims=True)
+        residual_error = (
+            (n_features + n_classes + 4)
+            * eps
+            * weight[:, None]
+            * rows_proba
+            * (logits_size + shared)
+        )
+        residual_size = np.abs(residual) + residual_error
+        bound = 2 * (np.abs(X).T @ residual_size).T * (64 + n_classes) * eps
+        bound += 2 * (residual_error.T @ np.abs(X))
+        np.testing.assert_array_less(np.abs(out_t[:, :n_classes].T - 1.0 - expected), bound + 1e-30)
+        np.testing.assert_array_less(
+            np.abs(out_intercept - 2.0 - residual.sum(axis=0)),
+            2 * residual_size.sum(axis=0) * 8 * eps + 1e-30,
+        )
     np.testing.assert_array_equal(out_t[:, n_classes:], 0.0)  # the padding stays zero
 
 
@@ -543,48 +575,88 @@ def test_dense_hessp_is_the_written_out_one(
 )
 @pytest.mark.parametrize("with_intercept", [True, False])
 @pytest.mark.parametrize("keep_proba", [True, False])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_dense_loss_gradient_is_the_written_out_one(
-    instruction_set, m, n_features, n_classes, with_intercept, keep_proba
+    instruction_set, m, n_features, n_classes, with_intercept, keep_proba, dtype
 ):
     from skmultilogit._backends._compiled import class_table
 
     rng = np.random.default_rng(m + n_features + n_classes)
     X = rng.normal(size=(m, n_features)) * rng.choice([1.0, 30.0], size=n_features)
+    X = X.astype(dtype)
     y = rng.integers(0, n_classes, size=m).astype(np.intp)
     weight = rng.uniform(0.0, 2.0, size=m)
     coef = rng.normal(size=(n_classes, n_features))
     intercept = rng.normal(size=n_classes) if with_intercept else None
-    coef_t = class_table(n_features, n_classes, coef.T, whole_vectors=True)
+    coef_t = class_table(n_features, n_classes, coef.T, whole_vectors=True, dtype=dtype)
     grad_t = class_table(n_features, n_classes, whole_vectors=True)
     grad_t[:, :n_classes] = 1.0  # added to
     grad_intercept = np.full(n_classes, 2.0)
-    wide = np.full((n_classes, m + 3), np.nan)
+    wide = np.full((n_classes, m + 3), np.nan, dtype=dtype)
     proba = wide[:, 2 : m + 2] if keep_proba else None
     loss = _kernel.dense_loss_gradient(
         X, n_classes, coef_t, intercept, y, weight, proba, grad_t, grad_intercept
     )
+    # written out in float64 from the (rounded) values the loop reads
+    X, coef = X.astype(np.float64), coef_t[:, :n_classes].T.astype(np.float64)
+    if intercept is not None:
+        intercept = intercept.astype(dtype).astype(np.float64)
     expected = dense_loss_gradient(X, y, weight, coef, intercept)
-    np.testing.assert_allclose(loss, expected[0], rtol=1e-12)
-    np.testing.assert_allclose(grad_t[:, :n_classes].T - 1.0, expected[1], rtol=1e-11, atol=1e-11)
-    np.testing.assert_allclose(grad_intercept - 2.0, expected[2], rtol=1e-11, atol=1e-12)
+    raw = X @ coef.T + (0.0 if intercept is None else intercept)
+    if dtype == np.float64:
+        np.testing.assert_allclose(loss, expected[0], rtol=1e-12)
+        np.testing.assert_allclose(
+            grad_t[:, :n_classes].T - 1.0, expected[1], rtol=1e-11, atol=1e-11
+        )
+        np.testing.assert_allclose(grad_intercept - 2.0, expected[2], rtol=1e-11, atol=1e-12)
+    else:
+        # float products: each logit off by up to (d + 2) eps |x| . |w| + eps |b|,
+        # a row's loss by twice its largest, its residuals by their
+        # probability's share of that and the float softmax's rounding; the
+        # gradient's sums over a chunk's 64 rows by (64 + K) eps of their size
+        eps = float(np.finfo(np.float32).eps)
+        logits_size = np.abs(X) @ np.abs(coef).T + (0.0 if intercept is None else np.abs(intercept))
+        logit_error = (n_features + 2) * eps * logits_size.max(axis=1)
+        loss_bound = weight @ (4 * logit_error + 16 * eps * (1.0 + logits_size.max(axis=1)))
+        assert abs(loss - expected[0]) <= loss_bound
+        proba_rows = softmax(raw, axis=1)
+        residual_error = weight[:, None] * (
+            4 * proba_rows * logit_error[:, None] + (n_classes + 8) * eps
+        )
+        residual_size = weight[:, None] * (proba_rows + 1.0) + residual_error
+        bound = 2 * (residual_error.T @ np.abs(X)) + 2 * (64 + n_classes) * eps * (
+            residual_size.T @ np.abs(X)
+        )
+        np.testing.assert_array_less(
+            np.abs(grad_t[:, :n_classes].T - 1.0 - expected[1]), bound + 1e-30
+        )
+        np.testing.assert_array_less(
+            np.abs(grad_intercept - 2.0 - expected[2]),
+            2 * residual_error.sum(axis=0) + 16 * eps * residual_size.sum(axis=0) + 1e-30,
+        )
     np.testing.assert_array_equal(grad_t[:, n_classes:], 0.0)  # the padding stays zero
     if keep_proba:
-        raw = X @ coef.T + (0.0 if intercept is None else intercept)
         expected = softmax(raw, axis=1).T
         # exp's argument z - max(z) carries the logits' rounding, ~eps |z|
-        normal = expected > 1e-290
-        margin = 64 * np.finfo(np.float64).eps * (1.0 + np.abs(raw).max())
+        eps = float(np.finfo(dtype).eps)
+        tiny = 1e-290 if dtype == np.float64 else 1e-35
+        normal = expected > tiny
+        margin = 64 * eps * (1.0 + np.abs(raw).max())
+        if dtype == np.float32:
+            margin += 4 * (n_features + 2) * eps * np.abs(raw).max()
+        proba = proba.astype(np.float64)
         np.testing.assert_allclose(np.log(proba[normal]), np.log(expected[normal]), atol=margin)
-        assert np.all(proba[~normal] <= 1e-290)
+        assert np.all(proba[~normal] <= tiny)
         assert np.isnan(wide[:, :2]).all() and np.isnan(wide[:, m + 2 :]).all()
 
 
-def test_the_dense_backend_passes_run_the_loops_and_match_the_numpy_steps(monkeypatch):
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_dense_backend_passes_run_the_loops_and_match_the_numpy_steps(monkeypatch, dtype):
     from skmultilogit._backends import NumpyBackend
     from skmultilogit._backends._proba_cache import cached_proba
 
     rng = np.random.default_rng(3)
-    X = rng.normal(size=(700, 30))
+    X = rng.normal(size=(700, 30)).astype(dtype)
     y = rng.integers(0, 10, size=700)
     weight = rng.uniform(0.0, 2.0, size=700)
     point = rng.normal(size=(10, 30)), rng.normal(size=10)
@@ -603,8 +675,10 @@ def test_the_dense_backend_passes_run_the_loops_and_match_the_numpy_steps(monkey
         refilled = cached_proba(data, *other).copy()
         results.append(product + loss_gradient + (refilled,) + data.hessp(*other, *direction))
     ours, numpy_steps = results
+    # float32: both round their float products, in another order
+    rtol = 1e-12 if dtype == np.float64 else 1e-4
     for mine, theirs in zip(ours, numpy_steps, strict=True):
-        np.testing.assert_allclose(mine, theirs, rtol=1e-12, atol=1e-12 * np.abs(theirs).max())
+        np.testing.assert_allclose(mine, theirs, rtol=rtol, atol=rtol * np.abs(theirs).max())
 
 
 def test_dense_hessp_refuses_tables_of_other_shapes():

@@ -361,7 +361,10 @@ def test_float32_passes_either_side_of_the_row_major_rule(monkeypatch, n_feature
     # loop in float64, to float32's resolution.
     import skmultilogit._backends._numpy as backend
     from skmultilogit import _loss
+    from skmultilogit._backends import _compiled
 
+    # the numpy steps (the compiled dense passes take C-ordered float32 X)
+    monkeypatch.setattr(_compiled, "dense_kernel", lambda data: None)
     monkeypatch.setattr(backend, "BLOCK_BYTES", 1)
     monkeypatch.setattr(backend, "MIN_BLOCK_ROWS", 7)
     row_major_calls = []

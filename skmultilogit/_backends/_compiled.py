@@ -9,14 +9,16 @@ pass is one loop over each row block instead, reading X once:
   entries, the element-wise work, the gradient's rows for the same entries
   (``_kernel_sparse_typed.h``), where the numpy steps make two sparse
   products and copy the n x K logits to class-major order and back;
-- dense float64 X (:func:`dense_kernel`): chunks of 64 rows, both products
-  with X as register-tiled loops and the element-wise work between them
+- dense X (:func:`dense_kernel`): chunks of 64 rows, both products with X
+  as register-tiled loops and the element-wise work between them
   (``_kernel_dense_typed.h``), where BLAS spent a third of each small
   product packing its operands (the 8x8 digits' Hessian product, 1347 x 64
-  at K = 10, one thread: 212 against 138 us).
+  at K = 10, one thread: 212 against 138 us); float32 X in float32
+  products, as numpy's.
 
 The passes take W (or the direction V) transposed, a feature's K classes
-contiguous, in a :func:`class_table`, and add the gradient into one per
+contiguous, in a :func:`class_table` (in X's dtype for the dense passes,
+float64 for the CSR ones), and add the gradient into a float64 one per
 thread; the row blocks and threads are the backend's (``_pass_groups``).
 """
 
@@ -47,19 +49,20 @@ def csr_kernel(data):
 def dense_kernel(data):
     """The compiled loops when they run whole passes over ``data``'s dense X, else None.
 
-    Dense float64 X, C-ordered (its row blocks then are too), where the
-    build has the dense loops (``_kernel.DENSE_BUILT``: GCC or clang).
+    Dense float32 or float64 X, C-ordered (its row blocks then are too),
+    where the build has the dense loops (``_kernel.DENSE_BUILT``: GCC or
+    clang).
     """
     kernel = _loss._kernel
     if kernel is None or not kernel.DENSE_BUILT or data.sparse:
         return None
-    if data.dtype != np.float64 or not data.X.flags.c_contiguous:
+    if data.dtype not in (np.float32, np.float64) or not data.X.flags.c_contiguous:
         return None
     return kernel
 
 
-def class_table(n_features, n_classes, values=None, whole_vectors=False):
-    """A table of the compiled passes: (n_features, stride) float64, zero but for ``values``.
+def class_table(n_features, n_classes, values=None, whole_vectors=False, dtype=np.float64):
+    """A table of the compiled passes: (n_features, stride) in ``dtype``, zero but for ``values``.
 
     ``values`` (n_features, n_classes) fills the first columns. From K = 8
     on (at every K with ``whole_vectors``: the dense passes' tables), rows
@@ -70,8 +73,9 @@ def class_table(n_features, n_classes, values=None, whole_vectors=False):
     padded = whole_vectors or n_classes >= 8
     stride = -(-n_classes // 8) * 8 if padded else n_classes
     size = n_features * stride
-    buffer = np.zeros(size + 8)
-    start = (-buffer.ctypes.data % 64) // 8
+    itemsize = np.dtype(dtype).itemsize
+    buffer = np.zeros(size + 64 // itemsize, dtype=dtype)
+    start = (-buffer.ctypes.data % 64) // itemsize
     table = buffer[start : start + size].reshape(n_features, stride)
     if values is not None:
         table[:, :n_classes] = values
@@ -93,7 +97,9 @@ def csr_loss_gradient(data, kernel, coef, intercept):
 
 def dense_loss_gradient(data, kernel, coef, intercept, proba):
     """``data.loss_gradient`` by the compiled dense pass; ``proba`` (K, n) receives P, or None."""
-    coef_t = class_table(data.n_features, data.n_classes, coef.T, whole_vectors=True)
+    coef_t = class_table(
+        data.n_features, data.n_classes, coef.T, whole_vectors=True, dtype=data.dtype
+    )
     b = _float64(intercept)
     return _table_pass(
         data,
@@ -122,7 +128,9 @@ def csr_hessp(data, kernel, proba, dir_coef, dir_intercept):
 
 def dense_hessp(data, kernel, proba, dir_coef, dir_intercept):
     """``data.hessp`` by the compiled dense pass, at the point of the probabilities ``proba``."""
-    dir_t = class_table(data.n_features, data.n_classes, dir_coef.T, whole_vectors=True)
+    dir_t = class_table(
+        data.n_features, data.n_classes, dir_coef.T, whole_vectors=True, dtype=data.dtype
+    )
     c = _float64(dir_intercept)
 
     def block_pass(rows, X_block, product_t, product_intercept):
