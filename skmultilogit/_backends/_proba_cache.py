@@ -19,11 +19,13 @@ n x K array.
 Only float64 X: there the pass's probabilities (each rounded once from
 float64) and a softmax of their own differ in the last bit at most. float32
 X keeps one float32 softmax for its products, the same in every backend: a
-float32 fit stops where float32's rounding lets it, and fits on numpy and on
-a device without float64 (``_backends._array_api``) then take the same
-steps, where probabilities rounded otherwise sent the numpy fit on the 8x8
-digits one polish step further (coef 1e-6 from the optimum against the
-device's 7e-5).
+float32 fit stops where float32's rounding lets it, and probabilities
+rounded otherwise sent the numpy fit on the 8x8 digits one polish step
+further than a device's without float64 (``_backends._array_api``; coef
+1e-6 from the optimum against the device's 7e-5). (The compiled float32
+passes sum their float products in their own order, so the numpy and the
+device fits need not take the same steps; both stop within float32's reach
+of the optimum.)
 """
 
 import numpy as np
