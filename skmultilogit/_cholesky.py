@@ -55,22 +55,11 @@ class HostCholesky:
     array([0.75 , 0.625])
     """
 
-    def factorise(
-        self, data_hessian, diagonal, intercepts_from, intercept_shift, dtype, *, overwrite=False
-    ):
+    def factorise(self, data_hessian, diagonal, intercepts_from, intercept_shift, dtype):
         """The factor of ``data_hessian + diag(diagonal)``, plus ``intercept_shift`` on
         ``[intercepts_from:, intercepts_from:]``, in ``dtype``; None if not positive definite.
-
-        ``overwrite``: the factor may take ``data_hessian``'s place where it
-        is a Fortran-ordered array of ``dtype`` (then, if None is returned,
-        what is left there is neither the Hessian nor a factor of it).
         """
-        if overwrite and data_hessian.dtype == dtype and data_hessian.flags.f_contiguous:
-            # no second n_params-square matrix: on the 8x8 digits (650
-            # parameters) a 1.7 MB copy, and its pages, a millisecond a factor
-            hessian = data_hessian
-        else:
-            hessian = np.array(data_hessian, dtype=dtype, order="F")
+        hessian = np.array(data_hessian, dtype=dtype, order="F")
         on_diagonal = np.arange(hessian.shape[0])
         hessian[on_diagonal, on_diagonal] += diagonal
         if intercept_shift:
@@ -132,13 +121,8 @@ class NamespaceCholesky:
             return self.xp.float32
         return widest_float(self.xp, self.device)
 
-    def factorise(
-        self, data_hessian, diagonal, intercepts_from, intercept_shift, dtype, *, overwrite=False
-    ):
-        """The inverse of the lower factor of ``A`` (as in ``HostCholesky.factorise``), or None.
-
-        ``overwrite`` is ignored: the standard has no in-place factorisation.
-        """
+    def factorise(self, data_hessian, diagonal, intercepts_from, intercept_shift, dtype):
+        """The inverse of the lower factor of ``A`` (as in ``HostCholesky.factorise``), or None."""
         xp = self.xp
         float_dtype = self._float(dtype)
         size = data_hessian.shape[0]

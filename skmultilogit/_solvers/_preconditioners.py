@@ -9,11 +9,9 @@ path on the same data can reuse (``for_problem``). The solvers that use them:
 steps).
 """
 
-import functools
-
 import numpy as np
 
-from .._cholesky import HOST, KroneckerFactor, factoriser_for
+from .._cholesky import KroneckerFactor, factoriser_for
 from .._hessian import class_covariance, hessian_rows
 from ._threads import product_size
 
@@ -78,8 +76,8 @@ def next_ridge(shift, size):
     return max(10 * shift, 1e-10 * size or 1e-10)
 
 
-def with_ridge(factorise, size, first=0.0):
-    """``factorise(first)``, else ``factorise(ridge)`` for growing ridges: the first not None.
+def with_ridge(factorise, size):
+    """``factorise(0)``, else ``factorise(ridge)`` for growing ridges: the first not None.
 
     ``size`` is the largest entry of the matrix's diagonal (see
     :func:`next_ridge`); None after :data:`RIDGE_TRIES` failures. Float32
@@ -87,7 +85,7 @@ def with_ridge(factorise, size, first=0.0):
     not numerically positive definite: a small ridge makes a preconditioner
     of it.
     """
-    shift = first
+    shift = 0.0
     for _ in range(RIDGE_TRIES):
         factor = factorise(shift)
         if factor is not None:
@@ -145,11 +143,11 @@ class Preconditioner:
     ):
         self.exact = data_hessian is None
         self.sampled = False
-        build = None
         if data_hessian is None:
             omit = omitted_curvature(problem, omit_fraction)
-            build, self.sampled = self._data_hessian(problem, theta, budget, rng, dtype, omit)
-            data_hessian = build()
+            data_hessian, self.sampled = self._data_hessian(
+                problem, theta, budget, rng, dtype, omit
+            )
             self.exact = not self.sampled and not omit > 0
         # kept only when asked: a second n_params-square matrix beside the factor
         self.data_hessian = data_hessian if keep else None
@@ -158,30 +156,17 @@ class Preconditioner:
         self.dtype = np.dtype(dtype)
         # LAPACK for a numpy Hessian; a device's for one built there (_cholesky)
         self.linalg = factoriser_for(data_hessian)
-        factorise = functools.partial(
-            self._factorise, problem, null_weight=null_weight, dtype=self.dtype,
-            damping=damping, linalg=self.linalg,
-        )  # fmt: skip
-        self.factor = None
-        if build is not None and not keep and self.linalg is HOST:
-            # Nothing else needs the data Hessian: the factor takes its place
-            # (no second n_params-square matrix). Where that fails (a ridge is
-            # needed), what is left is neither, and it is built again.
-            self.factor = factorise(data_hessian, overwrite=True, ridges=False)
-            if self.factor is None:
-                data_hessian = build()
-                self.factor = factorise(data_hessian, first_ridge=True)
-        else:
-            self.factor = factorise(data_hessian)
+        self.factor = self._factorise(
+            problem, data_hessian, null_weight, self.dtype, damping, self.linalg
+        )
 
     @staticmethod
     def _data_hessian(problem, theta, budget, rng, dtype, omit):
-        """What builds the data Hessian at ``theta``, on a row sample when the data are large.
+        """The data term's Hessian at ``theta``, on a row sample when the data are large.
 
         It may leave out terms whose spectral norms sum to ``omit``.
 
-        Returns ``(build, sampled)``: ``build()`` gives the Hessian, the same
-        one (the same rows) at every call.
+        Returns ``(hessian, sampled)``.
         """
         loss = problem.loss
         rows = row_factor = None
@@ -192,37 +177,13 @@ class Preconditioner:
             rows, row_factor = hessian_rows(problem.curvature(theta), budget, rng)
         # float32 (see _factorise) like its accumulation: the kept copy costs 4
         # bytes an entry; on the device of an array-API fit, to be factored there
-        build = functools.partial(
-            problem.data_hessian,
-            theta,
-            rows=rows,
-            row_factor=row_factor,
-            dtype=dtype,
-            on_device=True,
-            omit=omit,
+        hessian = problem.data_hessian(
+            theta, rows=rows, row_factor=row_factor, dtype=dtype, on_device=True, omit=omit
         )
-        return build, rows is not None
+        return hessian, rows is not None
 
     @staticmethod
-    def _factorise(
-        problem,
-        data_hessian,
-        *,
-        null_weight,
-        dtype,
-        damping,
-        linalg,
-        overwrite=False,
-        ridges=True,
-        first_ridge=False,
-    ):
-        """The factor of the data Hessian plus the added diagonal, a ridge if need be; or None.
-
-        ``overwrite``: in ``data_hessian``'s place (``_cholesky``); ``ridges``:
-        whether to try ridges where it is not positive definite;
-        ``first_ridge``: start at the first ridge (the Hessian without one
-        failed already).
-        """
+    def _factorise(problem, data_hessian, null_weight, dtype, damping, linalg):
         n_coef = problem.loss.n_classes * problem.loss.n_features
         added = added_diagonal(problem) + damping
         diagonal = linalg.diagonal(data_hessian) + added
@@ -235,17 +196,9 @@ class Preconditioner:
         # NewtonInRounds.polish.) Shifting every intercept by one constant
         # changes nothing, so H is singular along u = (0, 1/sqrt(K)); H + u u^T
         # is not, and the Newton step for a gradient orthogonal to u is the same.
-        size = float(np.max(np.abs(diagonal)))
-        if not ridges:
-            return linalg.factorise(
-                data_hessian, added, n_coef, null_weight, dtype, overwrite=overwrite
-            )
         return with_ridge(
-            lambda shift: linalg.factorise(
-                data_hessian, added + shift, n_coef, null_weight, dtype, overwrite=overwrite
-            ),
-            size,
-            first=next_ridge(0.0, size) if first_ridge else 0.0,
+            lambda shift: linalg.factorise(data_hessian, added + shift, n_coef, null_weight, dtype),
+            float(np.max(np.abs(diagonal))),
         )
 
     def for_problem(self, problem, null_weight):
