@@ -27,7 +27,7 @@
  * in rows of `stride` entries, a multiple of 8 (the CSR passes' tables,
  * _backends._compiled.class_table, zero beyond K): V in SKML_DT, the output
  * in double; c is padded to `stride` too (zero beyond K) or NULL. Classes
- * go eight at a time, in 8 / lanes vectors.
+ * go in tiles of eight, four or sixteen (SKML_DENSE_CLASS_TILES).
  */
 
 /* u (rows x stride, row-major) = offset + X V^T for a chunk of rows, the
@@ -119,7 +119,9 @@
 /* Each tile of classes is eight (8 / lanes vectors) but where at most four
  * classes are left (K = 10: the last two of sixteen) and a vector holds at
  * most four: then a tile of four (computing the padding's zero classes is
- * waste). */
+ * waste); and for float, whose vectors hold eight, sixteen (two vectors)
+ * where more than eight are left: each broadcast of x then feeds two FMAs
+ * (with one, the forward loop waited on its 13 loads per 12 FMAs). */
 #define SKML_DENSE_CLASS_TILES(TILE)                                                           \
     typedef SKML_DT vec __attribute__((vector_size(SKML_DENSE_BYTES)));                        \
     typedef SKML_DT unaligned __attribute__((vector_size(SKML_DENSE_BYTES),                    \
