@@ -705,11 +705,10 @@ def test_a_device_without_float64_fits_the_numpy_model(monkeypatch, standardised
         numpy32 = []
         for data, kernel in ((X32, _loss._kernel), (np.asfortranarray(X32), _loss._kernel),
                              (X32, None)):  # fmt: skip
-            monkeypatch.setattr(_loss, "_kernel", kernel)
-            numpy32.append(MultinomialLogitClassifier(**params, tol=1e-5, max_iter=2000))
-            numpy32[-1].fit(data, y, sample_weight)
-        monkeypatch.undo()
-        monkeypatch.setattr(newton_cholesky, "OMIT_FRACTION", 0.0)
+            with monkeypatch.context() as patch:
+                patch.setattr(_loss, "_kernel", kernel)
+                numpy32.append(MultinomialLogitClassifier(**params, tol=1e-5, max_iter=2000))
+                numpy32[-1].fit(data, y, sample_weight)
         with sklearn.config_context(array_api_dispatch=True):
             clf = MultinomialLogitClassifier(**params, tol=1e-5, max_iter=2000)
             clf.fit(X_xp, xp.asarray(y, device=device), sample_weight)
