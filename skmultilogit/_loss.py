@@ -70,7 +70,15 @@ __all__ = ["log_softmax", "softmax"]
 
 
 def _as_float(raw_prediction):
+    """The logits as a float32 or float64 array of shape (n_samples, n_classes), else ValueError."""
     raw_prediction = np.asarray(raw_prediction)
+    # (numpy's own message, an AxisError about axis 1, did not say what was wrong)
+    if raw_prediction.ndim != 2 or raw_prediction.shape[1] == 0:
+        raise ValueError(
+            "raw_prediction must be a 2-D array of shape (n_samples, n_classes) with at least "
+            f"one class; got shape {raw_prediction.shape}. One sample's logits z go in as "
+            "z[None, :]."
+        )
     if raw_prediction.dtype not in (np.float32, np.float64):
         raw_prediction = raw_prediction.astype(np.float64)
     return raw_prediction

@@ -280,6 +280,13 @@ def test_softmax_and_log_softmax_are_stable():
     assert softmax(z.astype(np.float32)).dtype == np.float32
 
 
+@pytest.mark.parametrize("function", [softmax, log_softmax])
+@pytest.mark.parametrize("shape", [(3,), (2, 0), (2, 3, 4), ()])
+def test_softmax_refuses_logits_that_are_not_rows_of_classes(function, shape):
+    with pytest.raises(ValueError, match=r"2-D array of shape \(n_samples, n_classes\)"):
+        function(np.zeros(shape))
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
