@@ -193,8 +193,9 @@ class ConditionedProblem:
             columns = np.flatnonzero(self.inert)
             self._inert_index = (np.arange(n_classes)[:, None] * n_features + columns).ravel()
             self._inert_scale = np.tile(self.scale[columns], n_classes)
-        # the last point handed to hessp and its original coordinates: a CG
-        # solve takes all its products at one point
+        # the last point handed to hessp and the objective's product there
+        # (MultinomialLoss.hessp_at): a CG solve takes all its products at
+        # one point
         self._hessp_point = None
         self.spread = spread
         self.test_weight = self.coef_weight = None
@@ -286,8 +287,10 @@ class ConditionedProblem:
             along = self._without_inert(direction)
         point = self._hessp_point
         if point is None or not np.array_equal(point[0], theta):
-            point = self._hessp_point = (theta.copy(), self.to_original(theta))
-        product = self.pull_back(self.loss.hessp(point[1], self.to_original(along)))
+            # (the last point's product is let go before the next is made)
+            self._hessp_point = None
+            point = self._hessp_point = (theta.copy(), self.loss.hessp_at(self.to_original(theta)))
+        product = self.pull_back(point[1](self.to_original(along)))
         if self.inert is not None:
             product = self._penalty_only(product, direction)
         return product

@@ -256,11 +256,31 @@ class MultinomialLoss:
 
     def hessp(self, w, v):
         """Hessian of the objective at ``w`` times the direction ``v``."""
-        coef, intercept = self.unpack(w)
-        dir_coef, dir_intercept = self.unpack(v)
-        product_coef, product_intercept = self.data.hessp(coef, intercept, dir_coef, dir_intercept)
-        self.penalty.add_gradient(dir_coef, product_coef)
-        return self._flat(product_coef, product_intercept)
+        return self.hessp_at(w)(v)
+
+    def hessp_at(self, w):
+        """:meth:`hessp` at ``w`` as a function of the direction alone: the products of one solve.
+
+        Through the backend's ``hessp_at`` where it has one (the protocol's
+        optional member), which prepares what all products at one point share.
+        The point is copied: the products stay at ``w`` whatever becomes of it.
+        """
+        coef, intercept = self.unpack(np.array(w, dtype=np.float64))
+        bound = getattr(self.data, "hessp_at", None)
+        if bound is not None:
+            data_product = bound(coef, intercept)
+        else:
+
+            def data_product(dir_coef, dir_intercept):
+                return self.data.hessp(coef, intercept, dir_coef, dir_intercept)
+
+        def product(v):
+            dir_coef, dir_intercept = self.unpack(v)
+            product_coef, product_intercept = data_product(dir_coef, dir_intercept)
+            self.penalty.add_gradient(dir_coef, product_coef)
+            return self._flat(product_coef, product_intercept)
+
+        return product
 
     def loss_gradient_hessian(self, w, *, center, scale, budget=None, seed=0, dtype=np.float32):
         """:meth:`loss_gradient` with the data term's Hessian for ``[(x - center) / scale, 1]``.

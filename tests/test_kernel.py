@@ -681,6 +681,46 @@ def test_the_dense_backend_passes_run_the_loops_and_match_the_numpy_steps(monkey
         np.testing.assert_allclose(mine, theirs, rtol=rtol, atol=rtol * np.abs(theirs).max())
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_features", [1, 30])
+def test_products_bound_to_a_point_stay_at_it_through_passes_elsewhere(
+    monkeypatch, dtype, n_features
+):
+    # hessp_at makes the compiled pass's tables once and looks the point's
+    # probabilities up at every product: a loss pass at another point (a
+    # line search's trial) refills the backend's cached probabilities in
+    # place, and a product at the first point afterwards must not read them.
+    # Each product is a new array (with one feature a transposed table's
+    # slice is contiguous: a view of it would change with the next product).
+    from skmultilogit._backends import NumpyBackend
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(700, n_features)).astype(dtype)
+    y = rng.integers(0, 10, size=700)
+    weight = rng.uniform(0.0, 2.0, size=700)
+    point = rng.normal(size=(10, n_features)), rng.normal(size=10)
+    other = rng.normal(size=(10, n_features)), rng.normal(size=10)
+    directions = [(rng.normal(size=(10, n_features)), rng.normal(size=10)) for _ in range(3)]
+    data = NumpyBackend(X, y, 10, weight)
+    assert _compiled.dense_kernel(data) is _kernel
+    product = data.hessp_at(*point)
+    first = product(*directions[0])
+    kept = tuple(part.copy() for part in first)
+    data.loss_gradient(*other)
+    second = product(*directions[1])
+    data.hessp(*other, *directions[2])
+    third = product(*directions[2])
+    for part, copy in zip(first, kept, strict=True):
+        np.testing.assert_array_equal(part, copy)
+    # the reference: the numpy steps' products at the point, on a fresh backend
+    monkeypatch.setattr(_compiled, "dense_kernel", lambda data: None)
+    reference = NumpyBackend(X, y, 10, weight)
+    rtol = 1e-12 if dtype == np.float64 else 1e-4
+    for ours, direction in zip((first, second, third), directions, strict=True):
+        for mine, theirs in zip(ours, reference.hessp(*point, *direction), strict=True):
+            np.testing.assert_allclose(mine, theirs, rtol=rtol, atol=rtol * np.abs(theirs).max())
+
+
 def test_dense_hessp_refuses_tables_of_other_shapes():
     X = np.ones((4, 3))
     proba = np.full((2, 4), 0.5)

@@ -14,6 +14,7 @@ from scipy.special import softmax as scipy_softmax
 from sklearn.metrics import log_loss
 
 from skmultilogit import log_softmax, loss_gradient, softmax
+from skmultilogit._backends import NumpyBackend
 from skmultilogit._conditioning import ConditionedProblem
 from skmultilogit._objective import MultinomialLoss
 
@@ -105,6 +106,31 @@ def test_hessian_vector_product_matches_finite_differences(
     v = rng.normal(size=loss.n_params)
     numeric = (loss.gradient(w2 + 1e-5 * v) - loss.gradient(w2 - 1e-5 * v)) / 2e-5
     np.testing.assert_allclose(loss.hessp(w2, v), numeric, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "array-api"])
+def test_products_bound_to_a_point_stay_there_when_the_point_array_changes(backend):
+    # hessp_at(w) serves a conjugate-gradient solve's products at w; the
+    # caller's array may be reused for the next iterate meanwhile. The
+    # reference: central differences of the gradient at the first point.
+    X, y, coef, intercept, weights = make_problem(3, seed=4)
+    if backend == "numpy":
+        data = NumpyBackend(X, y, 3, weights)
+    else:
+        xp = pytest.importorskip("array_api_strict")
+        from skmultilogit._backends._array_api import ArrayAPIBackend
+
+        data = ArrayAPIBackend(xp.asarray(X), y, 3, weights, xp, None)
+    loss = MultinomialLoss.from_data(data, 1.0)
+    w = loss.pack(coef, intercept)
+    first = w.copy()
+    product = loss.hessp_at(w)
+    rng = np.random.default_rng(5)
+    # (not a constant: one shift of every class's logits leaves P as it is)
+    w += rng.normal(size=loss.n_params)
+    v = rng.normal(size=loss.n_params)
+    numeric = (loss.gradient(first + 1e-5 * v) - loss.gradient(first - 1e-5 * v)) / 2e-5
+    np.testing.assert_allclose(product(v), numeric, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("fmt", ["dense", "csr", "csc"])

@@ -47,6 +47,12 @@ Attributes
 ``hessp(coef, intercept, dir_coef, dir_intercept)``
     ``(product_coef, product_intercept)``: the data term's Hessian times a
     direction. Products at one point reuse its probabilities.
+``hessp_at(coef, intercept)`` (optional)
+    ``hessp`` at one point as a function of the direction alone,
+    ``product(dir_coef, dir_intercept)``, for a solve's products at that
+    point: what they share is prepared once (the numpy backend's compiled
+    dense pass: its tables). Where a backend has none, the objective binds
+    ``hessp`` to the point itself.
 ``hessian(coef, intercept, *, center, scale, rows, row_factor, dtype, on_device, omit)``
     The data term's Hessian for the design rows ``[(x - center) / scale, 1]``
     (the 1 only with an intercept), optionally on the rows ``rows`` with

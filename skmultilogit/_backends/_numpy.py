@@ -277,6 +277,27 @@ class NumpyBackend:
 
         return summed(map_in_threads(on_blocks, self._pass_groups()))
 
+    def hessp_at(self, coef, intercept):
+        """:meth:`hessp` at one point as a function of the direction alone.
+
+        ``product(dir_coef, dir_intercept) -> (product_coef,
+        product_intercept)``, each product equal to :meth:`hessp`'s at
+        ``(coef, intercept)`` (copied here). Where the compiled dense pass
+        runs the products, its tables are made once for all of them
+        (``_compiled.dense_hessp_at``); otherwise each product is
+        :meth:`hessp`.
+        """
+        coef = coef.copy()
+        intercept = None if intercept is None else intercept.copy()
+        kernel = _compiled.dense_kernel(self)
+        if kernel is None:
+
+            def product(dir_coef, dir_intercept):
+                return self.hessp(coef, intercept, dir_coef, dir_intercept)
+
+            return product
+        return _compiled.dense_hessp_at(self, kernel, lambda: self._cached_proba(coef, intercept))
+
     def curvature(self, coef, intercept):
         """``omega_i (1 - ||p_i||^2)`` for every row, block by block (no n x K array kept)."""
         coef_x = coef.astype(self.dtype, copy=False)
