@@ -7,7 +7,7 @@
  * named by SKML_NAME. Included (through _kernel_isa_variants.h) by
  * _kernel_loops.h once per instruction set and type (GCC and clang: vector
  * extensions); no include guard on purpose. SKML_DENSE_RESIDUAL_LOSS is
- * the type's skml_residual_loss.
+ * the type's skml_residual_loss, SKML_DENSE_EXP its exp.
  *
  * The math is _loss.hessp_residual's between two products with X: for each
  * row, u_i = c + V x_i, r_i = w_i (p_i * u_i - p_i sum_k p_ik u_ik), and
@@ -207,9 +207,97 @@ static void SKML_NAME(skml_dense_hessp)(const SKML_DT *X, ptrdiff_t m, ptrdiff_t
 }
 
 /*
+ * SKML_DENSE_RESIDUAL_LOSS's work on a chunk's logits row by row, in place
+ * (u: rows x stride, a row's classes contiguous, entries from K on
+ * padding), for many classes (from SKML_DENSE_ROWS_FROM): the same steps
+ * in the same precision (the row maximum subtracted in SKML_DT, exps in
+ * SKML_DT, the true class's exp apart from the others' sum in double, each
+ * p_ik = e_ik / S_i rounded once from double, a row's loss log(S) - (z_y -
+ * max) in double), the sums over classes and rows in another order. The
+ * class-major loops vectorise over rows, and the chunk went to them
+ * transposed and came back (a scalar load and store per logit each way:
+ * at K = 50 about 6 % of the pass); along a row of many classes the
+ * vectors are full but for the row's last. The padding is set to -inf:
+ * its exp and residual are 0. Returns the chunk's data term
+ * (skml_add_in_lanes); adds the residual's sum per class to residual_sums;
+ * writes P to proba (class-major, proba_stride apart) unless it is NULL.
+ */
+SKML_TARGET
+static double SKML_NAME(skml_dense_rows_residual_loss)(SKML_DT *SKML_RESTRICT u, ptrdiff_t rows,
+                                                       ptrdiff_t K, ptrdiff_t stride,
+                                                       const ptrdiff_t *y, const double *w,
+                                                       SKML_DT *proba, ptrdiff_t proba_stride,
+                                                       double *residual_sums)
+{
+    double others[SKML_DENSE_CHUNK], sum_exp[SKML_DENSE_CHUNK], row_loss[SKML_DENSE_CHUNK];
+    SKML_DT shifted_true[SKML_DENSE_CHUNK], exp_true[SKML_DENSE_CHUNK];
+    SKML_DT factor[SKML_DENSE_CHUNK], true_residual[SKML_DENSE_CHUNK];
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        SKML_DT *SKML_RESTRICT ur = u + r * stride;
+        for (ptrdiff_t k = K; k < stride; k++)
+            ur[k] = -INFINITY;
+        /* (K >= 8: the first eight entries are classes) */
+        SKML_DT lane_max[8];
+        for (int l = 0; l < 8; l++)
+            lane_max[l] = ur[l];
+        for (ptrdiff_t k = 8; k < stride; k += 8)
+            for (int l = 0; l < 8; l++)
+                lane_max[l] = ur[k + l] > lane_max[l] ? ur[k + l] : lane_max[l];
+        SKML_DT row_max = lane_max[0];
+        for (int l = 1; l < 8; l++)
+            row_max = lane_max[l] > row_max ? lane_max[l] : row_max;
+        const ptrdiff_t label = y[r];
+        shifted_true[r] = ur[label] - row_max;
+        for (ptrdiff_t k = 0; k < stride; k++)
+            ur[k] = SKML_DENSE_EXP(ur[k] - row_max);
+        /* the others' sum without the true class's exp (see
+         * skml_residual_loss: S - e_y would cancel on a confident row) */
+        exp_true[r] = ur[label];
+        ur[label] = 0;
+        double lanes[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+        for (ptrdiff_t k = 0; k < stride; k += 8)
+            for (int l = 0; l < 8; l++)
+                lanes[l] += (double)ur[k + l];
+        ur[label] = exp_true[r];
+        others[r] = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+                    ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+    }
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        sum_exp[r] = others[r] + (double)exp_true[r];
+        const double true_factor = w[r] / sum_exp[r];
+        factor[r] = (SKML_DT)true_factor;
+        true_residual[r] = (SKML_DT)(-true_factor * others[r]);
+        row_loss[r] = w[r] * (skml_log(sum_exp[r]) - (double)shifted_true[r]);
+    }
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        SKML_DT *SKML_RESTRICT ur = u + r * stride;
+        if (proba != NULL)
+            for (ptrdiff_t k = 0; k < K; k++)
+                proba[k * proba_stride + r] = (SKML_DT)((double)ur[k] / sum_exp[r]);
+        const SKML_DT f = factor[r];
+        for (ptrdiff_t k = 0; k < stride; k++)
+            ur[k] *= f;
+        ur[y[r]] = true_residual[r];
+    }
+    /* R^T 1 (the intercepts' gradient), eight classes at a time */
+    for (ptrdiff_t k0 = 0; k0 < K; k0 += 8) {
+        double sums[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+        for (ptrdiff_t r = 0; r < rows; r++)
+            for (int l = 0; l < 8; l++)
+                sums[l] += (double)u[r * stride + k0 + l];
+        for (int l = 0; l < 8 && k0 + l < K; l++)
+            residual_sums[k0 + l] += sums[l];
+    }
+    double loss = 0.0, loss_error = 0.0;
+    skml_add_in_lanes(&loss, &loss_error, row_loss, rows);
+    return loss + loss_error;
+}
+
+/*
  * The loss+gradient pass over m rows of X: the logits u_i = b + W x_i, then
  * SKML_DENSE_RESIDUAL_LOSS's element-wise work on the chunk (transposed to
- * class-major rows and back), then grad_t += X^T R. Returns the rows' data
+ * class-major rows and back; from SKML_DENSE_ROWS_FROM classes on the same
+ * work row by row), then grad_t += X^T R. Returns the rows' data
  * term (chunks' sums compensated); adds R^T 1 to grad_intercept; writes
  * P's rows to proba (class-major, proba_stride apart) unless it is NULL. y
  * and w the rows' labels and weights; u is scratch of SKML_DENSE_CHUNK x
@@ -229,16 +317,23 @@ static double SKML_NAME(skml_dense_loss_gradient)(const SKML_DT *X, ptrdiff_t m,
         const ptrdiff_t rows = m - start < SKML_DENSE_CHUNK ? m - start : SKML_DENSE_CHUNK;
         const SKML_DT *chunk = X + start * d;
         SKML_NAME(skml_dense_forward)(chunk, rows, d, K, stride, coef_t, intercept, u);
-        for (ptrdiff_t r = 0; r < rows; r++)
-            for (ptrdiff_t k = 0; k < K; k++)
-                z[k * rows + r] = u[r * stride + k];
-        skml_add(&loss, &loss_error,
-                 SKML_DENSE_RESIDUAL_LOSS(z, K, rows, y + start, w + start,
-                                        proba ? proba + start : NULL, proba_stride, NULL,
-                                        grad_intercept));
-        for (ptrdiff_t r = 0; r < rows; r++)
-            for (ptrdiff_t k = 0; k < K; k++)
-                u[r * stride + k] = z[k * rows + r];
+        if (K >= SKML_DENSE_ROWS_FROM) {
+            skml_add(&loss, &loss_error,
+                     SKML_NAME(skml_dense_rows_residual_loss)(
+                         u, rows, K, stride, y + start, w + start,
+                         proba ? proba + start : NULL, proba_stride, grad_intercept));
+        } else {
+            for (ptrdiff_t r = 0; r < rows; r++)
+                for (ptrdiff_t k = 0; k < K; k++)
+                    z[k * rows + r] = u[r * stride + k];
+            skml_add(&loss, &loss_error,
+                     SKML_DENSE_RESIDUAL_LOSS(z, K, rows, y + start, w + start,
+                                            proba ? proba + start : NULL, proba_stride, NULL,
+                                            grad_intercept));
+            for (ptrdiff_t r = 0; r < rows; r++)
+                for (ptrdiff_t k = 0; k < K; k++)
+                    u[r * stride + k] = z[k * rows + r];
+        }
         SKML_NAME(skml_dense_backward)(chunk, rows, d, K, stride, u, grad_t);
     }
     return loss + loss_error;

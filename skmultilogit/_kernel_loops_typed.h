@@ -123,15 +123,7 @@ double SKML_NAME(skml_residual_loss)(SKML_T *z, ptrdiff_t K, ptrdiff_t m, const 
             if (residual_sums != NULL)
                 residual_sums[k] += SKML_NAME(skml_chunk_sum)(zk, c);
         }
-        double lanes[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
-        ptrdiff_t i = 0;
-        for (; i + 8 <= c; i += 8)
-            for (int lane = 0; lane < 8; lane++)
-                lanes[lane] += row_loss[i + lane];
-        for (; i < c; i++)
-            lanes[i % 8] += row_loss[i];
-        for (int lane = 0; lane < 8; lane++)
-            skml_add(&loss, &loss_error, lanes[lane]);
+        skml_add_in_lanes(&loss, &loss_error, row_loss, c);
     }
     return loss + loss_error;
 }

@@ -571,7 +571,20 @@ def test_dense_hessp_is_the_written_out_one(
 
 @pytest.mark.parametrize(
     "m, n_features, n_classes",
-    [(1, 1, 2), (7, 5, 3), (64, 7, 5), (65, 13, 8), (130, 12, 9), (129, 3, 13), (70, 64, 17)],
+    [
+        (1, 1, 2),
+        (7, 5, 3),
+        (64, 7, 5),
+        (65, 13, 8),
+        (130, 12, 9),
+        (129, 3, 13),
+        # from 16 classes on the element-wise work runs along the rows
+        (5, 6, 16),
+        (70, 64, 17),
+        (3, 4, 32),
+        (129, 9, 33),
+        (70, 40, 50),
+    ],
 )
 @pytest.mark.parametrize("with_intercept", [True, False])
 @pytest.mark.parametrize("keep_proba", [True, False])
