@@ -7,7 +7,8 @@
  * named by SKML_NAME. Included (through _kernel_isa_variants.h) by
  * _kernel_loops.h once per instruction set and type (GCC and clang: vector
  * extensions); no include guard on purpose. SKML_DENSE_RESIDUAL_LOSS is
- * the type's skml_residual_loss, SKML_DENSE_EXP its exp.
+ * the type's skml_residual_loss, SKML_DENSE_EXP its exp and
+ * SKML_DENSE_CHUNK_SUM its skml_chunk_sum.
  *
  * The math is _loss.hessp_residual's between two products with X: for each
  * row, u_i = c + V x_i, r_i = w_i (p_i * u_i - p_i sum_k p_ik u_ik), and
@@ -254,13 +255,8 @@ static double SKML_NAME(skml_dense_rows_residual_loss)(SKML_DT *SKML_RESTRICT u,
          * skml_residual_loss: S - e_y would cancel on a confident row) */
         exp_true[r] = ur[label];
         ur[label] = 0;
-        double lanes[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
-        for (ptrdiff_t k = 0; k < stride; k += 8)
-            for (int l = 0; l < 8; l++)
-                lanes[l] += (double)ur[k + l];
+        others[r] = SKML_DENSE_CHUNK_SUM(ur, stride);
         ur[label] = exp_true[r];
-        others[r] = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
-                    ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
     }
     for (ptrdiff_t r = 0; r < rows; r++) {
         sum_exp[r] = others[r] + (double)exp_true[r];

@@ -408,19 +408,23 @@ static int skml_isa_chosen(void)
 #define SKML_DT double
 #define SKML_DENSE_RESIDUAL_LOSS skml_residual_loss_f64
 #define SKML_DENSE_EXP skml_exp
+#define SKML_DENSE_CHUNK_SUM skml_chunk_sum_f64
 #define SKML_TYPED(name) name
 #include "_kernel_isa_variants.h"
 #undef SKML_TYPED
 #undef SKML_DENSE_EXP
+#undef SKML_DENSE_CHUNK_SUM
 #undef SKML_DENSE_RESIDUAL_LOSS
 #undef SKML_DT
 #define SKML_DT float
 #define SKML_DENSE_RESIDUAL_LOSS skml_residual_loss_f32
 #define SKML_DENSE_EXP skml_expf
+#define SKML_DENSE_CHUNK_SUM skml_chunk_sum_f32
 #define SKML_TYPED(name) name##_f32
 #include "_kernel_isa_variants.h"
 #undef SKML_TYPED
 #undef SKML_DENSE_EXP
+#undef SKML_DENSE_CHUNK_SUM
 #undef SKML_DENSE_RESIDUAL_LOSS
 #undef SKML_DT
 #undef SKML_VARIANT_BODY
