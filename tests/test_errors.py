@@ -58,6 +58,38 @@ def test_a_first_fit_that_failed_leaves_the_estimator_unfitted():
             inference(estimator, X_OK, Y_OK)
 
 
+def test_inference_refuses_other_estimators_and_says_how_to_pass_a_pipeline():
+    # A fitted pipeline was "not fitted" (check_is_fitted looked for coef_ on
+    # it); scikit-learn's LogisticRegression has coef_, intercept_ and C and
+    # was read as this package's model: a binary one (one row of
+    # coefficients) failed in a numpy reshape.
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from skmultilogit import inference
+
+    X = np.vstack([X_OK, X_OK + 0.5])
+    y = np.concatenate([Y_OK, 1 - Y_OK[::-1]])
+    pipe = make_pipeline(StandardScaler(), MultinomialLogitClassifier()).fit(X, y)
+    with pytest.raises(TypeError, match=r"got Pipeline\..*inference\(pipe\[-1\], pipe\[:-1\]"):
+        inference(pipe, X, y)
+    with pytest.raises(TypeError, match="got LogisticRegression.*refit with it"):
+        inference(LogisticRegression().fit(X, y), X, y)
+    search = GridSearchCV(MultinomialLogitClassifier(), {"C": [0.1, 1.0]}, cv=2).fit(X, y)
+    with pytest.raises(TypeError, match="got GridSearchCV.*its best_estimator_"):
+        inference(search, X, y)
+    # what the message says to do is the inference of the same model fitted
+    # on the scaled data
+    direct = MultinomialLogitClassifier().fit(StandardScaler().fit_transform(X), y)
+    np.testing.assert_allclose(
+        inference(pipe[-1], pipe[:-1].transform(X), y).bse,
+        inference(direct, StandardScaler().fit_transform(X), y).bse,
+        rtol=1e-6,
+    )
+
+
 def test_a_refit_that_failed_leaves_the_estimator_unfitted():
     # validation reset n_features_in_ to 3 beside the previous fit's
     # 2-feature coef_ (a numpy error from predict); the previous model goes

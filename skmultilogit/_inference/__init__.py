@@ -87,6 +87,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._array_api import model_on_host, read_back
 from .._backends import NumpyBackend
+from .._classifier import MultinomialLogitClassifier
+from .._cv import MultinomialLogitClassifierCV
 from .._objective import FittedObjective, coefficients_digest
 from .._validation import check_coef_bounds, check_sample_weight, class_weight_vector
 from ._covariance import check_covariance_fits, covariance
@@ -120,6 +122,33 @@ def fitted_objective(estimator):
         coef_bounds=check_coef_bounds(
             getattr(estimator, "coef_bounds", None), *np.shape(estimator.coef_)
         ),
+    )
+
+
+def _check_estimator_type(estimator):
+    """Refuse anything but this package's classifiers, naming what it is and what to pass."""
+    if isinstance(estimator, (MultinomialLogitClassifier, MultinomialLogitClassifierCV)):
+        return
+    what = type(estimator).__name__
+    hint = ""
+    if hasattr(estimator, "steps") and hasattr(estimator, "named_steps"):
+        hint = (
+            " For a pipeline, pass its last step and the data as that step sees it: "
+            "inference(pipe[-1], pipe[:-1].transform(X), y) (the earlier steps' "
+            "estimates, such as a scaler's means, are then taken as known)."
+        )
+    elif hasattr(estimator, "best_estimator_"):
+        hint = " For a fitted search, pass its best_estimator_ (refitted on the whole data)."
+    elif hasattr(estimator, "coef_"):
+        hint = (
+            " MultinomialLogitClassifier takes LogisticRegression's parameters and fits its "
+            "objective: refit with it."
+        )
+    raise TypeError(
+        "inference needs a MultinomialLogitClassifier or MultinomialLogitClassifierCV; got "
+        f"{what}. It reads the objective from this package's fit (C, l1_ratio, bounds, one "
+        "coefficient row per class); another estimator's attributes do not say it (a binary "
+        f"LogisticRegression has one row of coefficients, not two).{hint}"
     )
 
 
@@ -185,6 +214,13 @@ def inference(
 
     Raises
     ------
+    TypeError
+        When ``estimator`` is not one of this package's classifiers: the
+        standard errors rest on the objective its fit recorded (the penalty,
+        the bounds, one coefficient row per class), which another
+        estimator's attributes do not say. For a
+        :class:`~sklearn.pipeline.Pipeline`, pass its last step and the data
+        as that step sees it: ``inference(pipe[-1], pipe[:-1].transform(X), y)``.
     ValueError
         Without a penalty (``C=np.inf``), when design columns are constant
         (besides the intercept) or collinear: their coefficients are not
@@ -225,6 +261,7 @@ def inference(
     >>> bool(np.all((lower <= clf.predict_proba(X[:3])) & (clf.predict_proba(X[:3]) <= upper)))
     True
     """
+    _check_estimator_type(estimator)
     check_is_fitted(estimator, ("coef_", "intercept_", "classes_"))
     # A model fitted on device arrays, and data of another namespace, are
     # read back: inference runs in numpy (see docs/array_api.rst).
