@@ -141,14 +141,15 @@ def _check_estimator_type(estimator):
         hint = " For a fitted search, pass its best_estimator_ (refitted on the whole data)."
     elif hasattr(estimator, "coef_"):
         hint = (
-            " MultinomialLogitClassifier takes LogisticRegression's parameters and fits its "
+            " Another estimator's attributes do not say that objective (a binary "
+            "LogisticRegression has one row of coefficients, not two); "
+            "MultinomialLogitClassifier takes LogisticRegression's parameters and fits its "
             "objective: refit with it."
         )
     raise TypeError(
         "inference needs a MultinomialLogitClassifier or MultinomialLogitClassifierCV; got "
         f"{what}. It reads the objective from this package's fit (C, l1_ratio, bounds, one "
-        "coefficient row per class); another estimator's attributes do not say it (a binary "
-        f"LogisticRegression has one row of coefficients, not two).{hint}"
+        f"coefficient row per class).{hint}"
     )
 
 
