@@ -262,14 +262,15 @@ class MultinomialLoss:
         """:meth:`hessp` at ``w`` as a function of the direction alone: the products of one solve.
 
         Through the backend's ``hessp_at`` where it has one (the protocol's
-        optional member), which prepares what all products at one point share.
-        The point is copied: the products stay at ``w`` whatever becomes of it.
+        optional member), which prepares what all products at one point share
+        and copies the point; otherwise ``hessp`` at a copy of ``w``. Either
+        way the products stay at ``w`` whatever becomes of its array.
         """
-        coef, intercept = self.unpack(np.array(w, dtype=np.float64))
         bound = getattr(self.data, "hessp_at", None)
         if bound is not None:
-            data_product = bound(coef, intercept)
+            data_product = bound(*self.unpack(w))
         else:
+            coef, intercept = self.unpack(np.array(w, dtype=np.float64))
 
             def data_product(dir_coef, dir_intercept):
                 return self.data.hessp(coef, intercept, dir_coef, dir_intercept)

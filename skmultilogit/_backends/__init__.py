@@ -51,8 +51,9 @@ Attributes
     ``hessp`` at one point as a function of the direction alone,
     ``product(dir_coef, dir_intercept)``, for a solve's products at that
     point: what they share is prepared once (the numpy backend's compiled
-    dense pass: its tables). Where a backend has none, the objective binds
-    ``hessp`` to the point itself.
+    dense pass: its tables). It keeps copies of the point, not the caller's
+    arrays. Where a backend has none, the objective binds ``hessp`` to a
+    copy of the point itself.
 ``hessian(coef, intercept, *, center, scale, rows, row_factor, dtype, on_device, omit)``
     The data term's Hessian for the design rows ``[(x - center) / scale, 1]``
     (the 1 only with an intercept), optionally on the rows ``rows`` with
