@@ -55,11 +55,26 @@ class HostCholesky:
     array([0.75 , 0.625])
     """
 
-    def factorise(self, data_hessian, diagonal, intercepts_from, intercept_shift, dtype):
+    def factorise(
+        self, data_hessian, diagonal, intercepts_from, intercept_shift, dtype, overwrite=False
+    ):
         """The factor of ``data_hessian + diag(diagonal)``, plus ``intercept_shift`` on
         ``[intercepts_from:, intercepts_from:]``, in ``dtype``; None if not positive definite.
+
+        With ``overwrite``, in ``data_hessian``'s own memory where it is a
+        Fortran-ordered ``dtype`` matrix (a copy otherwise): then it holds
+        the factor, or, where None is returned, a partial one.
         """
-        hessian = np.array(data_hessian, dtype=dtype, order="F")
+        dtype = np.dtype(dtype)
+        if (
+            overwrite
+            and data_hessian.dtype == dtype
+            and data_hessian.flags.f_contiguous
+            and data_hessian.flags.writeable
+        ):
+            hessian = data_hessian
+        else:
+            hessian = np.array(data_hessian, dtype=dtype, order="F")
         on_diagonal = np.arange(hessian.shape[0])
         hessian[on_diagonal, on_diagonal] += diagonal
         if intercept_shift:
@@ -121,8 +136,13 @@ class NamespaceCholesky:
             return self.xp.float32
         return widest_float(self.xp, self.device)
 
-    def factorise(self, data_hessian, diagonal, intercepts_from, intercept_shift, dtype):
-        """The inverse of the lower factor of ``A`` (as in ``HostCholesky.factorise``), or None."""
+    def factorise(
+        self, data_hessian, diagonal, intercepts_from, intercept_shift, dtype, overwrite=False
+    ):
+        """The inverse of the lower factor of ``A`` (as in ``HostCholesky.factorise``), or None.
+
+        ``overwrite`` is ignored: ``A`` is formed in new memory, the inverse in more.
+        """
         xp = self.xp
         float_dtype = self._float(dtype)
         size = data_hessian.shape[0]

@@ -315,14 +315,23 @@ class ConditionedProblem:
         return f, grad, hessian
 
     def data_hessian(
-        self, theta, *, rows=None, row_factor=None, dtype=np.float64, on_device=False, omit=0.0
+        self,
+        theta,
+        *,
+        rows=None,
+        row_factor=None,
+        dtype=np.float64,
+        on_device=False,
+        omit=0.0,
+        out=None,
     ):
         """The data term's Hessian in these coordinates (no penalty; see the backend protocol).
 
         The design rows are ``[(x - mean) / scale, 1]``: forming it from
         transformed rows, not by transforming the Hessian in the user's
         coordinates, keeps features far from zero from cancelling in float32.
-        ``omit``: what it may leave out (the backend protocol).
+        ``omit``: what it may leave out; ``out``: memory it may be written
+        into (the backend protocol).
         """
         coef, intercept = self.loss.unpack(self.to_original(theta))
         return self.loss.data.hessian(
@@ -335,6 +344,7 @@ class ConditionedProblem:
             dtype=dtype,
             on_device=on_device,
             omit=omit,
+            out=out,
         )
 
     def data_gram(self):

@@ -148,12 +148,18 @@ class ClassPairSums:
         Whether :meth:`add` is handed amounts to leave out
         (:func:`omits_terms`): then the pairs are added one by one
         (:func:`add_class_pairs_omitting`).
+    storage : ndarray, optional
+        Memory the stacked sums may be accumulated in (:func:`hessian_storage`;
+        the stack is ``K size``-square, the Hessian's shape): a spent
+        factor's, which the Hessian is then built in too, once
+        :meth:`pairs` has copied the sums out.
     """
 
-    def __init__(self, n_classes, size, dtype, omits=False):
+    def __init__(self, n_classes, size, dtype, omits=False, storage=None):
         self.n_classes, self.size, self.dtype = n_classes, size, np.dtype(dtype)
         self.omits = omits
         self.stacked = stacks_classes(n_classes, size)
+        self.storage = storage
         # allocated on first use: with omits, blocks that leave terms out add
         # to the pairs, those added whole (stacked where so) to the stack
         self._stack = self._pairs = None
@@ -168,8 +174,8 @@ class ClassPairSums:
                 return
         if self.stacked:
             if self._stack is None:
-                square = self.n_classes * self.size
-                self._stack = np.zeros((square, square), dtype=self.dtype, order="F")
+                self._stack = hessian_storage(self.storage, self.n_classes * self.size, self.dtype)
+                self._stack.fill(0)  # a write, not np.zeros (see class_pair_hessian)
             # a block left whole by omission can be long: its stacked rows
             # (K (d + 1) numbers each) are formed as few at a time as in a
             # whole build's blocks
@@ -186,14 +192,14 @@ class ClassPairSums:
     def pairs(self):
         """The sums as :func:`class_pairs_buffer`'s array (at least each upper triangle).
 
-        Call once: the stacked accumulator is released.
+        Call once: the stacked accumulator (and ``storage``) is released.
         """
         pairs = self._pairs
         if pairs is None:
             pairs = class_pairs_buffer(self.n_classes, self.size, self.dtype)
         if self._stack is None:
             return pairs
-        sums, self._stack = self._stack, None
+        sums, self._stack, self.storage = self._stack, None, None
         size, pair = self.size, 0
         for k in range(self.n_classes - 1):
             rows = slice(k * size, (k + 1) * size)
@@ -320,7 +326,30 @@ def _add_pairs_by_class(pairs, design, proba, weight_block, scratch):
         start += count
 
 
-def class_pair_hessian(pairs, n_classes, n_features, fit_intercept):
+def hessian_storage(out, n_params, dtype):
+    """``out`` where it can be an (n_params, n_params) Fortran-ordered ``dtype`` matrix, else new.
+
+    Uninitialised either way (the caller writes every entry it reads).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> old = np.ones((3, 3), dtype=np.float32, order="F")
+    >>> hessian_storage(old, 3, np.float32) is old, hessian_storage(old, 3, np.float64) is old
+    (True, False)
+    """
+    if (
+        isinstance(out, np.ndarray)
+        and out.shape == (n_params, n_params)
+        and out.dtype == dtype
+        and out.flags.f_contiguous
+        and out.flags.writeable
+    ):
+        return out
+    return np.empty((n_params, n_params), dtype=dtype, order="F")
+
+
+def class_pair_hessian(pairs, n_classes, n_features, fit_intercept, out=None):
     """The Hessian from the sums ``S_kl`` of :func:`add_class_pairs` (their upper triangles).
 
     With ``x^_i = [x^_i, 1]``, the Hessian's ``(k, l)`` block is
@@ -338,7 +367,11 @@ def class_pair_hessian(pairs, n_classes, n_features, fit_intercept):
     the numpy code; the compiled loop reads the upper triangles). Returns
     the (n_params, n_params) Fortran-ordered matrix in ``pairs``' dtype with
     the Hessian in its upper triangle; beside it and ``pairs`` (half its
-    size) this holds the K diagonal blocks, ``1 / K`` of it.
+    size) this holds the K diagonal blocks, ``1 / K`` of it. ``out``, an
+    array the result may overwrite (:func:`hessian_storage`), is used where
+    it is a Fortran-ordered matrix of that shape and dtype: memory already
+    in use costs no page faults, where a fresh matrix's are faulted in one
+    by one (see ``_solvers._preconditioners.Preconditioner.release``).
     """
     K, d = n_classes, n_features
     size = d + fit_intercept
@@ -348,7 +381,7 @@ def class_pair_hessian(pairs, n_classes, n_features, fit_intercept):
         # the same entries, one compiled loop (_kernel_pairs_typed.h): the
         # calls per block below took 1.4 ms for the digits' 45 pairs of 65
         # columns in float32, the loop 0.1
-        hess = np.empty((K * size, K * size), dtype=dtype, order="F")
+        hess = hessian_storage(out, K * size, dtype)
         hess.fill(0)  # (see below)
         _kernel.pair_hessian(pairs.T, d, fit_intercept, hess)
         return hess
@@ -359,7 +392,7 @@ def class_pair_hessian(pairs, n_classes, n_features, fit_intercept):
     # Zeroed by a write, not np.zeros: its pages would then be faulted in
     # one by one by the block writes below (419 ms against 40 ms at K = 100,
     # d = 50).
-    hess = np.empty((K * size, K * size), dtype=dtype, order="F")
+    hess = hessian_storage(out, K * size, dtype)
     hess.fill(0)
     diagonal = np.zeros((size, size, K), dtype=dtype, order="F")
     # One pair at a time, each a contiguous Fortran matrix written into

@@ -54,7 +54,7 @@ Attributes
     dense pass: its tables). It keeps copies of the point, not the caller's
     arrays. Where a backend has none, the objective binds ``hessp`` to a
     copy of the point itself.
-``hessian(coef, intercept, *, center, scale, rows, row_factor, dtype, on_device, omit)``
+``hessian(coef, intercept, *, center, scale, rows, row_factor, dtype, on_device, omit, out)``
     The data term's Hessian for the design rows ``[(x - center) / scale, 1]``
     (the 1 only with an intercept), optionally on the rows ``rows`` with
     their factors multiplied by ``row_factor`` (in memory only); the upper
@@ -63,7 +63,9 @@ Attributes
     may instead return it there, whole and symmetric, for ``_cholesky`` to
     factor where it is. It may leave out positive semidefinite terms whose
     spectral norms sum to at most ``omit`` (a preconditioner's; the numpy
-    backend does, ``_omission.add_class_pairs_omitting``), or none.
+    backend does, ``_omission.add_class_pairs_omitting``), or none. ``out``:
+    an array the numpy result may be written into where it fits (a
+    preconditioner's last factor, ``_hessian.hessian_storage``), or None.
 ``loss_gradient_hessian(coef, intercept, *, center, scale, budget, seed, dtype)``
     ``(loss, grad_coef, grad_intercept, hessian)`` in one evaluation (one
     round on a cluster), the Hessian on a row sample of about ``budget`` rows

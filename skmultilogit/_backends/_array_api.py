@@ -168,6 +168,7 @@ class ArrayAPIBackend:
         dtype=np.float64,
         on_device=False,
         omit=0.0,
+        out=None,
     ):
         """The data term's Hessian for the design rows ``[(x - center) / scale, 1]``.
 
@@ -176,7 +177,7 @@ class ArrayAPIBackend:
         class by class, then the intercepts); with ``on_device``, the
         symmetric array in X's namespace, on its device, for
         ``_cholesky.NamespaceCholesky`` to factor there; whole whatever
-        ``omit`` allows (the backend protocol). Built on the device,
+        ``omit`` allows, new whatever ``out`` (the backend protocol). Built on the device,
         by row blocks, as ``sum_k D^T diag(omega p_k) D (x) e_k e_k^T - E^T diag(omega) E``
         with ``E = [p_i1 d_i, ..., p_iK d_i]`` (``d_i`` the design row):
         ``omega_i (diag(p_i) - p_i p_i^T) (x) d_i d_i^T`` summed over rows.

@@ -498,11 +498,12 @@ class DaskBackend:
         dtype=np.float64,
         on_device=False,
         omit=0.0,
+        out=None,
     ):
         """The full data-term Hessian (all rows), summed per worker, then on the client.
 
         numpy on the client whatever ``on_device`` says; whole whatever
-        ``omit`` allows (the backend protocol).
+        ``omit`` allows; in ``out`` where it fits (the backend protocol).
         """
         if rows is not None:
             raise ValueError(
@@ -518,7 +519,7 @@ class DaskBackend:
             dtype=dtype,
             n_classes=self.n_classes,
         )
-        return self._unpack(packed, coef, intercept, dtype)
+        return self._unpack(packed, coef, intercept, dtype, out)
 
     def loss_gradient_hessian(
         self,
@@ -561,15 +562,18 @@ class DaskBackend:
         scale = np.ones(d) if scale is None else np.asarray(scale, dtype=np.float64)
         return center, scale
 
-    def _unpack(self, packed, coef, intercept, dtype):
-        """The Fortran-ordered Hessian from the blocks' summed ``_packed_hessian``, scaled."""
+    def _unpack(self, packed, coef, intercept, dtype, out=None):
+        """The Fortran-ordered Hessian from the blocks' summed ``_packed_hessian``, scaled.
+
+        In ``out`` where it fits (``_hessian.hessian_storage``), away from zero coefficients.
+        """
         if not packed.flags.writeable:  # a lone result, as it arrived
             packed = packed.copy()
         packed *= self.multiplier / self.divisor
         K, d, fit_intercept = self.n_classes, self.n_features, intercept is not None
         if np.any(coef):
             pairs = _hessian.unpack_class_pairs(packed, K, d + fit_intercept, dtype)
-            return _hessian.class_pair_hessian(pairs, K, d, fit_intercept)
+            return _hessian.class_pair_hessian(pairs, K, d, fit_intercept, out=out)
         upper = np.triu_indices(d + 1)
         gram = np.zeros((d + 1, d + 1))
         gram[upper] = packed

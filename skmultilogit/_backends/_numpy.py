@@ -327,6 +327,7 @@ class NumpyBackend:
         dtype=np.float64,
         on_device=False,
         omit=0.0,
+        out=None,
     ):
         """The data term's Hessian for the design rows ``[(x - center) / scale, 1]``.
 
@@ -348,6 +349,9 @@ class NumpyBackend:
         omit : float, default=0
             May leave out terms of spectral norms summing to at most this (a
             preconditioner's: ``_omission.add_class_pairs_omitting``).
+        out : ndarray, optional
+            An array the result may overwrite (``_hessian.hessian_storage``):
+            a preconditioner's last factor, whose pages are in memory.
 
         Returns
         -------
@@ -370,8 +374,9 @@ class NumpyBackend:
             row_factor=row_factor,
             dtype=dtype,
             omit=omit,
+            storage=out,
         )
-        return _hessian.class_pair_hessian(pairs, K, d, fit_intercept)
+        return _hessian.class_pair_hessian(pairs, K, d, fit_intercept, out=out)
 
     def class_pairs(
         self,
@@ -384,11 +389,13 @@ class NumpyBackend:
         row_factor=None,
         dtype=np.float64,
         omit=0.0,
+        storage=None,
     ):
         """The sums ``S_kl``, ``k < l``, that make the Hessian (``_hessian.ClassPairSums``).
 
         Arguments as in :meth:`hessian`, which is
-        ``_hessian.class_pair_hessian`` of them away from the zero point.
+        ``_hessian.class_pair_hessian`` of them away from the zero point;
+        ``storage`` (its ``out``) may hold one thread's stacked sums.
         """
         fit_intercept = intercept is not None
         size = self.n_features + fit_intercept
@@ -402,10 +409,10 @@ class NumpyBackend:
             blocks = [slice(start, start + step) for start in range(0, len(weight), step)]
         coef_x = coef.astype(self.dtype)
 
-        def on_blocks(group):
+        def on_blocks(group, storage=None):
             # one accumulator per thread, summed after: a thread's share of
             # the rows costs as much as the Hessian's size in memory again
-            sums = _hessian.ClassPairSums(self.n_classes, size, dtype, omits=omits)
+            sums = _hessian.ClassPairSums(self.n_classes, size, dtype, omits=omits, storage=storage)
             scratch = Scratch()
             for block in group:
                 X_block, design = transformed(block, scratch)
@@ -421,7 +428,11 @@ class NumpyBackend:
         else:
             buffer_bytes = np.dtype(dtype).itemsize * size**2 * self.n_classes**2 // 2
             threads = min(pass_threads(self, len(blocks)), 1 + PAIR_THREADS_BYTES // buffer_bytes)
-        parts = map_in_threads(on_blocks, [blocks[start::threads] for start in range(threads)])
+        groups = [blocks[start::threads] for start in range(threads)]
+        # the storage to the calling thread's accumulator alone
+        parts = map_in_threads(
+            lambda group: on_blocks(group, storage if group is groups[0] else None), groups
+        )
         for part in parts[1:]:
             parts[0] += part
         return parts[0]

@@ -177,8 +177,12 @@ class NewtonCholesky:
 
     def update_preconditioner(self):
         """Rebuild the factor at the current iterate (in Kronecker form at zero coefficients)."""
-        # freed before the next one is built (the tracer holds it for a path)
-        self.preconditioner = self.tracer.preconditioner = None
+        # freed before the next one is built (the tracer holds it for a path),
+        # its factor's memory handed to the next one's Hessian (Preconditioner)
+        spent, self.preconditioner = self.preconditioner, None
+        self.tracer.preconditioner = None
+        storage = spent.release() if isinstance(spent, Preconditioner) else None
+        del spent
         preconditioner = KroneckerPreconditioner.at(self.problem, self.theta, self.null_weight)
         if preconditioner is None:
             preconditioner = Preconditioner(
@@ -190,7 +194,9 @@ class NewtonCholesky:
                 keep=self.keep_hessian,
                 dtype=self.hessian_dtype,
                 omit_fraction=self.omit_fraction,
+                storage=storage,
             )
+        del storage
         self.built_here = isinstance(preconditioner, Preconditioner)
         self.preconditioner = preconditioner
         self.tracer.preconditioner = self.preconditioner

@@ -11,8 +11,8 @@ steps).
 
 import numpy as np
 
-from .._cholesky import KroneckerFactor, factoriser_for
-from .._hessian import class_covariance, hessian_rows
+from .._cholesky import HOST, KroneckerFactor, factoriser_for
+from .._hessian import class_covariance, hessian_rows, stacks_classes
 from ._threads import product_size
 
 # A refresh of the preconditioner may cost about as many multiply-adds as
@@ -76,17 +76,16 @@ def next_ridge(shift, size):
     return max(10 * shift, 1e-10 * size or 1e-10)
 
 
-def with_ridge(factorise, size):
-    """``factorise(0)``, else ``factorise(ridge)`` for growing ridges: the first not None.
+def with_ridge(factorise, size, shift=0.0, tries=RIDGE_TRIES):
+    """``factorise(shift)``, else ``factorise(ridge)`` for growing ridges: the first not None.
 
     ``size`` is the largest entry of the matrix's diagonal (see
-    :func:`next_ridge`); None after :data:`RIDGE_TRIES` failures. Float32
+    :func:`next_ridge`); None after ``tries`` failures. Float32
     rounding can leave an unpenalised, nearly separable problem's Hessian
     not numerically positive definite: a small ridge makes a preconditioner
     of it.
     """
-    shift = 0.0
-    for _ in range(RIDGE_TRIES):
+    for _ in range(tries):
         factor = factorise(shift)
         if factor is not None:
             return factor
@@ -126,6 +125,18 @@ class Preconditioner:
     Hessian is the one at ``theta`` on every row, whole (not a row sample's,
     nor one that may leave terms out, nor handed in); ``sampled``: whether
     it is a row sample's.
+
+    A data Hessian built here and not kept is factored in its own memory,
+    and ``storage`` (the last factor's, :meth:`release`) is memory it may
+    be built in: each new n_params-square matrix's pages are faulted in
+    one by one, and at two of them per factor (the Hessian and its
+    factor's copy) that was a sixth of a fit (the raw 8x8 digits at the
+    defaults, one thread: 2300 page faults, 36.9 against 30.5 ms in a
+    process whose allocator kept its memory). ``storage`` goes to builds
+    that stack the classes (``_hessian.stacks_classes``), whose stacked
+    sums it holds before the Hessian: a build holds no more memory at once
+    with it than without. The others (K < 4, wide rows) sum into a buffer
+    of pairs per thread, beside which it would be one matrix more.
     """
 
     def __init__(
@@ -140,14 +151,18 @@ class Preconditioner:
         dtype=np.float32,
         damping=0.0,
         omit_fraction=0.0,
+        storage=None,
     ):
         self.exact = data_hessian is None
         self.sampled = False
+        build = None
         if data_hessian is None:
             omit = omitted_curvature(problem, omit_fraction)
-            data_hessian, self.sampled = self._data_hessian(
-                problem, theta, budget, rng, dtype, omit
-            )
+            build, self.sampled = self._hessian_builder(problem, theta, budget, rng, dtype, omit)
+            loss = problem.loss
+            size = loss.n_features + loss.fit_intercept
+            data_hessian = build(storage if stacks_classes(loss.n_classes, size) else None)
+            del storage
             self.exact = not self.sampled and not omit > 0
         # kept only when asked: a second n_params-square matrix beside the factor
         self.data_hessian = data_hessian if keep else None
@@ -157,16 +172,25 @@ class Preconditioner:
         # LAPACK for a numpy Hessian; a device's for one built there (_cholesky)
         self.linalg = factoriser_for(data_hessian)
         self.factor = self._factorise(
-            problem, data_hessian, null_weight, self.dtype, damping, self.linalg
+            problem,
+            data_hessian,
+            null_weight,
+            self.dtype,
+            damping,
+            self.linalg,
+            # a device's factoriser forms A in new memory anyway
+            rebuild=build if not keep and self.linalg is HOST else None,
         )
 
     @staticmethod
-    def _data_hessian(problem, theta, budget, rng, dtype, omit):
-        """The data term's Hessian at ``theta``, on a row sample when the data are large.
+    def _hessian_builder(problem, theta, budget, rng, dtype, omit):
+        """What builds the data term's Hessian at ``theta``, on a row sample for large data.
 
         It may leave out terms whose spectral norms sum to ``omit``.
 
-        Returns ``(hessian, sampled)``.
+        Returns ``(build, sampled)``: ``build(out)`` builds it (the same
+        matrix each time: the rows are drawn here), in ``out`` where that
+        fits (the backend protocol).
         """
         loss = problem.loss
         rows = row_factor = None
@@ -175,19 +199,54 @@ class Preconditioner:
         # cluster every row is used (sampling would move n numbers).
         if coef.any() and budget < loss.data.n_samples:
             rows, row_factor = hessian_rows(problem.curvature(theta), budget, rng)
-        # float32 (see _factorise) like its accumulation: the kept copy costs 4
-        # bytes an entry; on the device of an array-API fit, to be factored there
-        hessian = problem.data_hessian(
-            theta, rows=rows, row_factor=row_factor, dtype=dtype, on_device=True, omit=omit
-        )
-        return hessian, rows is not None
+
+        def build(out=None):
+            # float32 (see _factorise) like its accumulation: the kept copy costs 4
+            # bytes an entry; on the device of an array-API fit, to be factored there
+            return problem.data_hessian(
+                theta,
+                rows=rows,
+                row_factor=row_factor,
+                dtype=dtype,
+                on_device=True,
+                omit=omit,
+                out=out,
+            )
+
+        return build, rows is not None
+
+    def release(self):
+        """This preconditioner's factor, for the next one's Hessian to be built in (see above).
+
+        The preconditioner is spent: it solves no more (None where its
+        factor is not a numpy array).
+        """
+        factor, self.factor = self.factor, None
+        return factor if isinstance(factor, np.ndarray) else None
 
     @staticmethod
-    def _factorise(problem, data_hessian, null_weight, dtype, damping, linalg):
+    def _factorise(problem, data_hessian, null_weight, dtype, damping, linalg, rebuild=None):
+        """The factor (``_cholesky``); with ``rebuild``, in ``data_hessian``'s memory.
+
+        ``rebuild()`` forms the data Hessian again, in new memory, where
+        the first try (no ridge) leaves it half factored.
+        """
         n_coef = problem.loss.n_classes * problem.loss.n_features
         added = added_diagonal(problem) + damping
         diagonal = linalg.diagonal(data_hessian) + added
         diagonal[n_coef:] += null_weight
+        size = float(np.max(np.abs(diagonal)))
+        shift, tries = 0.0, RIDGE_TRIES
+        if rebuild is not None:
+            factor = linalg.factorise(
+                data_hessian, added, n_coef, null_weight, dtype, overwrite=True
+            )
+            if factor is not None:
+                return factor
+            # not numerically positive definite without a ridge (rare: see
+            # with_ridge); the ridges' tries need the Hessian whole
+            data_hessian = rebuild()
+            shift, tries = next_ridge(shift, size), tries - 1
         # Factorised in float32: one copy besides the kept one, and half the
         # time of float64 (spotrf and strsv), with the same Newton iterations
         # on the digits (raw, binarised at C=1e4) and the wine data: CG with
@@ -198,7 +257,9 @@ class Preconditioner:
         # is not, and the Newton step for a gradient orthogonal to u is the same.
         return with_ridge(
             lambda shift: linalg.factorise(data_hessian, added + shift, n_coef, null_weight, dtype),
-            float(np.max(np.abs(diagonal))),
+            size,
+            shift,
+            tries,
         )
 
     def for_problem(self, problem, null_weight):
