@@ -100,16 +100,17 @@ def large_empty(shape, dtype, order="C"):
 
     Fresh memory's 4 KiB pages are faulted in one by one on first touch: a
     650-square float32 matrix (the 8x8 digits' Hessian at K = 10) took 413
-    faults and 0.98 ms to zero, and a fit's fresh Hessian, its factor and
-    its class-pair sums about 2 ms of the raw digits' 34 (one thread, this
+    faults and 0.98 ms to zero, and a fit's fresh Hessian and class-pair
+    sums (945 faults) about 2 ms of the raw digits' 34 (one thread, this
     project's benchmark machine); on a 2 MiB huge page the matrix took one
     fault and 0.16 ms. So arrays of at least ``HUGE_PAGE_MIN_BYTES`` get a
     2 MiB-aligned anonymous mapping of their own, advised
     ``MADV_HUGEPAGE`` (as numpy advises its own arrays from 4 MiB), freed
     with the array, and counted by ``tracemalloc`` in numpy's domain as
     numpy's arrays are. Elsewhere (no ``MADV_HUGEPAGE``, or no way to tell
-    ``tracemalloc``) and for smaller arrays, ``np.empty``. The pages the
-    OS backs it with may be up to 2 MiB more than its bytes.
+    ``tracemalloc``), for smaller arrays and where no mapping is to be had,
+    ``np.empty``. The pages the OS backs it with may be up to 2 MiB more
+    than its bytes.
 
     Examples
     --------
@@ -123,7 +124,12 @@ def large_empty(shape, dtype, order="C"):
     if _TRACEMALLOC is None or n_bytes < HUGE_PAGE_MIN_BYTES:
         return np.empty(shape, dtype=dtype, order=order)
     size = -(-n_bytes // HUGE_PAGE_BYTES) * HUGE_PAGE_BYTES
-    mapping = mmap.mmap(-1, size + HUGE_PAGE_BYTES, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        mapping = mmap.mmap(-1, size + HUGE_PAGE_BYTES, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    except OSError:
+        # no mapping to be had (out of memory, or of mappings): numpy's
+        # allocation, whose failure is a MemoryError that names the size
+        return np.empty(shape, dtype=dtype, order=order)
     raw = np.frombuffer(mapping, dtype=np.uint8)
     start = -raw.ctypes.data % HUGE_PAGE_BYTES
     try:

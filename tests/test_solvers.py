@@ -966,6 +966,21 @@ def test_a_large_temporary_is_on_huge_pages_and_counted_by_tracemalloc():
     assert flags is not None and "hg" in flags  # MADV_HUGEPAGE
 
 
+def test_a_large_temporary_without_a_mapping_is_numpys(monkeypatch):
+    # out of mappings (vm.max_map_count) or of memory: numpy's allocation,
+    # whose failure names the size, not an OSError from mmap
+    import mmap
+
+    from skmultilogit import _memory
+
+    def refuse(*args, **kwargs):
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(mmap, "mmap", refuse)
+    array = _memory.large_empty((700, 700), np.float32, order="F")
+    assert array.shape == (700, 700) and array.flags.f_contiguous and array.base is None
+
+
 def test_a_hessian_factored_in_place_that_needs_a_ridge_is_formed_again(monkeypatch):
     # The first factorisation, with no ridge, runs in the Hessian's own
     # memory; where it fails (two equal columns, no penalty: singular in
