@@ -178,10 +178,14 @@ class NewtonCholesky:
     def update_preconditioner(self):
         """Rebuild the factor at the current iterate (in Kronecker form at zero coefficients)."""
         # freed before the next one is built (the tracer holds it for a path),
-        # its factor's memory handed to the next one's Hessian (Preconditioner)
+        # its factor's memory handed to the next one's Hessian where that
+        # build uses it (Preconditioner.release; held through the small
+        # Kronecker build at zero coefficients)
         spent, self.preconditioner = self.preconditioner, None
         self.tracer.preconditioner = None
-        storage = spent.release() if isinstance(spent, Preconditioner) else None
+        storage = None
+        if isinstance(spent, Preconditioner):
+            storage = spent.release(self.problem, self.hessian_dtype)
         del spent
         preconditioner = KroneckerPreconditioner.at(self.problem, self.theta, self.null_weight)
         if preconditioner is None:

@@ -132,8 +132,8 @@ class Preconditioner:
     one by one, and at two of them per factor (the Hessian and its
     factor's copy) that was a sixth of a fit (the raw 8x8 digits at the
     defaults, one thread: 2300 page faults, 36.9 against 30.5 ms in a
-    process whose allocator kept its memory). ``storage`` goes to builds
-    that stack the classes (``_hessian.stacks_classes``), whose stacked
+    process whose allocator kept its memory). ``storage`` is only handed
+    to builds that stack the classes (:meth:`builds_in`), whose stacked
     sums it holds before the Hessian: a build holds no more memory at once
     with it than without. The others (K < 4, wide rows) sum into a buffer
     of pairs per thread, beside which it would be one matrix more.
@@ -159,9 +159,7 @@ class Preconditioner:
         if data_hessian is None:
             omit = omitted_curvature(problem, omit_fraction)
             build, self.sampled = self._hessian_builder(problem, theta, budget, rng, dtype, omit)
-            loss = problem.loss
-            size = loss.n_features + loss.fit_intercept
-            data_hessian = build(storage if stacks_classes(loss.n_classes, size) else None)
+            data_hessian = build(storage)
             del storage
             self.exact = not self.sampled and not omit > 0
         # kept only when asked: a second n_params-square matrix beside the factor
@@ -215,21 +213,39 @@ class Preconditioner:
 
         return build, rows is not None
 
-    def release(self):
-        """This preconditioner's factor, for the next one's Hessian to be built in (see above).
+    def release(self, problem, dtype):
+        """This preconditioner's factor, for the next one's Hessian (``problem``'s, in ``dtype``).
 
-        The preconditioner is spent: it solves no more (None where its
-        factor is not a numpy array).
+        The preconditioner is spent: it solves no more. None, the factor
+        dropped too, where that build cannot use it (:meth:`builds_in`):
+        held through it unused, it would be one matrix more at its peak.
         """
         factor, self.factor = self.factor, None
-        return factor if isinstance(factor, np.ndarray) else None
+        return factor if self.builds_in(problem, dtype, factor) else None
+
+    @staticmethod
+    def builds_in(problem, dtype, memory):
+        """Whether a build of ``problem``'s data Hessian in ``dtype`` uses ``memory`` whole.
+
+        A numpy Fortran-ordered matrix of the Hessian's shape and ``dtype``,
+        for a build that stacks the classes (``_hessian.stacks_classes``; the
+        stack has the Hessian's shape): see the class docstring.
+        """
+        loss = problem.loss
+        return (
+            isinstance(memory, np.ndarray)
+            and memory.dtype == np.dtype(dtype)
+            and memory.shape == (loss.n_params, loss.n_params)
+            and memory.flags.f_contiguous
+            and stacks_classes(loss.n_classes, loss.n_features + loss.fit_intercept)
+        )
 
     @staticmethod
     def _factorise(problem, data_hessian, null_weight, dtype, damping, linalg, rebuild=None):
         """The factor (``_cholesky``); with ``rebuild``, in ``data_hessian``'s memory.
 
-        ``rebuild()`` forms the data Hessian again, in new memory, where
-        the first try (no ridge) leaves it half factored.
+        ``rebuild(out)`` forms the data Hessian again, in ``out``, where the
+        first try (no ridge) leaves it half factored.
         """
         n_coef = problem.loss.n_classes * problem.loss.n_features
         added = added_diagonal(problem) + damping
@@ -244,8 +260,9 @@ class Preconditioner:
             if factor is not None:
                 return factor
             # not numerically positive definite without a ridge (rare: see
-            # with_ridge); the ridges' tries need the Hessian whole
-            data_hessian = rebuild()
+            # with_ridge); the ridges' tries need the Hessian whole: formed
+            # again in the same memory (a copy for each try comes on top)
+            data_hessian = rebuild(data_hessian)
             shift, tries = next_ridge(shift, size), tries - 1
         # Factorised in float32: one copy besides the kept one, and half the
         # time of float64 (spotrf and strsv), with the same Newton iterations
