@@ -31,7 +31,6 @@ import numpy as np
 from scipy.linalg import blas, lapack
 
 from ._array_api import input_namespace, to_numpy, widest_float
-from ._memory import large_empty
 
 
 def factoriser_for(hessian):
@@ -75,8 +74,7 @@ class HostCholesky:
         ):
             hessian = data_hessian
         else:
-            hessian = large_empty(data_hessian.shape, dtype, order="F")
-            np.copyto(hessian, data_hessian, casting="same_kind")
+            hessian = np.array(data_hessian, dtype=dtype, order="F")
         on_diagonal = np.arange(hessian.shape[0])
         hessian[on_diagonal, on_diagonal] += diagonal
         if intercept_shift:

@@ -24,7 +24,6 @@ import numpy as np
 from scipy.linalg import blas
 
 from ._loss import softmax
-from ._memory import large_empty
 from ._omission import add_class_pairs_omitting, flush_tiny
 from ._scratch import FRESH
 
@@ -95,9 +94,7 @@ def class_pairs_buffer(n_classes, size, dtype):
     Shape (size, size, K (K - 1) / 2), Fortran-ordered, so that each pair's
     matrix is a contiguous Fortran block BLAS can update in place.
     """
-    pairs = large_empty((size, size, n_classes * (n_classes - 1) // 2), dtype, order="F")
-    pairs.fill(0)
-    return pairs
+    return np.zeros((size, size, n_classes * (n_classes - 1) // 2), dtype=dtype, order="F")
 
 
 # The sums S_kl are formed by one rank update of the classes' stacked rows
@@ -332,8 +329,7 @@ def _add_pairs_by_class(pairs, design, proba, weight_block, scratch):
 def hessian_storage(out, n_params, dtype):
     """``out`` where it can be an (n_params, n_params) Fortran-ordered ``dtype`` matrix, else new.
 
-    Uninitialised either way (the caller writes every entry it reads); a
-    new one on huge pages where it is large (``_memory.large_empty``).
+    Uninitialised either way (the caller writes every entry it reads).
 
     Examples
     --------
@@ -350,7 +346,7 @@ def hessian_storage(out, n_params, dtype):
         and out.flags.writeable
     ):
         return out
-    return large_empty((n_params, n_params), dtype, order="F")
+    return np.empty((n_params, n_params), dtype=dtype, order="F")
 
 
 def class_pair_hessian(pairs, n_classes, n_features, fit_intercept, out=None):

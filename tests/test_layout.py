@@ -14,9 +14,9 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "skmultilogit"
 # Lowest first: a module may import from its own layer's package or from a
 # lower layer, never from a higher one (docs/layout.md).
 LAYERS = [
-    ["_kernel", "_scratch", "_array_api", "_threads", "_memory"],
+    ["_kernel", "_scratch", "_array_api", "_threads"],
     ["_loss", "_group_norms", "_omission"],
-    ["_hessian", "_cholesky", "_penalties", "_statistics", "_conditioning"],
+    ["_hessian", "_cholesky", "_penalties", "_statistics", "_conditioning", "_memory"],
     ["_backends", "_scoring"],
     ["_objective"],
     ["_solvers"],

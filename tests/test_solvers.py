@@ -1,7 +1,6 @@
 """The solver layer: the change of variables, stopping rules, hard conditioning."""
 
 import copy
-import time
 import warnings
 
 import numpy as np
@@ -915,124 +914,6 @@ def test_a_rebuilt_factor_is_built_in_the_last_ones_memory(data):
     # memory's alignment may differ in the last bits, the spent factor's
     # numbers (order 1 against entries of order 1) would not
     np.testing.assert_allclose(factor, fresh.factor, rtol=1e-6, atol=1e-6 * np.abs(factor).max())
-
-
-def _vm_flags(address):
-    """The ``VmFlags`` of the mapping of this process that holds ``address`` (Linux)."""
-    with open("/proc/self/smaps") as smaps:
-        inside = False
-        for line in smaps:
-            first = line.split()[0] if line.strip() else ""
-            if "-" in first and not first.endswith(":"):
-                low, high = (int(bound, 16) for bound in first.split("-"))
-                inside = low <= address < high
-            elif inside and first == "VmFlags:":
-                return line.split()[1:]
-    return None
-
-
-def test_a_large_temporary_is_on_huge_pages_and_counted_by_tracemalloc():
-    # A fresh matrix's 4 KiB pages fault in one by one (the digits' 650-square
-    # float32 Hessian: 413 faults, about 1 ms); large_empty maps it on its
-    # own, advised for 2 MiB pages. tracemalloc must still see it as it sees
-    # numpy's arrays (the benchmark's and these tests' memory figures), and
-    # forget it when it is freed.
-    import gc
-    import mmap
-    import tracemalloc
-
-    from skmultilogit._memory import HUGE_PAGE_MIN_BYTES, large_empty
-
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        array = large_empty((700, 700), np.float32, order="F")
-        held = tracemalloc.get_traced_memory()[0] - before
-        array.fill(1.0)
-        del array
-        gc.collect()
-        after = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
-    assert 700 * 700 * 4 <= held < 700 * 700 * 4 + 4096
-    assert after < 4096
-    small = large_empty((10, 10), np.float64)
-    assert small.flags.c_contiguous and small.nbytes < HUGE_PAGE_MIN_BYTES
-    try:
-        with open("/sys/kernel/mm/transparent_hugepage/enabled") as enabled:
-            thp = "[never]" not in enabled.read()
-    except OSError:
-        thp = False
-    if not (hasattr(mmap, "MADV_HUGEPAGE") and thp):
-        pytest.skip("no transparent huge pages on this OS or kernel")
-    array = large_empty((3, 500, 500), np.float64, order="F")
-    assert array.flags.f_contiguous and array.flags.writeable
-    assert array.ctypes.data % (2 << 20) == 0
-    try:
-        flags = _vm_flags(array.ctypes.data)
-    except OSError:
-        flags = None
-    if flags is None:
-        pytest.skip("no VmFlags in /proc/self/smaps")
-    assert "hg" in flags  # MADV_HUGEPAGE
-
-
-def test_a_freed_large_temporary_does_not_untrack_a_live_one_at_its_address():
-    # A mapping is unmapped before its finalizer runs: another thread may map
-    # and track the same address in between, and the late finalizer then
-    # took the live array out of tracemalloc's count (243 in 20 000 checks
-    # in the first version; each check here would see it).
-    import sys
-    import threading
-    import tracemalloc
-
-    from skmultilogit._memory import large_empty
-
-    mib = 1 << 20
-    stop = threading.Event()
-
-    def allocate_and_free():
-        while not stop.is_set():
-            del_me = large_empty((mib // 8,), np.float64)
-            del del_me
-
-    lost = 0
-    interval = sys.getswitchinterval()
-    tracemalloc.start()
-    thread = threading.Thread(target=allocate_and_free)
-    try:
-        sys.setswitchinterval(1e-6)
-        base = tracemalloc.get_traced_memory()[0]
-        thread.start()
-        for _ in range(4000):
-            live = large_empty((mib // 8 + 1,), np.float64)  # the same mapping size
-            for _ in range(3):
-                time.sleep(0)
-                if tracemalloc.get_traced_memory()[0] - base < mib:
-                    lost += 1
-            del live
-    finally:
-        stop.set()
-        if thread.is_alive():
-            thread.join()
-        sys.setswitchinterval(interval)
-        tracemalloc.stop()
-    assert lost == 0
-
-
-def test_a_large_temporary_without_a_mapping_is_numpys(monkeypatch):
-    # out of mappings (vm.max_map_count) or of memory: numpy's allocation,
-    # whose failure names the size, not an OSError from mmap
-    import mmap
-
-    from skmultilogit import _memory
-
-    def refuse(*args, **kwargs):
-        raise OSError(12, "Cannot allocate memory")
-
-    monkeypatch.setattr(mmap, "mmap", refuse)
-    array = _memory.large_empty((700, 700), np.float32, order="F")
-    assert array.shape == (700, 700) and array.flags.f_contiguous and array.base is None
 
 
 def test_a_hessian_factored_in_place_that_needs_a_ridge_is_formed_again(monkeypatch):

@@ -128,11 +128,13 @@ class Preconditioner:
 
     A data Hessian built here and not kept is factored in its own memory,
     and ``storage`` (the last factor's, :meth:`release`) is memory it may
-    be built in: each new n_params-square matrix's pages are faulted in
-    one by one, and at two of them per factor (the Hessian and its
-    factor's copy) that was a sixth of a fit (the raw 8x8 digits at the
-    defaults, one thread: 2300 page faults, 36.9 against 30.5 ms in a
-    process whose allocator kept its memory). ``storage`` is only handed
+    be built in: one matrix less at a build's peak, no copy, and where the
+    allocator hands out fresh pages (glibc, once it has given memory back),
+    fewer of them to fault in one by one (the raw 8x8 digits at the
+    defaults, one thread, fits in a row: 2310 page faults a fit before, 946
+    after, 36.9 against 34.0 ms; where the allocator reused its memory, as
+    after larger fits, no faults either way and 32.4 against 32.0 ms).
+    ``storage`` is only handed
     to builds that stack the classes (:meth:`builds_in`), whose stacked
     sums it holds before the Hessian: a build holds no more memory at once
     with it than without. The others (K < 4, wide rows) sum into a buffer
