@@ -864,14 +864,13 @@ def test_a_rebuilt_factor_on_a_path_does_not_hold_the_old_one(monkeypatch, data)
 
 @pytest.mark.parametrize("data", ["random", "digits"])
 def test_a_rebuilt_factor_is_built_in_the_last_ones_memory(data):
-    # Each new n_params-square matrix's pages fault in one by one: a rebuild
-    # formed the Hessian in new memory and factored a copy of it, 2300 page
-    # faults a fit on the raw digits (a sixth of its time). Now the Hessian
-    # is built in the spent factor's memory (the stacked sums first, on the
-    # random data) and factored there: the rebuild allocates less than one
-    # such matrix more (before: 2.02 and 2.32 of one), and the factor is the
-    # one a copy in new memory gives, to the bit (the spent factor's numbers
-    # are no part of it).
+    # A rebuild formed the Hessian in new memory and factored a copy of it
+    # (in a fresh process, where glibc gives freed matrices back, 2310 page
+    # faults a fit on the raw digits). Now the Hessian is built in the spent
+    # factor's memory (the stacked sums first, on the random data) and
+    # factored there: the rebuild allocates less than one such matrix more
+    # (before: 2.02 and 2.32 of one), and the factor is the one a copy in
+    # new memory gives (the spent factor's numbers are no part of it).
     import tracemalloc
 
     if data == "random":  # the stacked sums, every term kept

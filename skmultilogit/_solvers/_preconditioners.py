@@ -142,11 +142,11 @@ class Preconditioner:
     defaults, one thread, fits in a row: 2310 page faults a fit before, 946
     after, 36.9 against 34.0 ms; where the allocator reused its memory, as
     after larger fits, no faults either way and 32.4 against 32.0 ms).
-    ``storage`` is only handed
-    to builds that stack the classes (:meth:`builds_in`), whose stacked
-    sums it holds before the Hessian: a build holds no more memory at once
-    with it than without. The others (K < 4, wide rows) sum into a buffer
-    of pairs per thread, beside which it would be one matrix more.
+    ``storage`` is only handed to builds that stack the classes
+    (:meth:`builds_in`), whose stacked sums it holds before the Hessian: a
+    build holds no more memory at once with it than without. The others
+    (K < 4, wide rows) sum into a buffer of pairs per thread, beside which
+    it would be one matrix more.
     """
 
     def __init__(
@@ -274,10 +274,11 @@ class Preconditioner:
             # again in the same memory (a copy for each try comes on top)
             data_hessian = rebuild(data_hessian)
             shift, tries = next_ridge(shift, size), tries - 1
-        # Factorised in float32: one copy besides the kept one, and half the
-        # time of float64 (spotrf and strsv), with the same Newton iterations
-        # on the digits (raw, binarised at C=1e4) and the wine data: CG with
-        # exact Hessian products needs only an approximate preconditioner.
+        # Factorised in float32 (in the Hessian's memory, or a copy beside a
+        # kept one): half the time of float64 (spotrf and strsv), with the
+        # same Newton iterations on the digits (raw, binarised at C=1e4) and
+        # the wine data: CG with exact Hessian products needs only an
+        # approximate preconditioner.
         # (float64 where the factor makes the steps themselves:
         # NewtonInRounds.polish.) Shifting every intercept by one constant
         # changes nothing, so H is singular along u = (0, 1/sqrt(K)); H + u u^T
