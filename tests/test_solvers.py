@@ -919,8 +919,9 @@ def test_a_hessian_factored_in_place_that_needs_a_ridge_is_formed_again(monkeypa
     # The first factorisation, with no ridge, runs in the Hessian's own
     # memory; where it fails (two equal columns, no penalty: singular in
     # float32) LAPACK leaves the matrix half factored, and the ridges'
-    # tries need it whole: it is formed again. The factor is then the one
-    # the tries on a copy give (the path that keeps the Hessian), to the bit.
+    # tries need it whole: it is formed again, in the same memory. The
+    # factor is then the one the tries on a copy give (the path that keeps
+    # the Hessian).
     from skmultilogit._cholesky import HOST
 
     X, y = load_iris(return_X_y=True)
