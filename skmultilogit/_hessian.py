@@ -326,6 +326,20 @@ def _add_pairs_by_class(pairs, design, proba, weight_block, scratch):
         start += count
 
 
+def fits_hessian(memory, n_params, dtype):
+    """Whether ``memory`` can hold an (n_params, n_params) Fortran-ordered ``dtype`` matrix.
+
+    A writeable numpy array of that shape, dtype and order (:func:`hessian_storage`).
+    """
+    return (
+        isinstance(memory, np.ndarray)
+        and memory.shape == (n_params, n_params)
+        and memory.dtype == np.dtype(dtype)
+        and memory.flags.f_contiguous
+        and memory.flags.writeable
+    )
+
+
 def hessian_storage(out, n_params, dtype):
     """``out`` where it can be an (n_params, n_params) Fortran-ordered ``dtype`` matrix, else new.
 
@@ -338,13 +352,7 @@ def hessian_storage(out, n_params, dtype):
     >>> hessian_storage(old, 3, np.float32) is old, hessian_storage(old, 3, np.float64) is old
     (True, False)
     """
-    if (
-        isinstance(out, np.ndarray)
-        and out.shape == (n_params, n_params)
-        and out.dtype == dtype
-        and out.flags.f_contiguous
-        and out.flags.writeable
-    ):
+    if fits_hessian(out, n_params, dtype):
         return out
     return np.empty((n_params, n_params), dtype=dtype, order="F")
 

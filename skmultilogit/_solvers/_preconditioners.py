@@ -12,7 +12,7 @@ steps).
 import numpy as np
 
 from .._cholesky import HOST, KroneckerFactor, factoriser_for
-from .._hessian import class_covariance, hessian_rows, stacks_classes
+from .._hessian import class_covariance, fits_hessian, hessian_rows, stacks_classes
 from ._threads import product_size
 
 # A refresh of the preconditioner may cost about as many multiply-adds as
@@ -237,17 +237,13 @@ class Preconditioner:
     def builds_in(problem, dtype, memory):
         """Whether a build of ``problem``'s data Hessian in ``dtype`` uses ``memory`` whole.
 
-        A numpy Fortran-ordered matrix of the Hessian's shape and ``dtype``,
-        for a build that stacks the classes (``_hessian.stacks_classes``; the
-        stack has the Hessian's shape): see the class docstring.
+        Memory the Hessian fits in (``_hessian.fits_hessian``), for a build
+        that stacks the classes (``_hessian.stacks_classes``; the stack has
+        the Hessian's shape): see the class docstring.
         """
         loss = problem.loss
-        return (
-            isinstance(memory, np.ndarray)
-            and memory.dtype == np.dtype(dtype)
-            and memory.shape == (loss.n_params, loss.n_params)
-            and memory.flags.f_contiguous
-            and stacks_classes(loss.n_classes, loss.n_features + loss.fit_intercept)
+        return fits_hessian(memory, loss.n_params, dtype) and stacks_classes(
+            loss.n_classes, loss.n_features + loss.fit_intercept
         )
 
     @staticmethod
