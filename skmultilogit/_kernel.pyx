@@ -577,6 +577,66 @@ def dense_hessp(const floating[:, ::1] X not None, Py_ssize_t n_classes,
         free(u)
 
 
+def design_direction(const double[:, ::1] dir_coef not None, const double[::1] dir_intercept,
+                     const double[::1] center not None, const double[::1] inverse_scale not None,
+                     floating[:, ::1] dir_t not None, double[::1] offset,
+                     double[:, ::1] out_t not None, double[::1] out_intercept not None):
+    """A direction ``(V, c)`` for the design rows ``[(x - center) * inverse_scale, 1]`` as the model's.
+
+    Writes the model's direction ``W = V * inverse_scale`` (per feature) into
+    the first K columns of the table ``dir_t`` (d, stride), rounded to its
+    dtype, and ``b = c - W center`` (float64, from the float64 W) into
+    ``offset`` (K,) where ``dir_intercept`` is not None; zeroes ``out_t``
+    and ``out_intercept`` for the pass's sums. A feature of
+    ``inverse_scale`` 0 (an inert column) moves nothing. With
+    :func:`dense_hessp` and :func:`design_product`, the Hessian product in
+    the solvers' coordinates (``_backends._design``) without a numpy call
+    between them.
+    """
+    cdef Py_ssize_t K = dir_coef.shape[0], d = dir_coef.shape[1], j, k
+    cdef double value, shift
+    if center.shape[0] != d or inverse_scale.shape[0] != d:
+        raise ValueError("center and inverse_scale need a value for every feature")
+    if dir_t.shape[0] != d or dir_t.shape[1] < K or out_t.shape[0] != d or out_t.shape[1] < K:
+        raise ValueError("dir_t and out_t must be (n_features, stride >= n_classes) tables")
+    if out_intercept.shape[0] != K:
+        raise ValueError("out_intercept needs a value for every class")
+    if dir_intercept is not None and (dir_intercept.shape[0] != K or offset is None
+                                      or offset.shape[0] != K):
+        raise ValueError("dir_intercept and offset need a value for every class")
+    with nogil:
+        for k in range(K):
+            shift = 0.0
+            for j in range(d):
+                value = dir_coef[k, j] * inverse_scale[j]
+                dir_t[j, k] = <floating>value
+                shift += value * center[j]
+            if dir_intercept is not None:
+                offset[k] = dir_intercept[k] - shift
+            out_intercept[k] = 0.0
+        for j in range(d):
+            for k in range(out_t.shape[1]):
+                out_t[j, k] = 0.0
+
+
+def design_product(const double[:, ::1] out_t not None, const double[::1] out_intercept not None,
+                   const double[::1] center not None, const double[::1] inverse_scale not None,
+                   double[:, ::1] product_coef not None):
+    """A pass's product in the model's coordinates pulled back to the design rows' (see
+    :func:`design_direction`): ``product_coef[k, j] = (out_t[j, k] - center[j]
+    out_intercept[k]) inverse_scale[j]``; the intercepts' part is ``out_intercept``
+    itself."""
+    cdef Py_ssize_t K = product_coef.shape[0], d = product_coef.shape[1], j, k
+    if center.shape[0] != d or inverse_scale.shape[0] != d:
+        raise ValueError("center and inverse_scale need a value for every feature")
+    if out_t.shape[0] != d or out_t.shape[1] < K or out_intercept.shape[0] != K:
+        raise ValueError("out_t must be an (n_features, stride >= n_classes) table")
+    with nogil:
+        for k in range(K):
+            for j in range(d):
+                product_coef[k, j] = (out_t[j, k] - center[j] * out_intercept[k]) * inverse_scale[j]
+
+
 def pair_size_bins(const floating[:, ::1] root not None, const floating[::1] norms not None,
                    double[::1] sums not None, Py_ssize_t[::1] counts not None):
     """Add the sizes ``root[k, i] root[l, i] norms[i]`` (all ``k < l``, all i) to bins by exponent.

@@ -27,6 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._backends import NumpyBackend
+from ._backends._design import model_direction, pulled_back
 from ._penalties import make_penalty
 
 __all__ = ["loss_gradient"]
@@ -258,27 +259,41 @@ class MultinomialLoss:
         """Hessian of the objective at ``w`` times the direction ``v``."""
         return self.hessp_at(w)(v)
 
-    def hessp_at(self, w):
+    def hessp_at(self, w, *, center=None, scale=None, inert=None):
         """:meth:`hessp` at ``w`` as a function of the direction alone: the products of one solve.
 
-        Through the backend's ``hessp_at`` where it has one (the protocol's
-        optional member), which prepares what all products at one point share
-        and copies the point; otherwise ``hessp`` at a copy of ``w``. Either
-        way the products stay at ``w`` whatever becomes of its array.
+        With ``center`` and ``scale`` the direction and the product are in
+        the coordinates ``(V, c)`` of the design rows ``[(x - center) /
+        scale, 1]`` (``_backends._design``; ``_conditioning``'s), the
+        features of the mask ``inert`` (zero design columns) moving nothing
+        in the data term; the penalty's part is ``lambda V / scale^2`` for
+        every feature. Through the backend's ``hessp_at`` where it has one
+        (the protocol's optional member), which prepares what all products
+        at one point share and copies the point; otherwise ``hessp`` at a
+        copy of ``w``, the coordinates changed around it. Either way the
+        products stay at ``w`` whatever becomes of its array.
         """
         bound = getattr(self.data, "hessp_at", None)
         if bound is not None:
-            data_product = bound(*self.unpack(w))
+            data_product = bound(*self.unpack(w), center=center, scale=scale, inert=inert)
         else:
             coef, intercept = self.unpack(np.array(w, dtype=np.float64))
 
             def data_product(dir_coef, dir_intercept):
-                return self.data.hessp(coef, intercept, dir_coef, dir_intercept)
+                direction = model_direction(dir_coef, dir_intercept, center, scale, inert)
+                product = self.data.hessp(coef, intercept, *direction)
+                return pulled_back(*product, center, scale, inert)
+
+        # the penalty lambda ||W||^2 / 2 in (V, c): lambda V / scale^2
+        penalty_factor = None if scale is None else 1.0 / np.square(scale)
 
         def product(v):
             dir_coef, dir_intercept = self.unpack(v)
             product_coef, product_intercept = data_product(dir_coef, dir_intercept)
-            self.penalty.add_gradient(dir_coef, product_coef)
+            if penalty_factor is None:
+                self.penalty.add_gradient(dir_coef, product_coef)
+            elif self.penalty.l2_strength:
+                self.penalty.add_gradient(dir_coef * penalty_factor, product_coef)
             return self._flat(product_coef, product_intercept)
 
         return product

@@ -734,6 +734,92 @@ def test_products_bound_to_a_point_stay_at_it_through_passes_elsewhere(
             np.testing.assert_allclose(mine, theirs, rtol=rtol, atol=rtol * np.abs(theirs).max())
 
 
+def _written_out_design_product(X, weight, proba, center, scale, inert, dir_coef, dir_intercept):
+    """The data term's Hessian product in the design rows' coordinates, from its definition.
+
+    Design rows ``z_i = [(x_i - center) / scale, 1]`` (inert columns zero, no
+    1 without an intercept), ``u_i = V z_i`` and ``r_i = w_i (p_i * u_i -
+    p_i (p_i . u_i))``; the product is ``sum_i r_i z_i^T``.
+    """
+    Z = (X.astype(np.float64) - center) / scale
+    Z[:, inert] = 0.0
+    direction = dir_coef
+    if dir_intercept is not None:
+        Z = np.column_stack([Z, np.ones(len(X))])
+        direction = np.column_stack([dir_coef, dir_intercept])
+    P = proba.T.astype(np.float64)
+    U = Z @ direction.T
+    R = weight[:, None] * (P * U - P * (P * U).sum(axis=1, keepdims=True))
+    product = R.T @ Z
+    if dir_intercept is None:
+        return product, None
+    return product[:, :-1], product[:, -1]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("with_inert", [True, False])
+def test_products_in_the_design_coordinates_are_the_written_out_ones(
+    monkeypatch, dtype, fit_intercept, with_inert
+):
+    # hessp_at(..., center, scale, inert): on one thread the compiled loops
+    # change coordinates in their tables (_kernel.design_direction,
+    # design_product); the numpy steps (_design) elsewhere. Both against the
+    # product written out from its definition, and each other.
+    from skmultilogit._backends import NumpyBackend
+
+    rng = np.random.default_rng(11)
+    n, d, K = 500, 13, 10
+    X = rng.normal(loc=4.0, scale=3.0, size=(n, d)).astype(dtype)
+    inert = np.zeros(d, dtype=bool)
+    if with_inert:
+        inert[[2, 7]] = True
+        X[:, inert] = 5.0 if fit_intercept else 0.0
+    y = rng.integers(0, K, size=n)
+    weight = rng.uniform(0.0, 2.0, size=n)
+    center = rng.normal(loc=4.0, size=d) if fit_intercept else np.zeros(d)
+    center[inert] = 5.0 if fit_intercept else 0.0
+    scale = rng.uniform(0.1, 10.0, size=d)
+    point = rng.normal(size=(K, d)) * 0.1, rng.normal(size=K) if fit_intercept else None
+    directions = [
+        (rng.normal(size=(K, d)), rng.normal(size=K) if fit_intercept else None) for _ in range(2)
+    ]
+    data = NumpyBackend(X, y, K, weight)
+    assert _compiled.dense_kernel(data) is _kernel and len(data._pass_groups()) == 1
+    design = {"center": center, "scale": scale, "inert": inert if with_inert else None}
+    compiled = data.hessp_at(*point, **design)
+    ours = [compiled(*direction) for direction in directions]
+    proba = data._cached_proba(*point)
+    monkeypatch.setattr(_compiled, "dense_kernel", lambda data: None)
+    numpy_steps = NumpyBackend(X, y, K, weight).hessp_at(*point, **design)
+    rtol = 1e-12 if dtype == np.float64 else 1e-4
+    for mine, direction in zip(ours, directions, strict=True):
+        expected = _written_out_design_product(X, weight, proba, center, scale, inert, *direction)
+        for part, theirs, numpy_part in zip(mine, expected, numpy_steps(*direction), strict=True):
+            if theirs is None:
+                continue  # (no intercept: the backend's intercept sums are not the product's)
+            atol = rtol * np.abs(theirs).max()
+            np.testing.assert_allclose(part, theirs, rtol=rtol, atol=atol)
+            np.testing.assert_allclose(numpy_part, theirs, rtol=rtol, atol=atol)
+        # an inert feature moves nothing and gets nothing, exactly
+        assert not mine[0][:, inert].any()
+
+
+def test_the_design_coordinates_loops_refuse_arrays_of_other_shapes():
+    table, out = _compiled.class_table(3, 2, whole_vectors=True), np.zeros((3, 8))
+    direction, ones = np.ones((2, 3)), np.ones(3)
+    with pytest.raises(ValueError, match="every feature"):
+        _kernel.design_direction(direction, None, np.ones(2), ones, table, None, out, np.zeros(2))
+    with pytest.raises(ValueError, match="stride"):
+        _kernel.design_direction(direction, None, ones, ones, table[:2], None, out, np.zeros(2))
+    with pytest.raises(ValueError, match="every class"):
+        _kernel.design_direction(direction, np.ones(2), ones, ones, table, None, out, np.zeros(2))
+    with pytest.raises(ValueError, match="every feature"):
+        _kernel.design_product(out, np.zeros(2), ones, np.ones(4), np.empty((2, 3)))
+    with pytest.raises(ValueError, match="stride"):
+        _kernel.design_product(out, np.zeros(3), ones, ones, np.empty((2, 3)))
+
+
 def test_dense_hessp_refuses_tables_of_other_shapes():
     X = np.ones((4, 3))
     proba = np.full((2, 4), 0.5)

@@ -59,6 +59,43 @@ def test_change_of_variables_gradient_and_hessian_match_finite_differences(fit_i
     np.testing.assert_allclose(problem.hessp(theta, v), numeric_hv, rtol=1e-5, atol=1e-9)
 
 
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_hessian_products_with_inert_features_match_finite_differences(fit_intercept, sparse):
+    # An inert feature (a constant column, centred) moves nothing in the data
+    # term: its Hessian entries are the penalty's alone, in the gradient by
+    # ConditionedProblem._penalty_only and in the products by the backend's
+    # change of coordinates (the compiled tables on dense X, _design's numpy
+    # steps on sparse X). Products against finite differences of the gradient.
+    rng = np.random.default_rng(3)
+    X = rng.normal(loc=3.0, scale=[0.5, 2.0, 1.0, 4.0, 1.0], size=(60, 5))
+    X[:, [1, 3]] = 2.5 if fit_intercept else 0.0
+    y = rng.integers(0, 4, size=60)
+    X = sp.csr_matrix(X) if sparse else X
+    loss = MultinomialLoss.from_arrays(X, y, 4, rng.uniform(0.5, 2, 60), 0.7,
+                                       fit_intercept=fit_intercept, normalize=True)  # fmt: skip
+    mean, spread = feature_mean_scale(loss.data, fit_intercept)
+    problem = ConditionedProblem(
+        loss, mean, feature_scale(spread, loss.penalty.l2_strength), inert=spread == 0
+    )
+    assert problem.inert is not None and problem.inert.sum() == 2
+    theta = rng.normal(size=loss.n_params)
+    for v in rng.normal(size=(3, loss.n_params)):
+        numeric = (
+            problem.loss_gradient(theta + 1e-6 * v)[1] - problem.loss_gradient(theta - 1e-6 * v)[1]
+        ) / 2e-6
+        np.testing.assert_allclose(problem.hessp(theta, v), numeric, rtol=1e-6, atol=1e-9)
+    # without a penalty their entries are zero exactly, not rounding noise
+    # (along which Newton's steps would wander without bound)
+    free = MultinomialLoss.from_arrays(X, y, 4, rng.uniform(0.5, 2, 60), np.inf,
+                                       fit_intercept=fit_intercept, normalize=True)  # fmt: skip
+    problem = ConditionedProblem(free, mean, np.where(spread > 0, spread, 1.0), inert=spread == 0)
+    product = problem.hessp(theta, rng.normal(size=loss.n_params))
+    inert_entries = np.tile(spread == 0, 4)
+    assert not product[: inert_entries.size][inert_entries].any()
+    assert product[: inert_entries.size][~inert_entries].all()
+
+
 def conditioned_gradient_max(clf, X, y, sample_weight=None):
     """Largest entry of the normalised objective's gradient in the solver's
     coordinates (features centred; those of spread outside [0.1, 10] divided by

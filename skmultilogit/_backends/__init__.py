@@ -47,13 +47,18 @@ Attributes
 ``hessp(coef, intercept, dir_coef, dir_intercept)``
     ``(product_coef, product_intercept)``: the data term's Hessian times a
     direction. Products at one point reuse its probabilities.
-``hessp_at(coef, intercept)`` (optional)
+``hessp_at(coef, intercept, *, center, scale, inert)`` (optional)
     ``hessp`` at one point as a function of the direction alone,
     ``product(dir_coef, dir_intercept)``, for a solve's products at that
     point: what they share is prepared once (the numpy backend's compiled
-    dense pass: its tables). It keeps copies of the point, not the caller's
-    arrays. Where a backend has none, the objective binds ``hessp`` to a
-    copy of the point itself.
+    dense pass: its tables). With ``center`` and ``scale`` (None: the
+    model's own coordinates) the direction and the product are in the
+    coordinates of the design rows ``[(x - center) / scale, 1]``, as the
+    solvers take them, the features of the mask ``inert`` (zero design
+    columns) moving nothing and getting zero (``_design``). It keeps copies
+    of the point, not the caller's arrays. Where a backend has none, the
+    objective binds ``hessp`` to a copy of the point itself and changes
+    coordinates around it.
 ``hessian(coef, intercept, *, center, scale, rows, row_factor, dtype, on_device, omit, out)``
     The data term's Hessian for the design rows ``[(x - center) / scale, 1]``
     (the 1 only with an intercept), optionally on the rows ``rows`` with

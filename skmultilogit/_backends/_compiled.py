@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import _loss
 from .._threads import map_in_threads
+from ._design import model_direction, pulled_back
 
 
 def csr_kernel(data):
@@ -143,7 +144,7 @@ def dense_hessp(data, kernel, proba, dir_coef, dir_intercept):
     return _table_pass(data, block_pass, whole_vectors=True)[1:]
 
 
-def dense_hessp_at(data, kernel, proba_at_point):
+def dense_hessp_at(data, kernel, proba_at_point, center=None, scale=None, inert=None):
     """:func:`dense_hessp` at one point as a function of the direction, its tables made once.
 
     A conjugate-gradient solve takes its tens of products at one point. On
@@ -156,16 +157,29 @@ def dense_hessp_at(data, kernel, proba_at_point):
     product and never kept between them: the backend's cache refills its
     array in place for a pass at another point (a line search's), and an
     array kept here would either go stale or stay alive beside the new one.
+
+    With ``center`` and ``scale`` (and ``inert``, a mask of features whose
+    design column is zero) the direction and the product are in the
+    coordinates of the design rows (``_design``), as the solvers take them:
+    on one thread the compiled loops change coordinates on the way into
+    the direction's table and out of the product's
+    (``_kernel.design_direction``, ``design_product``), where the solvers'
+    numpy calls around each product (to the model's coordinates and back,
+    the inert features' entries) took a fifth of its time on the digits.
+
     Returns ``product(dir_coef, dir_intercept) -> (product_coef,
-    product_intercept)``, new arrays each call, equal to :func:`dense_hessp`'s;
-    for one thread at a time (the tables are its own), with the threads of
-    the pass as they were when it was made.
+    product_intercept)``, new arrays each call, equal to :func:`dense_hessp`'s
+    (in the design's coordinates where given); for one thread at a time (the
+    tables are its own), with the threads of the pass as they were when it
+    was made.
     """
     groups = data._pass_groups()
     if len(groups) != 1:
 
         def threaded_product(dir_coef, dir_intercept):
-            return dense_hessp(data, kernel, proba_at_point(), dir_coef, dir_intercept)
+            direction = model_direction(dir_coef, dir_intercept, center, scale, inert)
+            product = dense_hessp(data, kernel, proba_at_point(), *direction)
+            return pulled_back(*product, center, scale, inert)
 
         return threaded_product
     (blocks,) = groups
@@ -173,23 +187,47 @@ def dense_hessp_at(data, kernel, proba_at_point):
     dir_t = class_table(n_features, n_classes, whole_vectors=True, dtype=data.dtype)
     product_t = class_table(n_features, n_classes, whole_vectors=True)
     product_intercept = np.empty(n_classes)
+    if scale is None:
 
-    def product(dir_coef, dir_intercept):
+        def product(dir_coef, dir_intercept):
+            proba = proba_at_point()
+            dir_t[:, :n_classes] = dir_coef.T
+            product_t.fill(0.0)
+            product_intercept.fill(0.0)
+            c = _float64(dir_intercept)
+            for rows, X_block, _ in blocks:
+                kernel.dense_hessp(
+                    X_block, n_classes, dir_t, c, proba[:, rows], data.weight[rows],
+                    product_t, product_intercept,
+                )  # fmt: skip
+            # copies, not views of the tables the next product overwrites (with
+            # one feature the transposed view is contiguous already)
+            return product_t[:, :n_classes].T.copy(), product_intercept.copy()
+
+        return product
+    center = np.zeros(n_features) if center is None else np.ascontiguousarray(center, np.float64)
+    inverse_scale = 1.0 / np.asarray(scale, dtype=np.float64)
+    if inert is not None:
+        inverse_scale[inert] = 0.0
+    offset = np.empty(n_classes)
+
+    def design_product(dir_coef, dir_intercept):
         proba = proba_at_point()
-        dir_t[:, :n_classes] = dir_coef.T
-        product_t.fill(0.0)
-        product_intercept.fill(0.0)
-        c = _float64(dir_intercept)
+        c = None if dir_intercept is None else offset
+        kernel.design_direction(
+            np.ascontiguousarray(dir_coef), _float64(dir_intercept), center, inverse_scale,
+            dir_t, c, product_t, product_intercept,
+        )  # fmt: skip
         for rows, X_block, _ in blocks:
             kernel.dense_hessp(
                 X_block, n_classes, dir_t, c, proba[:, rows], data.weight[rows],
                 product_t, product_intercept,
             )  # fmt: skip
-        # copies, not views of the tables the next product overwrites (with
-        # one feature the transposed view is contiguous already)
-        return product_t[:, :n_classes].T.copy(), product_intercept.copy()
+        product_coef = np.empty((n_classes, n_features))
+        kernel.design_product(product_t, product_intercept, center, inverse_scale, product_coef)
+        return product_coef, product_intercept.copy()
 
-    return product
+    return design_product
 
 
 def _float64(intercept):

@@ -10,7 +10,8 @@ from .._scratch import Scratch
 from .._threads import map_in_threads, pass_threads
 from . import _compiled
 from ._compiled import summed
-from ._proba_cache import cached_proba, keep_proba, proba_to_refill
+from ._design import model_direction, pulled_back
+from ._proba_cache import cached_proba, keep_proba, proba_lookup, proba_to_refill
 from ._sampled import hessian_sample, sampled_loss_gradient_hessian
 
 # Bytes of dense X evaluated per row block, and the fewest rows in a block
@@ -277,15 +278,18 @@ class NumpyBackend:
 
         return summed(map_in_threads(on_blocks, self._pass_groups()))
 
-    def hessp_at(self, coef, intercept):
+    def hessp_at(self, coef, intercept, *, center=None, scale=None, inert=None):
         """:meth:`hessp` at one point as a function of the direction alone.
 
         ``product(dir_coef, dir_intercept) -> (product_coef,
         product_intercept)``, each product equal to :meth:`hessp`'s at
-        ``(coef, intercept)`` (copied here). Where the compiled dense pass
-        runs the products, its tables are made once for all of them
-        (``_compiled.dense_hessp_at``); otherwise each product is
-        :meth:`hessp`.
+        ``(coef, intercept)`` (copied here); with ``center`` and ``scale``
+        (and the mask ``inert``), the direction and the product in the
+        coordinates of the design rows ``[(x - center) / scale, 1]``
+        (``_design``). Where the compiled dense pass runs the products, its
+        tables are made once for all of them and the coordinates change in
+        them (``_compiled.dense_hessp_at``); otherwise each product is
+        :meth:`hessp` between ``_design``'s numpy steps.
         """
         coef = coef.copy()
         intercept = None if intercept is None else intercept.copy()
@@ -293,10 +297,14 @@ class NumpyBackend:
         if kernel is None:
 
             def product(dir_coef, dir_intercept):
-                return self.hessp(coef, intercept, dir_coef, dir_intercept)
+                direction = model_direction(dir_coef, dir_intercept, center, scale, inert)
+                product = self.hessp(coef, intercept, *direction)
+                return pulled_back(*product, center, scale, inert)
 
             return product
-        return _compiled.dense_hessp_at(self, kernel, lambda: self._cached_proba(coef, intercept))
+        return _compiled.dense_hessp_at(
+            self, kernel, proba_lookup(self, coef, intercept), center, scale, inert
+        )
 
     def curvature(self, coef, intercept):
         """``omega_i (1 - ||p_i||^2)`` for every row, block by block (no n x K array kept)."""

@@ -47,6 +47,29 @@ def cached_proba(data, coef, intercept):
     return cache[2]
 
 
+def proba_lookup(data, coef, intercept):
+    """:func:`cached_proba` at one point as a function of nothing: the lookup of its products.
+
+    Each cache entry holds its own copies of its point, never changed and
+    never shared with another entry; a lookup that finds the entry it
+    checked last (its copy of ``coef``, held here: a small array, not the
+    n x K probabilities) skips comparing the points again (two
+    ``np.array_equal`` calls, 5 us of the digits' 170 us product).
+    """
+    checked = None
+
+    def lookup():
+        nonlocal checked
+        cache = data._proba_cache
+        if cache is not None and cache[0] is checked:
+            return cache[2]
+        proba = cached_proba(data, coef, intercept)
+        checked = data._proba_cache[0]
+        return proba
+
+    return lookup
+
+
 def proba_to_refill(data):
     """The cached probabilities' array for a pass to overwrite at a new point, else None.
 
