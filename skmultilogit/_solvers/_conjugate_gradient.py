@@ -19,7 +19,14 @@ from scipy.optimize import OptimizeResult
 # objective gaps and the same distances of the coefficients from a reference
 # optimum (newton-cg at tol=1e-14), 1-6 fewer products a fit; interleaved,
 # medians of 14 fits at one thread, the digits' defaults 3.5-4 % faster (raw
-# 33.0 -> 31.8 ms).
+# 33.0 -> 31.8 ms). Where the quadratic term wins (weak curvature) the full
+# steps can stall short of the floor whatever the residual: the raw digits at
+# C = 1e4 with ten rows of weight 2 end at a largest gradient entry of 1.5e-6
+# (LogisticRegression's units) at 1e-4, 3e-5 and 1e-5 alike, where 1e-6 took
+# another path to 1.2e-11; the objective equal within its rounding, the
+# coefficients 1.8e-7 apart (of 2.1), weighted rows against repeated ones as
+# far apart (2e-6) either way; a refused step solved again to 1e-6 was
+# refused too.
 POLISH_RTOL = 1e-4
 POLISH_MAX_CG = 10
 
