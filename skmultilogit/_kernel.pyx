@@ -624,8 +624,9 @@ def design_product(const double[:, ::1] out_t not None, const double[::1] out_in
                    double[:, ::1] product_coef not None):
     """A pass's product in the model's coordinates pulled back to the design rows' (see
     :func:`design_direction`): ``product_coef[k, j] = (out_t[j, k] - center[j]
-    out_intercept[k]) inverse_scale[j]``; the intercepts' part is ``out_intercept``
-    itself."""
+    out_intercept[k]) inverse_scale[j]``, exactly 0 where ``inverse_scale[j]`` is
+    (an inert feature: set, not multiplied, which an infinite sum would make
+    NaN); the intercepts' part is ``out_intercept`` itself."""
     cdef Py_ssize_t K = product_coef.shape[0], d = product_coef.shape[1], j, k
     if center.shape[0] != d or inverse_scale.shape[0] != d:
         raise ValueError("center and inverse_scale need a value for every feature")
@@ -634,7 +635,11 @@ def design_product(const double[:, ::1] out_t not None, const double[::1] out_in
     with nogil:
         for k in range(K):
             for j in range(d):
-                product_coef[k, j] = (out_t[j, k] - center[j] * out_intercept[k]) * inverse_scale[j]
+                if inverse_scale[j] == 0.0:
+                    product_coef[k, j] = 0.0
+                else:
+                    product_coef[k, j] = ((out_t[j, k] - center[j] * out_intercept[k])
+                                          * inverse_scale[j])
 
 
 def pair_size_bins(const floating[:, ::1] root not None, const floating[::1] norms not None,

@@ -274,7 +274,9 @@ class MultinomialLoss:
         products stay at ``w`` whatever becomes of its array.
         """
         bound = getattr(self.data, "hessp_at", None)
-        if bound is not None:
+        if bound is not None and scale is None:
+            data_product = bound(*self.unpack(w))
+        elif bound is not None:
             data_product = bound(*self.unpack(w), center=center, scale=scale, inert=inert)
         else:
             coef, intercept = self.unpack(np.array(w, dtype=np.float64))
@@ -284,15 +286,17 @@ class MultinomialLoss:
                 product = self.data.hessp(coef, intercept, *direction)
                 return pulled_back(*product, center, scale, inert)
 
-        # the penalty lambda ||W||^2 / 2 in (V, c): lambda V / scale^2
-        penalty_factor = None if scale is None else 1.0 / np.square(scale)
+        # the penalty lambda ||W||^2 / 2 in (V, c): lambda V / scale^2 (the
+        # factor only with a penalty: at C = inf a scale of 1e-300 squares to 0)
+        in_design = scale is not None
+        penalty_factor = 1.0 / np.square(scale) if in_design and self.penalty.l2_strength else None
 
         def product(v):
             dir_coef, dir_intercept = self.unpack(v)
             product_coef, product_intercept = data_product(dir_coef, dir_intercept)
-            if penalty_factor is None:
+            if not in_design:
                 self.penalty.add_gradient(dir_coef, product_coef)
-            elif self.penalty.l2_strength:
+            elif penalty_factor is not None:
                 self.penalty.add_gradient(dir_coef * penalty_factor, product_coef)
             return self._flat(product_coef, product_intercept)
 

@@ -805,6 +805,34 @@ def test_products_in_the_design_coordinates_are_the_written_out_ones(
         assert not mine[0][:, inert].any()
 
 
+def test_inert_features_get_zero_even_where_a_sum_is_infinite():
+    # design_product sets an inert feature's entries (inverse scale 0), it
+    # does not multiply them by 0: an infinite sum (a constant column near
+    # the float maximum) would make 0 * inf = NaN
+    out_t = np.zeros((3, 8))
+    out_t[1, :2] = np.inf
+    product = np.full((2, 3), np.nan)
+    _kernel.design_product(out_t, np.ones(2), np.zeros(3), np.array([1.0, 0.0, 2.0]), product)
+    np.testing.assert_array_equal(product, np.zeros((2, 3)))
+
+
+def test_a_bound_design_product_takes_directions_of_any_float_dtype():
+    # the solvers' directions are float64, but a float32 one is cast, not
+    # refused by the compiled loop's float64 signature
+    from skmultilogit._backends import NumpyBackend
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(50, 4))
+    data = NumpyBackend(X, rng.integers(0, 3, size=50), 3, np.ones(50))
+    product = data.hessp_at(
+        rng.normal(size=(3, 4)), rng.normal(size=3), center=X.mean(axis=0), scale=X.std(axis=0)
+    )
+    direction = rng.normal(size=(3, 4)).astype(np.float32), rng.normal(size=3)
+    as_float64 = product(direction[0].astype(np.float64), direction[1])
+    for part, expected in zip(product(*direction), as_float64, strict=True):
+        np.testing.assert_array_equal(part, expected)
+
+
 def test_the_design_coordinates_loops_refuse_arrays_of_other_shapes():
     table, out = _compiled.class_table(3, 2, whole_vectors=True), np.zeros((3, 8))
     direction, ones = np.ones((2, 3)), np.ones(3)

@@ -96,6 +96,27 @@ def test_hessian_products_with_inert_features_match_finite_differences(fit_inter
     assert product[: inert_entries.size][~inert_entries].all()
 
 
+def test_hessian_products_without_a_penalty_take_features_of_tiny_scale():
+    # Without a penalty (C = inf) the products' penalty factor 1 / scale^2 is
+    # never formed: at a scale of 1e-300 it would overflow (a warning raised
+    # as an error under the tests' warning filters, outside the solvers'
+    # own errstate).
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(30, 3))
+    X[:, 1] *= 1e-300
+    y = rng.integers(0, 3, size=30)
+    loss = MultinomialLoss.from_arrays(X, y, 3, np.ones(30), np.inf, normalize=True)
+    mean, spread = feature_mean_scale(loss.data, True)
+    problem = ConditionedProblem(loss, mean, spread)
+    theta, v = rng.normal(size=(2, loss.n_params))
+    with np.errstate(all="raise"):
+        product = problem.hessp(theta, v)
+    numeric = (
+        problem.loss_gradient(theta + 1e-6 * v)[1] - problem.loss_gradient(theta - 1e-6 * v)[1]
+    ) / 2e-6
+    np.testing.assert_allclose(product, numeric, rtol=1e-6, atol=1e-9)
+
+
 def conditioned_gradient_max(clf, X, y, sample_weight=None):
     """Largest entry of the normalised objective's gradient in the solver's
     coordinates (features centred; those of spread outside [0.1, 10] divided by

@@ -215,7 +215,8 @@ def dense_hessp_at(data, kernel, proba_at_point, center=None, scale=None, inert=
         proba = proba_at_point()
         c = None if dir_intercept is None else offset
         kernel.design_direction(
-            np.ascontiguousarray(dir_coef), _float64(dir_intercept), center, inverse_scale,
+            np.ascontiguousarray(dir_coef, np.float64), _float64(dir_intercept), center,
+            inverse_scale,
             dir_t, c, product_t, product_intercept,
         )  # fmt: skip
         for rows, X_block, _ in blocks:

@@ -20,7 +20,7 @@ is
 since ``W x + b = V (x - mu) / sigma + c`` row by row. An inert feature's
 design column is exactly zero (a constant column, centred): its entries of
 ``W`` and of ``g_V`` are zero, not the rounding that computing them leaves.
-Without an intercept the centre is zero and ``b`` is None.
+Without an intercept the centre is zero (None: zero) and ``b`` is None.
 
 These are the numpy steps; the compiled dense pass makes the same changes
 in its own tables (``_compiled.dense_hessp_at``).
@@ -47,8 +47,8 @@ def model_direction(dir_coef, dir_intercept, center, scale, inert=None):
     coef = dir_coef / scale
     if inert is not None:
         coef[:, inert] = 0.0
-    if dir_intercept is None:
-        return coef, None
+    if dir_intercept is None or center is None:
+        return coef, dir_intercept
     return coef, dir_intercept - coef @ center
 
 
@@ -68,7 +68,7 @@ def pulled_back(product_coef, product_intercept, center, scale, inert=None):
     """
     if scale is None:
         return product_coef, product_intercept
-    if product_intercept is None:
+    if product_intercept is None or center is None:
         coef = product_coef / scale
     else:
         coef = (product_coef - np.multiply.outer(product_intercept, center)) / scale
