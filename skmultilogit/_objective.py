@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._backends import NumpyBackend
-from ._backends._design import model_direction, pulled_back
+from ._backends._design import in_design_coordinates
 from ._penalties import make_penalty
 
 __all__ = ["loss_gradient"]
@@ -281,10 +281,10 @@ class MultinomialLoss:
         else:
             coef, intercept = self.unpack(np.array(w, dtype=np.float64))
 
-            def data_product(dir_coef, dir_intercept):
-                direction = model_direction(dir_coef, dir_intercept, center, scale, inert)
-                product = self.data.hessp(coef, intercept, *direction)
-                return pulled_back(*product, center, scale, inert)
+            def model_product(dir_coef, dir_intercept):
+                return self.data.hessp(coef, intercept, dir_coef, dir_intercept)
+
+            data_product = in_design_coordinates(model_product, center, scale, inert)
 
         # the penalty lambda ||W||^2 / 2 in (V, c): lambda V / scale^2 (the
         # factor only with a penalty: at C = inf a scale of 1e-300 squares to 0)

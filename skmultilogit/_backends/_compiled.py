@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import _loss
 from .._threads import map_in_threads
-from ._design import model_direction, pulled_back
+from ._design import in_design_coordinates
 
 
 def csr_kernel(data):
@@ -177,11 +177,9 @@ def dense_hessp_at(data, kernel, proba_at_point, center=None, scale=None, inert=
     if len(groups) != 1:
 
         def threaded_product(dir_coef, dir_intercept):
-            direction = model_direction(dir_coef, dir_intercept, center, scale, inert)
-            product = dense_hessp(data, kernel, proba_at_point(), *direction)
-            return pulled_back(*product, center, scale, inert)
+            return dense_hessp(data, kernel, proba_at_point(), dir_coef, dir_intercept)
 
-        return threaded_product
+        return in_design_coordinates(threaded_product, center, scale, inert)
     (blocks,) = groups
     n_features, n_classes = data.n_features, data.n_classes
     dir_t = class_table(n_features, n_classes, whole_vectors=True, dtype=data.dtype)

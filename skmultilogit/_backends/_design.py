@@ -75,3 +75,30 @@ def pulled_back(product_coef, product_intercept, center, scale, inert=None):
     if inert is not None:
         coef[:, inert] = 0.0
     return coef, product_intercept
+
+
+def in_design_coordinates(product, center, scale, inert=None):
+    """A product ``product(dir_coef, dir_intercept)`` of the model's coordinates, in design ones.
+
+    The direction goes through :func:`model_direction`, the product through
+    :func:`pulled_back`; ``scale`` None: ``product`` itself. The numpy steps
+    of a backend's ``hessp_at`` wherever the compiled pass does not change
+    coordinates in its tables.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> double = lambda coef, intercept: (2 * coef, 2 * intercept)
+    >>> g_V, g_c = in_design_coordinates(double, np.array([1.0, 0.0]), np.array([2.0, 3.0]))(
+    ...     np.array([[2.0, 3.0]]), np.array([1.0]))
+    >>> g_V, g_c
+    (array([[1.        , 0.66666667]]), array([0.]))
+    """
+    if scale is None:
+        return product
+
+    def design_product(dir_coef, dir_intercept):
+        direction = model_direction(dir_coef, dir_intercept, center, scale, inert)
+        return pulled_back(*product(*direction), center, scale, inert)
+
+    return design_product

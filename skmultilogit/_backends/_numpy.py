@@ -10,7 +10,7 @@ from .._scratch import Scratch
 from .._threads import map_in_threads, pass_threads
 from . import _compiled
 from ._compiled import summed
-from ._design import model_direction, pulled_back
+from ._design import in_design_coordinates
 from ._proba_cache import cached_proba, keep_proba, proba_lookup, proba_to_refill
 from ._sampled import hessian_sample, sampled_loss_gradient_hessian
 
@@ -297,11 +297,9 @@ class NumpyBackend:
         if kernel is None:
 
             def product(dir_coef, dir_intercept):
-                direction = model_direction(dir_coef, dir_intercept, center, scale, inert)
-                product = self.hessp(coef, intercept, *direction)
-                return pulled_back(*product, center, scale, inert)
+                return self.hessp(coef, intercept, dir_coef, dir_intercept)
 
-            return product
+            return in_design_coordinates(product, center, scale, inert)
         return _compiled.dense_hessp_at(
             self, kernel, proba_lookup(self, coef, intercept), center, scale, inert
         )
